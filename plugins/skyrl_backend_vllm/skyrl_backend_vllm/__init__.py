@@ -1,0 +1,3 @@
+"""vLLM inference backend for skyrl."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+"""DAPO (clip-higher, dynamic sampling, token-level loss, overlong shaping) for skyrl."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,446 @@
+"""Load a run's TOML file into a validated ``RunConfig``, reporting every error at once.
+
+Steps: parse TOML, apply dotted command-line overrides (``trainer.lr=1e-6``), pull out
+the tables owned by components and plugins, structure the rest with cattrs (unknown keys
+forbidden, strict scalar types), validate each component table against the selected
+component's config class, run the per-field checks and the cross-field checks (batch
+sizes), and raise one ``ConfigError`` listing every problem with its key path.
+"""
+
+from __future__ import annotations
+
+import sys
+import typing
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+import cattrs
+from cattrs.errors import (
+    ClassValidationError,
+    ForbiddenExtraKeysError,
+    IterableValidationError,
+)
+
+from skyrl_core.config import schema
+from skyrl_core.errors import ConfigError, ConfigIssue, did_you_mean
+from skyrl_core.plugins import KNOWN_PROVIDERS, Registry
+from skyrl_core.specs import Kind
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+# Tables that choose a component by ``name``; the rest of the table is its options.
+COMPONENT_TABLES: dict[tuple[str, ...], tuple[Kind, str]] = {
+    ("backend",): (Kind.BACKEND, "native"),
+    ("strategy",): (Kind.STRATEGY, "local"),
+    ("algorithm", "advantage"): (Kind.ADVANTAGE_ESTIMATOR, "grpo"),
+    ("algorithm", "policy_loss"): (Kind.POLICY_LOSS, "ppo_clip"),
+}
+
+
+# -- a strict converter ---------------------------------------------------------------------
+
+
+def _describe(value: Any) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _strict_int(value: Any, _: type) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected an integer, got {_describe(value)}")
+    return value
+
+
+def _strict_float(value: Any, _: type) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"expected a number, got {_describe(value)}")
+    return float(value)
+
+
+def _strict_bool(value: Any, _: type) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"expected true or false, got {_describe(value)}")
+    return value
+
+
+def _strict_str(value: Any, _: type) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {_describe(value)}")
+    return value
+
+
+def _is_literal(tp: Any) -> bool:
+    return typing.get_origin(tp) is Literal
+
+
+def _structure_literal(value: Any, tp: Any) -> Any:
+    allowed = typing.get_args(tp)
+    if value in allowed and type(value) in {type(a) for a in allowed}:
+        return value
+    choices = ", ".join(repr(a) for a in allowed)
+    hint = did_you_mean(value, [str(a) for a in allowed]) if isinstance(value, str) else ""
+    raise ValueError(f"{value!r} is not one of {choices}.{hint}")
+
+
+def _is_list(tp: Any) -> bool:
+    return typing.get_origin(tp) in (list, Sequence)
+
+
+def make_converter() -> cattrs.Converter:
+    """A cattrs converter that forbids unknown keys and never coerces scalar types."""
+    conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+    conv.register_structure_hook(int, _strict_int)
+    conv.register_structure_hook(float, _strict_float)
+    conv.register_structure_hook(bool, _strict_bool)
+    conv.register_structure_hook(str, _strict_str)
+    conv.register_structure_hook_func(_is_literal, _structure_literal)
+
+    list_hook = conv.get_structure_hook(list[int])  # noqa: F841 - warm the factory
+
+    def structure_list(value: Any, tp: Any) -> Any:
+        if not isinstance(value, list):
+            raise TypeError(f"expected a list, got {_describe(value)}")
+        (item_type,) = typing.get_args(tp) or (Any,)
+        errors = []
+        out = []
+        for i, item in enumerate(value):
+            try:
+                out.append(conv.structure(item, item_type))
+            except Exception as exc:  # noqa: BLE001 - collected and reported below
+                exc.__notes__ = [*getattr(exc, "__notes__", []), f"index {i}"]
+                errors.append((i, exc))
+        if errors:
+            raise IterableValidationError(
+                "list items are invalid",
+                [_with_index(i, e, item_type) for i, e in errors],
+                tp,
+            )
+        return out
+
+    conv.register_structure_hook_func(_is_list, structure_list)
+    return conv
+
+
+def _with_index(index: int, exc: Exception, tp: Any) -> Exception:
+    from cattrs.errors import IterableValidationNote
+
+    exc.__notes__ = [IterableValidationNote(f"index {index}", index, tp)]
+    return exc
+
+
+CONVERTER = make_converter()
+
+
+# -- turning cattrs exceptions into key-path issues -----------------------------------------
+
+
+def _join(path: Sequence[str | int]) -> str:
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + part
+    return out
+
+
+def _issues_from(exc: BaseException, path: list[str | int], tp: Any = None) -> list[ConfigIssue]:
+    if isinstance(exc, ClassValidationError):
+        out: list[ConfigIssue] = []
+        with_notes, without = exc.group_exceptions()
+        for sub, note in with_notes:
+            out += _issues_from(sub, [*path, note.name], note.type)
+        for sub in without:
+            out += _issues_from(sub, path, tp)
+        return out
+    if isinstance(exc, IterableValidationError):
+        out = []
+        with_notes, without = exc.group_exceptions()
+        for sub, note in with_notes:
+            out += _issues_from(sub, [*path, note.index], note.type)
+        for sub in without:
+            out += _issues_from(sub, path, tp)
+        return out
+    if isinstance(exc, ForbiddenExtraKeysError):
+        valid = [a.name for a in attrs.fields(exc.cl)]
+        return [
+            ConfigIssue(
+                _join([*path, key]),
+                f"unknown key.{did_you_mean(key, valid)} Valid keys here: {', '.join(valid)}.",
+            )
+            for key in sorted(exc.extra_fields)
+        ]
+    if isinstance(exc, KeyError):
+        if tp is not None and attrs.has(tp):
+            return [ConfigIssue(_join(path), f"missing required section [{_join(path)}].")]
+        return [ConfigIssue(_join(path), "missing required key.")]
+    if isinstance(exc, (TypeError, ValueError)) and type(exc).__module__ == "builtins":
+        msg = str(exc)
+        if isinstance(exc, TypeError) and "expected" not in msg:
+            msg = f"expected a table (section), got something else ({msg})"
+        return [ConfigIssue(_join(path), msg)]
+    return [ConfigIssue(_join(path), f"{type(exc).__name__}: {exc}")]
+
+
+def structure(data: Any, cls: type, path: Sequence[str] = ()) -> tuple[Any, list[ConfigIssue]]:
+    """Structure ``data`` into ``cls``; return ``(obj or None, issues)``."""
+    if not isinstance(data, dict):
+        return None, [ConfigIssue(_join(path), f"expected a table (section), got {_describe(data)}")]
+    try:
+        obj = CONVERTER.structure(data, cls)
+    except Exception as exc:  # noqa: BLE001 - translated into issues
+        return None, _issues_from(exc, list(path), cls)
+    return obj, check_fields(obj, path)
+
+
+def check_fields(obj: Any, path: Sequence[str] = ()) -> list[ConfigIssue]:
+    """Run every field's ``check`` (see ``option``), recursively over nested attrs objects."""
+    out: list[ConfigIssue] = []
+    if not attrs.has(type(obj)):
+        return out
+    for field in attrs.fields(type(obj)):
+        value = getattr(obj, field.name)
+        check = field.metadata.get("check")
+        if check is not None and value is not None:
+            message = check(value)
+            if message:
+                out.append(ConfigIssue(_join([*path, field.name]), message))
+        if attrs.has(type(value)):
+            out += check_fields(value, [*path, field.name])
+    return out
+
+
+# -- overrides -------------------------------------------------------------------------------
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``a.b=value``; the value is read as a TOML value, else kept as a string."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(
+            [ConfigIssue("", f"override {text!r} must look like section.key=value (e.g. trainer.lr=1e-6)")],
+            "command line",
+        )
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return key.split("."), value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> None:
+    """Apply ``key.path=value`` overrides to a parsed TOML document in place."""
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = raw
+        for i, key in enumerate(keys[:-1]):
+            child = node.setdefault(key, {})
+            if not isinstance(child, dict):
+                raise ConfigError(
+                    [ConfigIssue(".".join(keys[: i + 1]), f"override {text!r}: this key is not a table")],
+                    "command line",
+                )
+            node = child
+        node[keys[-1]] = value
+
+
+# -- the loader ------------------------------------------------------------------------------
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Parse a TOML file, turning syntax errors and missing files into ``ConfigError``."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError([ConfigIssue("", f"config file not found: {p} (check the path)")], str(p))
+    try:
+        with p.open("rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([ConfigIssue("", f"TOML syntax error: {exc}")], str(p)) from exc
+
+
+def load_config(path: str | Path, overrides: Iterable[str] = (), registry: Registry | None = None) -> schema.RunConfig:
+    """Read, override and validate a run config file."""
+    raw = read_toml(path)
+    apply_overrides(raw, overrides)
+    return parse_config(raw, registry=registry, source=str(path))
+
+
+def _pop_path(raw: dict[str, Any], path: tuple[str, ...]) -> Any:
+    node: Any = raw
+    for key in path[:-1]:
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    if not isinstance(node, dict):
+        return None
+    return node.pop(path[-1], None)
+
+
+def _set_path(raw: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    node = raw
+    for key in path[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            return
+    node[path[-1]] = value
+
+
+def structure_component(
+    registry: Registry, kind: Kind, name: str, options: dict[str, Any], path: Sequence[str], name_path: Sequence[str]
+) -> tuple[Any, list[ConfigIssue]]:
+    """Validate a component's options against its config class; ``(config, issues)``.
+
+    ``path`` locates the options table, ``name_path`` the key that chose the name.
+    """
+    comp = registry.components[kind].get(name)
+    if comp is None:
+        return None, [ConfigIssue(_join(name_path), registry.unknown_message(kind, name))]
+    cls = comp.spec.config_cls
+    if cls is None:
+        if options:
+            keys = ", ".join(sorted(options))
+            return None, [ConfigIssue(_join(path), f"{kind.label} {name!r} takes no options, got: {keys}")]
+        return None, []
+    return structure(options, cls, path)
+
+
+def parse_config(raw: dict[str, Any], registry: Registry | None = None, source: str = "<config>") -> schema.RunConfig:
+    """Validate a parsed TOML document; raise ``ConfigError`` with every problem found."""
+    if registry is None:
+        from skyrl_core.plugins import build_registry
+
+        registry = build_registry()
+    raw = _deepcopy(raw)
+    issues: list[ConfigIssue] = []
+
+    # 1. Component tables: pull them out, remember name + options.
+    chosen: dict[tuple[str, ...], tuple[str, dict[str, Any]]] = {}
+    for path, (kind, default) in COMPONENT_TABLES.items():
+        table = _pop_path(raw, path)
+        if table is None:
+            table = {}
+        if not isinstance(table, dict):
+            issues.append(ConfigIssue(_join(path), f"expected a table with `name = ...`, got {_describe(table)}"))
+            continue
+        table = dict(table)
+        name = table.pop("name", default)
+        if not isinstance(name, str):
+            issues.append(ConfigIssue(_join([*path, "name"]), f"expected a string, got {_describe(name)}"))
+            continue
+        chosen[path] = (name, table)
+
+    # 2. Environment tables, tracker tables, plugin sections.
+    env_tables = raw.pop("environments", {}) or {}
+    if not isinstance(env_tables, dict):
+        issues.append(ConfigIssue("environments", "expected tables like [environments.<name>]"))
+        env_tables = {}
+    tracking = raw.get("tracking")
+    tracker_tables: dict[str, Any] = {}
+    if isinstance(tracking, dict):
+        own = {f.name for f in attrs.fields(schema.TrackingConfig)} - {"options"}
+        for key in [k for k, v in tracking.items() if k not in own and isinstance(v, dict)]:
+            tracker_tables[key] = tracking.pop(key)
+    own_sections = {f.name for f in attrs.fields(schema.RunConfig)} - {"sections", "environments"}
+    plugin_tables = {k: raw.pop(k) for k in [k for k in raw if k not in own_sections]}
+
+    # 3. The fixed schema.
+    cfg, found = structure(raw, schema.RunConfig)
+    issues += found
+
+    # 4. Components.
+    configs: dict[tuple[str, ...], Any] = {}
+    for path, (name, options) in chosen.items():
+        kind = COMPONENT_TABLES[path][0]
+        obj, found = structure_component(registry, kind, name, options, path, (*path, "name"))
+        issues += found
+        configs[path] = obj
+
+    envs: dict[str, Any] = {}
+    for env_name, table in env_tables.items():
+        obj, found = structure_component(
+            registry, Kind.ENVIRONMENT, env_name, table if isinstance(table, dict) else {},
+            ("environments", env_name), ("environments", env_name),
+        )
+        if not isinstance(table, dict):
+            found = [ConfigIssue(f"environments.{env_name}", f"expected a table, got {_describe(table)}")]
+        issues += found
+        envs[env_name] = obj
+
+    sections: dict[str, Any] = {}
+    for sec_name, table in plugin_tables.items():
+        comp = registry.components[Kind.CONFIG_SECTION].get(sec_name)
+        if comp is None:
+            hint = did_you_mean(sec_name, list(own_sections) + registry.names(Kind.CONFIG_SECTION))
+            msg = f"unknown section [{sec_name}].{hint}"
+            dist = KNOWN_PROVIDERS[Kind.CONFIG_SECTION].get(sec_name)
+            if dist:
+                msg += f" It is provided by {dist}: `pip install {dist}`."
+            issues.append(ConfigIssue(sec_name, msg))
+            continue
+        obj, found = structure(table, comp.spec.config_cls, (sec_name,)) if comp.spec.config_cls else (table, [])
+        issues += found
+        sections[sec_name] = obj
+
+    if cfg is not None:
+        for name in cfg.tracking.trackers:
+            if name not in registry.components[Kind.TRACKER]:
+                issues.append(ConfigIssue("tracking.trackers", registry.unknown_message(Kind.TRACKER, name)))
+        for tname, table in tracker_tables.items():
+            if tname not in cfg.tracking.trackers:
+                issues.append(
+                    ConfigIssue(f"tracking.{tname}", f"options given but {tname!r} is not listed in tracking.trackers")
+                )
+                continue
+            obj, found = structure_component(
+                registry, Kind.TRACKER, tname, table, ("tracking", tname), ("tracking", "trackers")
+            )
+            issues += found
+            cfg.tracking.options[tname] = obj
+
+    if cfg is not None:
+        cfg.backend = schema.ComponentRef(name=chosen.get(("backend",), ("native", {}))[0], config=configs.get(("backend",)))
+        cfg.strategy = schema.ComponentRef(name=chosen.get(("strategy",), ("local", {}))[0], config=configs.get(("strategy",)))
+        cfg.algorithm.advantage = schema.ComponentRef(
+            name=chosen.get(("algorithm", "advantage"), ("grpo", {}))[0], config=configs.get(("algorithm", "advantage"))
+        )
+        cfg.algorithm.policy_loss = schema.ComponentRef(
+            name=chosen.get(("algorithm", "policy_loss"), ("ppo_clip", {}))[0],
+            config=configs.get(("algorithm", "policy_loss")),
+        )
+        cfg.environments = envs
+        cfg.sections = sections
+        from skyrl_core.config.plan import plan_issues
+
+        issues += plan_issues(cfg)
+        for env_name in [cfg.data.default_env_class] if cfg.data.default_env_class else []:
+            if env_name not in registry.components[Kind.ENVIRONMENT]:
+                issues.append(
+                    ConfigIssue("data.default_env_class", registry.unknown_message(Kind.ENVIRONMENT, env_name))
+                )
+
+    if issues:
+        raise ConfigError(issues, source)
+    assert cfg is not None
+    return cfg
+
+
+def component_config(registry: Registry, kind: Kind, name: str, given: Any) -> Any:
+    """The validated config of a component, or its config class's defaults when not given."""
+    if given is not None:
+        return given
+    cls = registry.get(kind, name).spec.config_cls
+    return cls() if cls is not None else None
+
+
+def _deepcopy(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _deepcopy(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_deepcopy(v) for v in obj]
+    return obj

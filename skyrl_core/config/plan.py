@@ -1,0 +1,132 @@
+"""The derived batch plan: every batch quantity, in its unit, computed in one place.
+
+Units: *prompts* are dataset rows; *sequences* are samples (``samples_per_prompt`` per
+prompt); *tokens* bound micro-batches. ``skyrl config show`` prints this plan.
+"""
+
+from __future__ import annotations
+
+import math
+
+import attrs
+
+from skyrl_core.config.schema import RunConfig
+from skyrl_core.errors import ConfigIssue
+
+
+@attrs.frozen
+class BatchPlan:
+    """Derived batch sizes of one training step."""
+
+    prompts_per_step: int
+    samples_per_prompt: int
+    sequences_per_step: int
+    prompts_per_minibatch: int
+    sequences_per_minibatch: int
+    minibatches_per_step: int
+    epochs_per_step: int
+    optimizer_steps_per_step: int
+    total_optimizer_steps: int
+    max_sequence_tokens: int
+    micro_batch_tokens: int
+    min_sequences_per_micro_batch: int
+    max_micro_batches_per_minibatch: int
+
+    def rows(self) -> list[tuple[str, str]]:
+        """(label, value) pairs for printing."""
+        return [
+            ("prompts per step", str(self.prompts_per_step)),
+            ("samples per prompt", str(self.samples_per_prompt)),
+            ("sequences per step", str(self.sequences_per_step)),
+            ("prompts per mini-batch", str(self.prompts_per_minibatch)),
+            ("sequences per mini-batch", str(self.sequences_per_minibatch)),
+            ("mini-batches per step", str(self.minibatches_per_step)),
+            ("epochs per step", str(self.epochs_per_step)),
+            ("optimizer steps per step", str(self.optimizer_steps_per_step)),
+            ("optimizer steps in the run", str(self.total_optimizer_steps)),
+            ("longest possible sequence (tokens)", str(self.max_sequence_tokens)),
+            ("micro-batch token budget", str(self.micro_batch_tokens)),
+            ("sequences per micro-batch (worst case)", str(self.min_sequences_per_micro_batch)),
+            ("micro-batches per mini-batch (worst case)", str(self.max_micro_batches_per_minibatch)),
+        ]
+
+
+def max_sequence_tokens(cfg: RunConfig) -> int:
+    """The longest prompt + response a trajectory can reach."""
+    gen = cfg.generator
+    single = cfg.data.max_prompt_tokens + gen.max_new_tokens
+    if gen.max_turns == 1:
+        return min(gen.max_total_tokens, single)
+    return gen.max_total_tokens
+
+
+def make_plan(cfg: RunConfig) -> BatchPlan:
+    """Compute the plan (assumes ``plan_issues(cfg)`` is empty)."""
+    t = cfg.trainer
+    per_mb = t.prompts_per_minibatch or t.prompts_per_step
+    minibatches = max(1, t.prompts_per_step // per_mb)
+    longest = max_sequence_tokens(cfg)
+    seqs_per_mb = per_mb * t.samples_per_prompt
+    per_micro = max(1, t.micro_batch_tokens // max(1, longest))
+    return BatchPlan(
+        prompts_per_step=t.prompts_per_step,
+        samples_per_prompt=t.samples_per_prompt,
+        sequences_per_step=t.prompts_per_step * t.samples_per_prompt,
+        prompts_per_minibatch=per_mb,
+        sequences_per_minibatch=seqs_per_mb,
+        minibatches_per_step=minibatches,
+        epochs_per_step=t.epochs_per_step,
+        optimizer_steps_per_step=minibatches * t.epochs_per_step,
+        total_optimizer_steps=minibatches * t.epochs_per_step * t.steps,
+        max_sequence_tokens=longest,
+        micro_batch_tokens=t.micro_batch_tokens,
+        min_sequences_per_micro_batch=per_micro,
+        max_micro_batches_per_minibatch=math.ceil(seqs_per_mb / per_micro),
+    )
+
+
+def plan_issues(cfg: RunConfig) -> list[ConfigIssue]:
+    """Cross-field consistency checks of batch sizes and related options."""
+    t = cfg.trainer
+    out: list[ConfigIssue] = []
+    per_mb = t.prompts_per_minibatch
+    if per_mb is not None and per_mb > 0 and t.prompts_per_step > 0:
+        if per_mb > t.prompts_per_step:
+            out.append(
+                ConfigIssue(
+                    "trainer.prompts_per_minibatch",
+                    f"{per_mb} is larger than trainer.prompts_per_step = {t.prompts_per_step}",
+                )
+            )
+        elif t.prompts_per_step % per_mb:
+            divisors = [d for d in range(1, t.prompts_per_step + 1) if t.prompts_per_step % d == 0]
+            out.append(
+                ConfigIssue(
+                    "trainer.prompts_per_minibatch",
+                    f"{per_mb} does not divide trainer.prompts_per_step = {t.prompts_per_step}; "
+                    f"use one of {divisors}",
+                )
+            )
+    if cfg.eval.pass_k and max(cfg.eval.pass_k) > cfg.eval.samples_per_prompt:
+        out.append(
+            ConfigIssue(
+                "eval.pass_k",
+                f"pass@{max(cfg.eval.pass_k)} needs eval.samples_per_prompt >= {max(cfg.eval.pass_k)} "
+                f"(it is {cfg.eval.samples_per_prompt})",
+            )
+        )
+    if cfg.algorithm.kl.adaptive and cfg.algorithm.kl.mode != "reward":
+        out.append(ConfigIssue("algorithm.kl.adaptive", "the adaptive KL controller needs algorithm.kl.mode = 'reward'"))
+    if len(t.betas) != 2 or not all(0 <= b < 1 for b in t.betas):
+        out.append(ConfigIssue("trainer.betas", f"expected two numbers in [0, 1), got {t.betas!r}"))
+    if cfg.generator.max_new_tokens >= cfg.generator.max_total_tokens:
+        out.append(
+            ConfigIssue(
+                "generator.max_new_tokens",
+                f"{cfg.generator.max_new_tokens} leaves no room for the prompt within "
+                f"generator.max_total_tokens = {cfg.generator.max_total_tokens}",
+            )
+        )
+    if cfg.data.generate and (len(cfg.data.train) > 1 or len(cfg.data.eval) > 1):
+        out.append(ConfigIssue("data.generate", "needs at most one train file and one eval file"))
+    return out

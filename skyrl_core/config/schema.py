@@ -1,0 +1,318 @@
+"""The typed schema of a run's TOML file.
+
+Each class is one TOML table. Tables that select a component by name (``[backend]``,
+``[strategy]``, ``[algorithm.advantage]``, ``[algorithm.policy_loss]``) are
+``ComponentRef``s: ``name`` picks the component and every other key of the table is
+validated against that component's own config class. ``[environments.<name>]``,
+``[tracking.<name>]`` and plugin-owned top-level tables (e.g. ``[dapo]``) are validated
+against their owners' config classes the same way.
+
+This module is torch-free so that ``skyrl config validate`` starts fast.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import attrs
+
+from skyrl_core.config.fields import (
+    all_positive,
+    non_negative,
+    option,
+    positive,
+    unit_interval,
+)
+
+
+@attrs.define(kw_only=True)
+class ComponentRef:
+    """A component chosen by name plus its validated options (the rest of its table)."""
+
+    name: str = option(help="Name of the component (see `skyrl components`).")
+    config: Any = option(None, help="The component's own options, validated by its config class.")
+
+
+@attrs.define(kw_only=True)
+class RunSection:
+    """``[run]``: naming, output location and seeding."""
+
+    name: str = option("skyrl", help="Run name; used in the default run directory and by trackers.")
+    dir: str = option(
+        "runs/{name}",
+        help="Run directory (metrics, checkpoints, export, plot). `{name}` is replaced by the run name. "
+        "Relative paths are relative to the current working directory.",
+    )
+    seed: int = option(42, help="Seed for data order, sampling and initialisation.")
+
+
+@attrs.define(kw_only=True)
+class TinyModelConfig:
+    """``[model.tiny]``: build a small random model + tokenizer locally when ``path`` is missing."""
+
+    arch: Literal["qwen2", "llama"] = option("qwen2", help="Model family of the tiny model.")
+    hidden_size: int = option(128, help="Hidden size.", check=positive)
+    layers: int = option(2, help="Number of decoder layers.", check=positive)
+    heads: int = option(4, help="Attention heads.", check=positive)
+    kv_heads: int = option(2, help="Key/value heads (grouped-query attention).", check=positive)
+    intermediate_size: int = option(256, help="MLP width.", check=positive)
+    vocab_size: int = option(512, help="Target BPE vocabulary size (the trained vocabulary may be smaller).", check=positive)
+    corpus: str = option(
+        "arithmetic",
+        help="Text the BPE tokenizer is trained on: 'arithmetic' (digits, operators, the "
+        "quickstart task's wording) or a path to a text file.",
+    )
+
+
+@attrs.define(kw_only=True)
+class ModelConfig:
+    """``[model]``: the policy model and its tokenizer."""
+
+    path: str = option(help="A Hugging Face model folder (or hub id when the hub is reachable).")
+    tokenizer: str | None = option(None, help="Tokenizer folder or id; defaults to `path`.")
+    dtype: Literal["float32", "bfloat16", "float16"] = option(
+        "float32", help="Parameter dtype for training; bf16 uses autocast with fp32 master weights."
+    )
+    device: str = option("auto", help="'auto' (CUDA when available, else CPU), 'cpu', 'cuda' or 'cuda:N'.")
+    attn_implementation: str = option("sdpa", help="transformers attention implementation.")
+    trust_remote_code: bool = option(False, help="Allow custom modelling code from the model folder.")
+    chat_template: str | None = option(
+        None, help="A Jinja chat template (inline) or a path to a .jinja file, replacing the tokenizer's."
+    )
+    tiny: TinyModelConfig | None = option(
+        None, help="When set and `path` does not exist, build a tiny model + tokenizer there first."
+    )
+
+
+@attrs.define(kw_only=True)
+class DataConfig:
+    """``[data]``: training and evaluation datasets (SkyRL row format, see docs/data.md)."""
+
+    train: list[str] = option(factory=list, help="Training files (.parquet, .json, .jsonl) or hub ids `name[:split]`.")
+    eval: list[str] = option(factory=list, help="Evaluation files, same forms as `train`.")
+    max_prompt_tokens: int = option(
+        512, help="Rows whose templated prompt is longer are dropped (the count is reported).", check=positive
+    )
+    shuffle: bool = option(True, help="Shuffle the training rows each epoch (seeded).")
+    default_env_class: str | None = option(
+        None, help="Environment for rows whose `env_class` is missing or null."
+    )
+    generate: str | None = option(
+        None,
+        help="Create the data files when missing, with this dataset preparer (e.g. 'arithmetic'); "
+        "train/eval must then be a single file each.",
+    )
+
+
+@attrs.define(kw_only=True)
+class GeneratorConfig:
+    """``[generator]``: how rollouts are sampled and how the turn loop is bounded."""
+
+    max_new_tokens: int = option(256, help="Maximum tokens the model generates per turn.", check=positive)
+    max_turns: int = option(1, help="Maximum model turns per trajectory (multi-turn environments).", check=positive)
+    max_total_tokens: int = option(
+        4096,
+        help="Maximum prompt + response tokens of a trajectory; the episode ends with finish "
+        "reason 'length' when reached.",
+        check=positive,
+    )
+    temperature: float = option(1.0, help="Sampling temperature (the trainer applies the same one to its log-probs).", check=non_negative)
+    top_p: float = option(1.0, help="Nucleus sampling threshold (1 = off).", check=unit_interval)
+    top_k: int = option(-1, help="Top-k filter (-1 = off).")
+    min_p: float = option(0.0, help="Min-p filter (0 = off).", check=unit_interval)
+    stop: list[str] = option(factory=list, help="Extra stop strings (environments may add their own).")
+    env_timeout_s: float = option(
+        60.0, help="Seconds an environment's init/step may take before the trajectory fails.", check=positive
+    )
+    max_concurrent: int = option(256, help="Trajectories in flight at once.", check=positive)
+    drift_check: bool = option(
+        True,
+        help="Compare each multi-turn token sequence with the chat template applied to the final "
+        "conversation and report the mismatch rate as rollout/retokenize_drift.",
+    )
+
+
+@attrs.define(kw_only=True)
+class KLConfig:
+    """``[algorithm.kl]``: KL regularisation towards the reference (initial) policy."""
+
+    mode: Literal["none", "loss", "reward"] = option(
+        "none", help="'loss' adds coef·KL to the loss; 'reward' subtracts coef·KL from token rewards."
+    )
+    estimator: Literal["k1", "k2", "k3", "abs"] = option(
+        "k3", help="KL estimator (Schulman's k1/k2/k3 or |log-ratio|); k3 is low-variance and non-negative."
+    )
+    coef: float = option(0.001, help="KL coefficient (initial value when adaptive).", check=non_negative)
+    adaptive: bool = option(False, help="Adapt the coefficient towards `target` (reward mode; Ziegler et al. 2019).")
+    target: float = option(0.1, help="Target KL for the adaptive controller.", check=positive)
+    horizon: int = option(10000, help="Horizon of the adaptive controller.", check=positive)
+
+
+@attrs.define(kw_only=True)
+class TISConfig:
+    """``[algorithm.tis]``: truncated importance sampling for engine/trainer mismatch."""
+
+    mode: Literal["off", "token", "sequence"] = option(
+        "off", help="Weight the token loss by min(exp(old − rollout log-prob), cap), per token or per sequence."
+    )
+    cap: float = option(2.0, help="Upper bound of the importance weight.", check=positive)
+
+
+def _default_advantage() -> ComponentRef:
+    return ComponentRef(name="grpo")
+
+
+def _default_policy_loss() -> ComponentRef:
+    return ComponentRef(name="ppo_clip")
+
+
+@attrs.define(kw_only=True)
+class AlgorithmConfig:
+    """``[algorithm]``: advantage estimator, policy loss and regularisers."""
+
+    advantage: ComponentRef = option(factory=_default_advantage, help="[algorithm.advantage] name + options.")
+    policy_loss: ComponentRef = option(factory=_default_policy_loss, help="[algorithm.policy_loss] name + options.")
+    loss_reduction: Literal["token_mean", "sequence_mean", "seq_mean_token_sum_norm"] = option(
+        "token_mean",
+        help="How per-token losses become one number: mean over all tokens of the mini-batch "
+        "(DAPO), mean of per-sequence means, or per-sequence sums divided by a constant (Dr. GRPO).",
+    )
+    loss_norm_tokens: int | None = option(
+        None,
+        help="The constant of seq_mean_token_sum_norm; defaults to data.max_prompt_tokens + generator.max_total_tokens.",
+        check=positive,
+    )
+    kl: KLConfig = option(factory=KLConfig, help="[algorithm.kl]")
+    entropy_coef: float = option(0.0, help="Entropy bonus coefficient (0 = off; entropy is always logged).", check=non_negative)
+    use_rollout_logprobs: bool = option(
+        False, help="Use the engine's log-probs as the old policy instead of recomputing them (saves a forward pass)."
+    )
+    tis: TISConfig = option(factory=TISConfig, help="[algorithm.tis]")
+    value_clip: float = option(0.2, help="Clip range of the critic's value loss (gae only).", check=positive)
+    value_coef: float = option(0.5, help="Weight of the critic's value loss.", check=non_negative)
+
+
+@attrs.define(kw_only=True)
+class TrainerConfig:
+    """``[trainer]``: batch sizes (in their units), optimisation and schedule."""
+
+    steps: int = option(10, help="Training steps (one step = one generation round + its updates).", check=positive)
+    prompts_per_step: int = option(8, help="Prompts drawn from the dataset per step.", check=positive)
+    samples_per_prompt: int = option(4, help="Samples generated per prompt (the group size).", check=positive)
+    prompts_per_minibatch: int | None = option(
+        None, help="Prompts per optimizer step; must divide prompts_per_step (default: all of them).", check=positive
+    )
+    epochs_per_step: int = option(1, help="Passes over the step's mini-batches (PPO epochs).", check=positive)
+    micro_batch_tokens: int = option(
+        8192, help="Token budget of one forward/backward micro-batch (gradient accumulation beyond it).", check=positive
+    )
+    lr: float = option(1e-6, help="Peak learning rate (AdamW).", check=positive)
+    weight_decay: float = option(0.01, help="AdamW weight decay.", check=non_negative)
+    betas: list[float] = option(factory=lambda: [0.9, 0.999], help="AdamW betas.")
+    grad_clip: float = option(1.0, help="Max gradient norm (0 = no clipping).", check=non_negative)
+    lr_schedule: Literal["constant", "cosine", "linear"] = option("constant", help="Learning-rate schedule after warmup.")
+    warmup_steps: int = option(0, help="Linear warmup in optimizer steps.", check=non_negative)
+    gradient_checkpointing: bool = option(False, help="Recompute activations in the backward pass to save memory.")
+    skip_nan: bool = option(True, help="Skip (and report) an optimizer step whose loss or gradient is not finite.")
+
+
+@attrs.define(kw_only=True)
+class SFTConfig:
+    """``[warm_start]``: a short supervised phase before RL (also ``skyrl sft``)."""
+
+    data: list[str] = option(factory=list, help="Files with `prompt` + `response` (or `messages`) rows.")
+    steps: int = option(100, help="Optimizer steps.", check=positive)
+    batch_size: int = option(16, help="Sequences per optimizer step.", check=positive)
+    lr: float = option(1e-3, help="Learning rate.", check=positive)
+    generate: str | None = option(
+        None, help="Create `data` with this dataset preparer's SFT split when missing (e.g. 'arithmetic')."
+    )
+
+
+@attrs.define(kw_only=True)
+class EvalConfig:
+    """``[eval]``: periodic evaluation on ``data.eval``."""
+
+    every: int = option(0, help="Evaluate every N steps (0 = only before and after training).", check=non_negative)
+    before_train: bool = option(True, help="Evaluate once before the first step.")
+    samples_per_prompt: int = option(1, help="Samples per eval prompt (pass@k needs k or more).", check=positive)
+    temperature: float = option(0.0, help="Eval sampling temperature (0 = greedy).", check=non_negative)
+    top_p: float = option(1.0, help="Eval nucleus threshold.", check=unit_interval)
+    max_new_tokens: int | None = option(None, help="Per-turn limit for eval (default: generator.max_new_tokens).", check=positive)
+    pass_k: list[int] = option(factory=lambda: [1], help="k values reported as eval/<source>/pass@k.", check=all_positive)
+    max_rows: int | None = option(None, help="Evaluate at most this many rows.", check=positive)
+    output: str | None = option(
+        None, help="Where `skyrl eval` writes per-sample JSONL and the summary (default: <run dir>/eval)."
+    )
+
+
+@attrs.define(kw_only=True)
+class CheckpointConfig:
+    """``[checkpoint]``: saving, retention, resume and export."""
+
+    every: int = option(0, help="Save every N steps (0 = only at the end).", check=non_negative)
+    keep_last: int = option(2, help="Checkpoints kept (older ones are deleted).", check=positive)
+    resume: str = option(
+        "auto", help="'auto' (latest checkpoint in the run directory, if any), 'never', or a checkpoint path."
+    )
+    export_at_end: bool = option(True, help="Write a Hugging Face model folder to <run dir>/export at the end.")
+
+
+@attrs.define(kw_only=True)
+class TrackingConfig:
+    """``[tracking]``: where metrics go. Options of a tracker go in ``[tracking.<name>]``."""
+
+    trackers: list[str] = option(
+        factory=lambda: ["console", "jsonl", "tensorboard"], help="Trackers to log to (see `skyrl components tracker`)."
+    )
+    plot: bool = option(True, help="Save reward and eval curves as <run dir>/curves.png at the end.")
+    options: dict[str, Any] = option(factory=dict, help="Validated [tracking.<name>] tables, by tracker name.")
+
+
+@attrs.define(kw_only=True)
+class RuntimeConfig:
+    """``[runtime]``: where the pieces run."""
+
+    mode: Literal["local", "ray"] = option("local", help="'local': one process; 'ray': workers and engines as Ray actors.")
+    address: str | None = option(None, help="Ray address ('auto' for an existing cluster); None starts a local one.")
+    colocate: bool = option(True, help="Engines and trainers share GPUs (sleep/offload between phases).")
+    train_gpus: int = option(1, help="GPUs (or CPU workers) for training.", check=positive)
+    inference_gpus: int = option(1, help="GPUs for inference engines when not colocated.", check=non_negative)
+
+
+def _default_backend() -> ComponentRef:
+    return ComponentRef(name="native")
+
+
+def _default_strategy() -> ComponentRef:
+    return ComponentRef(name="local")
+
+
+@attrs.define(kw_only=True)
+class RunConfig:
+    """The whole run: one TOML file."""
+
+    run: RunSection = option(factory=RunSection, help="[run]")
+    model: ModelConfig = option(help="[model] (required)")
+    data: DataConfig = option(factory=DataConfig, help="[data]")
+    generator: GeneratorConfig = option(factory=GeneratorConfig, help="[generator]")
+    backend: ComponentRef = option(factory=_default_backend, help="[backend] name + options (default: native).")
+    strategy: ComponentRef = option(factory=_default_strategy, help="[strategy] name + options (default: local).")
+    algorithm: AlgorithmConfig = option(factory=AlgorithmConfig, help="[algorithm]")
+    trainer: TrainerConfig = option(factory=TrainerConfig, help="[trainer]")
+    warm_start: SFTConfig | None = option(None, help="[warm_start] (optional supervised phase before RL)")
+    eval: EvalConfig = option(factory=EvalConfig, help="[eval]")
+    checkpoint: CheckpointConfig = option(factory=CheckpointConfig, help="[checkpoint]")
+    tracking: TrackingConfig = option(factory=TrackingConfig, help="[tracking]")
+    runtime: RuntimeConfig = option(factory=RuntimeConfig, help="[runtime]")
+    environments: dict[str, Any] = option(
+        factory=dict, help="[environments.<name>] tables, validated by each environment's config class."
+    )
+    sections: dict[str, Any] = option(
+        factory=dict, help="Plugin-owned top-level tables (e.g. [dapo]), validated by their config classes."
+    )
+
+    @property
+    def run_dir(self) -> str:
+        """The run directory with ``{name}`` substituted."""
+        return self.run.dir.replace("{name}", self.run.name)

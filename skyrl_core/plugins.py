@@ -1,0 +1,322 @@
+"""Plugin discovery and the component registry.
+
+``build_registry()`` returns a fresh ``Registry`` built from installed metadata: the
+builtin components (``skyrl_core.builtins``, always loaded) plus every entry point in the
+``skyrl`` group. There are no import-time globals, so every process (tests, Ray workers)
+builds its own; only component *names* cross process boundaries.
+
+Loading is guarded: a plugin that fails to import, implements a hook that does not exist,
+or returns malformed specs is recorded as failed (distribution, version, error) and the
+others still load. Two providers of one component name is an error naming both.
+``SKYRL_LOAD_PLUGINS`` (comma-separated entry-point names) restricts which third-party
+plugins load; builtins always load.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata as md
+import os
+import traceback
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import attrs
+import pluggy
+
+from skyrl_core import hookspecs
+from skyrl_core.errors import PluginError, did_you_mean
+from skyrl_core.specs import ComponentSpec, Kind
+
+ENTRY_POINT_GROUP = "skyrl"
+BUILTIN_NAME = "skyrl-core"
+hookimpl = pluggy.HookimplMarker("skyrl")
+
+# Distributions we know provide a name, so an unknown-name error can say what to install.
+KNOWN_PROVIDERS: dict[Kind, dict[str, str]] = {
+    Kind.BACKEND: {"vllm": "skyrl-backend-vllm", "sglang": "skyrl-backend-sglang"},
+    Kind.STRATEGY: {"megatron": "skyrl-strategy-megatron"},
+    Kind.ENVIRONMENT: {
+        "gsm8k": "skyrl-env-gsm8k",
+        "gsm8k_multi_turn": "skyrl-env-gsm8k",
+        "text2sql": "skyrl-env-sql",
+    },
+    Kind.DATASET_PREPARER: {"gsm8k": "skyrl-env-gsm8k", "text2sql": "skyrl-env-sql"},
+    Kind.CONFIG_SECTION: {"dapo": "skyrl-algo-dapo"},
+    Kind.TRACKER: {"wandb": "skyrl-tracker-wandb", "mlflow": "skyrl-tracker-mlflow"},
+}
+
+
+@attrs.define
+class PluginInfo:
+    """What ``skyrl plugins`` shows for one plugin."""
+
+    name: str
+    distribution: str
+    version: str
+    module: str
+    status: str = "ok"  # ok | failed | disabled
+    error: str | None = None
+    detail: str | None = None  # full traceback for failures
+    components: dict[str, list[str]] = attrs.field(factory=dict)
+
+    def describe(self) -> str:
+        """One line naming the plugin, e.g. 'skyrl-env-sql 0.1.0'."""
+        return f"{self.distribution} {self.version}"
+
+
+@attrs.frozen
+class Component:
+    """A registered component: its spec and the plugin that provided it."""
+
+    kind: Kind
+    spec: ComponentSpec
+    provider: PluginInfo
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def load(self) -> Any:
+        """Import and return the implementation, naming the provider if that fails."""
+        try:
+            return self.spec.load()
+        except Exception as exc:  # noqa: BLE001 - re-raised with context
+            raise PluginError(
+                f"{self.kind.label} {self.name!r} from {self.provider.describe()} could not be "
+                f"imported ({self.spec.impl!r}): {type(exc).__name__}: {exc}. Reinstall that "
+                f"distribution or check its dependencies (`skyrl doctor`)."
+            ) from exc
+
+
+class UnknownComponentError(PluginError):
+    """A name in the config does not match any registered component."""
+
+
+class Registry:
+    """The plugin manager plus every registered component, by kind and name."""
+
+    def __init__(self, pm: pluggy.PluginManager, plugins: list[PluginInfo]) -> None:
+        self.pm = pm
+        self.plugins = plugins
+        self.components: dict[Kind, dict[str, Component]] = {kind: {} for kind in Kind}
+        self.conflicts: list[str] = []
+
+    @property
+    def hook(self) -> Any:
+        """The pluggy hook relay, e.g. ``registry.hook.skyrl_step_end(...)``."""
+        return self.pm.hook
+
+    def names(self, kind: Kind) -> list[str]:
+        """Sorted names of every registered component of ``kind``."""
+        return sorted(self.components[kind])
+
+    def failed(self) -> list[PluginInfo]:
+        """Plugins that failed to load."""
+        return [p for p in self.plugins if p.status == "failed"]
+
+    def get(self, kind: Kind, name: str, where: str = "") -> Component:
+        """Return the component ``name`` of ``kind`` or raise a helpful error.
+
+        ``where`` is prefixed to the message (e.g. ``'[backend] name = "vlm"'``).
+        """
+        found = self.components[kind].get(name)
+        if found is not None:
+            return found
+        raise UnknownComponentError(self.unknown_message(kind, name, where))
+
+    def unknown_message(self, kind: Kind, name: str, where: str = "") -> str:
+        """The message for an unknown name: suggestions, what is available, what to install."""
+        available = self.components[kind]
+        prefix = f"{where}: " if where else ""
+        msg = f"{prefix}no {kind.label} named {name!r}.{did_you_mean(name, available)}"
+        if available:
+            listing = ", ".join(f"{n} ({c.provider.distribution})" for n, c in sorted(available.items()))
+            msg += f" Available: {listing}."
+        else:
+            msg += f" No {kind.label} is installed."
+        dist = KNOWN_PROVIDERS.get(kind, {}).get(name)
+        if dist:
+            msg += f" {name!r} is provided by the distribution {dist}: `pip install {dist}`."
+        failed = self.failed()
+        if failed:
+            names = "; ".join(f"{p.describe()} ({p.error})" for p in failed)
+            msg += f" Plugins that failed to load (see `skyrl plugins`): {names}."
+        return msg
+
+    def raise_on_conflicts(self) -> None:
+        """Raise if two plugins registered the same name for one kind."""
+        if self.conflicts:
+            raise PluginError("conflicting plugins:\n  - " + "\n  - ".join(self.conflicts))
+
+
+def _allow_list() -> set[str] | None:
+    raw = os.environ.get("SKYRL_LOAD_PLUGINS")
+    if raw is None:
+        return None
+    return {item.strip() for item in raw.split(",") if item.strip()}
+
+
+def _dist_of(ep: md.EntryPoint) -> tuple[str, str]:
+    dist = getattr(ep, "dist", None)
+    if dist is None:
+        return ep.name, "unknown"
+    return dist.metadata["Name"], dist.version
+
+
+def _fail(info: PluginInfo, exc: BaseException, what: str) -> None:
+    info.status = "failed"
+    info.error = f"{what}: {type(exc).__name__}: {exc}"
+    info.detail = "".join(traceback.format_exception(exc))
+
+
+def _register_checked(pm: pluggy.PluginManager, module: Any, info: PluginInfo) -> bool:
+    """Register ``module``; on an invalid hook implementation, unregister it and record why."""
+    try:
+        pm.register(module, name=info.name)
+    except pluggy.PluginValidationError as exc:
+        _fail(info, exc, "invalid hook implementation")
+        return False
+    except ValueError as exc:  # same plugin name registered twice
+        _fail(info, exc, "could not register")
+        return False
+    for caller in pm.get_hookcallers(module) or []:
+        if not caller.has_spec():
+            known = [n for n in dir(hookspecs) if n.startswith("skyrl_")]
+            hint = did_you_mean(caller.name, known)
+            info.status = "failed"
+            info.error = f"implements unknown hook {caller.name!r}.{hint} Known hooks: see docs/plugins.md"
+            pm.unregister(module)
+            return False
+    return True
+
+
+def _collect(registry: Registry, infos: Mapping[str, PluginInfo]) -> None:
+    """Call every registration hook plugin by plugin, checking the specs it returns."""
+    for kind in Kind:
+        caller = getattr(registry.pm.hook, kind.hook)
+        for impl in caller.get_hookimpls():
+            info = infos[impl.plugin_name]
+            if info.status != "ok":
+                continue
+            try:
+                specs = impl.function()
+                specs = _check_specs(specs, kind)
+            except Exception as exc:  # noqa: BLE001 - a broken plugin must not stop the others
+                _fail(info, exc, f"{kind.hook}() failed")
+                registry.pm.unregister(impl.plugin)
+                _drop_provider(registry, info)
+                continue
+            for spec in specs:
+                existing = registry.components[kind].get(spec.name)
+                if existing is not None:
+                    registry.conflicts.append(
+                        f"{kind.label} {spec.name!r} is provided by both "
+                        f"{existing.provider.describe()} and {info.describe()}; uninstall one of them "
+                        f"or restrict loading with SKYRL_LOAD_PLUGINS"
+                    )
+                    continue
+                registry.components[kind][spec.name] = Component(kind, spec, info)
+                info.components.setdefault(kind.value, []).append(spec.name)
+
+
+def _drop_provider(registry: Registry, info: PluginInfo) -> None:
+    for kind in Kind:
+        for name in [n for n, c in registry.components[kind].items() if c.provider is info]:
+            del registry.components[kind][name]
+    info.components.clear()
+
+
+def _check_specs(specs: Any, kind: Kind) -> list[ComponentSpec]:
+    if specs is None:
+        return []
+    if not isinstance(specs, (list, tuple)):
+        raise TypeError(f"{kind.hook}() must return a list of ComponentSpec, got {type(specs).__name__}")
+    out = []
+    for spec in specs:
+        if not isinstance(spec, ComponentSpec):
+            raise TypeError(f"{kind.hook}() returned {spec!r}, which is not a ComponentSpec")
+        if not spec.name or not isinstance(spec.name, str) or spec.name != spec.name.strip():
+            raise ValueError(f"{kind.hook}() returned a spec with an invalid name {spec.name!r}")
+        if spec.config_cls is not None and not attrs.has(spec.config_cls):
+            raise TypeError(
+                f"{kind.label} {spec.name!r}: config_cls {spec.config_cls!r} must be an attrs class or None"
+            )
+        out.append(spec)
+    return out
+
+
+def build_registry(
+    *,
+    entry_points: bool = True,
+    extra_plugins: Iterable[tuple[str, Any]] = (),
+    builtins: bool = True,
+) -> Registry:
+    """Build a fresh registry.
+
+    Args:
+        entry_points: load third-party plugins from the ``skyrl`` entry-point group.
+        extra_plugins: ``(name, module_or_object)`` pairs registered as plugins too
+            (used by tests and by ``skyrl_core.testing``).
+        builtins: load skyrl-core's own components.
+    """
+    pm = pluggy.PluginManager("skyrl")
+    pm.add_hookspecs(hookspecs)
+    infos: dict[str, PluginInfo] = {}
+    plugins: list[PluginInfo] = []
+
+    def add(info: PluginInfo) -> None:
+        plugins.append(info)
+        infos[info.name] = info
+
+    if builtins:
+        version = _own_version()
+        info = PluginInfo(BUILTIN_NAME, BUILTIN_NAME, version, "skyrl_core.builtins")
+        add(info)
+        _register_checked(pm, importlib.import_module("skyrl_core.builtins"), info)
+
+    if entry_points:
+        allow = _allow_list()
+        seen: dict[str, PluginInfo] = {}
+        for ep in md.entry_points(group=ENTRY_POINT_GROUP):
+            dist, version = _dist_of(ep)
+            info = PluginInfo(ep.name, dist, version, ep.value)
+            if ep.name in seen:
+                # Keep both visible: silently skipping a second distribution hides a conflict.
+                info.status = "failed"
+                info.error = (
+                    f"entry point name {ep.name!r} is also used by {seen[ep.name].describe()}; "
+                    "uninstall one of them"
+                )
+                info.name = f"{ep.name}#{len(plugins)}"
+                add(info)
+                continue
+            seen[ep.name] = info
+            add(info)
+            if allow is not None and ep.name not in allow:
+                info.status = "disabled"
+                info.error = "not listed in SKYRL_LOAD_PLUGINS"
+                continue
+            try:
+                module = ep.load()
+            except Exception as exc:  # noqa: BLE001 - a broken plugin must not stop the others
+                _fail(info, exc, "import failed")
+                continue
+            _register_checked(pm, module, info)
+
+    for name, obj in extra_plugins:
+        info = PluginInfo(name, name, "test", getattr(obj, "__name__", repr(obj)))
+        add(info)
+        _register_checked(pm, obj, info)
+
+    registry = Registry(pm, plugins)
+    _collect(registry, infos)
+    pm.check_pending()  # anything left unchecked is a bug in our own guard
+    return registry
+
+
+def _own_version() -> str:
+    try:
+        return md.version("skyrl-core")
+    except md.PackageNotFoundError:
+        return "0+unknown"
