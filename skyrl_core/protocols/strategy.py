@@ -1,0 +1,158 @@
+"""Contract of a training strategy: owns the trainable model(s) and the optimizer.
+
+Constructed as::
+
+    Strategy(config, model=ModelConfig, trainer=TrainerConfig, seed=int,
+             need_ref=bool, need_critic=bool, total_optimizer_steps=int)
+
+``config`` is the strategy spec's config object (from ``[strategy]``). ``need_ref`` asks
+for a frozen reference copy of the initial policy (KL); ``need_critic`` for a value model
+(GAE). The loop never touches modules or optimizers directly: everything goes through the
+methods below, so a strategy may shard across processes (FSDP2 on Ray) transparently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import attrs
+
+try:
+    import torch
+    from torch import Tensor
+except ImportError:  # pragma: no cover
+    torch = None  # type: ignore[assignment]
+    Tensor = Any  # type: ignore[misc,assignment]
+
+ModelRole = Literal["policy", "ref", "critic"]
+
+
+@attrs.define
+class TrainBatch:
+    """``B`` sequences (prompt + response) with per-response-token tensors.
+
+    Attributes:
+        prompt_ids: ``B`` lists of prompt token ids.
+        response_ids: ``B`` lists of response token ids.
+        tensors: float tensors of shape ``(B, R)`` aligned with the response tokens, where
+            ``R = max(len(r) for r in response_ids)`` and entries past a response's end are
+            0. Always contains ``loss_mask``; the loop adds ``advantages``,
+            ``old_logprobs``, ``ref_logprobs``, ``rollout_logprobs``, ``returns``,
+            ``old_values`` as needed.
+    """
+
+    prompt_ids: list[list[int]]
+    response_ids: list[list[int]]
+    tensors: dict[str, Tensor] = attrs.field(factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.response_ids)
+
+    @property
+    def response_len(self) -> int:
+        """``R``, the padded response length."""
+        return max((len(r) for r in self.response_ids), default=0)
+
+    def seq_len(self, i: int) -> int:
+        """Tokens of sequence ``i`` (prompt + response)."""
+        return len(self.prompt_ids[i]) + len(self.response_ids[i])
+
+    def select(self, indices: Sequence[int]) -> TrainBatch:
+        """A sub-batch with its tensors cut to the sub-batch's own ``R``."""
+        idx = list(indices)
+        prompts = [self.prompt_ids[i] for i in idx]
+        responses = [self.response_ids[i] for i in idx]
+        r = max((len(x) for x in responses), default=0)
+        index = torch.tensor(idx, dtype=torch.long)
+        tensors = {k: v.index_select(0, index.to(v.device))[:, :r] for k, v in self.tensors.items()}
+        return TrainBatch(prompts, responses, tensors)
+
+
+@attrs.frozen
+class ForwardOutput:
+    """Per-response-token outputs, each ``(B, R)`` (0 past a response's end)."""
+
+    logprobs: Tensor | None = None
+    entropy: Tensor | None = None
+    values: Tensor | None = None
+
+
+@attrs.frozen
+class LossScale:
+    """Totals over the whole mini-batch, so that micro-batch losses add up to its loss.
+
+    Attributes:
+        num_tokens: sum of ``loss_mask`` over the mini-batch.
+        num_sequences: sequences in the mini-batch with at least one loss token.
+    """
+
+    num_tokens: float
+    num_sequences: float
+
+
+class LossFn(Protocol):
+    """``loss_fn(micro, out, scale) -> (loss, metrics)``.
+
+    ``micro`` is a micro-batch (a ``TrainBatch.select`` of the mini-batch), ``out`` the
+    forward pass on it with gradients, ``scale`` the mini-batch totals. The strategy calls
+    ``loss.backward()`` for each micro-batch and steps the optimizer once; metrics are
+    averaged over micro-batches weighted by their token counts.
+    """
+
+    def __call__(self, micro: TrainBatch, out: ForwardOutput, scale: LossScale) -> tuple[Tensor, dict[str, float]]: ...
+
+
+class TrainingStrategy(Protocol):
+    """The methods the loop calls on a strategy."""
+
+    def forward(
+        self, batch: TrainBatch, *, role: ModelRole = "policy", temperature: float = 1.0, need_entropy: bool = False
+    ) -> ForwardOutput:
+        """No-grad pass: log-probs (of ``response_ids`` given everything before them, with
+        logits divided by ``temperature`` exactly as the sampler did) and optionally entropy;
+        for ``role="critic"`` the values instead."""
+        ...
+
+    def train_step(
+        self,
+        batch: TrainBatch,
+        loss_fn: LossFn,
+        *,
+        role: ModelRole = "policy",
+        temperature: float = 1.0,
+        need_entropy: bool = False,
+    ) -> dict[str, float]:
+        """One optimizer step over ``batch`` (a mini-batch), micro-batched by the token
+        budget with gradient accumulation, gradient clipping and the LR schedule.
+
+        Returns metrics including ``grad_norm``, ``lr`` and ``skipped`` (1.0 when the step
+        was skipped because the loss or gradient was not finite).
+        """
+        ...
+
+    def named_weights(self, bucket_bytes: int = 1 << 28) -> Iterator[list[tuple[str, Tensor]]]:
+        """The policy's full weights (Hugging Face names) in buckets of about ``bucket_bytes``."""
+        ...
+
+    def save_checkpoint(self, path: Path) -> None:
+        """Write model, optimizer, scheduler and RNG state under ``path`` (a directory that
+        the caller creates and later renames into place)."""
+        ...
+
+    def load_checkpoint(self, path: Path) -> None:
+        """Restore everything written by ``save_checkpoint``."""
+        ...
+
+    def export_hf(self, path: Path, tokenizer: Any) -> None:
+        """Write a Hugging Face model folder (``save_pretrained`` + tokenizer) to ``path``."""
+        ...
+
+    def offload(self) -> None:
+        """Move model and optimizer state off the accelerator (colocation)."""
+        ...
+
+    def onload(self) -> None:
+        """Undo ``offload``."""
+        ...
