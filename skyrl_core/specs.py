@@ -33,19 +33,18 @@ class Kind(str, enum.Enum):
         return self.value.replace("_", " ")
 
     @property
+    def plural(self) -> str:
+        """Plural identifier, e.g. 'policy_losses'."""
+        if self.value.endswith("y"):
+            return self.value[:-1] + "ies"
+        if self.value.endswith("s"):
+            return self.value + "es"
+        return self.value + "s"
+
+    @property
     def hook(self) -> str:
         """The registration hook that returns specs of this kind."""
-        plural = {
-            "backend": "backends",
-            "strategy": "strategies",
-            "advantage_estimator": "advantage_estimators",
-            "policy_loss": "policy_losses",
-            "environment": "environments",
-            "dataset_preparer": "dataset_preparers",
-            "tracker": "trackers",
-            "config_section": "config_sections",
-        }[self.value]
-        return f"skyrl_register_{plural}"
+        return f"skyrl_register_{self.plural}"
 
 
 def _no_config() -> None:

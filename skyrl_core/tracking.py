@@ -1,0 +1,168 @@
+"""Builtin trackers: a compact console table, ``metrics.jsonl`` and TensorBoard.
+
+Every tracker implements ``skyrl_core.protocols.Tracker`` and is constructed as
+``Tracker(config, run_dir=Path, run_config=dict)``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from skyrl_core.config.fields import option, positive
+
+# Columns of the console table: (metric, header, format).
+CONSOLE_COLUMNS: list[tuple[str, str, str]] = [
+    ("reward/mean", "reward", "{:+.3f}"),
+    ("eval/all/score", "eval", "{:.3f}"),
+    ("policy/loss", "loss", "{:+.4f}"),
+    ("policy/approx_kl", "kl_old", "{:.2e}"),
+    ("policy/entropy", "entropy", "{:.3f}"),
+    ("policy/grad_norm", "grad", "{:.3f}"),
+    ("rollout/response_len_mean", "len", "{:.1f}"),
+    ("timing/step", "sec", "{:.1f}"),
+]
+
+
+@attrs.define(kw_only=True)
+class ConsoleConfig:
+    """Options of the console tracker."""
+
+    every: int = option(1, help="Print a table row every N steps.", check=positive)
+    columns: list[str] = option(
+        factory=list, help="Extra metric names to show as columns, besides the default ones."
+    )
+
+
+@attrs.define(kw_only=True)
+class JsonlConfig:
+    """Options of the JSONL tracker."""
+
+    filename: str = option("metrics.jsonl", help="File under the run directory; one JSON object per step.")
+
+
+@attrs.define(kw_only=True)
+class TensorBoardConfig:
+    """Options of the TensorBoard tracker."""
+
+    subdir: str = option("tensorboard", help="Event-file directory under the run directory.")
+
+
+def _write(text: str) -> None:
+    try:
+        from tqdm import tqdm
+
+        tqdm.write(text, file=sys.stdout)
+    except ImportError:  # pragma: no cover
+        print(text)
+
+
+class ConsoleTracker:
+    """Prints one compact row per step (header every 20 rows)."""
+
+    def __init__(self, config: ConsoleConfig | None, run_dir: Path, run_config: dict[str, Any] | None = None) -> None:
+        self.config = config or ConsoleConfig()
+        self.columns = list(CONSOLE_COLUMNS) + [(c, c.split("/")[-1][:10], "{:.4g}") for c in self.config.columns]
+        self.rows = 0
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        if step % self.config.every and not any(k.startswith("eval/") for k in metrics):
+            return
+        cols = [(k, h, f) for k, h, f in self.columns if k in metrics or k == "reward/mean"]
+        if self.rows % 20 == 0:
+            _write("step  " + "  ".join(f"{h:>9}" for _, h, _ in cols))
+        cells = []
+        for key, _, fmt in cols:
+            value = metrics.get(key)
+            cells.append(f"{fmt.format(value):>9}" if isinstance(value, (int, float)) else f"{'-':>9}")
+        _write(f"{step:>4}  " + "  ".join(cells))
+        self.rows += 1
+
+    def close(self) -> None:
+        return None
+
+
+class JsonlTracker:
+    """Appends ``{"step": N, ...metrics}`` lines to ``<run dir>/metrics.jsonl`` (flushed each step)."""
+
+    def __init__(self, config: JsonlConfig | None, run_dir: Path, run_config: dict[str, Any] | None = None) -> None:
+        self.config = config or JsonlConfig()
+        self.path = Path(run_dir) / self.config.filename
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._f = self.path.open("a", encoding="utf-8")
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        clean = {k: (v if isinstance(v, (int, float)) and math.isfinite(v) else None) for k, v in metrics.items()}
+        self._f.write(json.dumps({"step": step, **clean}) + "\n")
+        self._f.flush()
+
+    def close(self) -> None:
+        self._f.close()
+
+
+class TensorBoardTracker:
+    """Writes scalars with ``torch.utils.tensorboard``."""
+
+    def __init__(self, config: TensorBoardConfig | None, run_dir: Path, run_config: dict[str, Any] | None = None) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.config = config or TensorBoardConfig()
+        self.writer = SummaryWriter(log_dir=str(Path(run_dir) / self.config.subdir))
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        for key, value in metrics.items():
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                self.writer.add_scalar(key, value, step)
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """Read a metrics.jsonl file (later lines for the same step win, e.g. after a resume)."""
+    by_step: dict[int, dict[str, Any]] = {}
+    if not path.exists():
+        return []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            row = json.loads(line)
+            by_step.setdefault(int(row["step"]), {}).update(row)
+    return [by_step[s] for s in sorted(by_step)]
+
+
+def plot_curves(metrics_path: Path, out_path: Path) -> Path | None:
+    """Save reward and eval curves from metrics.jsonl as a PNG; None when there is nothing to plot."""
+    rows = read_metrics(metrics_path)
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    steps = [r["step"] for r in rows if r.get("reward/mean") is not None]
+    axes[0].plot(steps, [r["reward/mean"] for r in rows if r.get("reward/mean") is not None], marker="o", ms=3)
+    axes[0].set_title("train reward (mean)")
+    axes[0].set_xlabel("step")
+    eval_keys = sorted({k for r in rows for k in r if k.startswith("eval/") and k.endswith("/score")})
+    for key in eval_keys:
+        pts = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
+        axes[1].plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=key.split("/")[1])
+    axes[1].set_title("eval score")
+    axes[1].set_xlabel("step")
+    if eval_keys:
+        axes[1].legend()
+    fig.tight_layout()
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(out_path)
+    return out_path
