@@ -214,6 +214,12 @@ class TrainerConfig:
     warmup_steps: int = option(0, help="Linear warmup in optimizer steps.", check=non_negative)
     gradient_checkpointing: bool = option(False, help="Recompute activations in the backward pass to save memory.")
     skip_nan: bool = option(True, help="Skip (and report) an optimizer step whose loss or gradient is not finite.")
+    mismatch_warn_threshold: float = option(
+        0.05,
+        help="At start-up, warn when the backend's log-probs differ from the trainer's by more than this "
+        "(mean absolute difference per token).",
+        check=positive,
+    )
 
 
 @attrs.define(kw_only=True)
