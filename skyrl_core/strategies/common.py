@@ -1,0 +1,306 @@
+"""Pieces shared by training strategies (``local`` today, ``fsdp2`` next).
+
+Nothing here owns a model: micro-batch packing by token budget, collation of a
+``TrainBatch`` into padded input tensors, the learning-rate schedule, AdamW construction,
+optimizer-state movement, RNG state capture, checkpoint file names and the supervised
+(cross-entropy) loss used by ``skyrl sft`` and the warm start.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import shutil
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+from torch import Tensor
+
+from skyrl_core.protocols.strategy import ForwardOutput, LossFn, LossScale, TrainBatch
+
+# -- checkpoint file names -------------------------------------------------------------------
+
+POLICY_WEIGHTS = "model.safetensors"
+POLICY_OPTIMIZER = "optimizer.pt"
+POLICY_SCHEDULER = "scheduler.pt"
+REF_WEIGHTS = "ref.safetensors"
+CRITIC_WEIGHTS = "critic.safetensors"
+CRITIC_OPTIMIZER = "critic_optimizer.pt"
+CRITIC_SCHEDULER = "critic_scheduler.pt"
+GRAD_SCALER = "grad_scaler.pt"
+RNG_STATE = "rng.pt"
+STRATEGY_STATE = "strategy.json"
+
+
+# -- micro-batches ---------------------------------------------------------------------------
+
+
+def pack_by_token_budget(lengths: Sequence[int], budget: int, *, sort: bool = True) -> list[list[int]]:
+    """Group sequence indices into micro-batches whose *padded* size stays within ``budget``.
+
+    The padded size of a group is ``len(group) * max(lengths[group])`` (what a right-padded
+    ``(b, L)`` tensor holds). Packing is greedy: with ``sort`` the sequences are taken
+    longest first (least padding), otherwise in their given order. A sequence longer than
+    the budget forms a micro-batch of its own.
+
+    Returns:
+        Lists of indices into ``lengths``; every index appears exactly once.
+    """
+    if budget <= 0:
+        raise ValueError(f"micro-batch token budget must be > 0, got {budget}")
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i]) if sort else list(range(len(lengths)))
+    groups: list[list[int]] = []
+    current: list[int] = []
+    longest = 0
+    for i in order:
+        n = lengths[i]
+        if current and (len(current) + 1) * max(longest, n) > budget:
+            groups.append(current)
+            current, longest = [], 0
+        current.append(i)
+        longest = max(longest, n)
+    if current:
+        groups.append(current)
+    return groups
+
+
+def loss_scale(batch: TrainBatch) -> LossScale:
+    """The mini-batch totals handed to a ``LossFn`` (from ``batch.tensors["loss_mask"]``)."""
+    mask = batch.tensors.get("loss_mask")
+    if mask is None:
+        raise KeyError("TrainBatch.tensors has no 'loss_mask': the loop must provide it for every batch")
+    per_seq = mask.float().sum(dim=1)
+    return LossScale(num_tokens=float(per_seq.sum()), num_sequences=float((per_seq > 0).sum()))
+
+
+# -- collation -------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Collated:
+    """A right-padded micro-batch of ``b`` sequences of padded length ``L``.
+
+    Attributes:
+        input_ids: ``(b, L)`` prompt + response ids, padded with ``pad_id``.
+        attention_mask: ``(b, L)`` 1 on real tokens.
+        position_ids: ``(b, L)`` ``0..L-1`` on every row (padding sits on the right).
+        rows: ``(N,)`` row of each of the ``N`` response tokens of the micro-batch.
+        cols: ``(N,)`` position whose hidden state predicts that token (``prompt_len - 1 + j``).
+        targets: ``(N,)`` the response token ids.
+        slots: ``(N,)`` index ``j`` of the token within its response, for scattering
+            per-token results back to ``(b, R)``.
+        response_len: ``R``, the longest response of the micro-batch.
+    """
+
+    input_ids: Tensor
+    attention_mask: Tensor
+    position_ids: Tensor
+    rows: Tensor
+    cols: Tensor
+    targets: Tensor
+    slots: Tensor
+    response_len: int
+
+    def scatter(self, values: Tensor) -> Tensor:
+        """Place per-token ``values`` ``(N,)`` into a ``(b, R)`` float tensor, 0 elsewhere."""
+        out = torch.zeros(self.input_ids.shape[0], self.response_len, dtype=torch.float32, device=values.device)
+        out[self.rows, self.slots] = values.float()
+        return out
+
+
+def collate(batch: TrainBatch, device: torch.device | str, *, pad_id: int = 0) -> Collated:
+    """Right-pad ``prompt + response`` of every sequence and index the response tokens.
+
+    Raises:
+        ValueError: when a sequence with a response has an empty prompt (its first token
+            would have nothing to be predicted from).
+    """
+    seqs = [list(p) + list(r) for p, r in zip(batch.prompt_ids, batch.response_ids, strict=True)]
+    width = max((len(s) for s in seqs), default=0)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    attn = torch.zeros((len(seqs), width), dtype=torch.long)
+    rows: list[int] = []
+    cols: list[int] = []
+    slots: list[int] = []
+    targets: list[int] = []
+    for i, (prompt, response) in enumerate(zip(batch.prompt_ids, batch.response_ids, strict=True)):
+        if response and not prompt:
+            raise ValueError(
+                f"sequence {i} of the batch has an empty prompt: its first response token has no context to be "
+                "scored from; give every sample at least one prompt token (e.g. a BOS token)"
+            )
+        n = len(seqs[i])
+        ids[i, :n] = torch.tensor(seqs[i], dtype=torch.long)
+        attn[i, :n] = 1
+        start = len(prompt) - 1
+        rows.extend([i] * len(response))
+        cols.extend(range(start, start + len(response)))
+        slots.extend(range(len(response)))
+        targets.extend(response)
+    positions = torch.arange(width, dtype=torch.long).expand(len(seqs), width)
+
+    def t(x: list[int]) -> Tensor:
+        return torch.tensor(x, dtype=torch.long, device=device)
+
+    return Collated(
+        input_ids=ids.to(device),
+        attention_mask=attn.to(device),
+        position_ids=positions.to(device),
+        rows=t(rows),
+        cols=t(cols),
+        targets=t(targets),
+        slots=t(slots),
+        response_len=batch.response_len,
+    )
+
+
+def to_device(batch: TrainBatch, device: torch.device | str) -> TrainBatch:
+    """The same batch with its tensors moved to ``device``."""
+    return TrainBatch(batch.prompt_ids, batch.response_ids, {k: v.to(device) for k, v in batch.tensors.items()})
+
+
+# -- learning-rate schedule and optimizer ----------------------------------------------------
+
+
+def lr_multiplier(step: int, *, schedule: str, warmup_steps: int, total_steps: int) -> float:
+    """Factor of the peak learning rate used by optimizer step ``step`` (0-based).
+
+    Warmup is linear: step ``s < warmup_steps`` uses ``(s + 1) / warmup_steps``, so the first
+    update is not wasted at lr 0 and step ``warmup_steps - 1`` reaches the peak. Afterwards,
+    with ``progress = (s - warmup) / (total - warmup)`` clipped to ``[0, 1]``: ``constant``
+    stays at 1, ``linear`` is ``1 - progress``, ``cosine`` is ``(1 + cos(pi * progress)) / 2``.
+    """
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "constant":
+        return 1.0
+    progress = min(max((step - warmup_steps) / max(1, total_steps - warmup_steps), 0.0), 1.0)
+    if schedule == "linear":
+        return 1.0 - progress
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    raise ValueError(f"[trainer] lr_schedule = {schedule!r}: unknown schedule; use 'constant', 'cosine' or 'linear'")
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, *, schedule: str, warmup_steps: int, total_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """A ``LambdaLR`` following ``lr_multiplier``; call ``step()`` once per optimizer step."""
+    lr_multiplier(0, schedule=schedule, warmup_steps=warmup_steps, total_steps=total_steps)  # validate early
+
+    def factor(step: int) -> float:
+        return lr_multiplier(step, schedule=schedule, warmup_steps=warmup_steps, total_steps=total_steps)
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def build_adamw(
+    params: Iterable[Tensor], *, lr: float, betas: Sequence[float], weight_decay: float, device: torch.device
+) -> torch.optim.AdamW:
+    """AdamW over ``params``; the fused kernel on CUDA."""
+    if len(betas) != 2:
+        raise ValueError(f"[trainer] betas = {list(betas)!r}: AdamW needs exactly two values, e.g. [0.9, 0.999]")
+    return torch.optim.AdamW(
+        list(params),
+        lr=lr,
+        betas=(float(betas[0]), float(betas[1])),
+        weight_decay=weight_decay,
+        fused=device.type == "cuda",
+    )
+
+
+def move_optimizer_state(optimizer: torch.optim.Optimizer, device: torch.device | str) -> None:
+    """Move every tensor of the optimizer state to ``device`` in place (offload / onload)."""
+    for state in optimizer.state.values():
+        for key, value in state.items():
+            if isinstance(value, Tensor):
+                state[key] = value.to(device, non_blocking=True)
+
+
+# -- RNG state -------------------------------------------------------------------------------
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, numpy (when installed), torch and CUDA generator states."""
+    state: dict[str, Any] = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    try:
+        import numpy as np
+
+        kind, keys, pos, has_gauss, cached = np.random.get_state()
+        # Tensors and plain numbers only, so the file loads with ``torch.load(weights_only=True)``.
+        state["numpy"] = (kind, torch.from_numpy(keys.copy()), int(pos), int(has_gauss), float(cached))
+    except ImportError:  # pragma: no cover - numpy ships with torch installs
+        pass
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what ``rng_state`` captured (CUDA only when both sides have it)."""
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    if "numpy" in state:
+        import numpy as np
+
+        kind, keys, pos, has_gauss, cached = state["numpy"]
+        np.random.set_state((kind, keys.numpy(), pos, has_gauss, cached))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# -- files -----------------------------------------------------------------------------------
+
+
+def require_file(directory: Path, name: str, what: str) -> Path:
+    """``directory / name``, or a FileNotFoundError that says what is missing and why it matters."""
+    path = Path(directory) / name
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"checkpoint {directory}: missing {name} ({what}). Was it written by the same strategy with the "
+            "same options (reference model / critic)? Point checkpoint.resume at a complete checkpoint directory."
+        )
+    return path
+
+
+def replace_dir(tmp: Path, dest: Path) -> None:
+    """Move the finished directory ``tmp`` to ``dest``, replacing an existing ``dest``.
+
+    ``dest`` is never half-written: the old one is set aside with one rename, the new one
+    put in place with another, and only then is the old one deleted.
+    """
+    tmp, dest = Path(tmp), Path(dest)
+    old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+    if dest.exists():
+        os.replace(dest, old)
+    os.replace(tmp, dest)
+    if old.exists():
+        shutil.rmtree(old, ignore_errors=True)
+
+
+# -- supervised loss -------------------------------------------------------------------------
+
+
+def sft_loss_fn() -> LossFn:
+    """Cross-entropy on the ``loss_mask`` tokens: the mean over every loss token of the mini-batch.
+
+    Each micro-batch contributes ``sum(-logprob * mask) / scale.num_tokens``, so the
+    accumulated gradient is that of the mini-batch mean. Its metrics are ``loss`` (the
+    micro-batch's mean negative log-likelihood per token, which the strategy's
+    token-weighted averaging turns into the mini-batch mean).
+    """
+
+    def loss_fn(micro: TrainBatch, out: ForwardOutput, scale: LossScale) -> tuple[Tensor, dict[str, float]]:
+        if out.logprobs is None:
+            raise ValueError("the SFT loss needs log-probs; call train_step with role='policy'")
+        mask = micro.tensors["loss_mask"].to(out.logprobs.dtype)
+        nll = -(out.logprobs * mask).sum()
+        tokens = float(mask.sum())
+        loss = nll / max(scale.num_tokens, 1.0)
+        return loss, {"loss": float(nll.detach()) / max(tokens, 1.0)}
+
+    return loss_fn

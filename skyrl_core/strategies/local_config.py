@@ -1,0 +1,45 @@
+"""Options of the ``local`` training strategy (``[strategy]`` with ``name = "local"``).
+
+Torch-free so that ``skyrl config validate`` and ``skyrl components`` stay fast. The
+optimiser, schedule, precision and micro-batch budget are shared by every strategy and
+live in ``[trainer]`` and ``[model]``; only what is specific to the single-process
+strategy is here.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import attrs
+
+from skyrl_core.config.fields import option, positive
+
+
+@attrs.define(kw_only=True)
+class LocalStrategyConfig:
+    """``[strategy]`` options of ``local``: one process, CPU or one GPU."""
+
+    sort_micro_batches: bool = option(
+        True,
+        help="Pack sequences into micro-batches longest first (least padding); false keeps the batch order.",
+    )
+    forward_micro_batch_tokens: int | None = option(
+        None,
+        help="Token budget of the no-grad passes (old/ref log-probs, values); they keep no activations, so a "
+        "larger budget than trainer.micro_batch_tokens is usually fine. Default: trainer.micro_batch_tokens.",
+        check=positive,
+    )
+    critic_lr: float | None = option(
+        None, help="Peak learning rate of the critic (value model); default: trainer.lr.", check=positive
+    )
+    disable_dropout: bool = option(
+        True,
+        help="Set every dropout probability of the model to 0 so that log-probs of the no-grad pass and of "
+        "training agree (standard for RL fine-tuning).",
+    )
+    logits: Literal["auto", "sliced", "full"] = option(
+        "auto",
+        help="'sliced' applies the LM head to response positions only (saves memory with large vocabularies); "
+        "'full' takes the model's own logits for every position; 'auto' checks once at start-up that 'sliced' "
+        "reproduces the model's logits and falls back to 'full' when it does not (e.g. unusual output layers).",
+    )
