@@ -1,0 +1,159 @@
+"""Options of the builtin advantage estimators and policy losses (torch-free).
+
+Each class validates the rest of an ``[algorithm.advantage]`` or ``[algorithm.policy_loss]``
+table once ``name`` has picked the component, e.g.::
+
+    [algorithm.advantage]
+    name = "grpo"
+    norm_by_std = false      # Dr. GRPO
+
+    [algorithm.policy_loss]
+    name = "ppo_clip"
+    eps_high = 0.28          # DAPO clip-higher
+
+This module must stay importable without torch: ``skyrl config validate`` and
+``skyrl components`` read it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from skyrl_core.config.fields import non_negative, option, positive, unit_interval
+
+
+def _greater_than_one(value: Any) -> str | None:
+    return None if value is None or value > 1 else f"must be > 1, got {value!r}"
+
+
+def _fraction(value: Any) -> str | None:
+    return None if value is None or 0 < value <= 1 else f"must be in (0, 1], got {value!r}"
+
+
+# -- advantage estimators ---------------------------------------------------------------------
+
+
+@attrs.define(kw_only=True)
+class GRPOConfig:
+    """``grpo``: group-relative advantages (Shao et al. 2024; Dr. GRPO: Liu et al. 2025)."""
+
+    norm_by_std: bool = option(
+        True,
+        help="Divide by the group's (unbiased) reward standard deviation. false = Dr. GRPO "
+        "(only subtract the group mean; pair it with loss_reduction = 'seq_mean_token_sum_norm').",
+    )
+    epsilon: float = option(1e-6, help="Added to the group standard deviation before dividing.", check=positive)
+    batch_normalize: bool = option(
+        False, help="Afterwards whiten the advantages over every loss token of the batch (mean 0, std 1)."
+    )
+
+
+@attrs.define(kw_only=True)
+class RLOOConfig:
+    """``rloo``: leave-one-out baseline (Ahmadian et al. 2024)."""
+
+    batch_normalize: bool = option(
+        False, help="Afterwards whiten the advantages over every loss token of the batch (mean 0, std 1)."
+    )
+
+
+@attrs.define(kw_only=True)
+class ReinforcePPConfig:
+    """``reinforce++`` and ``reinforce++_baseline`` (Hu 2025)."""
+
+    gamma: float = option(
+        1.0, help="Discount factor of the per-token returns (1.0 = undiscounted).", check=unit_interval
+    )
+    epsilon: float = option(1e-8, help="Added to the batch standard deviation when whitening.", check=positive)
+
+
+@attrs.define(kw_only=True)
+class GAEConfig:
+    """``gae``: generalised advantage estimation with a critic (Schulman et al. 2016)."""
+
+    gamma: float = option(1.0, help="Discount factor.", check=unit_interval)
+    lam: float = option(1.0, help="GAE lambda: 1.0 = Monte-Carlo returns minus values, 0.0 = one-step TD.",
+                        check=unit_interval)
+    whiten: bool = option(True, help="Whiten the advantages over every loss token of the batch (mean 0, std 1).")
+    epsilon: float = option(1e-8, help="Added to the batch standard deviation when whitening.", check=positive)
+
+
+# -- policy losses ------------------------------------------------------------------------------
+
+
+@attrs.define(kw_only=True)
+class PPOClipConfig:
+    """``ppo_clip``: clipped surrogate (Schulman et al. 2017); clip-higher (Yu et al. 2025)."""
+
+    eps_low: float = option(0.2, help="The ratio is clipped below at 1 - eps_low.", check=non_negative)
+    eps_high: float = option(
+        0.2, help="The ratio is clipped above at 1 + eps_high; DAPO's clip-higher uses 0.28.", check=non_negative
+    )
+
+
+@attrs.define(kw_only=True)
+class DualClipConfig:
+    """``dual_clip``: PPO clip plus a bound for negative advantages (Ye et al. 2020)."""
+
+    eps_low: float = option(0.2, help="The ratio is clipped below at 1 - eps_low.", check=non_negative)
+    eps_high: float = option(0.2, help="The ratio is clipped above at 1 + eps_high.", check=non_negative)
+    clip_ratio_c: float = option(
+        3.0, help="For negative advantages the loss is at most clip_ratio_c·|A| (must be > 1).",
+        check=_greater_than_one,
+    )
+
+
+@attrs.define(kw_only=True)
+class GSPOConfig:
+    """``gspo``: sequence-level importance ratio (Zheng et al. 2025)."""
+
+    eps_low: float = option(
+        3e-4, help="The sequence ratio is clipped below at 1 - eps_low (the paper uses 3e-4).", check=non_negative
+    )
+    eps_high: float = option(
+        4e-4, help="The sequence ratio is clipped above at 1 + eps_high (the paper uses 4e-4).", check=non_negative
+    )
+
+
+@attrs.define(kw_only=True)
+class CISPOConfig:
+    """``cispo``: clipped, stop-gradient importance weights (MiniMax-M1, 2025)."""
+
+    eps_low: float = option(
+        1.0,
+        help="The importance weight is clamped below at 1 - eps_low; 1.0 = no lower bound, as in the paper.",
+        check=non_negative,
+    )
+    eps_high: float = option(5.0, help="The importance weight is clamped above at 1 + eps_high.", check=non_negative)
+
+
+@attrs.define(kw_only=True)
+class ClipCovConfig:
+    """``clip_cov``: PPO clip + gradient detaching of high-covariance tokens (Cui et al. 2025)."""
+
+    eps_low: float = option(0.2, help="PPO ratio clip below at 1 - eps_low.", check=non_negative)
+    eps_high: float = option(0.2, help="PPO ratio clip above at 1 + eps_high.", check=non_negative)
+    clip_ratio: float = option(
+        2e-4,
+        help="Fraction of the loss tokens (at least one) whose gradient is detached, drawn at random "
+        "among the candidates whose covariance lies between clip_cov_lb and clip_cov_ub.",
+        check=_fraction,
+    )
+    clip_cov_lb: float = option(1.0, help="Lower covariance bound of the candidates.")
+    clip_cov_ub: float = option(5.0, help="Upper covariance bound of the candidates.")
+
+
+@attrs.define(kw_only=True)
+class KLCovConfig:
+    """``kl_cov``: unclipped surrogate + a KL penalty on the top-covariance tokens (Cui et al. 2025)."""
+
+    kl_cov_ratio: float = option(
+        2e-3,
+        help="Fraction of the loss tokens (at least one), those with the largest covariance, that get the penalty "
+        "(the paper uses 2e-3 for 7B models, 2e-4 for 32B).",
+        check=_fraction,
+    )
+    kl_coef: float = option(1.0, help="Coefficient of the |log-ratio| penalty on the selected tokens.",
+                            check=non_negative)

@@ -1,0 +1,184 @@
+"""Log-probabilities and entropy from logits, in chunks.
+
+A full ``(B, T, V)`` float32 log-softmax of a 152k-token vocabulary is tens of GiB; both
+functions here walk the positions in chunks of about ``chunk_elements`` logits, upcast
+one chunk at a time to float32 (float64 stays float64), and keep only ``(B, T)``
+results plus one float per position for the backward pass. The backward pass is a
+custom autograd function that recomputes the softmax chunk by chunk, so no float32 copy
+of the logits is kept alive for autograd either; the gradient itself has the logits'
+shape and dtype, as any gradient of the logits must.
+
+Temperature: the logits are divided by ``temperature`` (in float32) before the softmax,
+exactly as the sampler did, so trainer and engine log-probs are comparable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = ["entropy_from_logits", "token_logprobs"]
+
+DEFAULT_CHUNK_ELEMENTS = 1 << 25
+"""Logits upcast at once (32 Mi elements = 128 MiB in float32, about 220 positions at 152k)."""
+
+
+def _compute_dtype(logits: Tensor) -> torch.dtype:
+    return torch.float64 if logits.dtype == torch.float64 else torch.float32
+
+
+def _rows(x: Tensor) -> list[Tensor]:
+    """2-D views ``(n, V)`` covering every position of ``x (B, T, V)`` in row-major order.
+
+    A slice like ``logits[:, :-1]`` cannot be flattened without a copy; it is walked one
+    batch row at a time instead.
+    """
+    vocab = x.shape[-1]
+    try:
+        return [x.view(-1, vocab)]
+    except RuntimeError:
+        return [row if row.stride(-1) == 1 else row.contiguous() for row in x.reshape(-1, *x.shape[-2:]).unbind(0)]
+
+
+def _chunks(x: Tensor, chunk_rows: int) -> Iterator[tuple[int, Tensor]]:
+    """``(offset, (n, V) view)`` over every position of ``x``; offsets index the flattened ``(B*T,)``."""
+    offset = 0
+    for part in _rows(x):
+        for start in range(0, part.shape[0], chunk_rows):
+            piece = part[start : start + chunk_rows]
+            yield offset + start, piece
+        offset += part.shape[0]
+
+
+def _chunk_rows(vocab: int, chunk_elements: int | None) -> int:
+    return max(1, (chunk_elements or DEFAULT_CHUNK_ELEMENTS) // max(1, vocab))
+
+
+def _scaled(piece: Tensor, dtype: torch.dtype, temperature: float) -> Tensor:
+    """``piece`` in the compute dtype, divided by the temperature (never modified in place)."""
+    x = piece.to(dtype)
+    return x if temperature == 1.0 else x / temperature
+
+
+def _check(logits: Tensor, temperature: float) -> None:
+    if logits.dim() != 3:
+        raise ValueError(f"expected logits of shape (B, T, V), got {tuple(logits.shape)}")
+    if not temperature > 0:
+        raise ValueError(
+            f"temperature must be > 0, got {temperature!r}: greedy decoding has no log-probs to train on; "
+            "use the sampling temperature"
+        )
+
+
+class _TokenLogprobs(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, logits: Tensor, token_ids: Tensor, temperature: float, chunk_rows: int) -> Tensor:
+        dtype = _compute_dtype(logits)
+        n = logits.shape[0] * logits.shape[1]
+        flat_ids = token_ids.reshape(-1).to(device=logits.device, dtype=torch.long)
+        out = torch.empty(n, dtype=dtype, device=logits.device)
+        lse = torch.empty(n, dtype=dtype, device=logits.device)
+        for start, piece in _chunks(logits, chunk_rows):
+            x = _scaled(piece, dtype, temperature)
+            ids = flat_ids[start : start + x.shape[0]]
+            chunk_lse = torch.logsumexp(x, dim=-1)
+            lse[start : start + x.shape[0]] = chunk_lse
+            out[start : start + x.shape[0]] = x.gather(-1, ids[:, None]).squeeze(-1) - chunk_lse
+        ctx.save_for_backward(logits, flat_ids, lse)
+        ctx.temperature, ctx.chunk_rows = temperature, chunk_rows
+        return out.view(logits.shape[:2])
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, None, None, None]:
+        logits, flat_ids, lse = ctx.saved_tensors
+        t = ctx.temperature
+        grad = torch.empty(logits.shape, dtype=logits.dtype, device=logits.device)
+        flat_grad = grad.view(-1, logits.shape[-1])
+        g = grad_out.reshape(-1).to(lse.dtype)
+        for start, piece in _chunks(logits, ctx.chunk_rows):
+            stop = start + piece.shape[0]
+            x = _scaled(piece, lse.dtype, t)
+            # d(x_id - lse)/dx = onehot(id) - softmax(x); chain rule through x = logits / t
+            chunk = torch.exp(x - lse[start:stop, None]).mul_(-g[start:stop, None])
+            chunk.scatter_add_(-1, flat_ids[start:stop, None], g[start:stop, None])
+            flat_grad[start:stop] = chunk.div_(t).to(logits.dtype)
+        return grad, None, None, None
+
+
+class _Entropy(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, logits: Tensor, temperature: float, chunk_rows: int) -> Tensor:
+        dtype = _compute_dtype(logits)
+        n = logits.shape[0] * logits.shape[1]
+        out = torch.empty(n, dtype=dtype, device=logits.device)
+        lse = torch.empty(n, dtype=dtype, device=logits.device)
+        for start, piece in _chunks(logits, chunk_rows):
+            stop = start + piece.shape[0]
+            x = _scaled(piece, dtype, temperature)
+            chunk_lse = torch.logsumexp(x, dim=-1)
+            p = torch.exp(x - chunk_lse[:, None])
+            lse[start:stop] = chunk_lse
+            out[start:stop] = chunk_lse - (p * x).sum(-1)  # H = lse - E_p[x]
+        ctx.save_for_backward(logits, lse, out)
+        ctx.temperature, ctx.chunk_rows = temperature, chunk_rows
+        return out.view(logits.shape[:2])
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, None, None]:
+        logits, lse, entropy = ctx.saved_tensors
+        t = ctx.temperature
+        grad = torch.empty(logits.shape, dtype=logits.dtype, device=logits.device)
+        flat_grad = grad.view(-1, logits.shape[-1])
+        g = grad_out.reshape(-1).to(lse.dtype)
+        mean_x = lse - entropy  # E_p[x]
+        for start, piece in _chunks(logits, ctx.chunk_rows):
+            stop = start + piece.shape[0]
+            x = _scaled(piece, lse.dtype, t)
+            p = torch.exp(x - lse[start:stop, None])
+            # dH/dx_k = -p_k (x_k - E_p[x]); chain rule through x = logits / t
+            chunk = (x - mean_x[start:stop, None]).mul_(p).mul_(-g[start:stop, None] / t)
+            flat_grad[start:stop] = chunk.to(logits.dtype)
+        return grad, None, None
+
+
+def token_logprobs(
+    logits: Tensor, token_ids: Tensor, temperature: float = 1.0, *, chunk_elements: int | None = None
+) -> Tensor:
+    """Log-probability of ``token_ids`` under ``softmax(logits / temperature)``.
+
+    Args:
+        logits: ``(B, T, V)`` in any float dtype (bf16 is fine; the math is float32). Slices
+            such as ``logits[:, :-1]`` are handled without copying the tensor.
+        token_ids: ``(B, T)`` integer ids in ``[0, V)``; position ``t`` is scored against
+            ``logits[:, t]`` (shift the logits yourself: ``logits[:, :-1]`` for ``ids[:, 1:]``).
+            Padding positions must still hold a valid id (e.g. 0); mask their results.
+        temperature: the sampling temperature (> 0).
+        chunk_elements: logits upcast at once (default ``DEFAULT_CHUNK_ELEMENTS``).
+
+    Returns:
+        ``(B, T)`` float32 (float64 for float64 logits), differentiable w.r.t. ``logits``.
+    """
+    _check(logits, temperature)
+    if token_ids.shape != logits.shape[:2]:
+        raise ValueError(f"token_ids {tuple(token_ids.shape)} must be (B, T) = {tuple(logits.shape[:2])}")
+    return _TokenLogprobs.apply(logits, token_ids, float(temperature), _chunk_rows(logits.shape[-1], chunk_elements))
+
+
+def entropy_from_logits(logits: Tensor, temperature: float = 1.0, *, chunk_elements: int | None = None) -> Tensor:
+    """Entropy of ``softmax(logits / temperature)`` at every position.
+
+    Args:
+        logits: ``(B, T, V)`` in any float dtype (computed in float32).
+        temperature: the sampling temperature (> 0).
+        chunk_elements: logits upcast at once (default ``DEFAULT_CHUNK_ELEMENTS``).
+
+    Returns:
+        ``(B, T)`` float32 (float64 for float64 logits) in nats, differentiable w.r.t. ``logits``.
+    """
+    _check(logits, temperature)
+    return _Entropy.apply(logits, float(temperature), _chunk_rows(logits.shape[-1], chunk_elements))
