@@ -11,3 +11,27 @@ from skyrl_core.testing.helpers import fresh_registry
 def skyrl_registry():
     """A fresh registry with the builtins and every installed plugin."""
     return fresh_registry(entry_points=True)
+
+
+#: The tiny model every test shares: small enough that a forward pass takes milliseconds.
+TINY_TEST_MODEL = {"arch": "qwen2", "hidden_size": 64, "layers": 2, "heads": 4, "kv_heads": 2, "intermediate_size": 128}
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory):
+    """A tiny Qwen2 model + BPE tokenizer folder (hidden 64, 2 layers), built once per session.
+
+    Treat it as read-only; copy it (``shutil.copytree``) before changing files in it.
+    """
+    from skyrl_core.config.schema import TinyModelConfig
+    from skyrl_core.models.tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model") / "model", TinyModelConfig(**TINY_TEST_MODEL))
+
+
+@pytest.fixture
+def tiny_model_cfg(tiny_model_dir):
+    """A ``[model]`` section (``ModelConfig``) pointing at ``tiny_model_dir``, on CPU, float32."""
+    from skyrl_core.config.schema import ModelConfig
+
+    return ModelConfig(path=str(tiny_model_dir), device="cpu", dtype="float32")
