@@ -193,8 +193,41 @@ def structure(data: Any, cls: type, path: Sequence[str] = ()) -> tuple[Any, list
     try:
         obj = CONVERTER.structure(data, cls)
     except Exception as exc:  # noqa: BLE001 - translated into issues
-        return None, _issues_from(exc, list(path), cls)
+        # One type error must not hide the value checks of the parts that are fine.
+        return None, _issues_from(exc, list(path), cls) + _checks_of_valid_parts(data, cls, path)
     return obj, check_fields(obj, path)
+
+
+def _checks_of_valid_parts(data: dict[str, Any], cls: type, path: Sequence[str]) -> list[ConfigIssue]:
+    """The ``check`` issues of every field of ``data`` that structures on its own."""
+    if not attrs.has(cls):
+        return []
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:  # unresolvable annotations: nothing more to check
+        return []
+    out: list[ConfigIssue] = []
+    for field in attrs.fields(cls):
+        if field.name not in data:
+            continue
+        value, tp, sub_path = data[field.name], hints.get(field.name, field.type), [*path, field.name]
+        sub_cls = next((t for t in (tp, *typing.get_args(tp)) if attrs.has(t)), None)
+        if sub_cls is not None and isinstance(value, dict):
+            try:
+                out += check_fields(CONVERTER.structure(value, sub_cls), sub_path)
+            except Exception:  # its structure errors are already reported
+                out += _checks_of_valid_parts(value, sub_cls, sub_path)
+            continue
+        check = field.metadata.get("check")
+        if check is None or value is None:
+            continue
+        try:
+            message = check(CONVERTER.structure(value, tp))
+        except Exception:  # a type error, already reported
+            continue
+        if message:
+            out.append(ConfigIssue(_join(sub_path), message))
+    return out
 
 
 def check_fields(obj: Any, path: Sequence[str] = ()) -> list[ConfigIssue]:
