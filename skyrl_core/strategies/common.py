@@ -256,15 +256,14 @@ def set_rng_state(state: dict[str, Any]) -> None:
 # -- files -----------------------------------------------------------------------------------
 
 
-def require_file(directory: Path, name: str, what: str) -> Path:
-    """``directory / name``, or a FileNotFoundError that says what is missing and why it matters."""
-    path = Path(directory) / name
-    if not path.is_file():
+def require_files(directory: Path, files: Sequence[tuple[str, str]]) -> None:
+    """Check that every ``(name, what)`` file exists under ``directory``; name all missing ones at once."""
+    missing = [f"{name} ({what})" for name, what in files if not (Path(directory) / name).is_file()]
+    if missing:
         raise FileNotFoundError(
-            f"checkpoint {directory}: missing {name} ({what}). Was it written by the same strategy with the "
+            f"checkpoint {directory}: missing {', '.join(missing)}. Was it written by the same strategy with the "
             "same options (reference model / critic)? Point checkpoint.resume at a complete checkpoint directory."
         )
-    return path
 
 
 def replace_dir(tmp: Path, dest: Path) -> None:

@@ -115,6 +115,9 @@ def test_replace_dir_swaps_complete_folders(tmp_path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]
 
 
-def test_require_file_explains_missing_piece(tmp_path) -> None:
-    with pytest.raises(FileNotFoundError, match=r"missing optimizer\.pt \(optimizer state\)"):
-        common.require_file(tmp_path, "optimizer.pt", "optimizer state")
+def test_require_files_names_every_missing_piece(tmp_path) -> None:
+    (tmp_path / "model.safetensors").write_text("")
+    files = [("model.safetensors", "weights"), ("optimizer.pt", "optimizer state"), ("rng.pt", "RNG states")]
+    with pytest.raises(FileNotFoundError, match=r"missing optimizer\.pt \(optimizer state\), rng\.pt \(RNG states\)\."):
+        common.require_files(tmp_path, files)
+    common.require_files(tmp_path, files[:1])

@@ -1,0 +1,597 @@
+"""The ``local`` training strategy: one process, CPU or one GPU.
+
+Owns the policy (fp32 master weights; bf16/fp16 through autocast), its AdamW optimizer
+and LR schedule, and optionally a frozen reference copy (for KL) and a critic (a copy of
+the policy's transformer with a scalar value head, for GAE). The loop talks to it only
+through ``skyrl_core.protocols.strategy.TrainingStrategy``::
+
+    strategy = LocalStrategy(LocalStrategyConfig(), model=cfg.model, trainer=cfg.trainer, seed=cfg.run.seed)
+    old = strategy.forward(batch, temperature=cfg.generator.temperature)        # ForwardOutput, (B, R)
+    metrics = strategy.train_step(batch, loss_fn, temperature=cfg.generator.temperature)
+
+Every pass right-pads ``prompt + response`` into micro-batches packed by token budget and
+scores response token ``j`` from the hidden state at ``prompt_len - 1 + j``; by default the
+LM head runs only at those positions (see ``LocalStrategyConfig.logits``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import os
+import shutil
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import safetensors.torch
+import torch
+from torch import Tensor, nn
+
+from skyrl_core.config.schema import ModelConfig, TrainerConfig
+from skyrl_core.ops.logprobs import entropy_from_logits, token_logprobs
+from skyrl_core.protocols.strategy import ForwardOutput, LossFn, ModelRole, TrainBatch
+from skyrl_core.strategies import common
+from skyrl_core.strategies.local_config import LocalStrategyConfig
+
+_AUTOCAST_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class ValueModel(nn.Module):
+    """A critic: a causal-LM transformer body plus a scalar head, ``(b, L) -> (b, L)`` values."""
+
+    def __init__(self, backbone: nn.Module, hidden_size: int, generator: torch.Generator) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = nn.Linear(hidden_size, 1)
+        with torch.no_grad():
+            # Small weights so that initial values sit near 0 whatever the hidden-state scale.
+            std = 1.0 / (hidden_size + 1)
+            weight = torch.randn(self.head.weight.shape, generator=generator) * std
+            self.head.weight.copy_(weight.to(self.head.weight.device))
+            self.head.bias.zero_()
+
+
+class _Trainable:
+    """One trained module with its optimizer, schedule and (fp16 only) gradient scaler."""
+
+    def __init__(self, module: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any) -> None:
+        self.module = module
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.scaler = scaler
+        self.params = [p for p in module.parameters() if p.requires_grad]
+
+
+class LocalStrategy:
+    """Single-process training strategy (see the module docstring).
+
+    Args:
+        config: the ``[strategy]`` options (``LocalStrategyConfig``; None for defaults).
+        model: ``[model]``: path, dtype (``float32``, or ``bfloat16``/``float16`` autocast
+            over fp32 master weights), device (``auto`` picks CUDA when present).
+        trainer: ``[trainer]``: lr, betas, weight decay, grad clip, schedule, warmup,
+            micro-batch token budget, gradient checkpointing, NaN skipping.
+        seed: seeds the critic head's initialisation (the loop owns the global RNGs).
+        need_ref: keep a frozen copy of the initial policy for ``role="ref"``.
+        need_critic: build a value model for ``role="critic"``, with its own AdamW.
+        total_optimizer_steps: the schedule's horizon (cosine / linear decay).
+    """
+
+    def __init__(
+        self,
+        config: LocalStrategyConfig | None,
+        *,
+        model: ModelConfig,
+        trainer: TrainerConfig,
+        seed: int,
+        need_ref: bool = False,
+        need_critic: bool = False,
+        total_optimizer_steps: int = 1,
+    ) -> None:
+        from skyrl_core.models.loading import load_causal_lm, resolve_device
+
+        self.config = config if config is not None else LocalStrategyConfig()
+        self.model_config = model
+        self.trainer = trainer
+        self.seed = seed
+        self.total_optimizer_steps = max(1, int(total_optimizer_steps))
+        self.device = resolve_device(model.device)
+        self._autocast_dtype = _AUTOCAST_DTYPES.get(model.dtype)
+        self._offloaded = False
+        self.optimizer_steps = 0
+
+        policy = load_causal_lm(model, device=self.device, dtype=torch.float32)
+        if self.config.disable_dropout:
+            _disable_dropout(policy)
+        self.policy = policy
+        self.ref: nn.Module | None = None
+        if need_ref:
+            self.ref = copy.deepcopy(policy).eval().requires_grad_(False)
+        critic: ValueModel | None = None
+        if need_critic:
+            body = _backbone(policy)
+            if body is None:
+                raise ValueError(
+                    f"[model] path = {model.path!r}: {type(policy).__name__} exposes no transformer body "
+                    "(base_model), so the local strategy cannot build a critic from it; turn the critic off "
+                    "(use an estimator other than 'gae')"
+                )
+            critic = ValueModel(copy.deepcopy(body), _hidden_size(policy), torch.Generator().manual_seed(seed))
+            critic.to(self.device)
+        if trainer.gradient_checkpointing:
+            _enable_checkpointing(policy)
+            if critic is not None:
+                _enable_checkpointing(critic.backbone)
+
+        self.logits_mode = self._choose_logits_mode()
+        self._policy = self._trainable(policy, trainer.lr)
+        self._critic = None
+        if critic is not None:
+            self._critic = self._trainable(critic, self.config.critic_lr or trainer.lr)
+
+    # -- construction helpers ---------------------------------------------------------------
+
+    def _trainable(self, module: nn.Module, lr: float) -> _Trainable:
+        t = self.trainer
+        optimizer = common.build_adamw(
+            (p for p in module.parameters() if p.requires_grad),
+            lr=lr,
+            betas=t.betas,
+            weight_decay=t.weight_decay,
+            device=self.device,
+        )
+        scheduler = common.build_scheduler(
+            optimizer, schedule=t.lr_schedule, warmup_steps=t.warmup_steps, total_steps=self.total_optimizer_steps
+        )
+        scaler = torch.amp.GradScaler(self.device.type) if self._autocast_dtype is torch.float16 else None
+        return _Trainable(module, optimizer, scheduler, scaler)
+
+    @torch.no_grad()
+    def _choose_logits_mode(self) -> str:
+        """'sliced' when the LM head on gathered hidden states reproduces the model's logits."""
+        mode = self.config.logits
+        has_parts = _backbone(self.policy) is not None and self.policy.get_output_embeddings() is not None
+        if mode == "sliced" and not has_parts:
+            raise ValueError(
+                f"[strategy] logits = 'sliced': {type(self.policy).__name__} has no separate transformer body and "
+                "output layer; use logits = 'full' or 'auto'"
+            )
+        if mode != "auto":
+            return mode
+        if not has_parts:
+            return "full"
+        vocab = int(self.policy.get_output_embeddings().weight.shape[0])
+        probe = TrainBatch([[1, 2, 3], [4 % vocab]], [[5 % vocab, 6 % vocab], [7 % vocab, 8 % vocab, 9 % vocab]])
+        c = common.collate(probe, self.device)
+        self.policy.eval()
+        sliced = self._policy_logits(c, mode="sliced")
+        full = self._policy_logits(c, mode="full")
+        ok = torch.allclose(sliced.float(), full.float(), rtol=1e-4, atol=1e-4)
+        return "sliced" if ok else "full"
+
+    # -- passes -----------------------------------------------------------------------------
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self._autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self._autocast_dtype)
+
+    def _policy_logits(self, c: common.Collated, *, mode: str, module: nn.Module | None = None) -> Tensor:
+        """Logits ``(N, V)`` at the positions that predict the ``N`` response tokens."""
+        module = self.policy if module is None else module
+        inputs = {"input_ids": c.input_ids, "attention_mask": c.attention_mask, "position_ids": c.position_ids}
+        if mode == "full":
+            return module(**inputs, use_cache=False).logits[c.rows, c.cols]
+        hidden = _backbone(module)(**inputs, use_cache=False).last_hidden_state
+        return module.get_output_embeddings()(hidden[c.rows, c.cols])
+
+    def _outputs(
+        self, role: ModelRole, c: common.Collated, temperature: float, need_entropy: bool
+    ) -> dict[str, Tensor]:
+        """Per-token outputs ``(N,)`` of ``role`` on a collated micro-batch."""
+        if role == "critic":
+            critic = self._require_critic()
+            body = critic.backbone
+            hidden = body(
+                input_ids=c.input_ids,
+                attention_mask=c.attention_mask,
+                position_ids=c.position_ids,
+                use_cache=False,
+            ).last_hidden_state
+            return {"values": critic.head(hidden[c.rows, c.cols]).squeeze(-1).float()}
+        module = self.policy if role == "policy" else self._require_ref()
+        logits = self._policy_logits(c, mode=self.logits_mode, module=module)
+        # The ops take (B, T, V); the N gathered positions are one "row" of length N.
+        out = {"logprobs": token_logprobs(logits[None], c.targets[None], temperature)[0]}
+        if need_entropy:
+            out["entropy"] = entropy_from_logits(logits[None], temperature)[0]
+        return out
+
+    @torch.no_grad()
+    def forward(
+        self, batch: TrainBatch, *, role: ModelRole = "policy", temperature: float = 1.0, need_entropy: bool = False
+    ) -> ForwardOutput:
+        """No-grad pass over ``batch`` in micro-batches.
+
+        Returns:
+            For ``policy``/``ref``: ``logprobs`` ``(B, R)`` of each response token given
+            everything before it, with logits divided by ``temperature`` (0 means greedy
+            sampling and uses 1), and ``entropy`` ``(B, R)`` when asked. For ``critic``:
+            ``values`` ``(B, R)``, the value of the state before each response token.
+            Float32 CPU tensors, 0 past each response's end.
+        """
+        self._check_onloaded()
+        temperature = _effective_temperature(temperature)
+        module = self._module(role)
+        module.eval()
+        names = ["values"] if role == "critic" else ["logprobs", *(["entropy"] if need_entropy else [])]
+        results = {n: torch.zeros(len(batch), batch.response_len, dtype=torch.float32) for n in names}
+        budget = self.config.forward_micro_batch_tokens or self.trainer.micro_batch_tokens
+        lengths = [batch.seq_len(i) for i in range(len(batch))]
+        for idx in common.pack_by_token_budget(lengths, budget, sort=self.config.sort_micro_batches):
+            micro = TrainBatch([batch.prompt_ids[i] for i in idx], [batch.response_ids[i] for i in idx])
+            c = common.collate(micro, self.device)
+            if c.targets.numel() == 0:
+                continue
+            with self._autocast():
+                per_token = self._outputs(role, c, temperature, need_entropy)
+            index = torch.tensor(idx, dtype=torch.long)
+            for name in names:
+                block = c.scatter(per_token[name]).cpu()
+                results[name][index, : block.shape[1]] = block
+        return ForwardOutput(**results)
+
+    def train_step(
+        self,
+        batch: TrainBatch,
+        loss_fn: LossFn,
+        *,
+        role: ModelRole = "policy",
+        temperature: float = 1.0,
+        need_entropy: bool = False,
+    ) -> dict[str, float]:
+        """One optimizer step of ``role`` (``policy`` or ``critic``) over the mini-batch ``batch``.
+
+        Each micro-batch's loss (already scaled by the mini-batch totals) is back-propagated;
+        the optimizer steps once after clipping. A non-finite loss or gradient norm skips
+        the step (gradients dropped, ``skipped = 1``) when ``trainer.skip_nan``, and raises
+        ``FloatingPointError`` otherwise. The LR schedule advances either way, so it stays
+        aligned with the loop's planned step count.
+
+        Returns:
+            The loss function's metrics averaged over micro-batches weighted by their
+            ``loss_mask`` tokens, plus ``grad_norm``, ``lr``, ``skipped``, ``micro_batches``,
+            ``tokens`` (prompt + response tokens), ``fwd_bwd_s`` and ``optimizer_s``. For the
+            critic, keys without a ``/`` get a ``critic/`` prefix (``critic/grad_norm``, ...).
+        """
+        self._check_onloaded()
+        if role == "ref":
+            raise ValueError("train_step(role='ref'): the reference model is frozen; train 'policy' or 'critic'")
+        trained = self._critic_trainable() if role == "critic" else self._policy
+        temperature = _effective_temperature(temperature)
+        trained.module.train()
+        scale = common.loss_scale(batch)
+        lengths = [batch.seq_len(i) for i in range(len(batch))]
+        groups = common.pack_by_token_budget(
+            lengths, self.trainer.micro_batch_tokens, sort=self.config.sort_micro_batches
+        )
+        trained.optimizer.zero_grad(set_to_none=True)
+
+        start = time.perf_counter()
+        sums: dict[str, float] = {}
+        plain: dict[str, float] = {}
+        weight_total = 0.0
+        bad_loss: str | None = None
+        for k, idx in enumerate(groups):
+            micro = common.to_device(batch.select(idx), self.device)
+            c = common.collate(micro, self.device)
+            with self._autocast():
+                per_token = self._outputs(role, c, temperature, need_entropy)
+                out = ForwardOutput(**{name: c.scatter(v) for name, v in per_token.items()})
+                loss, metrics = loss_fn(micro, out, scale)
+            if not bool(torch.isfinite(loss.detach()).all()):
+                bad_loss = f"micro-batch {k} of {len(groups)} has loss {float(loss.detach())}"
+                break
+            (trained.scaler.scale(loss) if trained.scaler is not None else loss).backward()
+            weight = float(micro.tensors["loss_mask"].sum())
+            weight_total += weight
+            for name, value in metrics.items():
+                sums[name] = sums.get(name, 0.0) + float(value) * weight
+                plain[name] = plain.get(name, 0.0) + float(value)
+        fwd_bwd_s = time.perf_counter() - start
+
+        start = time.perf_counter()
+        lr = float(trained.optimizer.param_groups[0]["lr"])
+        grad_norm = float("nan")
+        skipped = bad_loss is not None
+        if not skipped:
+            if trained.scaler is not None:
+                trained.scaler.unscale_(trained.optimizer)
+            max_norm = self.trainer.grad_clip if self.trainer.grad_clip > 0 else math.inf
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(trained.params, max_norm))
+            if trained.scaler is not None:
+                # fp16: the scaler skips steps whose gradients overflowed and lowers its scale.
+                trained.scaler.step(trained.optimizer)
+                trained.scaler.update()
+                skipped = not math.isfinite(grad_norm)
+            elif math.isfinite(grad_norm):
+                trained.optimizer.step()
+            else:
+                skipped = True
+                bad_loss = f"gradient norm is {grad_norm}"
+        trained.optimizer.zero_grad(set_to_none=True)
+        if bad_loss is not None and not self.trainer.skip_nan:
+            raise FloatingPointError(
+                f"{role} train step: {bad_loss}. Lower trainer.lr, check the loss inputs (advantages, log-probs), "
+                "or set trainer.skip_nan = true to skip and report such steps"
+            )
+        with warnings.catch_warnings():
+            # A skipped step never called optimizer.step(); torch warns about the order then.
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
+            trained.scheduler.step()
+        if role == "policy":
+            self.optimizer_steps += 1
+
+        n = len(groups)
+        if weight_total > 0:
+            result = {name: value / weight_total for name, value in sums.items()}
+        else:
+            result = {name: value / max(n, 1) for name, value in plain.items()}
+        result.update(
+            grad_norm=grad_norm,
+            lr=lr,
+            skipped=1.0 if skipped else 0.0,
+            micro_batches=float(n),
+            tokens=float(sum(lengths)),
+            fwd_bwd_s=fwd_bwd_s,
+            optimizer_s=time.perf_counter() - start,
+        )
+        if role == "critic":
+            # Callers merge policy and critic metrics of one mini-batch into one dict.
+            result = {k if "/" in k else f"critic/{k}": v for k, v in result.items()}
+        return result
+
+    def sft_loss_fn(self) -> LossFn:
+        """Cross-entropy on ``loss_mask`` tokens (see ``common.sft_loss_fn``), for ``skyrl sft``."""
+        return common.sft_loss_fn()
+
+    # -- weights ----------------------------------------------------------------------------
+
+    def named_weights(self, bucket_bytes: int = 1 << 28) -> Iterator[list[tuple[str, Tensor]]]:
+        """The policy's weights under their Hugging Face names, in buckets of about ``bucket_bytes``.
+
+        Tensors are detached views of the fp32 master weights on the strategy's device
+        (receivers cast as they need). Tied weights come once, under the first name of the
+        state dict: with tied embeddings that is ``model.embed_tokens.weight`` and
+        ``lm_head.weight`` is left out, as ``save_pretrained`` does.
+        """
+        self._check_onloaded()
+        bucket: list[tuple[str, Tensor]] = []
+        size = 0
+        for name, tensor in _unique_state(self.policy):
+            bucket.append((name, tensor))
+            size += tensor.numel() * tensor.element_size()
+            if size >= bucket_bytes:
+                yield bucket
+                bucket, size = [], 0
+        if bucket:
+            yield bucket
+
+    def reset_ref(self) -> None:
+        """Make the reference model a copy of the current policy (e.g. after a warm start)."""
+        ref = self._require_ref()
+        with torch.no_grad():
+            ref.load_state_dict(self.policy.state_dict())
+
+    # -- checkpoints and export -------------------------------------------------------------
+
+    def save_checkpoint(self, path: Path) -> None:
+        """Write weights (safetensors), optimizer, schedule, scaler and RNG states into ``path``."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        safetensors.torch.save_model(self.policy, str(path / common.POLICY_WEIGHTS))
+        _save_trainable_state(self._policy, path, common.POLICY_OPTIMIZER, common.POLICY_SCHEDULER)
+        if self.ref is not None:
+            safetensors.torch.save_model(self.ref, str(path / common.REF_WEIGHTS))
+        if self._critic is not None:
+            safetensors.torch.save_model(self._critic.module, str(path / common.CRITIC_WEIGHTS))
+            _save_trainable_state(self._critic, path, common.CRITIC_OPTIMIZER, common.CRITIC_SCHEDULER)
+        torch.save(common.rng_state(), path / common.RNG_STATE)
+        meta = {
+            "strategy": "local",
+            "optimizer_steps": self.optimizer_steps,
+            "has_ref": self.ref is not None,
+            "has_critic": self._critic is not None,
+            "dtype": self.model_config.dtype,
+        }
+        (path / common.STRATEGY_STATE).write_text(json.dumps(meta, indent=2) + "\n")
+
+    def load_checkpoint(self, path: Path) -> None:
+        """Restore everything ``save_checkpoint`` wrote (training continues exactly)."""
+        path = Path(path)
+        if not path.is_dir():
+            raise FileNotFoundError(f"checkpoint {path} is not a directory; point checkpoint.resume at one")
+        # Check every file first, so that a bad checkpoint leaves the strategy as it was.
+        required = [
+            (common.POLICY_WEIGHTS, "policy weights"),
+            (common.POLICY_OPTIMIZER, "optimizer state"),
+            (common.POLICY_SCHEDULER, "LR schedule"),
+            (common.RNG_STATE, "RNG states"),
+        ]
+        if self._critic is not None:
+            required += [
+                (common.CRITIC_WEIGHTS, "critic weights"),
+                (common.CRITIC_OPTIMIZER, "critic optimizer state"),
+                (common.CRITIC_SCHEDULER, "critic LR schedule"),
+            ]
+        common.require_files(path, required)
+        device = str(self.device)
+        safetensors.torch.load_model(self.policy, str(path / common.POLICY_WEIGHTS), device=device)
+        _load_trainable_state(self._policy, path, common.POLICY_OPTIMIZER, common.POLICY_SCHEDULER, self.device)
+        if self.ref is not None and (path / common.REF_WEIGHTS).is_file():
+            safetensors.torch.load_model(self.ref, str(path / common.REF_WEIGHTS), device=device)
+        if self._critic is not None:
+            safetensors.torch.load_model(self._critic.module, str(path / common.CRITIC_WEIGHTS), device=device)
+            _load_trainable_state(self._critic, path, common.CRITIC_OPTIMIZER, common.CRITIC_SCHEDULER, self.device)
+        common.set_rng_state(torch.load(path / common.RNG_STATE))
+        meta_file = path / common.STRATEGY_STATE
+        if meta_file.is_file():
+            self.optimizer_steps = int(json.loads(meta_file.read_text()).get("optimizer_steps", 0))
+
+    def export_hf(self, path: Path, tokenizer: Any) -> None:
+        """Write a Hugging Face model folder (weights in ``model.dtype``, plus the tokenizer) to ``path``.
+
+        Written to a temporary sibling directory and renamed into place, replacing an
+        existing ``path`` only once the new folder is complete.
+        """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        dtype = self.model_config.dtype
+        # Tied weights once (copies would no longer share storage and be saved twice).
+        state = {k: v.to("cpu", getattr(torch, dtype)) for k, v in _unique_state(self.policy)}
+        try:
+            self.policy.save_pretrained(tmp, state_dict=state)  # empties ``state``
+            # save_pretrained records the fp32 master weights' dtype; the files hold ``dtype``.
+            config_file = tmp / "config.json"
+            config = json.loads(config_file.read_text())
+            config["dtype"] = dtype
+            config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+            if tokenizer is not None:
+                tokenizer.save_pretrained(tmp)
+            common.replace_dir(tmp, path)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    # -- placement --------------------------------------------------------------------------
+
+    def offload(self) -> None:
+        """Move models and optimizer states to CPU (no-op when training on CPU)."""
+        self._place(torch.device("cpu"))
+        if self.device.type == "cuda":
+            self._offloaded = True
+            torch.cuda.empty_cache()
+
+    def onload(self) -> None:
+        """Move models and optimizer states back to the training device."""
+        self._place(self.device)
+        self._offloaded = False
+
+    def _place(self, device: torch.device) -> None:
+        if self.device.type == "cpu":
+            return
+        for module in (self.policy, self.ref, self._critic.module if self._critic else None):
+            if module is not None:
+                module.to(device)
+        for trained in (self._policy, self._critic):
+            if trained is not None:
+                common.move_optimizer_state(trained.optimizer, device)
+
+    # -- small helpers ----------------------------------------------------------------------
+
+    def _check_onloaded(self) -> None:
+        if self._offloaded:
+            raise RuntimeError("the local strategy is offloaded to CPU; call onload() before using it")
+
+    def _module(self, role: ModelRole) -> nn.Module:
+        if role == "policy":
+            return self.policy
+        if role == "ref":
+            return self._require_ref()
+        if role == "critic":
+            return self._require_critic()
+        raise ValueError(f"role {role!r}: expected 'policy', 'ref' or 'critic'")
+
+    def _require_ref(self) -> nn.Module:
+        if self.ref is None:
+            raise ValueError("role='ref' but the strategy was built without a reference model (need_ref=False)")
+        return self.ref
+
+    def _critic_trainable(self) -> _Trainable:
+        if self._critic is None:
+            raise ValueError("role='critic' but the strategy was built without a critic (need_critic=False)")
+        return self._critic
+
+    def _require_critic(self) -> ValueModel:
+        return self._critic_trainable().module  # type: ignore[return-value]
+
+
+# -- module-level helpers ---------------------------------------------------------------------
+
+
+def _unique_state(module: nn.Module) -> list[tuple[str, Tensor]]:
+    """``module.state_dict()`` items (detached), each storage once under its first name."""
+    seen: set[tuple[int, tuple[int, ...], tuple[int, ...]]] = set()
+    items = []
+    for name, tensor in module.state_dict().items():
+        key = (tensor.data_ptr(), tuple(tensor.shape), tuple(tensor.stride()))
+        if key not in seen:
+            seen.add(key)
+            items.append((name, tensor.detach()))
+    return items
+
+
+def _effective_temperature(temperature: float) -> float:
+    """The divisor the sampler applied: greedy decoding (0) reports raw log-softmax."""
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    return 1.0 if temperature == 0 else float(temperature)
+
+
+def _backbone(model: nn.Module) -> nn.Module | None:
+    """The transformer body of a causal LM (``model.model`` for most), or None."""
+    body = getattr(model, "base_model", None)
+    return body if isinstance(body, nn.Module) and body is not model else None
+
+
+def _hidden_size(model: nn.Module) -> int:
+    config = model.config
+    size = getattr(config, "hidden_size", None)
+    if size is None and hasattr(config, "get_text_config"):
+        size = getattr(config.get_text_config(), "hidden_size", None)
+    if size is None:
+        raise ValueError(f"{type(model).__name__}: config has no hidden_size; cannot size the critic's value head")
+    return int(size)
+
+
+def _disable_dropout(model: nn.Module) -> None:
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+        for attr in ("attention_dropout", "dropout_p"):
+            if isinstance(getattr(module, attr, None), float):
+                setattr(module, attr, 0.0)
+
+
+def _enable_checkpointing(model: nn.Module) -> None:
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
+def _save_trainable_state(trained: _Trainable, path: Path, optimizer_file: str, scheduler_file: str) -> None:
+    torch.save(trained.optimizer.state_dict(), path / optimizer_file)
+    torch.save(trained.scheduler.state_dict(), path / scheduler_file)
+    if trained.scaler is not None:
+        torch.save(trained.scaler.state_dict(), path / (Path(optimizer_file).stem + "_" + common.GRAD_SCALER))
+
+
+def _load_trainable_state(
+    trained: _Trainable, path: Path, optimizer_file: str, scheduler_file: str, device: torch.device
+) -> None:
+    trained.optimizer.load_state_dict(torch.load(path / optimizer_file, map_location=device))
+    trained.scheduler.load_state_dict(torch.load(path / scheduler_file))
+    if trained.scaler is not None:
+        scaler_file = path / (Path(optimizer_file).stem + "_" + common.GRAD_SCALER)
+        if scaler_file.is_file():
+            trained.scaler.load_state_dict(torch.load(scaler_file))
