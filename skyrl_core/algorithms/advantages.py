@@ -75,7 +75,7 @@ def discounted_returns(rewards: Tensor, mask: Tensor, gamma: float) -> Tensor:
         returns = rewards.flip(-1).cumsum(-1).flip(-1)
         return returns * mask
     returns = torch.zeros_like(rewards)
-    running = torch.zeros_like(rewards[:, 0])
+    running = rewards.new_zeros(rewards.shape[0])
     pending = torch.zeros_like(running)
     for t in reversed(range(rewards.shape[1])):
         m = mask[:, t]
@@ -204,7 +204,7 @@ def gae(inp: AdvantageInput, config: GAEConfig | None = None) -> AdvantageOutput
                          f"token_rewards {tuple(rewards.shape)}")
     values = torch.where(mask > 0, inp.values.detach().to(rewards.dtype), torch.zeros_like(rewards))
     advantages = torch.zeros_like(rewards)
-    last_adv = torch.zeros_like(rewards[:, 0])
+    last_adv = rewards.new_zeros(rewards.shape[0])
     next_value = torch.zeros_like(last_adv)
     pending = torch.zeros_like(last_adv)
     for t in reversed(range(rewards.shape[1])):

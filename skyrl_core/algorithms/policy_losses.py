@@ -64,8 +64,13 @@ def _unpack(inp: PolicyLossInput, name: str) -> tuple[Tensor, Tensor, Tensor, Te
             )
     if logp.dim() != 2:
         raise ValueError(f"policy loss {name!r}: logprobs must be (B, R), got shape {tuple(logp.shape)}")
-    mask = (inp.mask.detach() > 0).to(logp.dtype)
-    return logp, inp.old_logprobs.detach().to(logp.dtype), inp.advantages.detach().to(logp.dtype), mask
+    on = inp.mask.detach() > 0
+    zero = torch.zeros((), dtype=logp.dtype, device=logp.device)
+    # Padding may hold anything (even -inf/NaN); zero it so neither values nor gradients see it.
+    logp = torch.where(on, logp, zero)
+    old = torch.where(on, inp.old_logprobs.detach().to(logp.dtype), zero)
+    adv = torch.where(on, inp.advantages.detach().to(logp.dtype), zero)
+    return logp, old, adv, on.to(logp.dtype)
 
 
 def _log_ratio(logp: Tensor, old: Tensor) -> Tensor:
