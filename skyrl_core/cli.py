@@ -69,9 +69,9 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         print(_table(rows, ["distribution", "version", "status", "components"]))
         for p in registry.plugins:
             if p.status == "failed":
-                print(f"\n{p.describe()} failed to load ({p.module}): {p.error}", file=sys.stderr)
+                print(f"error: plugin {p.describe()} failed to load ({p.module}): {p.error}", file=sys.stderr)
         for conflict in registry.conflicts:
-            print(f"\nconflict: {conflict}", file=sys.stderr)
+            print(f"error: conflict: {conflict}", file=sys.stderr)
     return 2 if registry.failed() or registry.conflicts else 0
 
 
@@ -283,15 +283,30 @@ def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     data = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", metavar="ACTION")
-    p = data.add_parser("prepare", help="run a dataset preparer (see `skyrl components dataset_preparer`)")
+    p = data.add_parser(
+        "prepare",
+        help="run a dataset preparer (see `skyrl components dataset_preparer`)",
+        epilog="Options of the preparer follow as --key value (see `skyrl components dataset_preparer`).",
+    )
     p.add_argument("name")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("options", nargs=argparse.REMAINDER, help="--key value options of the preparer")
-    p.set_defaults(func=cmd_data_prepare)
+    # The preparer's own `--key value` options are collected by main() (parse_known_args):
+    # a REMAINDER positional would also swallow `--out` when it follows NAME.
+    p.set_defaults(func=cmd_data_prepare, options=[], takes_options=True)
 
-    registry = registry or build_registry()
-    registry.hook.skyrl_add_commands(subparsers=sub)
+    _add_plugin_commands(registry or build_registry(), sub)
     return parser
+
+
+def _add_plugin_commands(registry: Registry, sub: argparse._SubParsersAction) -> None:
+    """Call each plugin's ``skyrl_add_commands``; one that fails is reported and skipped."""
+    providers = {p.name: p for p in registry.plugins}
+    for impl in registry.hook.skyrl_add_commands.get_hookimpls():
+        try:
+            impl.function(*[{"subparsers": sub}[arg] for arg in impl.argnames])
+        except Exception as exc:  # a broken plugin must not break every command
+            who = providers[impl.plugin_name].describe() if impl.plugin_name in providers else impl.plugin_name
+            print(f"warning: plugin {who} could not add its commands: {type(exc).__name__}: {exc}", file=sys.stderr)
 
 
 def _version() -> str:
@@ -304,7 +319,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``skyrl`` console script."""
     try:
         parser = build_parser()
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra and not getattr(args, "takes_options", False):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        if extra:
+            args.options = extra
         func = getattr(args, "func", None)
         if func is None:
             parser.print_help()

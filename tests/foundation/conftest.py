@@ -86,12 +86,18 @@ class CliResult:
     out: str
     err: str
 
-    def single_error(self) -> str:
-        """Assert the run failed cleanly with one ``error:`` message; return the message."""
+    def failed_cleanly(self) -> str:
+        """Assert exit code 2 and no traceback; return stderr."""
         assert self.code == 2, f"expected exit code 2, got {self.code}\nstdout:\n{self.out}\nstderr:\n{self.err}"
         assert "Traceback" not in self.err + self.out, f"raw traceback shown:\n{self.err}"
-        assert self.err.count("error:") == 1, f"expected one error message, got:\n{self.err}"
         return self.err
+
+    def single_error(self) -> str:
+        """Assert the run failed cleanly with one ``error: ...`` message; return stderr."""
+        err = self.failed_cleanly()
+        starts = [line for line in err.splitlines() if line.startswith("error:")]
+        assert len(starts) == 1 and err.startswith("error: "), f"expected one error message, got:\n{err}"
+        return err
 
 
 def skyrl_command() -> list[str]:
