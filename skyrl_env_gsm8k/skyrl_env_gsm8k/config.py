@@ -1,0 +1,113 @@
+"""Config classes of the GSM8K components (torch-free, imported when a registry is built).
+
+* ``Gsm8kEnvConfig``: ``[environments.gsm8k]``
+* ``Gsm8kMultiTurnConfig``: ``[environments.gsm8k_multi_turn]``
+* ``Gsm8kPrepareConfig``: ``skyrl data prepare gsm8k --out DIR [--key value ...]``
+* ``SyntheticPrepareConfig``: ``skyrl data prepare gsm8k_synthetic --out DIR [...]``
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import attrs
+
+from skyrl_core.config.fields import non_negative, option, positive, unit_interval
+
+#: Appended to every question (the instruction SkyRL's GSM8K example uses, made explicit).
+INSTRUCTION = (
+    "Let's think step by step. Write the final answer as a number on the last line, in the form `#### <answer>`."
+)
+_MODE_HELP = (
+    "How the final answer is found: 'strict' reads only the number after the last `####` "
+    "(GSM8K's convention); 'flexible' falls back to the last \\boxed{...} and then to the last "
+    "number in the reply."
+)
+
+
+def _non_empty(value: Any) -> str | None:
+    return None if isinstance(value, str) and value.strip() else f"must be a non-empty string, got {value!r}"
+
+
+@attrs.define(kw_only=True)
+class Gsm8kEnvConfig:
+    """``[environments.gsm8k]``: single-turn GSM8K scoring."""
+
+    mode: Literal["strict", "flexible"] = option("strict", help=_MODE_HELP)
+    correct_reward: float = option(1.0, help="Reward for the correct final answer.", check=non_negative)
+    format_reward: float = option(
+        0.0,
+        help="Reward for a well-formed but wrong answer (`#### N`, or `\\boxed{N}` in flexible mode): a small "
+        "shaping bonus for the format. pass@k counts any reward > 0 as a pass, so keep 0 for exact pass rates.",
+        check=non_negative,
+    )
+
+
+@attrs.define(kw_only=True)
+class Gsm8kMultiTurnConfig:
+    """``[environments.gsm8k_multi_turn]``: retries with feedback, up to ``[generator] max_turns`` answers."""
+
+    mode: Literal["strict", "flexible"] = option("strict", help=_MODE_HELP)
+    correct_reward: float = option(1.0, help="Reward for a correct answer on the first turn.", check=non_negative)
+    format_reward: float = option(
+        0.0,
+        help="Reward when the episode ends with a well-formed but wrong answer (see [environments.gsm8k]).",
+        check=non_negative,
+    )
+    turn_discount: float = option(
+        0.5,
+        help="A correct answer on turn t earns correct_reward x turn_discount^(t-1), so solving it first try "
+        "is worth most (1.0 = no penalty for retries). The whole reward is credited on the final turn.",
+        check=unit_interval,
+    )
+    feedback: Literal["retry", "direction"] = option(
+        "retry",
+        help="What the environment says after a wrong answer: 'retry' only says it is wrong; 'direction' also "
+        "says whether it is too high or too low.",
+    )
+
+
+@attrs.define(kw_only=True)
+class Gsm8kPrepareConfig:
+    """Options of ``skyrl data prepare gsm8k``.
+
+    Without ``data_dir``/``train_file``/``test_file`` the data comes from the Hugging Face
+    hub (``hub_id``, config ``hub_config``).
+    """
+
+    data_dir: str | None = option(
+        None,
+        help="A folder with GSM8K's train.jsonl and test.jsonl (the layout of github.com/openai/grade-school-math, "
+        'grade_school_math/data). Each line: {"question": ..., "answer": "... #### N"}.',
+    )
+    train_file: str | None = option(None, help="A GSM8K-format JSONL file for the train split (overrides data_dir).")
+    test_file: str | None = option(None, help="A GSM8K-format JSONL file for the test split (overrides data_dir).")
+    hub_id: str = option(
+        "openai/gsm8k", help="Hugging Face dataset id used when no local file is given.", check=_non_empty
+    )
+    hub_config: str = option("main", help="Configuration of the hub dataset ('main' or 'socratic').", check=_non_empty)
+    max_train_rows: int | None = option(None, help="Keep only the first N train rows.", check=positive)
+    max_test_rows: int | None = option(None, help="Keep only the first N test rows.", check=positive)
+    env_class: str = option(
+        "gsm8k", help="The env_class column: 'gsm8k' or 'gsm8k_multi_turn' (or your own env).", check=_non_empty
+    )
+    instruction: str = option(INSTRUCTION, help="Text appended to every question ('' for none).")
+    system_prompt: str = option("", help="System message of every prompt ('' for none).")
+    sft: bool = option(
+        True,
+        help="Also write sft.parquet (prompt + GSM8K's worked solution, calculator annotations removed) from the "
+        "train split, for a supervised warm start.",
+    )
+
+
+@attrs.define(kw_only=True)
+class SyntheticPrepareConfig:
+    """Options of ``skyrl data prepare gsm8k_synthetic`` (template word problems, no download)."""
+
+    train_rows: int = option(256, help="Train rows.", check=positive)
+    test_rows: int = option(64, help="Test rows (questions disjoint from train and sft).", check=positive)
+    sft_rows: int = option(256, help="Supervised warm-start rows (0 for none).", check=non_negative)
+    seed: int = option(0, help="Seed of the problem generator.")
+    env_class: str = option("gsm8k", help="The env_class column.", check=_non_empty)
+    instruction: str = option(INSTRUCTION, help="Text appended to every question ('' for none).")
+    system_prompt: str = option("", help="System message of every prompt ('' for none).")

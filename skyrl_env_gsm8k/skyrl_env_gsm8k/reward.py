@@ -1,0 +1,233 @@
+"""GSM8K answer extraction and scoring. Pure string functions; nothing here raises on any input.
+
+Extraction (``extract_answer``):
+
+* ``strict``: the number right after the *last* ``####`` marker (GSM8K's own convention,
+  e.g. ``"... so she has 12 left.\\n#### 12"``). Only whitespace and Markdown ``*`` may sit
+  between the marker and the number. When the last marker has no number after it the
+  reply is a parse failure, even if an earlier marker had one: the model's final word
+  is what counts.
+* ``flexible``: the strict answer when there is one; otherwise the content of the last
+  ``\\boxed{...}``; otherwise the last number anywhere in the reply.
+
+Numbers (``parse_number``) are read with ASCII digits only, so ``"４２"`` (full-width) or
+``"٤٢"`` (Arabic-Indic) is not a number. Accepted decoration: a leading ``+``/``-`` (also
+the Unicode minus ``−``), ``$`` before or after the sign, thousands commas in groups of
+three (``1,234``), a decimal part, a simple fraction ``a/b``, a trailing ``%`` (dropped:
+GSM8K writes percentages as plain numbers). Values are compared exactly as fractions,
+so ``7.50``, ``15/2`` and ``7.5`` are equal and ``42.0`` equals ``42``. Numbers with more
+than ``MAX_DIGITS`` digits are rejected (they are not answers, and Python refuses to
+convert integers past 4,300 digits).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from fractions import Fraction
+from typing import Literal
+
+import attrs
+
+Mode = Literal["strict", "flexible"]
+MODES: tuple[str, ...] = ("strict", "flexible")
+MAX_DIGITS = 64
+MARKER = "####"
+
+# One number token: sign/$ in either order, 1,234 grouping or a plain digit run, optional
+# decimals, optional "/denominator", optional "%". ASCII digits only (re.ASCII).
+_NUMBER = (
+    r"(?P<sign1>[+\-\u2212])?\s?(?P<dollar>\$)?\s?(?P<sign2>[+\-\u2212])?"
+    r"(?P<int>\d{1,3}(?:,\d{3})+|\d+)?(?P<frac>\.\d+)?"
+    r"(?:/(?P<den>\d+))?(?P<pct>\s?%)?"
+)
+_NUMBER_RE = re.compile(_NUMBER, re.ASCII)
+# For scanning free text: a number must contain a digit; the lookbehind keeps "a1,234"
+# or "x.5" from matching half a token.
+_SCAN_RE = re.compile(
+    r"(?<![\w.])(?:[+\-\u2212]\s?)?\$?\s?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?(?:/\d+)?%?"
+    r"|(?<![\w.])[+\-\u2212]?\$?\.\d+",
+    re.ASCII,
+)
+_LEAD_RE = re.compile(r"[\s*]*")
+_BOXED = "\\boxed{"
+# LaTeX that commonly decorates a boxed number: \frac{a}{b}, \$, \%, \text{...}, thin spaces.
+_LATEX_FRAC_RE = re.compile(r"\\d?frac\{([^{}]*)\}\{([^{}]*)\}")
+_LATEX_TEXT_RE = re.compile(r"\\(?:text|mathrm|textbf|mbox)\{[^{}]*\}")
+_LATEX_SPACE_RE = re.compile(r"\\[,!;: ]")
+
+
+@attrs.frozen
+class Extraction:
+    """What was found in a reply.
+
+    Attributes:
+        text: the answer text as written (e.g. ``"$1,234"``), or None when nothing was found.
+        value: that text as an exact number, or None when it is not a valid number.
+        source: where it came from: ``"marker"`` (``#### N``), ``"boxed"``, ``"last_number"``
+            or ``"none"``.
+    """
+
+    text: str | None
+    value: Fraction | None
+    source: str
+
+    @property
+    def formatted(self) -> bool:
+        """Whether the answer was given in an explicit answer format (``#### N`` or ``\\boxed{N}``)."""
+        return self.value is not None and self.source in ("marker", "boxed")
+
+    @property
+    def parse_failure(self) -> bool:
+        """Whether no valid number could be extracted."""
+        return self.value is None
+
+
+def parse_number(text: object) -> Fraction | None:
+    """``"$1,234.50"`` -> ``Fraction(2469, 2)``; anything that is not exactly one number -> None."""
+    if not isinstance(text, str):
+        return None
+    s = text.strip().strip("*").strip()
+    if not s or len(s) > 4 * MAX_DIGITS:
+        return None
+    m = _NUMBER_RE.fullmatch(s)
+    if m is None:
+        return None
+    return _value(m)
+
+
+def _value(m: re.Match[str]) -> Fraction | None:
+    if m["sign1"] and m["sign2"]:
+        return None
+    int_part, frac_part, den = m["int"], m["frac"], m["den"]
+    if int_part is None and frac_part is None:
+        return None
+    if den is not None and frac_part is not None:
+        return None  # "1.5/2" is not a simple fraction
+    digits = (int_part or "").replace(",", "") + (frac_part or "")[1:]
+    if len(digits) > MAX_DIGITS or (den is not None and len(den) > MAX_DIGITS):
+        return None
+    try:
+        value = Fraction((int_part or "0").replace(",", "") + (frac_part or ""))
+        if den is not None:
+            value /= int(den)
+    except (ValueError, ZeroDivisionError):
+        return None
+    if (m["sign1"] or m["sign2"] or "+") in "-\u2212":
+        value = -value
+    return value
+
+
+def after_last_marker(text: str) -> str | None:
+    """The rest of the line after the last ``####``, or None when there is no marker."""
+    at = text.rfind(MARKER)
+    if at < 0:
+        return None
+    # A run of '#' longer than four ("#####") still ends at the same place.
+    rest = text[at + len(MARKER) :]
+    end = rest.find("\n")
+    return rest if end < 0 else rest[:end]
+
+
+def strict_answer(text: str) -> str | None:
+    """The number text right after the last ``####`` marker, or None."""
+    rest = after_last_marker(text)
+    if rest is None:
+        return None
+    rest = rest[_LEAD_RE.match(rest).end() :]  # type: ignore[union-attr]  # always matches
+    m = _SCAN_RE.match(rest)
+    return m.group(0) if m else None
+
+
+def last_boxed(text: str) -> str | None:
+    """The content of the last complete ``\\boxed{...}`` (balanced braces), or None."""
+    start = text.rfind(_BOXED)
+    while start >= 0:
+        depth = 0
+        for i in range(start + len(_BOXED) - 1, min(len(text), start + len(_BOXED) + 4 * MAX_DIGITS)):
+            if text[i] == "{":
+                depth += 1
+            elif text[i] == "}":
+                depth -= 1
+                if depth == 0:
+                    return text[start + len(_BOXED) : i]
+        start = text.rfind(_BOXED, 0, start)
+    return None
+
+
+def clean_latex(text: str) -> str:
+    """``"\\$1{,}234"`` -> ``"$1,234"``, ``"\\frac{3}{4}"`` -> ``"3/4"``, ``"18 \\text{ cm}"`` -> ``"18 "``."""
+    text = _LATEX_FRAC_RE.sub(r"\1/\2", text)
+    text = _LATEX_TEXT_RE.sub("", text)
+    text = _LATEX_SPACE_RE.sub("", text)
+    return text.replace("{,}", ",").replace("\\$", "$").replace("\\%", "%")
+
+
+def last_number(text: str) -> str | None:
+    """The last number-looking token in ``text``, or None."""
+    found = None
+    for found in _SCAN_RE.finditer(text):  # noqa: B007 - we want the last one
+        pass
+    return found.group(0) if found else None
+
+
+def extract_answer(text: object, mode: Mode = "strict") -> Extraction:
+    """Find the final answer of a reply (see the module docstring). Never raises."""
+    if not isinstance(text, str) or not text:
+        return Extraction(None, None, "none")
+    marker = strict_answer(text)
+    if marker is not None or mode == "strict":
+        return Extraction(marker, parse_number(marker), "marker" if marker is not None else "none")
+    boxed = last_boxed(text)
+    if boxed is not None:
+        return Extraction(boxed, parse_number(clean_latex(boxed)), "boxed")
+    number = last_number(text)
+    if number is not None:
+        return Extraction(number, parse_number(number), "last_number")
+    return Extraction(None, None, "none")
+
+
+def ground_truth_value(ground_truth: object) -> Fraction | None:
+    """The reference answer as a number: a plain number, or a GSM8K solution ending in ``#### N``."""
+    if isinstance(ground_truth, bool):
+        return None
+    if isinstance(ground_truth, int):
+        return Fraction(ground_truth)
+    if isinstance(ground_truth, float):
+        return Fraction(ground_truth).limit_denominator(10**6) if math.isfinite(ground_truth) else None
+    if not isinstance(ground_truth, str):
+        return None
+    value = parse_number(ground_truth)
+    if value is None and MARKER in ground_truth:
+        value = parse_number(strict_answer(ground_truth))
+    return value
+
+
+@attrs.frozen
+class Score:
+    """The reward of one reply and what it was based on."""
+
+    reward: float
+    correct: bool
+    extraction: Extraction
+
+
+def score_answer(
+    text: object,
+    truth: Fraction,
+    *,
+    mode: Mode = "strict",
+    correct_reward: float = 1.0,
+    format_reward: float = 0.0,
+) -> Score:
+    """Score a reply against the reference value.
+
+    ``correct_reward`` when the extracted number equals ``truth``; ``format_reward`` when
+    an explicitly formatted answer (``#### N``, or ``\\boxed{N}`` in flexible mode) is
+    wrong; 0.0 otherwise (no answer, an unparsable one, or a wrong last-number guess).
+    """
+    ex = extract_answer(text, mode)
+    correct = ex.value is not None and ex.value == truth
+    if correct:
+        return Score(float(correct_reward), True, ex)
+    return Score(float(format_reward) if ex.formatted else 0.0, False, ex)
