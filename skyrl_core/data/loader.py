@@ -1,6 +1,6 @@
 """A seeded, shuffling, resumable prompt loader.
 
-``next_batch(k)`` returns the next ``k`` rows of the current epoch; when fewer than ``k``
+``next_rows(k)`` returns the next ``k`` rows of the current epoch; when fewer than ``k``
 rows are left, the rest of the epoch is skipped (like ``drop_last``) and a new epoch starts
 with a new permutation. The permutation of epoch ``e`` depends only on ``(seed, e)``, so
 ``state_dict()`` (seed, epoch, position) is enough to continue exactly where a run stopped.
@@ -22,7 +22,7 @@ class PromptLoader(Generic[T]):
     """Draws batches of rows epoch by epoch.
 
     Args:
-        rows: the dataset (any sequence; usually ``PromptDataset.rows``).
+        rows: the dataset (a ``PromptDataset`` or any sequence).
         seed: seeds the per-epoch permutation.
         shuffle: when False, every epoch walks the rows in order.
     """
@@ -36,21 +36,32 @@ class PromptLoader(Generic[T]):
         self.epoch = 0
         self.position = 0
         self._order: np.ndarray | None = None
+        self._order_epoch = -1
 
     def __len__(self) -> int:
         return len(self.rows)
 
-    def _permutation(self) -> np.ndarray:
-        if self._order is None:
+    def _permutation(self, epoch: int) -> np.ndarray:
+        if self._order is None or self._order_epoch != epoch:
             n = len(self.rows)
             if self.shuffle:
-                self._order = np.random.default_rng([self.seed, self.epoch]).permutation(n)
+                self._order = np.random.default_rng([self.seed, epoch]).permutation(n)
             else:
                 self._order = np.arange(n)
+            self._order_epoch = epoch
         return self._order
 
-    def next_batch(self, k: int) -> list[T]:
-        """The next ``k`` rows (one epoch never mixes with the next)."""
+    def next_rows(self, k: int) -> list[T]:
+        """The next ``k`` rows (one epoch never mixes with the next); advances the position."""
+        batch, self.epoch, self.position = self._take(k)
+        return batch
+
+    def peek_rows(self, k: int) -> list[T]:
+        """The rows ``next_rows(k)`` would return, without advancing."""
+        batch, _, _ = self._take(k)
+        return batch
+
+    def _take(self, k: int) -> tuple[list[T], int, int]:
         if k < 1:
             raise ValueError(f"batch size must be >= 1, got {k}")
         if k > len(self.rows):
@@ -58,14 +69,12 @@ class PromptLoader(Generic[T]):
                 f"asked for {k} prompts but the dataset has only {len(self.rows)} rows; add data or lower "
                 "[trainer] prompts_per_step"
             )
-        if self.position + k > len(self.rows):
-            self.epoch += 1
-            self.position = 0
-            self._order = None
-        order = self._permutation()
-        batch = [self.rows[int(i)] for i in order[self.position : self.position + k]]
-        self.position += k
-        return batch
+        epoch, position = self.epoch, self.position
+        if position + k > len(self.rows):
+            epoch, position = epoch + 1, 0
+        order = self._permutation(epoch)
+        batch = [self.rows[int(i)] for i in order[position : position + k]]
+        return batch, epoch, position + k
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue: seed, epoch, position (plus checks)."""
@@ -90,3 +99,4 @@ class PromptLoader(Generic[T]):
         self.epoch = int(state["epoch"])
         self.position = int(state["position"])
         self._order = None
+        self._order_epoch = -1

@@ -237,7 +237,7 @@ def prompt_lengths(tokenizer: Any, rows: Sequence[PromptRow], batch: int = 256) 
     return out
 
 
-def load_prompts(
+def load_prompt_rows(
     sources: Sequence[str],
     *,
     tokenizer: Any = None,
@@ -290,3 +290,31 @@ def load_prompts(
             "Add data, raise [data] max_prompt_tokens, or lower [trainer] prompts_per_step."
         )
     return PromptDataset(rows=rows, num_read=len(raw), num_too_long=dropped, sources=list(sources))
+
+
+def load_prompts(
+    cfg: Any,
+    registry: Any,
+    tokenizer: Any,
+    sources: Sequence[str],
+    *,
+    min_rows: int = 0,
+    max_rows: int | None = None,
+    what: str | None = None,
+) -> PromptDataset:
+    """``load_prompt_rows`` with the settings of a ``RunConfig``'s ``[data]`` section.
+
+    ``what`` defaults to ``"data.train"`` or ``"data.eval"`` when ``sources`` is one of them.
+    """
+    if what is None:
+        what = "data.eval" if sources is cfg.data.eval else "data.train" if sources is cfg.data.train else "data"
+    return load_prompt_rows(
+        sources,
+        tokenizer=tokenizer,
+        max_prompt_tokens=cfg.data.max_prompt_tokens,
+        default_env_class=cfg.data.default_env_class,
+        registry=registry,
+        min_rows=min_rows,
+        max_rows=max_rows,
+        what=what,
+    )

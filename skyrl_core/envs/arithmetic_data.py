@@ -22,7 +22,7 @@ import attrs
 from skyrl_core.config.fields import non_negative, option, positive
 from skyrl_core.errors import DataError
 
-SYSTEM_PROMPT = "Put the answer in \\boxed{}."
+SYSTEM_PROMPT = "Put your final answer in \\boxed{}."
 QUESTION = "What is {a} {op} {b}?"
 DATA_SOURCE = "arithmetic"
 OPERATORS = "+-*"
@@ -179,13 +179,3 @@ def prepare_arithmetic(config: ArithmeticDataConfig | None, out_dir: Path) -> di
         del paths["sft"]
     return paths
 
-
-def corpus_lines(n: int = 2000, seed: int = 0, digits: int = 2, operations: str = "+-*") -> list[str]:
-    """Example texts of the task (system prompt, question, reply) for training a tiny tokenizer."""
-    cfg = ArithmeticDataConfig(digits=digits, operations=operations, seed=seed, allow_negative=True)
-    space, rng = _Space(cfg), random.Random(seed)
-    lines = []
-    for _ in range(n):
-        a, op, b = space.draw(rng)
-        lines.append(f"{SYSTEM_PROMPT}\n{QUESTION.format(a=a, op=op, b=b)}\n{response_text(answer(a, op, b))}")
-    return lines

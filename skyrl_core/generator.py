@@ -1,0 +1,448 @@
+"""The generator: rows x samples -> a ``RolloutBatch``, token-in/token-out, many trajectories in flight.
+
+For every (row, sample) one environment instance is built from the registry and one
+trajectory runs as its own asyncio task (at most ``generator.max_concurrent`` at once)::
+
+    prompt, _ = env.init(row.prompt)              # sync envs run in a thread pool
+    ids = chat_template(prompt)                   # templated once, never again
+    loop:  model turn   -> tokens appended, loss mask 1, rollout log-probs kept
+           env.step     -> reward on the turn's last model token; done? stop
+           observations -> templated as a continuation, appended, loss mask 0
+
+Requests that are ready at the same moment are sent to the backend in one
+``generate`` call. An environment that raises or exceeds ``generator.env_timeout_s``
+ends its trajectory with ``finish_reason = "error"``, the error recorded and reward 0;
+the other trajectories go on. Backend errors are not caught: they are not the
+environment's fault and a run cannot continue without a backend.
+
+Launch: ``asyncio.run(generate_batch(rows, backend=..., tokenizer=..., registry=...,
+config=cfg, samples_per_prompt=4))``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import copy
+import functools
+import hashlib
+import inspect
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from skyrl_core.data.chat import ChatTokens, encode, prompt_token_ids
+from skyrl_core.data.rows import PromptRow, validate_rows
+from skyrl_core.protocols.backend import GenerateRequest, GenerateResult, SamplingParams
+from skyrl_core.protocols.env import StepOutput
+from skyrl_core.rollout import RolloutBatch, Trajectory
+from skyrl_core.specs import Kind
+
+FINISH_REASONS = ("stop", "length", "abort", "error")
+
+
+class EnvFailure(Exception):
+    """An environment raised, timed out or returned something malformed (ends one trajectory)."""
+
+
+def sampling_params(cfg: Any, chat: ChatTokens, *, for_eval: bool = False) -> SamplingParams:
+    """Sampling parameters of one turn from ``[generator]`` (or ``[eval]``), stop ids from the tokenizer.
+
+    ``stop_token_ids`` are the tokenizer's EOS id(s) plus the chat template's end-of-turn
+    token; ``stop`` holds ``generator.stop`` (environments add their own per trajectory).
+    """
+    gen = cfg.generator
+    if for_eval:
+        ev = cfg.eval
+        return SamplingParams(
+            max_new_tokens=ev.max_new_tokens or gen.max_new_tokens,
+            temperature=ev.temperature,
+            top_p=ev.top_p,
+            top_k=gen.top_k if ev.temperature > 0 else -1,
+            min_p=gen.min_p if ev.temperature > 0 else 0.0,
+            stop_token_ids=chat.stop_token_ids(),
+            stop=tuple(gen.stop),
+        )
+    return SamplingParams(
+        max_new_tokens=gen.max_new_tokens,
+        temperature=gen.temperature,
+        top_p=gen.top_p,
+        top_k=gen.top_k,
+        min_p=gen.min_p,
+        stop_token_ids=chat.stop_token_ids(),
+        stop=tuple(gen.stop),
+    )
+
+
+def request_seed(*parts: Any) -> int:
+    """A stable 31-bit seed from ``parts`` (run seed, policy version, row uid, sample, turn)."""
+    digest = hashlib.blake2b("/".join(map(str, parts)).encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "little") & 0x7FFFFFFF
+
+
+class _Batcher:
+    """Sends the requests that become ready in the same few loop iterations as one ``generate`` call."""
+
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+        self.pending: list[tuple[GenerateRequest, asyncio.Future[GenerateResult]]] = []
+        self.scheduled = False
+
+    async def submit(self, request: GenerateRequest) -> GenerateResult:
+        fut: asyncio.Future[GenerateResult] = asyncio.get_running_loop().create_future()
+        self.pending.append((request, fut))
+        if not self.scheduled:
+            self.scheduled = True
+            asyncio.get_running_loop().create_task(self._flush())
+        return await fut
+
+    async def _flush(self) -> None:
+        for _ in range(3):  # let trajectories that are ready right now join this call
+            await asyncio.sleep(0)
+        batch, self.pending, self.scheduled = self.pending, [], False
+        try:
+            results = await self.backend.generate([req for req, _ in batch])
+            if len(results) != len(batch):
+                raise RuntimeError(f"backend returned {len(results)} results for {len(batch)} requests")
+        except BaseException as exc:  # handed to every waiting trajectory
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
+            return
+        for (_, fut), res in zip(batch, results, strict=True):
+            if not fut.done():
+                fut.set_result(res)
+
+
+def _as_step_output(out: Any) -> StepOutput:
+    """Accept ``StepOutput`` or a SkyRL-Gym style dict; raise ``EnvFailure`` when malformed."""
+    if isinstance(out, StepOutput):
+        obs, reward, done, meta = out.observations, out.reward, out.done, out.metadata
+    elif isinstance(out, Mapping):
+        obs, reward, done = out.get("observations", []), out.get("reward", 0.0), out.get("done")
+        meta = out.get("metadata")
+        if done is None:
+            raise EnvFailure("step() returned a dict without 'done'")
+    else:
+        raise EnvFailure(f"step() must return StepOutput or a dict, got {type(out).__name__}")
+    try:
+        reward = float(reward if reward is not None else 0.0)
+    except (TypeError, ValueError) as exc:
+        raise EnvFailure(f"step() returned a non-numeric reward {reward!r}") from exc
+    if not math.isfinite(reward):
+        raise EnvFailure(f"step() returned a non-finite reward {reward!r}")
+    messages = []
+    for msg in obs or []:
+        ok = isinstance(msg, Mapping) and isinstance(msg.get("role"), str) and isinstance(msg.get("content"), str)
+        if not ok:
+            raise EnvFailure(f"step() observation {msg!r} must be a message {{'role': str, 'content': str}}")
+        messages.append(dict(msg))
+    return StepOutput(observations=messages, reward=reward, done=bool(done), metadata=dict(meta or {}))
+
+
+class Generator:
+    """Runs trajectories against an ``InferenceBackend``.
+
+    Args:
+        backend: the inference backend.
+        tokenizer: the Hugging Face tokenizer (with a chat template).
+        registry: resolves ``env_class`` names.
+        config: the ``RunConfig`` (``[generator]``, ``[environments.*]``, ``run.seed``).
+    """
+
+    def __init__(self, backend: Any, tokenizer: Any, registry: Any, config: Any) -> None:
+        self.backend = backend
+        self.tokenizer = tokenizer
+        self.registry = registry
+        self.cfg = config
+        self.gen = config.generator
+        self.chat = ChatTokens(tokenizer)
+        self._env_cls: dict[str, tuple[type, Any]] = {}
+        self._batcher = _Batcher(backend)
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=min(32, self.gen.max_concurrent), thread_name_prefix="skyrl-env"
+        )
+
+    def close(self) -> None:
+        """Release the environment thread pool (threads stuck in a hung env are abandoned)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- environments ------------------------------------------------------------------------
+
+    def env_class(self, name: str) -> tuple[type, Any]:
+        """The environment class and its config (``[environments.<name>]`` or the defaults)."""
+        if name not in self._env_cls:
+            comp = self.registry.get(Kind.ENVIRONMENT, name, "env_class")
+            config = self.cfg.environments.get(name)
+            if config is None and comp.spec.config_cls is not None:
+                config = comp.spec.config_cls()
+            self._env_cls[name] = (comp.load(), config)
+        return self._env_cls[name]
+
+    async def _env_call(self, phase: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn`` (async, or sync in the thread pool) with the env timeout; failures -> ``EnvFailure``."""
+        timeout = self.gen.env_timeout_s
+        try:
+            if inspect.iscoroutinefunction(fn):
+                result = await asyncio.wait_for(fn(*args), timeout)
+            else:
+                loop = asyncio.get_running_loop()
+                result = await asyncio.wait_for(loop.run_in_executor(self._pool, functools.partial(fn, *args)), timeout)
+                if inspect.isawaitable(result):
+                    result = await asyncio.wait_for(result, timeout)
+        except asyncio.TimeoutError as exc:
+            raise EnvFailure(f"{phase} timed out after {timeout:g} s (generator.env_timeout_s)") from exc
+        except EnvFailure:
+            raise
+        except Exception as exc:  # the environment's own failure ends only this trajectory
+            raise EnvFailure(f"{phase} raised {type(exc).__name__}: {exc}") from exc
+        return result
+
+    # -- one trajectory ----------------------------------------------------------------------
+
+    async def run_trajectory(
+        self, row: PromptRow, group_id: int, sample: int, params: SamplingParams, policy_version: int = 0
+    ) -> Trajectory:
+        """Run one episode of ``row``; never raises for environment failures."""
+        traj = Trajectory(
+            prompt_ids=[], response_ids=[], loss_mask=[], rollout_logprobs=[], token_rewards=[],
+            group_id=group_id, uid=row.uid, finish_reason="stop", num_turns=0, env_class=row.env_class,
+            data_source=row.data_source, messages=[dict(m) for m in row.prompt], policy_version=policy_version,
+        )
+        traj.extra["sample"] = sample
+        env: Any = None
+        env_cls, env_cfg = self.env_class(row.env_class)
+        max_turns = int(row.extras.get("max_turns") or self.gen.max_turns)
+        extras = {**copy.deepcopy(row.extras), "max_turns": max_turns}
+        try:
+            env = await self._env_call("__init__", env_cls, env_cfg, extras)
+            init_out = await self._env_call("init", env.init, copy.deepcopy(row.prompt))
+            if not (isinstance(init_out, (tuple, list)) and len(init_out) == 2):
+                raise EnvFailure("init() must return (prompt, metadata)")
+            prompt = list(init_out[0])
+            traj.messages = [dict(m) for m in prompt]
+            traj.prompt_ids = prompt_token_ids(self.tokenizer, prompt)
+            stops = tuple(dict.fromkeys([*params.stop, *(getattr(env, "stop_strings", None) or ())]))
+            await self._turns(traj, env, attrs.evolve(params, stop=stops, n=1), max_turns)
+        except EnvFailure as exc:
+            traj.error = f"{row.env_class}: {exc}"
+            traj.finish_reason = "error"
+            traj.token_rewards = [0.0] * len(traj.response_ids)
+        finally:
+            if env is not None:
+                await self._finish_env(traj, env)
+        traj.check()
+        return traj
+
+    async def _turns(self, traj: Trajectory, env: Any, params: SamplingParams, max_turns: int) -> None:
+        limit = self.gen.max_total_tokens
+        for turn in range(max_turns):
+            budget = limit - len(traj.prompt_ids) - len(traj.response_ids)
+            if budget <= 0:
+                traj.finish_reason, traj.extra["cut_by"] = "length", "max_total_tokens"
+                return
+            seed = request_seed(self.cfg.run.seed, traj.policy_version, traj.uid, traj.extra["sample"], turn)
+            request = GenerateRequest(
+                prompt_ids=(*traj.prompt_ids, *traj.response_ids),
+                params=attrs.evolve(params, max_new_tokens=min(params.max_new_tokens, budget), seed=seed),
+            )
+            completion = (await self._batcher.submit(request)).completions[0]
+            tokens, logprobs = list(completion.token_ids), [float(x) for x in completion.logprobs]
+            if len(tokens) != len(logprobs):
+                raise RuntimeError(f"backend returned {len(tokens)} tokens but {len(logprobs)} log-probs")
+            traj.response_ids += tokens
+            traj.loss_mask += [1] * len(tokens)
+            traj.rollout_logprobs += logprobs
+            traj.token_rewards += [0.0] * len(tokens)
+            traj.num_turns += 1
+            text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+            traj.messages.append({"role": "assistant", "content": text})
+            traj.finish_reason = completion.finish_reason
+            if completion.finish_reason == "abort":
+                return
+            out = _as_step_output(await self._env_call("step", env.step, text))
+            self._credit(traj, out.reward)
+            if out.metadata:
+                traj.extra.setdefault("step_metadata", []).append(out.metadata)
+            if out.done:
+                return
+            if turn + 1 >= max_turns:
+                traj.finish_reason, traj.extra["cut_by"] = "length", "max_turns"
+                return
+            try:
+                glue = encode(self.tokenizer, self.chat.glue_text(tokens[-1] if tokens else None, out.observations))
+            except Exception as exc:  # a template that cannot render the observations
+                raise EnvFailure(f"observations could not be templated: {type(exc).__name__}: {exc}") from exc
+            if len(traj.prompt_ids) + len(traj.response_ids) + len(glue) >= limit:
+                traj.finish_reason, traj.extra["cut_by"] = "length", "max_total_tokens"
+                return
+            traj.response_ids += glue
+            traj.loss_mask += [0] * len(glue)
+            traj.rollout_logprobs += [0.0] * len(glue)
+            traj.token_rewards += [0.0] * len(glue)
+            traj.messages += out.observations
+
+    @staticmethod
+    def _credit(traj: Trajectory, reward: float) -> None:
+        """Put a turn's reward on the last model token so far."""
+        for i in range(len(traj.loss_mask) - 1, -1, -1):
+            if traj.loss_mask[i]:
+                traj.token_rewards[i] += reward
+                return
+        if reward:
+            traj.extra["unplaced_reward"] = traj.extra.get("unplaced_reward", 0.0) + reward
+
+    async def _finish_env(self, traj: Trajectory, env: Any) -> None:
+        """Metrics, drift check and ``close``; failures here are recorded, never raised."""
+        if traj.error is None:
+            try:
+                metrics = await self._env_call("get_metrics", env.get_metrics) if hasattr(env, "get_metrics") else {}
+                traj.env_metrics = {k: float(v) for k, v in dict(metrics or {}).items()}
+            except (EnvFailure, TypeError, ValueError) as exc:
+                traj.extra["metrics_error"] = str(exc)
+            if self.gen.drift_check and traj.response_ids:
+                ids = [*traj.prompt_ids, *traj.response_ids]
+                traj.extra["retokenize_drift"] = not self.chat.matches_template(ids, traj.messages)
+        if hasattr(env, "close"):
+            try:
+                await self._env_call("close", env.close)
+            except EnvFailure as exc:
+                traj.extra["close_error"] = str(exc)
+
+    # -- a batch ---------------------------------------------------------------------------
+
+    async def generate(
+        self,
+        rows: Sequence[PromptRow | Mapping[str, Any]],
+        samples_per_prompt: int,
+        *,
+        params: SamplingParams | None = None,
+        policy_version: int = 0,
+        on_trajectory: Callable[[Trajectory], None] | None = None,
+    ) -> RolloutBatch:
+        """``samples_per_prompt`` trajectories per row; group ``i`` holds the samples of ``rows[i]``.
+
+        Trajectories are returned in (row, sample) order whatever order they finish in.
+        ``on_trajectory`` is called as each one finishes (progress bars).
+        """
+        prompt_rows = as_rows(rows, self.cfg.data.default_env_class, self.registry)
+        params = params or sampling_params(self.cfg, self.chat)
+        semaphore = asyncio.Semaphore(self.gen.max_concurrent)
+
+        async def one(row: PromptRow, group: int, sample: int) -> Trajectory:
+            async with semaphore:
+                traj = await self.run_trajectory(row, group, sample, params, policy_version)
+            if on_trajectory is not None:
+                on_trajectory(traj)
+            return traj
+
+        tasks = [
+            asyncio.ensure_future(one(r, g, s)) for g, r in enumerate(prompt_rows) for s in range(samples_per_prompt)
+        ]
+        try:
+            trajectories = list(await asyncio.gather(*tasks))
+        except BaseException:  # a backend failure: stop the other trajectories too
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        return RolloutBatch(trajectories=trajectories, metrics=self.metrics(trajectories))
+
+    def metrics(self, trajectories: Sequence[Trajectory]) -> dict[str, float]:
+        """``rollout/`` and ``reward/`` metrics of a batch (env metrics via each class's ``aggregate_metrics``)."""
+        out = rollout_metrics(trajectories)
+        by_env: dict[str, list[Trajectory]] = {}
+        for t in trajectories:
+            by_env.setdefault(t.env_class, []).append(t)
+        for name, group in sorted(by_env.items()):
+            out[f"reward/{name}/mean"] = sum(t.reward for t in group) / len(group)
+            metrics = [t.env_metrics for t in group if t.error is None and t.env_metrics]
+            if not metrics:
+                continue
+            cls = self.env_class(name)[0]
+            aggregate = getattr(cls, "aggregate_metrics", None)
+            try:
+                values = aggregate(metrics) if aggregate is not None else _mean_metrics(metrics)
+            except Exception as exc:  # a broken aggregate must not lose the batch
+                values = _mean_metrics(metrics)
+                out[f"reward/{name}/aggregate_error"] = 1.0
+                for t in group:
+                    t.extra.setdefault("aggregate_error", f"{type(exc).__name__}: {exc}")
+            for key, value in dict(values).items():
+                out[f"reward/{name}/{key}"] = float(value)
+        return out
+
+
+def _mean_metrics(metrics: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    keys = sorted({k for m in metrics for k in m})
+    return {k: sum(float(m[k]) for m in metrics if k in m) / sum(1 for m in metrics if k in m) for k in keys}
+
+
+def rollout_metrics(trajectories: Sequence[Trajectory]) -> dict[str, float]:
+    """Batch-level ``rollout/`` and ``reward/`` numbers (no per-env ones)."""
+    n = len(trajectories)
+    if n == 0:
+        return {}
+    lengths = [len(t.response_ids) for t in trajectories]
+    rewards = [t.reward for t in trajectories]
+    mean = sum(rewards) / n
+    out = {
+        "rollout/response_length/mean": sum(lengths) / n,
+        "rollout/response_length/max": float(max(lengths)),
+        "rollout/model_tokens/mean": sum(sum(t.loss_mask) for t in trajectories) / n,
+        "rollout/prompt_length/mean": sum(len(t.prompt_ids) for t in trajectories) / n,
+        "rollout/num_turns/mean": sum(t.num_turns for t in trajectories) / n,
+        "rollout/env_errors": float(sum(t.error is not None for t in trajectories)),
+        "reward/mean": mean,
+        "reward/std": math.sqrt(sum((r - mean) ** 2 for r in rewards) / n),
+    }
+    reasons = sorted({*FINISH_REASONS, *(t.finish_reason for t in trajectories)})
+    for reason in reasons:
+        out[f"rollout/finish_reason/{reason}"] = sum(t.finish_reason == reason for t in trajectories) / n
+    checked = [t.extra["retokenize_drift"] for t in trajectories if "retokenize_drift" in t.extra]
+    if checked:
+        out["rollout/retokenize_drift"] = sum(checked) / len(checked)
+    return out
+
+
+def as_rows(
+    rows: Sequence[PromptRow | Mapping[str, Any]], default_env_class: str | None, registry: Any
+) -> list[PromptRow]:
+    """Validate plain dict rows (``PromptRow``s pass through)."""
+    raw = [(i, r) for i, r in enumerate(rows) if not isinstance(r, PromptRow)]
+    if not raw:
+        return list(rows)  # type: ignore[arg-type]
+    checked = iter(
+        validate_rows(
+            [("rows", i, r) for i, r in raw], default_env_class=default_env_class, registry=registry, what="generator"
+        )
+    )
+    return [r if isinstance(r, PromptRow) else attrs.evolve(next(checked), uid=str(i)) for i, r in enumerate(rows)]
+
+
+async def generate_batch(
+    rows: Sequence[PromptRow | Mapping[str, Any]],
+    *,
+    backend: Any,
+    tokenizer: Any,
+    registry: Any,
+    config: Any,
+    samples_per_prompt: int,
+    policy_version: int = 0,
+    for_eval: bool = False,
+    on_trajectory: Callable[[Trajectory], None] | None = None,
+) -> RolloutBatch:
+    """Generate ``samples_per_prompt`` trajectories for each row (see ``Generator.generate``).
+
+    ``for_eval`` takes the sampling settings from ``[eval]`` instead of ``[generator]``.
+    """
+    gen = Generator(backend, tokenizer, registry, config)
+    try:
+        params = sampling_params(config, gen.chat, for_eval=for_eval)
+        return await gen.generate(
+            rows, samples_per_prompt, params=params, policy_version=policy_version, on_trajectory=on_trajectory
+        )
+    finally:
+        gen.close()
