@@ -120,9 +120,10 @@ class _Entropy(torch.autograd.Function):
             stop = start + piece.shape[0]
             x = _scaled(piece, dtype, temperature)
             chunk_lse = torch.logsumexp(x, dim=-1)
-            p = torch.exp(x - chunk_lse[:, None])
+            logp = x - chunk_lse[:, None]
             lse[start:stop] = chunk_lse
-            out[start:stop] = chunk_lse - (p * x).sum(-1)  # H = lse - E_p[x]
+            # -sum p·log p, not lse - E_p[x]: the latter cancels catastrophically at low entropy.
+            out[start:stop] = -(logp.exp() * logp).sum(-1)
         ctx.save_for_backward(logits, lse, out)
         ctx.temperature, ctx.chunk_rows = temperature, chunk_rows
         return out.view(logits.shape[:2])
@@ -135,13 +136,11 @@ class _Entropy(torch.autograd.Function):
         grad = torch.empty(logits.shape, dtype=logits.dtype, device=logits.device)
         flat_grad = grad.view(-1, logits.shape[-1])
         g = grad_out.reshape(-1).to(lse.dtype)
-        mean_x = lse - entropy  # E_p[x]
         for start, piece in _chunks(logits, ctx.chunk_rows):
             stop = start + piece.shape[0]
-            x = _scaled(piece, lse.dtype, t)
-            p = torch.exp(x - lse[start:stop, None])
-            # dH/dx_k = -p_k (x_k - E_p[x]); chain rule through x = logits / t
-            chunk = (x - mean_x[start:stop, None]).mul_(p).mul_(-g[start:stop, None] / t)
+            logp = _scaled(piece, lse.dtype, t) - lse[start:stop, None]
+            # dH/dx_k = -p_k (log p_k + H); chain rule through x = logits / t
+            chunk = (logp + entropy[start:stop, None]).mul_(logp.exp()).mul_(-g[start:stop, None] / t)
             flat_grad[start:stop] = chunk.to(logits.dtype)
         return grad, None, None
 
