@@ -89,13 +89,16 @@ class _Batcher:
         self.backend = backend
         self.pending: list[tuple[GenerateRequest, asyncio.Future[GenerateResult]]] = []
         self.scheduled = False
+        self._tasks: set[asyncio.Task[None]] = set()  # the loop keeps only weak references
 
     async def submit(self, request: GenerateRequest) -> GenerateResult:
         fut: asyncio.Future[GenerateResult] = asyncio.get_running_loop().create_future()
         self.pending.append((request, fut))
         if not self.scheduled:
             self.scheduled = True
-            asyncio.get_running_loop().create_task(self._flush())
+            task = asyncio.get_running_loop().create_task(self._flush())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         return await fut
 
     async def _flush(self) -> None:
@@ -329,6 +332,7 @@ class Generator:
         """
         prompt_rows = as_rows(rows, self.cfg.data.default_env_class, self.registry)
         params = params or sampling_params(self.cfg, self.chat)
+        self._batcher = _Batcher(self.backend)  # fresh per call: its tasks belong to the running loop
         semaphore = asyncio.Semaphore(self.gen.max_concurrent)
 
         async def one(row: PromptRow, group: int, sample: int) -> Trajectory:

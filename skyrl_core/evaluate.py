@@ -1,0 +1,210 @@
+"""``skyrl eval``: score a model on ``data.eval``.
+
+``run_eval`` generates ``eval.samples_per_prompt`` samples per row (at most
+``eval.max_rows`` rows) with the ``[eval]`` sampling settings, then reports, per
+``data_source`` and for ``all``:
+
+* ``eval/<source>/score``: mean reward over samples;
+* ``eval/<source>/pass@k`` for each k in ``eval.pass_k`` (k <= samples): the unbiased
+  estimator 1 - C(n - c, k) / C(n, k) of Chen et al. (2021), averaged over prompts, where a
+  sample passes when its reward is > 0;
+* ``eval/<source>/response_length``, ``eval/<source>/num_turns``: means;
+* ``eval/<source>/finish_reason/<reason>``: counts; ``eval/<source>/env_errors``: count.
+
+It writes ``samples.jsonl`` (one line per sample: prompt, response, reward, finish reason,
+data source) and ``summary.json`` to the output folder, each atomically (temporary
+file + rename).
+
+Launch: ``skyrl eval examples/quickstart.toml`` (or ``run_eval(cfg, registry)``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from skyrl_core.data.rows import load_prompts
+from skyrl_core.errors import DataError
+from skyrl_core.rollout import Trajectory
+from skyrl_core.specs import Kind
+
+log = logging.getLogger(__name__)
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k for one prompt: ``n`` samples of which ``c`` pass (Chen et al., 2021)."""
+    if k > n:
+        raise ValueError(f"pass@{k} needs at least {k} samples, got {n}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+def eval_metrics(trajectories: Sequence[Trajectory], pass_k: Iterable[int]) -> dict[str, float]:
+    """``eval/<data_source>/...`` and ``eval/all/...`` metrics of scored trajectories."""
+    by_source: dict[str, list[Trajectory]] = {"all": list(trajectories)}
+    for t in trajectories:
+        by_source.setdefault(t.data_source or "unknown", []).append(t)
+    out: dict[str, float] = {}
+    for source, trajs in by_source.items():
+        prefix = f"eval/{source}"
+        n = len(trajs)
+        out[f"{prefix}/score"] = sum(t.reward for t in trajs) / n
+        out[f"{prefix}/response_length"] = sum(len(t.response_ids) for t in trajs) / n
+        out[f"{prefix}/num_turns"] = sum(t.num_turns for t in trajs) / n
+        out[f"{prefix}/env_errors"] = float(sum(t.error is not None for t in trajs))
+        out[f"{prefix}/num_samples"] = float(n)
+        for reason in sorted({"stop", "length", *(t.finish_reason for t in trajs)}):
+            out[f"{prefix}/finish_reason/{reason}"] = float(sum(t.finish_reason == reason for t in trajs))
+        groups: dict[int, list[Trajectory]] = {}
+        for t in trajs:
+            groups.setdefault(t.group_id, []).append(t)
+        out[f"{prefix}/num_prompts"] = float(len(groups))
+        smallest = min(len(g) for g in groups.values())
+        for k in pass_k:
+            if k > smallest:
+                continue
+            scores = [pass_at_k(len(g), sum(t.reward > 0 for t in g), k) for g in groups.values()]
+            out[f"{prefix}/pass@{k}"] = sum(scores) / len(scores)
+    return out
+
+
+def sample_record(t: Trajectory, prompt: list[dict[str, Any]], tokenizer: Any) -> dict[str, Any]:
+    """One line of ``samples.jsonl``."""
+    turns = t.messages[len(prompt) :]
+    replies = [m["content"] for m in turns if m.get("role") == "assistant"]
+    record = {
+        "uid": t.uid,
+        "sample": t.extra.get("sample", 0),
+        "data_source": t.data_source,
+        "env_class": t.env_class,
+        "prompt": prompt,
+        "response": replies[-1] if replies else "",
+        "reward": t.reward,
+        "finish_reason": t.finish_reason,
+        "num_turns": t.num_turns,
+        "response_tokens": len(t.response_ids),
+        "error": t.error,
+    }
+    if t.num_turns > 1:
+        record["turns"] = turns
+    return record
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _build_backend(cfg: Any, registry: Any) -> Any:
+    from skyrl_core.config.loader import component_config
+
+    cls = registry.get(Kind.BACKEND, cfg.backend.name, "[backend] name").load()
+    options = component_config(registry, Kind.BACKEND, cfg.backend.name, cfg.backend.config)
+    return cls(options, model=cfg.model, seed=cfg.run.seed)
+
+
+def run_eval(
+    cfg: Any,
+    registry: Any,
+    *,
+    backend: Any = None,
+    tokenizer: Any = None,
+    step: int | None = None,
+    output_dir: Path | None = None,
+    show_progress: bool = True,
+    loop: asyncio.AbstractEventLoop | None = None,
+) -> dict[str, float]:
+    """Evaluate on ``cfg.data.eval``; write ``samples.jsonl`` + ``summary.json``; return the metrics.
+
+    Args:
+        cfg: the ``RunConfig``.
+        registry: resolves the backend (when built here) and the environments.
+        backend: an existing backend (the trainer's); None builds ``[backend]`` here and
+            shuts it down afterwards.
+        tokenizer: the tokenizer; None loads the one of ``[model]``.
+        step: the training step, recorded in the summary.
+        output_dir: where the files go (default: ``eval.output`` or ``<run dir>/eval``).
+        show_progress: draw a tqdm bar over samples.
+        loop: the event loop to generate on (the trainer's); None uses a fresh one.
+    """
+    from tqdm import tqdm
+
+    from skyrl_core.generator import generate_batch
+
+    if not cfg.data.eval:
+        raise DataError("data.eval: no evaluation files; list them under [data] eval = [...] (or set data.generate)")
+    own_backend = backend is None
+    if tokenizer is None or backend is None:
+        from skyrl_core.models.tiny import ensure_model
+
+        ensure_model(cfg.model)
+    if tokenizer is None:
+        from skyrl_core.models.loading import load_tokenizer
+
+        tokenizer = load_tokenizer(cfg.model)
+    dataset = load_prompts(cfg, registry, tokenizer, cfg.data.eval, min_rows=1, max_rows=cfg.eval.max_rows)
+    samples = cfg.eval.samples_per_prompt
+    skipped = [k for k in cfg.eval.pass_k if k > samples]
+    if skipped:
+        log.warning(
+            "eval.pass_k %s skipped: only %d sample(s) per prompt (raise eval.samples_per_prompt)", skipped, samples
+        )
+    if own_backend:
+        backend = _build_backend(cfg, registry)
+    bar = tqdm(total=len(dataset) * samples, desc="eval", unit="sample", disable=not show_progress, leave=False)
+    try:
+        coro = generate_batch(
+            dataset.rows,
+            backend=backend,
+            tokenizer=tokenizer,
+            registry=registry,
+            config=cfg,
+            samples_per_prompt=samples,
+            for_eval=True,
+            on_trajectory=lambda _: bar.update(1),
+        )
+        if loop is not None:
+            batch = loop.run_until_complete(coro)
+        else:
+            batch = asyncio.run(coro)
+    finally:
+        bar.close()
+        if own_backend and backend is not None:
+            backend.shutdown()
+
+    metrics = eval_metrics(batch.trajectories, cfg.eval.pass_k)
+    out = Path(output_dir or cfg.eval.output or Path(cfg.run_dir) / "eval")
+    prompts = {r.uid: r.prompt for r in dataset.rows}
+    lines = [json.dumps(sample_record(t, prompts[t.uid], tokenizer), ensure_ascii=False) for t in batch]
+    _atomic_write(out / "samples.jsonl", "\n".join(lines) + "\n")
+    summary = {
+        "step": step,
+        "model": cfg.model.path,
+        "data": list(cfg.data.eval),
+        "num_prompts": len(dataset),
+        "num_prompts_too_long": dataset.num_too_long,
+        "samples_per_prompt": samples,
+        "sampling": {
+            "temperature": cfg.eval.temperature,
+            "top_p": cfg.eval.top_p,
+            "max_new_tokens": cfg.eval.max_new_tokens or cfg.generator.max_new_tokens,
+        },
+        "metrics": metrics,
+    }
+    _atomic_write(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    return metrics
