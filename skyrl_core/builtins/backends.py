@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from skyrl_core.backends.native_config import NativeBackendConfig
 from skyrl_core.specs import ComponentSpec
 from skyrl_core.strategies.local_config import LocalStrategyConfig
 
-BACKENDS: list[ComponentSpec] = []
+BACKENDS: list[ComponentSpec] = [
+    ComponentSpec(
+        "native",
+        "skyrl_core.backends.native:NativeBackend",
+        "torch + transformers on CPU or one GPU: batched KV-cache sampling, exact stop strings, seeds.",
+        NativeBackendConfig,
+    ),
+]
 STRATEGIES: list[ComponentSpec] = [
     ComponentSpec(
         "local",

@@ -1,0 +1,454 @@
+"""The native inference backend: torch + transformers, CPU or one GPU, no extra dependencies.
+
+It is the embedded default (``[backend] name = "native"``) and the reference other
+backends are compared to (``skyrl_core.testing.conformance``).
+
+How it works:
+
+* ``generate`` puts requests in a queue and awaits them. One worker task per event loop
+  drains everything pending (up to ``max_batch_size`` sequences and
+  ``max_tokens_in_flight`` tokens) into a batch and runs it in a single-thread executor,
+  so the event loop keeps serving environments while the model computes. Concurrent
+  callers (multi-turn trajectories awaiting one request each) thus share batches.
+* A batch is decoded by a hand-written loop over the Hugging Face model with a KV cache:
+  the prompts are left-padded (attention mask + position ids), prefilled once per request
+  and the cache is expanded to the request's ``n`` samples; every step samples one token
+  per row with per-row parameters (``skyrl_core.backends.sampling``), checks stop tokens,
+  exact stop strings (``skyrl_core.backends.stops``) and length, and drops finished rows
+  from the cache.
+* The model calls live in ``HFDecoder`` (prefill / decode / select rows): the one seam a
+  faster GPU path (static cache, CUDA graphs) replaces.
+
+Stop token ids are only those of the request: the EOS token ends a sample only if the
+caller lists it in ``stop_token_ids``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import gc
+import inspect
+import random
+import threading
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import attrs
+import torch
+from torch import Tensor
+
+from skyrl_core.backends.native_config import NativeBackendConfig
+from skyrl_core.backends.sampling import RowSampling, draw, filtered_logprobs, sample_seed
+from skyrl_core.backends.stops import StopStringWatch, decode_text
+from skyrl_core.config.schema import ModelConfig
+from skyrl_core.errors import did_you_mean
+from skyrl_core.models.loading import load_causal_lm, load_tokenizer, resolve_device, resolve_dtype
+from skyrl_core.protocols.backend import (
+    BackendCapabilities,
+    Completion,
+    GenerateRequest,
+    GenerateResult,
+    SamplingParams,
+)
+
+
+class HFDecoder:
+    """Forward passes of a Hugging Face causal LM with a ``DynamicCache``.
+
+    Shapes: ``B`` rows, ``L`` prompt length, ``S`` cached length, ``V`` vocabulary.
+    """
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        # transformers >= 5.2x names the cache argument `cache`; older releases `past_key_values`.
+        params = inspect.signature(model.forward).parameters
+        self._cache_arg = "cache" if "cache" in params else "past_key_values"
+
+    def prefill(self, input_ids: Tensor, attention_mask: Tensor, position_ids: Tensor) -> tuple[Tensor, Any]:
+        """Run the prompts ``(B, L)``; return the last position's logits ``(B, V)`` and the cache."""
+        from transformers import DynamicCache
+
+        cache = DynamicCache(config=self.model.config)
+        return self._forward(input_ids, attention_mask, position_ids, cache), cache
+
+    def decode(self, cache: Any, input_ids: Tensor, attention_mask: Tensor, position_ids: Tensor) -> Tensor:
+        """One step: ``input_ids`` ``(B, 1)``, ``attention_mask`` ``(B, S + 1)``; returns logits ``(B, V)``."""
+        return self._forward(input_ids, attention_mask, position_ids, cache)
+
+    def select(self, cache: Any, rows: Tensor) -> None:
+        """Keep (or repeat) the cache rows ``rows`` ``(B',)``, in place."""
+        cache.batch_select_indices(rows)
+
+    def _forward(self, input_ids: Tensor, attention_mask: Tensor, position_ids: Tensor, cache: Any) -> Tensor:
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            use_cache=True,
+            logits_to_keep=1,
+            **{self._cache_arg: cache},
+        )
+        return out.logits[:, -1, :]
+
+
+@attrs.define(eq=False)
+class _Pending:
+    """A request waiting in the queue (or running) and the future its caller awaits."""
+
+    request: GenerateRequest
+    seed: int
+    future: asyncio.Future
+
+    @property
+    def rows(self) -> int:
+        return self.request.params.n
+
+    @property
+    def tokens(self) -> int:
+        return self.request.params.n * (len(self.request.prompt_ids) + self.request.params.max_new_tokens)
+
+
+@attrs.define(eq=False)
+class _Row:
+    """One sample being decoded."""
+
+    params: SamplingParams
+    limit: int  # max new tokens for this row (max_new_tokens capped by max_model_len)
+    generator: torch.Generator | None
+    watch: StopStringWatch | None
+    stop_ids: frozenset[int]
+    ids: list[int] = attrs.field(factory=list)
+    logprobs: list[float] = attrs.field(factory=list)
+    finish_reason: str | None = None
+    stop_reason: str | int | None = None
+
+    def add(self, token: int, logprob: float) -> bool:
+        """Append a token; return True when the row has finished."""
+        self.ids.append(token)
+        self.logprobs.append(logprob)
+        if token in self.stop_ids:
+            self.finish_reason, self.stop_reason = "stop", token
+        elif self.watch is not None and (hit := self.watch.append(token)) is not None:
+            self.finish_reason, self.stop_reason = "stop", hit
+        elif len(self.ids) >= self.limit:
+            self.finish_reason = "length"
+        return self.finish_reason is not None
+
+
+class NativeBackend:
+    """Batched sampling with a KV cache over a transformers model (see the module docstring).
+
+    Args:
+        config: ``[backend]`` options (None = defaults).
+        model: the ``[model]`` section (path, tokenizer, dtype, device, chat template).
+        seed: seeds requests that carry no seed of their own (in arrival order).
+
+    Attributes:
+        tokenizer: the loaded tokenizer (used for stop strings and ``Completion.text``).
+        model: the transformers model (the weights ``update_weights`` writes).
+        stats: counters: ``batches``, ``requests``, ``sequences``, ``generated_tokens``.
+    """
+
+    def __init__(self, config: NativeBackendConfig | None = None, *, model: ModelConfig, seed: int) -> None:
+        self.config = config or NativeBackendConfig()
+        self.device = resolve_device(self.config.device or model.device)
+        self.dtype = resolve_dtype(self.config.dtype, default=model.dtype)
+        self.tokenizer = load_tokenizer(model)
+        self.model = load_causal_lm(model, dtype=self.dtype, device=self.device)
+        self.decoder = HFDecoder(self.model)
+        self.vocab_size = self.model.get_input_embeddings().num_embeddings
+        self.max_model_len = self.config.max_model_len or getattr(self.model.config, "max_position_embeddings", 4096)
+        pad = self.tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None and pad < self.vocab_size else 0
+        self.capabilities = BackendCapabilities(
+            logprobs=True, sleep=self.device.type == "cuda", weight_transports=("in_process",), exact_stop_strings=True
+        )
+        self.stats = {"batches": 0, "requests": 0, "sequences": 0, "generated_tokens": 0}
+        self._seed_rng = random.Random(seed)
+        self._lock = threading.Lock()  # one user of the model at a time (decode, weight update, sleep)
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="skyrl-native")
+        self._closed = False
+        self._asleep = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending: collections.deque[_Pending] = collections.deque()
+        self._wakeup: asyncio.Event | None = None
+        self._worker: asyncio.Task | None = None
+
+    # -- generate ---------------------------------------------------------------------------
+
+    async def generate(self, requests: Sequence[GenerateRequest]) -> list[GenerateResult]:
+        """Generate for every request; results are in request order (see the protocol)."""
+        if self._closed:
+            raise RuntimeError("NativeBackend.generate: the backend was shut down; create a new one.")
+        requests = list(requests)
+        for i, request in enumerate(requests):
+            self._validate(request, i)
+        if not requests:
+            return []
+        loop = asyncio.get_running_loop()
+        self._attach(loop)
+        futures = []
+        for request in requests:
+            seed = request.params.seed if request.params.seed is not None else self._seed_rng.getrandbits(63)
+            future = loop.create_future()
+            self._pending.append(_Pending(request, seed, future))
+            futures.append(future)
+        assert self._wakeup is not None
+        self._wakeup.set()
+        return list(await asyncio.gather(*futures))
+
+    def _validate(self, request: GenerateRequest, index: int) -> None:
+        p, ids = request.params, request.prompt_ids
+        where = f"NativeBackend.generate: request {index}"
+        if not ids:
+            raise ValueError(f"{where}: prompt_ids is empty; a prompt needs at least one token.")
+        bad = [t for t in ids if not 0 <= t < self.vocab_size]
+        if bad:
+            raise ValueError(f"{where}: prompt token ids {bad[:5]} are outside the vocabulary [0, {self.vocab_size}).")
+        if len(ids) >= self.max_model_len:
+            raise ValueError(
+                f"{where}: the prompt has {len(ids)} tokens; the model takes at most {self.max_model_len} "
+                "(prompt + response). Shorten it or raise [backend] max_model_len."
+            )
+        problems = [
+            f"max_new_tokens must be >= 1 (got {p.max_new_tokens})" if p.max_new_tokens < 1 else "",
+            f"n must be >= 1 (got {p.n})" if p.n < 1 else "",
+            f"temperature must be >= 0 (got {p.temperature})" if p.temperature < 0 else "",
+            f"top_p must be in (0, 1] (got {p.top_p})" if not 0 < p.top_p <= 1 else "",
+            f"min_p must be in [0, 1] (got {p.min_p})" if not 0 <= p.min_p <= 1 else "",
+        ]
+        problems = [x for x in problems if x]
+        if problems:
+            raise ValueError(f"{where}: " + "; ".join(problems))
+
+    def _attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start the batching worker on this event loop (a new loop gets a new worker)."""
+        if self._loop is loop and self._worker is not None and not self._worker.done():
+            return
+        self._loop = loop
+        self._pending = collections.deque(p for p in self._pending if p.future.get_loop() is loop)
+        self._wakeup = asyncio.Event()
+        self._worker = loop.create_task(self._work(), name="skyrl-native-batcher")
+
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        assert self._wakeup is not None
+        while not self._closed:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._pending and not self._closed:
+                # Give callers that are about to submit a chance to join this batch.
+                full = sum(p.rows for p in self._pending) >= self.config.max_batch_size
+                await asyncio.sleep(0 if full else self.config.batch_wait_ms / 1000)
+                batch = self._take_batch()
+                if not batch:
+                    continue
+                try:
+                    results = await loop.run_in_executor(self._executor, self._run_batch, batch)
+                except Exception as exc:  # handed to every caller of the batch
+                    for p in batch:
+                        if not p.future.done():
+                            p.future.set_exception(exc)
+                    continue
+                for p, result in zip(batch, results, strict=True):
+                    if not p.future.done():
+                        p.future.set_result(result)
+
+    def _take_batch(self) -> list[_Pending]:
+        batch: list[_Pending] = []
+        rows = tokens = 0
+        while self._pending:
+            nxt = self._pending[0]
+            if nxt.future.done():  # cancelled by its caller
+                self._pending.popleft()
+                continue
+            if batch and (
+                rows + nxt.rows > self.config.max_batch_size or tokens + nxt.tokens > self.config.max_tokens_in_flight
+            ):
+                break
+            batch.append(self._pending.popleft())
+            rows, tokens = rows + nxt.rows, tokens + nxt.tokens
+        return batch
+
+    # -- the decode loop (runs in the executor thread) --------------------------------------
+
+    def _run_batch(self, batch: list[_Pending]) -> list[GenerateResult]:
+        with self._lock, torch.inference_mode():
+            if self._asleep:
+                raise RuntimeError("NativeBackend.generate: the backend is asleep; call wake() first.")
+            if self._closed:
+                return [_aborted(p.request) for p in batch]
+            results = self._decode_batch(batch)
+        self.stats["batches"] += 1
+        self.stats["requests"] += len(batch)
+        self.stats["sequences"] += sum(len(r.completions) for r in results)
+        self.stats["generated_tokens"] += sum(len(c.token_ids) for r in results for c in r.completions)
+        return results
+
+    def _decode_batch(self, batch: list[_Pending]) -> list[GenerateResult]:
+        dev = self.device
+        prompts = [p.request.prompt_ids for p in batch]
+        width = max(len(ids) for ids in prompts)
+        input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for i, ids in enumerate(prompts):
+            input_ids[i, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+            mask[i, width - len(ids) :] = 1
+        input_ids, mask = input_ids.to(dev), mask.to(dev)
+        positions = (mask.cumsum(-1) - 1).clamp_(min=0)
+        logits, cache = self.decoder.prefill(input_ids, mask, positions)
+
+        # One row per sample; the prompt's cache is shared by repeating its row.
+        rows: list[_Row] = []
+        owner: list[int] = []
+        for i, p in enumerate(batch):
+            params = p.request.params
+            limit = min(params.max_new_tokens, self.max_model_len - len(p.request.prompt_ids))
+            for j in range(params.n):
+                generator = None
+                if params.temperature > 0:
+                    generator = torch.Generator().manual_seed(sample_seed(p.seed, j))
+                watch = StopStringWatch(self.tokenizer, params.stop) if params.stop else None
+                rows.append(_Row(params, limit, generator, watch, frozenset(params.stop_token_ids)))
+                owner.append(i)
+        if len(rows) != len(batch):
+            expand = torch.tensor(owner, device=dev)
+            self.decoder.select(cache, expand)
+            logits, mask, positions = logits[expand], mask[expand], positions[expand]
+        last_pos = positions[:, -1]
+        rs = RowSampling.build([r.params for r in rows], dev)
+        active = rows
+
+        while True:
+            uniforms = torch.tensor(
+                [0.0 if r.generator is None else torch.rand((), generator=r.generator).item() for r in active]
+            )
+            tokens, token_lps = draw(filtered_logprobs(logits, rs), rs, uniforms)
+            keep = [
+                i
+                for i, (row, t, lp) in enumerate(zip(active, tokens.tolist(), token_lps.tolist(), strict=True))
+                if not row.add(t, lp)
+            ]
+            if self._closed:  # shutdown() during the batch: end what is still running
+                for i in keep:
+                    active[i].finish_reason = "abort"
+                break
+            if not keep:
+                break
+            if len(keep) < len(active):
+                sel = torch.tensor(keep, device=dev)
+                self.decoder.select(cache, sel)
+                mask, last_pos, tokens, rs = mask[sel], last_pos[sel], tokens[sel], rs.select(sel)
+                active = [active[i] for i in keep]
+            mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
+            last_pos = last_pos + 1
+            logits = self.decoder.decode(cache, tokens[:, None], mask, last_pos[:, None])
+
+        per_request: list[list[_Row]] = [[] for _ in batch]
+        for row, i in zip(rows, owner, strict=True):
+            per_request[i].append(row)
+        return [GenerateResult([self._completion(r) for r in mine]) for mine in per_request]
+
+    def _completion(self, row: _Row) -> Completion:
+        return Completion(
+            token_ids=row.ids,
+            logprobs=row.logprobs,
+            finish_reason=row.finish_reason or "abort",
+            stop_reason=row.stop_reason,
+            text=decode_text(self.tokenizer, row.ids),
+        )
+
+    # -- weights and lifecycle --------------------------------------------------------------
+
+    def update_weights(self, named_tensors: Iterable[tuple[str, Any]]) -> None:
+        """Copy ``(name, tensor)`` pairs (Hugging Face names) into the model, in place.
+
+        Dtype and device are converted. With tied embeddings, ``lm_head.weight`` and
+        ``model.embed_tokens.weight`` name the same tensor, so either may be sent. Known
+        names are copied as they stream in; unknown names and shape mismatches are
+        collected and raised together at the end (the known ones are then already updated).
+        """
+        with self._lock, torch.no_grad():
+            targets = self.model.state_dict(keep_vars=True)
+            unknown: list[str] = []
+            mismatched: list[str] = []
+            count = 0
+            for name, tensor in named_tensors:
+                target = targets.get(name)
+                if target is None:
+                    unknown.append(name)
+                elif tuple(target.shape) != tuple(tensor.shape):
+                    mismatched.append(f"{name}: got {tuple(tensor.shape)}, model has {tuple(target.shape)}")
+                else:
+                    target.data.copy_(tensor, non_blocking=True)
+                    count += 1
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+        if unknown or mismatched:
+            lines = [f"NativeBackend.update_weights: {count} tensors copied, but:"]
+            for name in unknown[:20]:
+                lines.append(f"  - unknown name {name!r}.{did_you_mean(name, targets)}")
+            if len(unknown) > 20:
+                lines.append(f"  - ... and {len(unknown) - 20} more unknown names")
+            lines += [f"  - shape mismatch {m}" for m in mismatched]
+            lines.append("Send Hugging Face parameter names of this model (see model.state_dict()).")
+            raise ValueError("\n".join(lines))
+
+    def reset_prefix_cache(self) -> None:
+        """No-op: the native backend keeps no cache between batches."""
+
+    def sleep(self) -> None:
+        """On CUDA, move the weights to CPU and release cached GPU memory; no-op on CPU."""
+        if self.device.type != "cuda" or self._asleep or self._closed:
+            return
+        with self._lock:
+            self.model.to("cpu")
+            torch.cuda.empty_cache()
+            self._asleep = True
+
+    def wake(self) -> None:
+        """Move the weights back to the GPU after ``sleep``."""
+        if not self._asleep:
+            return
+        with self._lock:
+            self.model.to(self.device)
+            self._asleep = False
+
+    def shutdown(self) -> None:
+        """Abort what is running or queued (finish reason 'abort') and free the model."""
+        if self._closed:
+            return
+        self._closed = True
+        self._executor.shutdown(wait=True)
+        pending, self._pending = list(self._pending), collections.deque()
+        loop, wakeup = self._loop, self._wakeup
+
+        def finish() -> None:
+            for p in pending:
+                if not p.future.done():
+                    p.future.set_result(_aborted(p.request))
+            if wakeup is not None:
+                wakeup.set()  # the worker hands out its last results, then sees _closed and ends
+
+        if loop is not None and not loop.is_closed():
+            if _running_loop() is loop:
+                finish()
+            else:
+                loop.call_soon_threadsafe(finish)
+        self.model = self.decoder = None
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def _aborted(request: GenerateRequest) -> GenerateResult:
+    return GenerateResult([Completion((), (), finish_reason="abort", text="") for _ in range(request.params.n)])
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None

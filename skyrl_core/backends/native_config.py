@@ -1,0 +1,43 @@
+"""Options of the native backend (``[backend] name = "native"``); torch-free so validation stays fast."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import attrs
+
+from skyrl_core.config.fields import non_negative, option, positive
+
+
+@attrs.define(kw_only=True)
+class NativeBackendConfig:
+    """``[backend]`` options of the native (torch + transformers) inference backend."""
+
+    max_batch_size: int = option(
+        64,
+        help="Most sequences (samples) decoded together. Requests that arrive while a batch runs wait "
+        "for the next one; a single request with more samples than this still runs, alone.",
+        check=positive,
+    )
+    max_tokens_in_flight: int = option(
+        262144,
+        help="Budget of one batch: the sum over its sequences of prompt tokens + max_new_tokens "
+        "(bounds KV-cache memory). A single request over the budget still runs, alone.",
+        check=positive,
+    )
+    batch_wait_ms: float = option(
+        2.0,
+        help="Milliseconds the batcher waits for more requests before starting a batch that is not "
+        "full (lets concurrent multi-turn trajectories share a batch).",
+        check=non_negative,
+    )
+    dtype: Literal["float32", "bfloat16", "float16"] | None = option(
+        None, help="Inference dtype; default: the [model] dtype."
+    )
+    device: str | None = option(None, help="'auto', 'cpu', 'cuda' or 'cuda:N'; default: the [model] device.")
+    max_model_len: int | None = option(
+        None,
+        help="Longest prompt + response in tokens (a response that reaches it ends with finish reason "
+        "'length'); default: the model's max_position_embeddings.",
+        check=positive,
+    )

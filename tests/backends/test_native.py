@@ -1,0 +1,197 @@
+"""The native backend: the conformance suite on CPU, plus batching, validation and lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+
+import attrs
+import pytest
+import torch
+
+from skyrl_core.backends.native import NativeBackend
+from skyrl_core.backends.native_config import NativeBackendConfig
+from skyrl_core.config.schema import ModelConfig
+from skyrl_core.protocols.backend import GenerateRequest, SamplingParams
+from skyrl_core.specs import Kind
+from skyrl_core.testing.conformance import BackendConformance, Reference, generate, make_unit_scale_copy
+from skyrl_core.testing.helpers import check_plugin, fresh_registry
+
+
+class TestNativeConformance(BackendConformance):
+    """The whole suite, native backend, CPU, float32."""
+
+    logprob_atol = 1e-4
+
+    def make_backend(self, model: ModelConfig, seed: int) -> NativeBackend:
+        return NativeBackend(NativeBackendConfig(), model=model, seed=seed)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+class TestNativeConformanceCUDA(BackendConformance):
+    """The whole suite on the GPU (float32; TF32 matmuls off so greedy ties match the CPU reference)."""
+
+    device = "cuda"
+    logprob_atol = 2e-3
+
+    def make_backend(self, model: ModelConfig, seed: int) -> NativeBackend:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        return NativeBackend(NativeBackendConfig(), model=model, seed=seed)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_model_dir, tmp_path_factory):
+    return make_unit_scale_copy(tiny_model_dir, tmp_path_factory.mktemp("native") / "model")
+
+
+@pytest.fixture(scope="module")
+def ref(model_dir):
+    return Reference(model_dir)
+
+
+@pytest.fixture
+def make(model_dir):
+    made = []
+
+    def factory(**options) -> NativeBackend:
+        backend = NativeBackend(
+            NativeBackendConfig(**options), model=ModelConfig(path=str(model_dir), device="cpu"), seed=0
+        )
+        made.append(backend)
+        return backend
+
+    yield factory
+    for backend in made:
+        backend.shutdown()
+
+
+def _requests(ref, count: int, **params) -> list[GenerateRequest]:
+    questions = [f"What is {i} + {2 * i + 1}?" for i in range(count)]
+    return [GenerateRequest(ref.prompt(q), SamplingParams(**params)) for q in questions]
+
+
+def test_registered_as_builtin():
+    registry = fresh_registry()
+    component = registry.get(Kind.BACKEND, "native")
+    assert component.load() is NativeBackend
+    assert component.spec.config_cls is NativeBackendConfig
+    from skyrl_core import builtins
+
+    assert not [p for p in check_plugin(builtins) if "native" in p]
+
+
+def test_concurrent_callers_share_batches(make, ref):
+    backend = make(batch_wait_ms=20)
+    requests = _requests(ref, 12, max_new_tokens=6, temperature=0)
+
+    async def main():
+        return await asyncio.gather(*(backend.generate([r]) for r in requests))
+
+    results = asyncio.run(main())
+    assert all(len(res[0].completions[0].token_ids) == 6 for res in results)
+    assert backend.stats["requests"] == 12
+    assert backend.stats["batches"] < 12, backend.stats
+
+
+def test_batch_limits_split_work(make, ref):
+    backend = make(max_batch_size=4, batch_wait_ms=0)
+    requests = _requests(ref, 5, max_new_tokens=3, temperature=0, n=2)
+    results = generate(backend, requests)
+    assert [len(r.completions) for r in results] == [2] * 5
+    assert backend.stats["batches"] == 3  # 2 requests (4 rows) per batch at most
+    by_tokens = make(max_tokens_in_flight=1, batch_wait_ms=0)
+    generate(by_tokens, requests[:3])
+    assert by_tokens.stats["batches"] == 3  # over budget: every request runs alone
+    # A request with more samples than max_batch_size still runs.
+    (big,) = generate(backend, [attrs.evolve(requests[0], params=SamplingParams(max_new_tokens=2, n=6))])
+    assert len(big.completions) == 6
+
+
+def test_results_do_not_depend_on_batching(make, ref):
+    requests = _requests(ref, 6, max_new_tokens=8, temperature=0.8, top_k=40, seed=3)
+    one_batch = generate(make(), requests)
+    small_batches = generate(make(max_batch_size=1), requests)
+    for a, b in zip(one_batch, small_batches, strict=True):
+        assert a.completions[0].token_ids == b.completions[0].token_ids
+        assert max(abs(x - y) for x, y in zip(a.completions[0].logprobs, b.completions[0].logprobs, strict=True)) < 1e-4
+
+
+def test_invalid_requests_are_rejected_with_the_reason(make, ref):
+    backend = make()
+    prompt = ref.prompt("hi")
+    cases = {
+        "prompt_ids is empty": GenerateRequest((), SamplingParams()),
+        "outside the vocabulary": GenerateRequest([*prompt, 10**6], SamplingParams()),
+        "max_new_tokens must be >= 1": GenerateRequest(prompt, SamplingParams(max_new_tokens=0)),
+        "top_p must be in": GenerateRequest(prompt, SamplingParams(top_p=0)),
+        "n must be >= 1": GenerateRequest(prompt, SamplingParams(n=0)),
+    }
+    for message, request in cases.items():
+        with pytest.raises(ValueError, match=message):
+            generate(backend, [GenerateRequest(prompt, SamplingParams(max_new_tokens=1)), request])
+    assert backend.stats["batches"] == 0, "nothing runs when one request of a call is invalid"
+
+
+def test_max_model_len_caps_the_response(make, ref):
+    prompt = ref.prompt("What is 1 + 1?")
+    backend = make(max_model_len=len(prompt) + 3)
+    (res,) = generate(backend, [GenerateRequest(prompt, SamplingParams(max_new_tokens=50, temperature=0))])
+    assert len(res.completions[0].token_ids) == 3 and res.completions[0].finish_reason == "length"
+    with pytest.raises(ValueError, match="max_model_len"):
+        generate(make(max_model_len=len(prompt)), [GenerateRequest(prompt, SamplingParams())])
+
+
+def test_update_weights_tied_lm_head_and_errors(make, ref):
+    backend = make()
+    emb = backend.model.get_input_embeddings().weight
+    assert backend.model.get_output_embeddings().weight is emb, "the test model has tied embeddings"
+    new = torch.randn(emb.shape)
+    backend.update_weights([("lm_head.weight", new)])
+    assert torch.equal(emb.detach(), new)
+    with pytest.raises(ValueError, match=r"1 tensors copied(.|\n)*unknown name 'model.layers.0.mlp.up_proj.weightt'"):
+        backend.update_weights(
+            [("model.norm.weight", torch.ones(emb.shape[1])), ("model.layers.0.mlp.up_proj.weightt", torch.zeros(1))]
+        )
+    with pytest.raises(ValueError, match=r"shape mismatch model\.norm\.weight"):
+        backend.update_weights([("model.norm.weight", torch.ones(3))])
+
+
+def test_sleep_wake_and_dtype_on_cpu(make, ref):
+    backend = make(dtype="bfloat16")
+    assert next(backend.model.parameters()).dtype is torch.bfloat16
+    assert backend.capabilities.sleep is False
+    backend.sleep()
+    backend.wake()  # no-ops on CPU
+    (res,) = generate(backend, _requests(ref, 1, max_new_tokens=4, temperature=1.0, seed=1))
+    assert len(res.completions[0].token_ids) == 4
+
+
+def test_shutdown_aborts_queued_work_and_refuses_new_work(make, ref):
+    backend = make(batch_wait_ms=50)
+    requests = _requests(ref, 3, max_new_tokens=4, temperature=0)
+
+    async def main():
+        task = asyncio.ensure_future(backend.generate(requests))
+        await asyncio.sleep(0.005)  # queued, the batcher is still waiting for company
+        backend.shutdown()
+        return await task
+
+    results = asyncio.run(main())
+    assert {c.finish_reason for r in results for c in r.completions} == {"abort"}
+    with pytest.raises(RuntimeError, match="shut down"):
+        generate(backend, requests)
+
+
+def test_a_cancelled_caller_does_not_break_the_others(make, ref):
+    backend = make(batch_wait_ms=30)
+    a, b = _requests(ref, 2, max_new_tokens=5, temperature=0)
+
+    async def main():
+        doomed = asyncio.ensure_future(backend.generate([a]))
+        kept = asyncio.ensure_future(backend.generate([b]))
+        await asyncio.sleep(0)
+        doomed.cancel()
+        return await kept
+
+    (res,) = asyncio.run(main())
+    assert len(res.completions[0].token_ids) == 5
+    assert backend.stats["requests"] == 1
