@@ -84,7 +84,7 @@ def import_gguf(gguf_file: str | Path, out_dir: str | Path, *, dtype: str = "bfl
     try:
         tokenizer = AutoTokenizer.from_pretrained(where, gguf_file=gguf_path.name)
         loaded = AutoModelForCausalLM.from_pretrained(where, gguf_file=gguf_path.name, dtype=torch.float32)
-    except Exception as exc:  # noqa: BLE001 - re-raised with the file name and advice
+    except Exception as exc:
         raise GgufImportError(
             f"transformers could not read {gguf_path}: {type(exc).__name__}: {exc}. Check that the file is a "
             "complete GGUF checkpoint of an architecture transformers supports for GGUF."
@@ -132,7 +132,7 @@ def cmd_import_gguf(args: argparse.Namespace) -> int:
     print(f"reading {gguf_file} ...", file=sys.stderr)
     out = import_gguf(gguf_file, args.out, dtype=args.dtype, force=args.force)
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
-    print(f"wrote {out} ({size / 2**20:.0f} MiB, {args.dtype}); use it as [model] path = \"{out}\"")
+    print(f'wrote {out} ({size / 2**20:.0f} MiB, {args.dtype}); use it as [model] path = "{out}"')
     return 0
 
 

@@ -32,6 +32,7 @@ import attrs
 Mode = Literal["strict", "flexible"]
 MODES: tuple[str, ...] = ("strict", "flexible")
 MAX_DIGITS = 64
+MAX_BOXES_TRIED = 16
 MARKER = "####"
 
 # One number token: sign/$ in either order, 1,234 grouping or a plain digit run, optional
@@ -45,8 +46,8 @@ _NUMBER_RE = re.compile(_NUMBER, re.ASCII)
 # For scanning free text: a number must contain a digit; the lookbehind keeps "a1,234"
 # or "x.5" from matching half a token.
 _SCAN_RE = re.compile(
-    r"(?<![\w.])(?:[+\-\u2212]\s?)?\$?\s?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?(?:/\d+)?%?"
-    r"|(?<![\w.])[+\-\u2212]?\$?\.\d+",
+    r"(?<![\w.])(?:[+\-\u2212]\s?)?(?:\$\s?[+\-\u2212]?)?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?(?:/\d+)?%?"
+    r"|(?<![\w.])[+\-\u2212]?\$?[+\-\u2212]?\.\d+",
     re.ASCII,
 )
 _LEAD_RE = re.compile(r"[\s*]*")
@@ -140,9 +141,16 @@ def strict_answer(text: str) -> str | None:
 
 
 def last_boxed(text: str) -> str | None:
-    """The content of the last complete ``\\boxed{...}`` (balanced braces), or None."""
+    """The content of the last complete ``\\boxed{...}`` (balanced braces), or None.
+
+    An unclosed box makes the search step back to the previous one, at most
+    ``MAX_BOXES_TRIED`` times, and each box is scanned for at most ``4 * MAX_DIGITS``
+    characters: a number never needs more, and the cost stays bounded on any input.
+    """
     start = text.rfind(_BOXED)
-    while start >= 0:
+    for _ in range(MAX_BOXES_TRIED):
+        if start < 0:
+            break
         depth = 0
         for i in range(start + len(_BOXED) - 1, min(len(text), start + len(_BOXED) + 4 * MAX_DIGITS)):
             if text[i] == "{":
