@@ -1,0 +1,155 @@
+"""Config classes of skyrl-env-sql (torch-free; the plugin module imports them at start-up).
+
+* ``Text2SQLConfig``: ``[environments.text2sql]`` in a run's TOML.
+* ``SyntheticDataConfig``: ``skyrl data prepare text2sql_synthetic --key value``.
+* ``SkyRLSQLDataConfig``: ``skyrl data prepare text2sql --input FILE``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import attrs
+
+from skyrl_core.config.fields import non_negative, option, positive
+
+#: Where the OmniSQL ``data.zip`` (used by SkyRL-SQL) keeps each family's databases,
+#: relative to ``db_root``. A family not listed here lives in ``<db_root>/<family>``.
+OMNISQL_FAMILY_DIRS: dict[str, str] = {
+    "synsql": "SynSQL-2.5M/databases",
+    "spider": "spider/database",
+    "spider_dev": "spider/database",
+    "spider_test": "spider/test_database",
+    "bird": "bird/train/train_databases",
+    "bird_dev": "bird/dev/dev_databases",
+}
+
+
+def _omnisql_dirs() -> dict[str, str]:
+    return dict(OMNISQL_FAMILY_DIRS)
+
+
+def _check_family_dirs(value: object) -> str | None:
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        return f"must be a table of family name -> folder (strings), got {value!r}"
+    return None
+
+
+@attrs.define(kw_only=True)
+class Text2SQLConfig:
+    """``[environments.text2sql]``: where the databases are, limits per query, and scoring."""
+
+    db_root: str | None = option(
+        None,
+        help="Folder holding the SQLite databases. A row's database is "
+        "<db_root>/<family folder>/<db_id>/<db_id>.sqlite, where the family is the row's `data` "
+        "column (spider, bird, synsql, ...). Relative paths are relative to the current directory.",
+    )
+    family_dirs: dict[str, str] = option(  # noqa: RUF009 - option() builds the attrs field
+        factory=_omnisql_dirs,
+        help="Family -> folder under db_root. The default follows the OmniSQL data.zip layout "
+        "(synsql -> SynSQL-2.5M/databases, spider -> spider/database, bird -> bird/train/train_databases); "
+        "a family not listed, or whose folder lacks the database, is looked up in <db_root>/<family>.",
+        check=_check_family_dirs,
+    )
+    default_family: str | None = option(
+        None, help="Family used for rows without a `data` column (None: such rows are an error)."
+    )
+    query_timeout_s: float = option(
+        5.0, help="Time limit of one <sql> tool query; a longer query is interrupted.", check=positive
+    )
+    solution_timeout_s: float = option(
+        30.0, help="Time limit for executing the final solution and the gold query when scoring.", check=positive
+    )
+    max_rows: int = option(50, help="Rows of a tool query's result shown in the observation.", check=positive)
+    max_chars: int = option(
+        9000, help="Characters of a tool query's result shown in the observation (longer output is cut).",
+        check=positive,
+    )
+    max_cell_chars: int = option(200, help="Characters shown per value in an observation.", check=positive)
+    max_value_bytes: int = option(
+        1_000_000,
+        help="Largest string or blob a query may build (SQLite's SQLITE_LIMIT_LENGTH); larger ones fail "
+        "with 'string or blob too big'.",
+        check=positive,
+    )
+    max_compare_rows: int = option(
+        100_000,
+        help="Largest result set compared when scoring; a solution returning more rows scores 0.",
+        check=positive,
+    )
+    format_penalty: float = option(
+        -1.0,
+        help="Reward when the episode ends without a well-formed answer: no <solution>...</solution> "
+        "before max_turns, an empty solution, or (with require_think) a reply without <think>...</think>. "
+        "SkyRL-SQL uses -1.",
+    )
+    require_think: bool = option(
+        False,
+        help="Require a <think>...</think> block in every reply (SkyRL-SQL's format check); replies "
+        "without one make the episode a format violation.",
+    )
+    respect_order: bool = option(
+        True,
+        help="When the gold query has a top-level ORDER BY, rows must come in the same order; "
+        "false compares every result as a multiset.",
+    )
+    rel_tol: float = option(
+        1e-6, help="Relative tolerance when comparing numbers in result sets.", check=non_negative
+    )
+    abs_tol: float = option(
+        1e-9, help="Absolute tolerance when comparing numbers in result sets.", check=non_negative
+    )
+
+
+@attrs.define(kw_only=True)
+class SyntheticDataConfig:
+    """Options of ``skyrl data prepare text2sql_synthetic``: small generated databases + questions."""
+
+    train_databases: int = option(6, help="Databases whose questions form the training split.", check=positive)
+    eval_databases: int = option(
+        2, help="Further databases whose questions form the eval split (unseen in training).", check=non_negative
+    )
+    questions_per_database: int = option(12, help="Questions (with gold SQL) per database.", check=positive)
+    seed: int = option(0, help="Seed of the generator (same seed, same databases and questions).")
+    db_root: str | None = option(
+        None,
+        help="Where the databases are written (as <db_root>/<family>/<db_id>/<db_id>.sqlite); "
+        "default <out>/databases. Point [environments.text2sql] db_root at the same folder.",
+    )
+    family: str = option("synthetic", help="Family name written in the rows' `data` column.")
+    prompt: Literal["full", "compact"] = option(
+        "full",
+        help="'full': instructions plus CREATE TABLE statements (SkyRL-SQL style); 'compact': a short "
+        "prompt for tiny CPU models.",
+    )
+    sft: bool = option(True, help="Also write sft.parquet: worked multi-turn examples for a warm start.")
+    max_turns: int = option(
+        3,
+        help="The generator.max_turns you train with: the SFT examples' observations say how many turns "
+        "are left counting from it.",
+        check=positive,
+    )
+
+
+@attrs.define(kw_only=True)
+class SkyRLSQLDataConfig:
+    """Options of ``skyrl data prepare text2sql``: SkyRL-SQL / OmniSQL rows to skyrl's row format."""
+
+    input: str | None = option(
+        None,
+        help="Training rows: a .parquet/.json/.jsonl file (SkyRL-SQL's train.parquet, or OmniSQL-style rows "
+        "with question/schema/sql/db_id) or a dataset id `name[:split]`. Required.",
+    )
+    eval_input: str | None = option(None, help="Evaluation rows, same forms as `input` (optional).")
+    db_root: str | None = option(
+        None,
+        help="When set, check that every row's database exists under this folder (same layout as "
+        "[environments.text2sql] db_root) and fail listing the missing ones.",
+    )
+    default_family: str | None = option(
+        None, help="Family (`data` column) for rows that have none, e.g. 'spider'."
+    )
+    prompt: Literal["full", "compact"] = option(
+        "full", help="Prompt built for rows that have no `prompt` column (OmniSQL-style rows)."
+    )
