@@ -114,7 +114,9 @@ def skyrl(tmp_path: Path) -> Callable[..., CliResult]:
     ``skyrl("plugins", "--json", dists=["broken"], env={"SKYRL_LOAD_PLUGINS": "x"})``
     """
 
-    def run(*args: str, dists: tuple[str, ...] | list[str] = ("everything",), env: dict[str, str] | None = None) -> CliResult:
+    def run(
+        *args: str, dists: tuple[str, ...] | list[str] = ("everything",), env: dict[str, str] | None = None
+    ) -> CliResult:
         full_env = {k: v for k, v in os.environ.items() if k not in ("SKYRL_LOAD_PLUGINS", "PYTHONPATH")}
         full_env["PYTHONPATH"] = os.pathsep.join(str(site(d)) for d in dists)
         full_env.update(env or {})

@@ -13,12 +13,13 @@ import pytest
             ["trainer.prompts_per_stpe: unknown key. Did you mean 'prompts_per_step'?"],
             id="typo-key",
         ),
-        pytest.param(
-            '[trainer]\nlr = "big"\n', ["trainer.lr: expected a number, got 'big' (str)"], id="wrong-type"
-        ),
+        pytest.param('[trainer]\nlr = "big"\n', ["trainer.lr: expected a number, got 'big' (str)"], id="wrong-type"),
         pytest.param(
             "[environments.t_evn]\n",
-            ["environments.t_evn: no environment named 't_evn'. Did you mean 't_env'? Available: ", "t_env (skyrl-test-everything)"],
+            [
+                "environments.t_evn: no environment named 't_evn'. Did you mean 't_env'? Available: ",
+                "t_env (skyrl-test-everything)",
+            ],
             id="unknown-component",
         ),
         pytest.param(
@@ -66,7 +67,10 @@ def test_unknown_component_names_the_distribution_to_install(skyrl, write_toml):
 def test_plugin_that_raises_on_import(skyrl):
     result = skyrl("plugins", dists=["broken", "everything"])
     err = result.single_error()
-    assert "error: plugin skyrl-test-broken 0.3.1 failed to load (skyrl_test_broken): import failed: ModuleNotFoundError" in err
+    assert (
+        "error: plugin skyrl-test-broken 0.3.1 failed to load (skyrl_test_broken): import failed: ModuleNotFoundError"
+        in err
+    )
     # the others still load
     assert "skyrl-test-everything  1.0.0    ok" in result.out
     assert "skyrl-test-broken      0.3.1    failed" in result.out

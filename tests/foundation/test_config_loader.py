@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import tomllib
-
 import pytest
+import tomllib
 from conftest import BASE_TOML
 
 from skyrl_core.config.loader import load_config, parse_config, parse_override
@@ -88,7 +87,11 @@ def test_options_given_to_a_component_that_takes_none(registry):
         ('[data]\nshuffle = "yes"\n', "data.shuffle", "expected true or false, got 'yes' (str)"),
         ("[data]\ntrain = 3\n", "data.train", "expected a list, got 3 (int)"),
         ('[data]\ntrain = ["a.jsonl", 3]\n', "data.train[1]", "expected a string, got 3 (int)"),
-        ('[model.tiny]\narch = "qwen"\n', "model.tiny.arch", "'qwen' is not one of 'qwen2', 'llama'. Did you mean 'qwen2'?"),
+        (
+            '[model.tiny]\narch = "qwen"\n',
+            "model.tiny.arch",
+            "'qwen' is not one of 'qwen2', 'llama'. Did you mean 'qwen2'?",
+        ),
         ("[t_section]\nmax_rounds = 0\n", "t_section.max_rounds", "must be > 0, got 0"),
         ("[environments.t_env]\ntarget = 7\n", "environments.t_env.target", "expected a string, got 7 (int)"),
         ("[tracking.jsonl]\nnope = 1\n", "tracking.jsonl.nope", "unknown key."),
@@ -126,9 +129,10 @@ def test_unknown_component_name_lists_suggests_and_mentions_failures(use_dists):
 
 def test_unknown_component_names_the_distribution_that_provides_it(registry):
     issues = issues_of(registry, "[environments.text2sql]\n")
-    assert "'text2sql' is provided by the distribution skyrl-env-sql: `pip install skyrl-env-sql`." in issues[
-        "environments.text2sql"
-    ]
+    assert (
+        "'text2sql' is provided by the distribution skyrl-env-sql: `pip install skyrl-env-sql`."
+        in issues["environments.text2sql"]
+    )
     issues = issues_of(registry, "[dapo]\nclip_high = 0.28\n")
     assert issues["dapo"] == "unknown section [dapo]. It is provided by skyrl-algo-dapo: `pip install skyrl-algo-dapo`."
 
@@ -166,7 +170,9 @@ def test_batch_sizes_that_do_not_divide(registry, trainer, message):
 
 
 def test_batch_plan_is_derived_in_units(registry):
-    cfg = parse(registry, "[trainer]\nsteps = 3\nprompts_per_step = 8\nsamples_per_prompt = 4\nprompts_per_minibatch = 2\n")
+    cfg = parse(
+        registry, "[trainer]\nsteps = 3\nprompts_per_step = 8\nsamples_per_prompt = 4\nprompts_per_minibatch = 2\n"
+    )
     plan = make_plan(cfg)
     assert (plan.sequences_per_step, plan.sequences_per_minibatch, plan.minibatches_per_step) == (32, 8, 4)
     assert (plan.optimizer_steps_per_step, plan.total_optimizer_steps) == (4, 12)
@@ -199,7 +205,7 @@ def test_dotted_overrides(registry, tmp_path):
             "trainer.lr=1e-6",
             "run.name=from-cli",
             'model.tokenizer="tok dir"',
-            "data.train=[\"a.jsonl\",\"b.jsonl\"]",
+            'data.train=["a.jsonl","b.jsonl"]',
             "backend.flavour=spicy",
             "environments.t_env.target=7x",
         ],

@@ -9,10 +9,10 @@ import os
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 from conftest import REPO
 
 from skyrl_core import hookspecs
@@ -56,7 +56,9 @@ def test_every_hook_spec_is_documented_with_its_exact_signature():
     documented = doc_signatures()
     assert sorted(documented) == SPECS, "docs/plugins.md's Hook reference must list every hook spec, and only those"
     for name in SPECS:
-        assert documented[name] == spec_signature(name), f"{name}: docs/plugins.md disagrees with skyrl_core/hookspecs.py"
+        assert documented[name] == spec_signature(name), (
+            f"{name}: docs/plugins.md disagrees with skyrl_core/hookspecs.py"
+        )
 
 
 def test_firstresult_hooks_are_called_so():
