@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -21,7 +22,7 @@ from skyrl_core.errors import ConfigError
 from skyrl_core.plugins import Registry
 from skyrl_core.protocols.algorithms import AdvantageInput, AdvantageOutput, PolicyLossInput, PolicyLossOutput
 from skyrl_core.specs import Kind
-from skyrl_core.testing import check_plugin, fresh_registry
+from skyrl_core.testing import check_plugin
 
 BUILTIN_ESTIMATORS = ["grpo", "rloo", "reinforce++", "reinforce++_baseline", "gae"]
 BUILTIN_LOSSES = ["ppo_clip", "dual_clip", "gspo", "cispo", "clip_cov", "kl_cov"]
@@ -67,41 +68,8 @@ class AlgoTestPlugin:
         return [ComponentSpec("my_loss", my_loss, "Test loss: plain REINFORCE.", MyLossConfig)]
 
 
-def _stand_in_plugin(missing: dict[Kind, list[str]]) -> Any:
-    """Test double: the default backend/strategy/trackers that other issues provide, registered only
-    when the builtins lack them, so these configs validate whatever else is installed. Never loaded."""
-
-    class StandIns:
-        @staticmethod
-        @hookimpl
-        def skyrl_register_backends() -> list[ComponentSpec]:
-            return [ComponentSpec(n, "skyrl_test:Never", "test stand-in") for n in missing.get(Kind.BACKEND, [])]
-
-        @staticmethod
-        @hookimpl
-        def skyrl_register_strategies() -> list[ComponentSpec]:
-            return [ComponentSpec(n, "skyrl_test:Never", "test stand-in") for n in missing.get(Kind.STRATEGY, [])]
-
-        @staticmethod
-        @hookimpl
-        def skyrl_register_trackers() -> list[ComponentSpec]:
-            return [ComponentSpec(n, "skyrl_test:Never", "test stand-in") for n in missing.get(Kind.TRACKER, [])]
-
-    return StandIns
-
-
-def registry_with(*plugins: Any) -> Registry:
-    """``fresh_registry(*plugins)`` plus stand-ins for any default component not installed yet."""
-    registry = fresh_registry(*plugins)
-    wanted = {Kind.BACKEND: ["native"], Kind.STRATEGY: ["local"], Kind.TRACKER: ["console", "jsonl", "tensorboard"]}
-    missing = {k: [n for n in names if n not in registry.components[k]] for k, names in wanted.items()}
-    if any(missing.values()):
-        registry = fresh_registry(*plugins, _stand_in_plugin(missing))
-    return registry
-
-
 @pytest.fixture(scope="module")
-def registry() -> Registry:
+def registry(registry_with: Callable[..., Registry]) -> Registry:
     return registry_with(AlgoTestPlugin)
 
 
