@@ -18,7 +18,7 @@ from typing import Any
 
 import attrs
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from skyrl_core.protocols.strategy import ForwardOutput, LossFn, LossScale, TrainBatch
 
@@ -94,6 +94,7 @@ class Collated:
         slots: ``(N,)`` index ``j`` of the token within its response, for scattering
             per-token results back to ``(b, R)``.
         response_len: ``R``, the longest response of the micro-batch.
+        padded: whether any row is shorter than ``L``.
     """
 
     input_ids: Tensor
@@ -104,6 +105,13 @@ class Collated:
     targets: Tensor
     slots: Tensor
     response_len: int
+    padded: bool = True
+
+    def model_inputs(self) -> dict[str, Tensor | None]:
+        """Keyword arguments for a Hugging Face model. Without padding the mask is left out, so
+        attention can take its plain causal path (flash kernels) instead of a masked one."""
+        mask = self.attention_mask if self.padded else None
+        return {"input_ids": self.input_ids, "attention_mask": mask, "position_ids": self.position_ids}
 
     def scatter(self, values: Tensor) -> Tensor:
         """Place per-token ``values`` ``(N,)`` into a ``(b, R)`` float tensor, 0 elsewhere."""
@@ -135,7 +143,7 @@ def collate(batch: TrainBatch, device: torch.device | str, *, pad_id: int = 0) -
             )
         n = len(seqs[i])
         ids[i, :n] = torch.tensor(seqs[i], dtype=torch.long)
-        attn[i, :n] = 1
+        attn[i, : max(n, 1)] = 1  # an empty row attends to one pad token, never to nothing (NaN)
         start = len(prompt) - 1
         rows.extend([i] * len(response))
         cols.extend(range(start, start + len(response)))
@@ -155,6 +163,7 @@ def collate(batch: TrainBatch, device: torch.device | str, *, pad_id: int = 0) -
         targets=t(targets),
         slots=t(slots),
         response_len=batch.response_len,
+        padded=any(len(s) < width for s in seqs),
     )
 
 
@@ -213,12 +222,55 @@ def build_adamw(
     )
 
 
-def move_optimizer_state(optimizer: torch.optim.Optimizer, device: torch.device | str) -> None:
-    """Move every tensor of the optimizer state to ``device`` in place (offload / onload)."""
-    for state in optimizer.state.values():
-        for key, value in state.items():
-            if isinstance(value, Tensor):
-                state[key] = value.to(device, non_blocking=True)
+class HostOffloader:
+    """Moves modules and optimizer states between an accelerator and reusable pinned host memory.
+
+    Each tensor gets one pinned host buffer, allocated at its first offload and reused by
+    every later one: copies into pinned memory run at full bus speed, whereas a fresh
+    pageable allocation per offload is several times slower (first-touch page faults). The
+    buffers stay allocated while the tensors are on the device (host memory is traded for
+    offload speed). Parameters keep their identity (``param.data`` is swapped), so
+    optimizers keep pointing at them.
+    """
+
+    def __init__(self) -> None:
+        self._host: dict[tuple[Any, ...], Tensor] = {}
+
+    def _to_host(self, key: tuple[Any, ...], tensor: Tensor) -> Tensor:
+        buf = self._host.get(key)
+        if buf is None or buf.shape != tensor.shape or buf.dtype != tensor.dtype:
+            buf = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+            self._host[key] = buf
+        buf.copy_(tensor, non_blocking=True)
+        return buf
+
+    def offload(self, modules: Iterable[nn.Module], optimizers: Iterable[torch.optim.Optimizer]) -> None:
+        """Copy every parameter, buffer and optimizer-state tensor into pinned host memory."""
+        self._move(modules, optimizers, lambda key, t: self._to_host(key, t) if t.device.type != "cpu" else t)
+        torch.cuda.synchronize()
+
+    def onload(
+        self, modules: Iterable[nn.Module], optimizers: Iterable[torch.optim.Optimizer], device: torch.device
+    ) -> None:
+        """Copy everything back to ``device`` (the pinned buffers are kept for the next offload)."""
+        self._move(modules, optimizers, lambda key, t: t.to(device, non_blocking=True))
+        torch.cuda.synchronize()
+
+    @staticmethod
+    def _move(modules: Iterable[nn.Module], optimizers: Iterable[torch.optim.Optimizer], move: Any) -> None:
+        for module in modules:
+            for param in module.parameters():
+                param.grad = None
+                param.data = move(("param", id(param)), param.data)
+            for owner in module.modules():
+                for name, buf in owner._buffers.items():
+                    if buf is not None:
+                        owner._buffers[name] = move(("buffer", id(owner), name), buf)
+        for optimizer in optimizers:
+            for param, state in optimizer.state.items():
+                for key, value in state.items():
+                    if isinstance(value, Tensor):
+                        state[key] = move(("state", id(param), key), value)
 
 
 # -- RNG state -------------------------------------------------------------------------------

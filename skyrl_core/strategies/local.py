@@ -103,6 +103,7 @@ class LocalStrategy:
         self.device = resolve_device(model.device)
         self._autocast_dtype = _AUTOCAST_DTYPES.get(model.dtype)
         self._offloaded = False
+        self._offloader = common.HostOffloader()
         self.optimizer_steps = 0
 
         policy = load_causal_lm(model, device=self.device, dtype=torch.float32)
@@ -184,7 +185,7 @@ class LocalStrategy:
     def _policy_logits(self, c: common.Collated, *, mode: str, module: nn.Module | None = None) -> Tensor:
         """Logits ``(N, V)`` at the positions that predict the ``N`` response tokens."""
         module = self.policy if module is None else module
-        inputs = {"input_ids": c.input_ids, "attention_mask": c.attention_mask, "position_ids": c.position_ids}
+        inputs = c.model_inputs()
         if mode == "full":
             return module(**inputs, use_cache=False).logits[c.rows, c.cols]
         hidden = _backbone(module)(**inputs, use_cache=False).last_hidden_state
@@ -197,12 +198,7 @@ class LocalStrategy:
         if role == "critic":
             critic = self._require_critic()
             body = critic.backbone
-            hidden = body(
-                input_ids=c.input_ids,
-                attention_mask=c.attention_mask,
-                position_ids=c.position_ids,
-                use_cache=False,
-            ).last_hidden_state
+            hidden = body(**c.model_inputs(), use_cache=False).last_hidden_state
             return {"values": critic.head(hidden[c.rows, c.cols]).squeeze(-1).float()}
         module = self.policy if role == "policy" else self._require_ref()
         logits = self._policy_logits(c, mode=self.logits_mode, module=module)
@@ -290,6 +286,8 @@ class LocalStrategy:
         for k, idx in enumerate(groups):
             micro = common.to_device(batch.select(idx), self.device)
             c = common.collate(micro, self.device)
+            if c.targets.numel() == 0:
+                continue  # only empty responses: nothing to score, nothing to learn
             with self._autocast():
                 per_token = self._outputs(role, c, temperature, need_entropy)
                 out = ForwardOutput(**{name: c.scatter(v) for name, v in per_token.items()})
@@ -365,12 +363,12 @@ class LocalStrategy:
     def named_weights(self, bucket_bytes: int = 1 << 28) -> Iterator[list[tuple[str, Tensor]]]:
         """The policy's weights under their Hugging Face names, in buckets of about ``bucket_bytes``.
 
-        Tensors are detached views of the fp32 master weights on the strategy's device
-        (receivers cast as they need). Tied weights come once, under the first name of the
-        state dict: with tied embeddings that is ``model.embed_tokens.weight`` and
-        ``lm_head.weight`` is left out, as ``save_pretrained`` does.
+        Tensors are detached views of the fp32 master weights on the strategy's device (or
+        in host memory while offloaded); receivers cast as they need. Tied weights come
+        once, under the first name of the state dict: with tied embeddings that is
+        ``model.embed_tokens.weight`` and ``lm_head.weight`` is left out, as
+        ``save_pretrained`` does.
         """
-        self._check_onloaded()
         bucket: list[tuple[str, Tensor]] = []
         size = 0
         for name, tensor in _unique_state(self.policy):
@@ -416,6 +414,7 @@ class LocalStrategy:
         path = Path(path)
         if not path.is_dir():
             raise FileNotFoundError(f"checkpoint {path} is not a directory; point checkpoint.resume at one")
+        self.onload()
         # Check every file first, so that a bad checkpoint leaves the strategy as it was.
         required = [
             (common.POLICY_WEIGHTS, "policy weights"),
@@ -474,26 +473,24 @@ class LocalStrategy:
     # -- placement --------------------------------------------------------------------------
 
     def offload(self) -> None:
-        """Move models and optimizer states to CPU (no-op when training on CPU)."""
-        self._place(torch.device("cpu"))
-        if self.device.type == "cuda":
-            self._offloaded = True
-            torch.cuda.empty_cache()
+        """Move models and optimizer states to pinned CPU memory (no-op when training on CPU)."""
+        if self.device.type == "cpu" or self._offloaded:
+            return
+        self._offloader.offload(*self._placed())
+        self._offloaded = True
+        torch.cuda.empty_cache()
 
     def onload(self) -> None:
         """Move models and optimizer states back to the training device."""
-        self._place(self.device)
+        if not self._offloaded:
+            return
+        self._offloader.onload(*self._placed(), self.device)
         self._offloaded = False
 
-    def _place(self, device: torch.device) -> None:
-        if self.device.type == "cpu":
-            return
-        for module in (self.policy, self.ref, self._critic.module if self._critic else None):
-            if module is not None:
-                module.to(device)
-        for trained in (self._policy, self._critic):
-            if trained is not None:
-                common.move_optimizer_state(trained.optimizer, device)
+    def _placed(self) -> tuple[list[nn.Module], list[torch.optim.Optimizer]]:
+        trained = [t for t in (self._policy, self._critic) if t is not None]
+        modules = [t.module for t in trained] + ([self.ref] if self.ref is not None else [])
+        return modules, [t.optimizer for t in trained]
 
     # -- small helpers ----------------------------------------------------------------------
 

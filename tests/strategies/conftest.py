@@ -72,7 +72,7 @@ def make_strategy(path: Path, *, strategy_config=None, model_kw=None, seed: int 
 
     extra = {k: trainer_kw.pop(k) for k in ("need_ref", "need_critic", "total_optimizer_steps") if k in trainer_kw}
     trainer = attrs.evolve(TrainerConfig(), **{"lr": 1e-2, "weight_decay": 0.0, **trainer_kw})
-    model = ModelConfig(path=str(path), device="cpu", **(model_kw or {}))
+    model = ModelConfig(**{"path": str(path), "device": "cpu", **(model_kw or {})})
     return LocalStrategy(strategy_config, model=model, trainer=trainer, seed=seed, **extra)
 
 

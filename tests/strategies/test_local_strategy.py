@@ -49,6 +49,16 @@ def test_forward_matches_plain_hf(qwen2_dir, make_strategy, make_batch, logits_m
         assert out.logprobs[i, : len(r)].lt(0).all()
 
 
+def test_empty_responses_are_tolerated(qwen2_dir, make_strategy, pg_loss) -> None:
+    strategy = make_strategy(qwen2_dir, micro_batch_tokens=8)
+    mask = torch.tensor([[0.0, 0.0], [1.0, 1.0], [0.0, 0.0]])
+    batch = TrainBatch([[1, 2], [3, 4, 5], [6]], [[], [7, 8], []], {"loss_mask": mask, "advantages": mask})
+    out = strategy.forward(batch, need_entropy=True)
+    assert out.logprobs[0].eq(0).all() and out.logprobs[2].eq(0).all() and out.logprobs[1].lt(0).all()
+    metrics = strategy.train_step(batch, pg_loss)
+    assert metrics["skipped"] == 0.0 and metrics["grad_norm"] > 0
+
+
 def test_temperature_zero_reports_raw_log_softmax(qwen2_dir, make_strategy, make_batch) -> None:
     strategy = make_strategy(qwen2_dir)
     batch = make_batch(4)
@@ -154,16 +164,18 @@ def test_sft_reduces_the_loss(qwen2_dir, make_strategy, make_batch) -> None:
     assert -float((after * mask).sum() / mask.sum()) < losses[-1]
 
 
-def test_bf16_autocast_keeps_fp32_master_weights(qwen2_dir, make_strategy, make_batch, pg_loss) -> None:
-    strategy = make_strategy(qwen2_dir, model_kw={"dtype": "bfloat16"})
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_autocast_keeps_fp32_master_weights(qwen2_dir, make_strategy, make_batch, pg_loss, dtype) -> None:
+    strategy = make_strategy(qwen2_dir, model_kw={"dtype": dtype})
     fp32 = make_strategy(qwen2_dir)
     batch = make_batch(12)
     lp16 = strategy.forward(batch).logprobs
     lp32 = fp32.forward(batch).logprobs
     assert lp16.dtype == torch.float32
-    assert (lp16 - lp32).abs().max() < 0.1  # bf16 rounding, not a different model
+    assert (lp16 - lp32).abs().max() < 0.1  # half-precision rounding, not a different model
     metrics = strategy.train_step(batch, pg_loss)
     assert metrics["skipped"] == 0.0
+    assert (strategy._policy.scaler is not None) == (dtype == "float16")  # fp16 needs loss scaling
     assert all(p.dtype == torch.float32 for p in strategy.policy.parameters())
 
 
