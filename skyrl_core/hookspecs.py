@@ -36,7 +36,7 @@ def skyrl_register_backends() -> list[ComponentSpec]:
 
     Called once when a registry is built. Return specs whose ``impl`` is a class
     implementing ``skyrl_core.protocols.InferenceBackend``; it is constructed as
-    ``impl(config, model_path=..., tokenizer=..., seed=...)``.
+    ``impl(config, model=ModelConfig, seed=int)`` (see ``skyrl_core.protocols.backend``).
     """
 
 
