@@ -1,4 +1,4 @@
-"""Every examples/*.toml validates (with the in-repo plugins, installed or not)."""
+"""Every examples/**/*.toml validates (with the in-repo plugins, installed or not)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from skyrl_core.config.loader import load_config
 from skyrl_core.plugins import build_registry
 
 EXAMPLES_DIR = REPO / "examples"
-EXAMPLES = sorted(EXAMPLES_DIR.glob("*.toml"))
+EXAMPLES = sorted(EXAMPLES_DIR.rglob("*.toml"))
 PLUGIN_PROJECTS = sorted([*REPO.glob("skyrl_*/pyproject.toml"), *REPO.glob("plugins/*/pyproject.toml")])
 
 
@@ -53,12 +53,14 @@ def test_plugin_packages_were_found():
     } <= names
 
 
-@pytest.mark.parametrize("path", EXAMPLES or [None], ids=[p.name for p in EXAMPLES] or ["no-examples-yet"])
+@pytest.mark.parametrize(
+    "path", EXAMPLES or [None], ids=[str(p.relative_to(EXAMPLES_DIR)) for p in EXAMPLES] or ["no-examples-yet"]
+)
 def test_example_validates(path, registry):
     if path is None:
         # The glob ran on the right folder and found nothing: nothing to validate yet.
         assert (REPO / "pyproject.toml").exists()
-        assert not EXAMPLES_DIR.exists() or not list(EXAMPLES_DIR.glob("*.toml"))
+        assert not EXAMPLES_DIR.exists() or not list(EXAMPLES_DIR.rglob("*.toml"))
         return
     cfg = load_config(path, registry=registry)
     assert cfg.model.path, f"{path.name}: no model path"
