@@ -2,10 +2,9 @@
 
 A full ``(B, T, V)`` float32 log-softmax of a 152k-token vocabulary is tens of GiB; both
 functions here walk the positions in chunks of about ``chunk_elements`` logits, upcast
-one chunk at a time to float32 (float64 stays float64), and keep only ``(B, T)``
-results plus one float per position for the backward pass. The backward pass is a
-custom autograd function that recomputes the softmax chunk by chunk, so no float32 copy
-of the logits is kept alive for autograd either; the gradient itself has the logits'
+one chunk at a time to float32 (float64 stays float64), and keep only the ``(B, T)``
+results. The backward pass is a custom autograd function that recomputes the softmax
+chunk by chunk, so no float32 copy of the logits is kept alive for autograd either; the gradient itself has the logits'
 shape and dtype, as any gradient of the logits must.
 
 Temperature: the logits are divided by ``temperature`` (in float32) before the softmax,
@@ -57,10 +56,21 @@ def _chunk_rows(vocab: int, chunk_elements: int | None) -> int:
     return max(1, (chunk_elements or DEFAULT_CHUNK_ELEMENTS) // max(1, vocab))
 
 
-def _scaled(piece: Tensor, dtype: torch.dtype, temperature: float) -> Tensor:
-    """``piece`` in the compute dtype, divided by the temperature (never modified in place)."""
-    x = piece.to(dtype)
-    return x if temperature == 1.0 else x / temperature
+def _log_softmax(piece: Tensor, dtype: torch.dtype, temperature: float) -> Tensor:
+    """Fresh ``(n, V)`` log-softmax of ``piece / temperature`` computed in ``dtype``.
+
+    ``dtype=`` lets the kernel read bf16 and accumulate/write float32 in one pass.
+    """
+    if temperature == 1.0:
+        return torch.log_softmax(piece, dim=-1, dtype=dtype)
+    return torch.log_softmax(piece.to(dtype) / temperature, dim=-1)
+
+
+def _softmax(piece: Tensor, dtype: torch.dtype, temperature: float) -> Tensor:
+    """Fresh ``(n, V)`` softmax of ``piece / temperature`` computed in ``dtype``."""
+    if temperature == 1.0:
+        return torch.softmax(piece, dim=-1, dtype=dtype)
+    return torch.softmax(piece.to(dtype) / temperature, dim=-1)
 
 
 def _check(logits: Tensor, temperature: float) -> None:
@@ -80,32 +90,30 @@ class _TokenLogprobs(torch.autograd.Function):
         n = logits.shape[0] * logits.shape[1]
         flat_ids = token_ids.reshape(-1).to(device=logits.device, dtype=torch.long)
         out = torch.empty(n, dtype=dtype, device=logits.device)
-        lse = torch.empty(n, dtype=dtype, device=logits.device)
         for start, piece in _chunks(logits, chunk_rows):
-            x = _scaled(piece, dtype, temperature)
-            ids = flat_ids[start : start + x.shape[0]]
-            chunk_lse = torch.logsumexp(x, dim=-1)
-            lse[start : start + x.shape[0]] = chunk_lse
-            out[start : start + x.shape[0]] = x.gather(-1, ids[:, None]).squeeze(-1) - chunk_lse
-        ctx.save_for_backward(logits, flat_ids, lse)
-        ctx.temperature, ctx.chunk_rows = temperature, chunk_rows
+            stop = start + piece.shape[0]
+            logp = _log_softmax(piece, dtype, temperature)
+            out[start:stop] = logp.gather(-1, flat_ids[start:stop, None]).squeeze(-1)
+        ctx.save_for_backward(logits, flat_ids)
+        ctx.temperature, ctx.chunk_rows, ctx.dtype = temperature, chunk_rows, dtype
         return out.view(logits.shape[:2])
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, None, None, None]:
-        logits, flat_ids, lse = ctx.saved_tensors
+        logits, flat_ids = ctx.saved_tensors
         t = ctx.temperature
         grad = torch.empty(logits.shape, dtype=logits.dtype, device=logits.device)
         flat_grad = grad.view(-1, logits.shape[-1])
-        g = grad_out.reshape(-1).to(lse.dtype)
+        g = grad_out.reshape(-1).to(ctx.dtype)
         for start, piece in _chunks(logits, ctx.chunk_rows):
             stop = start + piece.shape[0]
-            x = _scaled(piece, lse.dtype, t)
-            # d(x_id - lse)/dx = onehot(id) - softmax(x); chain rule through x = logits / t
-            chunk = torch.exp(x - lse[start:stop, None]).mul_(-g[start:stop, None])
-            chunk.scatter_add_(-1, flat_ids[start:stop, None], g[start:stop, None])
-            flat_grad[start:stop] = chunk.div_(t).to(logits.dtype)
+            scale = g[start:stop, None] / t
+            # d log p_id / dx = onehot(id) - softmax(x), times 1/t for x = logits / t.
+            # In place on one fresh buffer: this loop is memory-bound.
+            chunk = _softmax(piece, ctx.dtype, t).mul_(-scale)
+            chunk.scatter_add_(-1, flat_ids[start:stop, None], scale)
+            flat_grad[start:stop].copy_(chunk)
         return grad, None, None, None
 
 
@@ -115,33 +123,30 @@ class _Entropy(torch.autograd.Function):
         dtype = _compute_dtype(logits)
         n = logits.shape[0] * logits.shape[1]
         out = torch.empty(n, dtype=dtype, device=logits.device)
-        lse = torch.empty(n, dtype=dtype, device=logits.device)
         for start, piece in _chunks(logits, chunk_rows):
             stop = start + piece.shape[0]
-            x = _scaled(piece, dtype, temperature)
-            chunk_lse = torch.logsumexp(x, dim=-1)
-            logp = x - chunk_lse[:, None]
-            lse[start:stop] = chunk_lse
+            logp = _log_softmax(piece, dtype, temperature)
             # -sum p·log p, not lse - E_p[x]: the latter cancels catastrophically at low entropy.
-            out[start:stop] = -(logp.exp() * logp).sum(-1)
-        ctx.save_for_backward(logits, lse, out)
-        ctx.temperature, ctx.chunk_rows = temperature, chunk_rows
+            out[start:stop] = logp.exp().mul_(logp).sum(-1).neg_()
+        ctx.save_for_backward(logits, out)
+        ctx.temperature, ctx.chunk_rows, ctx.dtype = temperature, chunk_rows, dtype
         return out.view(logits.shape[:2])
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, None, None]:
-        logits, lse, entropy = ctx.saved_tensors
+        logits, entropy = ctx.saved_tensors
         t = ctx.temperature
         grad = torch.empty(logits.shape, dtype=logits.dtype, device=logits.device)
         flat_grad = grad.view(-1, logits.shape[-1])
-        g = grad_out.reshape(-1).to(lse.dtype)
+        g = grad_out.reshape(-1).to(ctx.dtype)
         for start, piece in _chunks(logits, ctx.chunk_rows):
             stop = start + piece.shape[0]
-            logp = _scaled(piece, lse.dtype, t) - lse[start:stop, None]
-            # dH/dx_k = -p_k (log p_k + H); chain rule through x = logits / t
-            chunk = (logp + entropy[start:stop, None]).mul_(logp.exp()).mul_(-g[start:stop, None] / t)
-            flat_grad[start:stop] = chunk.to(logits.dtype)
+            logp = _log_softmax(piece, ctx.dtype, t)
+            p = logp.exp()
+            # dH/dx_k = -p_k (log p_k + H), times 1/t for x = logits / t
+            logp.add_(entropy[start:stop, None]).mul_(p).mul_(-g[start:stop, None] / t)
+            flat_grad[start:stop].copy_(logp)
         return grad, None, None
 
 
