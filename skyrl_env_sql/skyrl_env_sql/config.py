@@ -63,7 +63,8 @@ class Text2SQLConfig:
     )
     max_rows: int = option(50, help="Rows of a tool query's result shown in the observation.", check=positive)
     max_chars: int = option(
-        9000, help="Characters of a tool query's result shown in the observation (longer output is cut).",
+        9000,
+        help="Characters of a tool query's result shown in the observation (longer output is cut).",
         check=positive,
     )
     max_cell_chars: int = option(200, help="Characters shown per value in an observation.", check=positive)
@@ -94,12 +95,26 @@ class Text2SQLConfig:
         help="When the gold query has a top-level ORDER BY, rows must come in the same order; "
         "false compares every result as a multiset.",
     )
-    rel_tol: float = option(
-        1e-6, help="Relative tolerance when comparing numbers in result sets.", check=non_negative
+    isolation: Literal["process", "thread"] = option(
+        "process",
+        help="'process': queries run in worker processes that are killed when a query overruns its time limit "
+        "by hard_limit_grace_s (a hard bound, even for a single slow built-in call such as a huge printf "
+        "width); 'thread': in the calling thread, bounded only by SQLite's progress handler.",
     )
-    abs_tol: float = option(
-        1e-9, help="Absolute tolerance when comparing numbers in result sets.", check=non_negative
+    workers: int = option(8, help="Worker processes per training process (isolation = 'process').", check=positive)
+    hard_limit_grace_s: float = option(
+        2.0,
+        help="Seconds past a query's time limit before its worker process is killed (isolation = 'process').",
+        check=positive,
     )
+    max_memory_mb: int = option(
+        1024,
+        help="SQLite heap limit of each worker process (isolation = 'process'); a query needing more fails "
+        "with 'out of memory'.",
+        check=positive,
+    )
+    rel_tol: float = option(1e-6, help="Relative tolerance when comparing numbers in result sets.", check=non_negative)
+    abs_tol: float = option(1e-9, help="Absolute tolerance when comparing numbers in result sets.", check=non_negative)
 
 
 @attrs.define(kw_only=True)
@@ -147,9 +162,7 @@ class SkyRLSQLDataConfig:
         help="When set, check that every row's database exists under this folder (same layout as "
         "[environments.text2sql] db_root) and fail listing the missing ones.",
     )
-    default_family: str | None = option(
-        None, help="Family (`data` column) for rows that have none, e.g. 'spider'."
-    )
+    default_family: str | None = option(None, help="Family (`data` column) for rows that have none, e.g. 'spider'.")
     prompt: Literal["full", "compact"] = option(
         "full", help="Prompt built for rows that have no `prompt` column (OmniSQL-style rows)."
     )

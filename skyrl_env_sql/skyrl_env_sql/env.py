@@ -35,9 +35,10 @@ from typing import Any
 
 from skyrl_env_sql.compare import has_top_level_order_by, results_match
 from skyrl_env_sql.config import Text2SQLConfig
-from skyrl_env_sql.executor import QueryLimits, QueryResult, execute
+from skyrl_env_sql.executor import QueryLimits, QueryResult
 from skyrl_env_sql.layout import resolve_db_path
 from skyrl_env_sql.protocol import STOP_STRINGS, Action, describe_result, observation, parse_reply
+from skyrl_env_sql.sandbox import run_query
 
 NO_ACTION_MESSAGE = (
     "Your reply has no <sql>...</sql> query and no <solution>...</solution> answer. Run a query with "
@@ -49,20 +50,20 @@ class GoldQueryError(RuntimeError):
     """The row's gold query does not run, or returns too many rows to compare."""
 
 
-@functools.lru_cache(maxsize=256)
-def _gold_cached(path: str, mtime_ns: int, size: int, sql: str, limits: QueryLimits) -> QueryResult:
+@functools.lru_cache(maxsize=128)
+def _gold_cached(path: str, mtime_ns: int, size: int, sql: str, limits: QueryLimits, isolation: str) -> QueryResult:
     del mtime_ns, size  # part of the cache key only: a rewritten database is re-queried
-    return execute(path, sql, limits)
+    return run_query(path, sql, limits, isolation=isolation)
 
 
-def gold_result(path: Path, sql: str, limits: QueryLimits) -> QueryResult:
+def gold_result(path: Path, sql: str, limits: QueryLimits, isolation: str = "process") -> QueryResult:
     """The gold query's result, cached per (database file version, query, limits).
 
     The samples of one prompt share a gold query, so it runs once per group, not once
     per sample.
     """
     st = path.stat()
-    return _gold_cached(str(path), st.st_mtime_ns, st.st_size, sql, limits)
+    return _gold_cached(str(path), st.st_mtime_ns, st.st_size, sql, limits, isolation)
 
 
 class Text2SQLEnv:
@@ -164,6 +165,18 @@ class Text2SQLEnv:
 
     # -- internals ---------------------------------------------------------------------------
 
+    def _query(self, sql: str, limits: QueryLimits) -> QueryResult:
+        cfg = self.config
+        return run_query(
+            self.db_path,
+            sql,
+            limits,
+            isolation=cfg.isolation,
+            max_workers=cfg.workers,
+            grace_s=cfg.hard_limit_grace_s,
+            heap_limit_bytes=cfg.max_memory_mb << 20,
+        )
+
     def _finish(self, reward: float, meta: dict[str, Any]) -> dict[str, Any]:
         self.reward = reward
         meta["reward"] = reward
@@ -175,7 +188,7 @@ class Text2SQLEnv:
             self.sql_errors += 1
             meta["sql_error"] = "empty query"
             return "Error: the <sql> block is empty; write one SQL query inside it."
-        result = execute(self.db_path, sql, self.tool_limits)
+        result = self._query(sql, self.tool_limits)
         if result.error is not None:
             self.sql_errors += 1
             self.sql_interrupted += result.error_kind == "interrupted"
@@ -197,12 +210,12 @@ class Text2SQLEnv:
             self.format_error = True
             meta["format_error"] = f"{self.missing_think} of {self.turns} replies without <think>...</think>"
             return cfg.format_penalty
-        pred = execute(self.db_path, parsed.content, self.score_limits)
+        pred = self._query(parsed.content, self.score_limits)
         if pred.error is not None or pred.truncated:
             self.solution_error = pred.error or f"more than {cfg.max_compare_rows} rows (max_compare_rows)"
             meta["solution_error"] = self.solution_error
             return 0.0
-        gold = gold_result(self.db_path, self.gold_sql, self.score_limits)
+        gold = gold_result(self.db_path, self.gold_sql, self.score_limits, cfg.isolation)
         if gold.error is not None:
             raise GoldQueryError(
                 f"text2sql: the gold query of db_id {self.db_id!r} failed on {self.db_path}: {gold.error}. "

@@ -15,6 +15,12 @@ read-only connection takes only shared locks) with four layers of protection:
 4. limits: ``SQLITE_LIMIT_LENGTH`` caps any string or blob a query builds, no database
    may be attached, and at most ``max_rows`` rows are fetched.
 
+A single built-in call that runs long (a huge ``printf`` width, ``instr`` over megabyte
+strings) cannot be interrupted by the progress handler; ``skyrl_env_sql.sandbox`` runs
+``execute`` in worker processes with a hard kill for that case. Table-valued pragma
+functions (``pragma_table_info(...)``) are refused (SQLite authorizes them as schema
+updates); ``PRAGMA table_info(t)`` works.
+
 ``execute`` never raises for a bad query: the outcome is a ``QueryResult`` whose ``error``
 and ``error_kind`` say what happened. It raises ``DatabaseNotFound`` when the file is
 missing, which is a data problem rather than a model mistake.
@@ -41,13 +47,54 @@ _ALLOWED_ACTIONS = frozenset({sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite
 _PROGRESS_STEPS = 1000  # VM instructions between deadline checks (~microseconds each)
 
 _ACTIONS_DESCRIBED = (
-    "ALTER_TABLE", "ANALYZE", "ATTACH", "CREATE_INDEX", "CREATE_TABLE", "CREATE_TEMP_INDEX", "CREATE_TEMP_TABLE",
-    "CREATE_TEMP_TRIGGER", "CREATE_TEMP_VIEW", "CREATE_TRIGGER", "CREATE_VIEW", "CREATE_VTABLE", "DELETE",
-    "DETACH", "DROP_INDEX", "DROP_TABLE", "DROP_TEMP_INDEX", "DROP_TEMP_TABLE", "DROP_TEMP_TRIGGER",
-    "DROP_TEMP_VIEW", "DROP_TRIGGER", "DROP_VIEW", "DROP_VTABLE", "INSERT", "REINDEX", "SAVEPOINT",
-    "TRANSACTION", "UPDATE",
+    "ALTER_TABLE",
+    "ANALYZE",
+    "ATTACH",
+    "CREATE_INDEX",
+    "CREATE_TABLE",
+    "CREATE_TEMP_INDEX",
+    "CREATE_TEMP_TABLE",
+    "CREATE_TEMP_TRIGGER",
+    "CREATE_TEMP_VIEW",
+    "CREATE_TRIGGER",
+    "CREATE_VIEW",
+    "CREATE_VTABLE",
+    "DELETE",
+    "DETACH",
+    "DROP_INDEX",
+    "DROP_TABLE",
+    "DROP_TEMP_INDEX",
+    "DROP_TEMP_TABLE",
+    "DROP_TEMP_TRIGGER",
+    "DROP_TEMP_VIEW",
+    "DROP_TRIGGER",
+    "DROP_VIEW",
+    "DROP_VTABLE",
+    "INSERT",
+    "REINDEX",
+    "SAVEPOINT",
+    "TRANSACTION",
+    "UPDATE",
 )
 _ACTION_NAMES = {getattr(sqlite3, f"SQLITE_{name}"): name.replace("_", " ") for name in _ACTIONS_DESCRIBED}
+_SCHEMA_TABLES = frozenset({"sqlite_master", "sqlite_temp_master", "sqlite_schema", "sqlite_temp_schema"})
+_ROW_WRITES = frozenset({sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE})
+
+
+def describe_action(action: int, arg1: str | None, arg2: str | None) -> str:
+    """Words for a denied authorizer action, e.g. 'INSERT on table people'."""
+    if action in _ROW_WRITES:
+        if (arg1 or "").lower() in _SCHEMA_TABLES:
+            return "changing the schema (CREATE, DROP, ALTER, ANALYZE)"
+        return f"{_ACTION_NAMES[action]} on table {arg1}"
+    if action in (sqlite3.SQLITE_TRANSACTION, sqlite3.SQLITE_SAVEPOINT):
+        return "transaction control (BEGIN, COMMIT, ROLLBACK, SAVEPOINT)"
+    if action == sqlite3.SQLITE_ATTACH:
+        return "ATTACH (also used by VACUUM)"
+    if action == sqlite3.SQLITE_ALTER_TABLE:
+        return f"ALTER TABLE {arg2}"
+    name = _ACTION_NAMES.get(action, f"authorizer action {action}")
+    return f"{name} {arg1}" if arg1 else name
 
 
 class DatabaseNotFound(FileNotFoundError):
@@ -118,9 +165,7 @@ class _Guard:
                 return sqlite3.SQLITE_OK
             allowed = ", ".join(sorted(SCHEMA_PRAGMAS))
             return self._deny(f"PRAGMA {name} is not allowed (only the schema pragmas {allowed})")
-        what = _ACTION_NAMES.get(action, f"action {action}")
-        target = f" on {arg1}" if arg1 and action != sqlite3.SQLITE_ATTACH else ""
-        return self._deny(f"{what}{target} is not allowed")
+        return self._deny(f"{describe_action(action, arg1, arg2)} is not allowed")
 
     def _deny(self, reason: str) -> int:
         if self.denied is None:
@@ -176,10 +221,7 @@ def _failure(exc: BaseException, guard: _Guard, limits: QueryLimits, elapsed: fl
     kind: ErrorKind
     if guard.interrupted:
         kind = "interrupted"
-        message = (
-            f"the query was interrupted after {limits.timeout_s:g} s (time limit); "
-            "simplify it or add a LIMIT"
-        )
+        message = f"the query was interrupted after {limits.timeout_s:g} s (time limit); simplify it or add a LIMIT"
     elif guard.denied is not None:
         kind = "denied"
         message = f"{guard.denied}: the database is read-only and only SELECT queries may run"

@@ -46,15 +46,13 @@ def candidate_paths(db_root: str | Path, family: str, db_id: str, family_dirs: M
     return out
 
 
-def resolve_db_path(
-    db_root: str | Path | None, family: str, db_id: str, family_dirs: Mapping[str, str]
-) -> Path:
+def resolve_db_path(db_root: str | Path | None, family: str, db_id: str, family_dirs: Mapping[str, str]) -> Path:
     """The existing database file of a row, or ``DatabaseNotFound`` naming every path tried."""
     if not db_root:
         raise DatabaseNotFound(
             "text2sql: [environments.text2sql] db_root is not set; point it at the folder holding the "
             "databases (for synthetic data: `skyrl data prepare text2sql_synthetic --out DIR`, then "
-            "db_root = \"DIR/databases\")"
+            'db_root = "DIR/databases")'
         )
     tried = candidate_paths(db_root, family, db_id, family_dirs)
     for path in tried:
