@@ -26,7 +26,7 @@ SYSTEM_PROMPT = "Put your final answer in \\boxed{}."
 QUESTION = "What is {a} {op} {b}?"
 DATA_SOURCE = "arithmetic"
 OPERATORS = "+-*"
-_ENUMERATE_LIMIT = 1_000_000
+_ENUMERATE_LIMIT = 200_000
 
 Problem = tuple[int, str, int]
 

@@ -42,3 +42,13 @@ def release_slow_envs():
     RELEASE.clear()
     yield
     RELEASE.set()
+
+
+@pytest.fixture(scope="session")
+def native(tiny_model_dir):
+    """The real native backend on the tiny model (CPU)."""
+    from skyrl_core.backends.native import NativeBackend
+
+    backend = NativeBackend(None, model=ModelConfig(path=str(tiny_model_dir), device="cpu"), seed=0)
+    yield backend
+    backend.shutdown()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
 import torch
 
 from skyrl_core.config.schema import EvalConfig, GeneratorConfig, ModelConfig, RunConfig
@@ -26,15 +25,6 @@ class Recording:
     async def generate(self, requests):
         self.requests += list(requests)
         return await self.backend.generate(requests)
-
-
-@pytest.fixture(scope="module")
-def native(tiny_model_dir):
-    from skyrl_core.backends.native import NativeBackend
-
-    backend = NativeBackend(None, model=ModelConfig(path=str(tiny_model_dir), device="cpu"), seed=0)
-    yield backend
-    backend.shutdown()
 
 
 def rows(n: int) -> list[dict]:
