@@ -20,7 +20,12 @@ import attrs
 import torch
 from torch import Tensor, nn
 
+from skyrl_core.errors import DataError, SkyrlError
 from skyrl_core.protocols.strategy import ForwardOutput, LossFn, LossScale, TrainBatch
+
+
+class CheckpointError(SkyrlError, FileNotFoundError):
+    """A checkpoint directory is missing or incomplete."""
 
 # -- checkpoint file names -------------------------------------------------------------------
 
@@ -124,7 +129,7 @@ def collate(batch: TrainBatch, device: torch.device | str, *, pad_id: int = 0) -
     """Right-pad ``prompt + response`` of every sequence and index the response tokens.
 
     Raises:
-        ValueError: when a sequence with a response has an empty prompt (its first token
+        DataError: when a sequence with a response has an empty prompt (its first token
             would have nothing to be predicted from).
     """
     seqs = [list(p) + list(r) for p, r in zip(batch.prompt_ids, batch.response_ids, strict=True)]
@@ -137,7 +142,7 @@ def collate(batch: TrainBatch, device: torch.device | str, *, pad_id: int = 0) -
     targets: list[int] = []
     for i, (prompt, response) in enumerate(zip(batch.prompt_ids, batch.response_ids, strict=True)):
         if response and not prompt:
-            raise ValueError(
+            raise DataError(
                 f"sequence {i} of the batch has an empty prompt: its first response token has no context to be "
                 "scored from; give every sample at least one prompt token (e.g. a BOS token)"
             )
@@ -212,7 +217,7 @@ def build_adamw(
 ) -> torch.optim.AdamW:
     """AdamW over ``params``; the fused kernel on CUDA."""
     if len(betas) != 2:
-        raise ValueError(f"[trainer] betas = {list(betas)!r}: AdamW needs exactly two values, e.g. [0.9, 0.999]")
+        raise SkyrlError(f"[trainer] betas = {list(betas)!r}: AdamW needs exactly two values, e.g. [0.9, 0.999]")
     return torch.optim.AdamW(
         list(params),
         lr=lr,
@@ -312,7 +317,7 @@ def require_files(directory: Path, files: Sequence[tuple[str, str]]) -> None:
     """Check that every ``(name, what)`` file exists under ``directory``; name all missing ones at once."""
     missing = [f"{name} ({what})" for name, what in files if not (Path(directory) / name).is_file()]
     if missing:
-        raise FileNotFoundError(
+        raise CheckpointError(
             f"checkpoint {directory}: missing {', '.join(missing)}. Was it written by the same strategy with the "
             "same options (reference model / critic)? Point checkpoint.resume at a complete checkpoint directory."
         )

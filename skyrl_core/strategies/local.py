@@ -33,6 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from skyrl_core.config.schema import ModelConfig, TrainerConfig
+from skyrl_core.errors import SkyrlError
 from skyrl_core.ops.logprobs import entropy_from_logits, token_logprobs
 from skyrl_core.protocols.strategy import ForwardOutput, LossFn, ModelRole, TrainBatch
 from skyrl_core.strategies import common
@@ -117,7 +118,7 @@ class LocalStrategy:
         if need_critic:
             body = _backbone(policy)
             if body is None:
-                raise ValueError(
+                raise SkyrlError(
                     f"[model] path = {model.path!r}: {type(policy).__name__} exposes no transformer body "
                     "(base_model), so the local strategy cannot build a critic from it; turn the critic off "
                     "(use an estimator other than 'gae')"
@@ -158,7 +159,7 @@ class LocalStrategy:
         mode = self.config.logits
         has_parts = _backbone(self.policy) is not None and self.policy.get_output_embeddings() is not None
         if mode == "sliced" and not has_parts:
-            raise ValueError(
+            raise SkyrlError(
                 f"[strategy] logits = 'sliced': {type(self.policy).__name__} has no separate transformer body and "
                 "output layer; use logits = 'full' or 'auto'"
             )
@@ -413,7 +414,7 @@ class LocalStrategy:
         """Restore everything ``save_checkpoint`` wrote (training continues exactly)."""
         path = Path(path)
         if not path.is_dir():
-            raise FileNotFoundError(f"checkpoint {path} is not a directory; point checkpoint.resume at one")
+            raise common.CheckpointError(f"checkpoint {path} is not a directory; point checkpoint.resume at one")
         self.onload()
         # Check every file first, so that a bad checkpoint leaves the strategy as it was.
         required = [

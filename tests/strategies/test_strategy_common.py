@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from skyrl_core.errors import DataError
 from skyrl_core.protocols.strategy import TrainBatch
 from skyrl_core.strategies import common
 
@@ -55,7 +56,7 @@ def test_collate_right_pads_and_indexes_response_tokens() -> None:
 
 
 def test_collate_rejects_empty_prompt() -> None:
-    with pytest.raises(ValueError, match="empty prompt"):
+    with pytest.raises(DataError, match="empty prompt"):
         common.collate(TrainBatch([[1], []], [[2], [3]]), "cpu")
 
 
