@@ -41,9 +41,9 @@ def tis_weights(
 
     Returns:
         ``(weights, metrics)``: ``weights`` is ``(B, R)``, detached, 0 off the mask; multiply
-        the per-token loss by it before reducing. Metrics: ``tis_weight_mean``,
-        ``tis_weight_max`` and ``tis_capped_frac`` (fraction of loss tokens, or of
-        sequences in sequence mode, whose weight hit the cap).
+        the per-token loss by it before reducing. Metrics (the loop logs them as
+        ``policy/tis_<key>``): ``weight_mean``, ``weight_max`` and ``capped_frac``
+        (fraction of loss tokens, or of sequences in sequence mode, whose weight hit the cap).
     """
     if not (old_logprobs.shape == rollout_logprobs.shape == mask.shape) or mask.dim() != 2:
         raise ValueError(
@@ -71,9 +71,9 @@ def tis_weights(
         else:
             raise ValueError(f"tis_weights: mode must be 'token' or 'sequence', got {mode!r}")
         metrics = {
-            "tis_weight_mean": masked_mean(weights, on),
-            "tis_weight_max": masked_max(weights, on),
-            "tis_capped_frac": capped_frac,
+            "weight_mean": masked_mean(weights, on),
+            "weight_max": masked_max(weights, on),
+            "capped_frac": capped_frac,
         }
     return weights, metrics
 

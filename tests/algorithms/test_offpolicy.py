@@ -31,10 +31,10 @@ def test_token_weights_match_reference() -> None:
         expected.append(row)
     assert torch.allclose(weights, torch.tensor(expected), atol=1e-6)
     n = sum(map(sum, MASK))
-    assert metrics["tis_capped_frac"].item() == pytest.approx(capped / n)
+    assert metrics["capped_frac"].item() == pytest.approx(capped / n)
     assert capped == 1  # only exp(1.7) reaches the cap; exp(0.5) does not
-    assert metrics["tis_weight_mean"].item() == pytest.approx(sum(map(sum, expected)) / n, rel=1e-6)
-    assert metrics["tis_weight_max"].item() == pytest.approx(2.0)
+    assert metrics["weight_mean"].item() == pytest.approx(sum(map(sum, expected)) / n, rel=1e-6)
+    assert metrics["weight_max"].item() == pytest.approx(2.0)
 
 
 def test_sequence_weights_are_the_capped_product_of_token_ratios() -> None:
@@ -43,10 +43,10 @@ def test_sequence_weights_are_the_capped_product_of_token_ratios() -> None:
     assert torch.allclose(weights[0], torch.full((4,), math.exp(-0.5)))
     assert torch.allclose(weights[1], torch.tensor([math.exp(1.5)] * 3 + [0.0]))
     assert torch.equal(weights[2], torch.zeros(4))
-    assert metrics["tis_capped_frac"].item() == 0.0
+    assert metrics["capped_frac"].item() == 0.0
     capped, metrics = tis_weights(*inputs(), mode="sequence", cap=2.0)
     assert torch.allclose(capped[1, :3], torch.full((3,), 2.0))
-    assert metrics["tis_capped_frac"].item() == pytest.approx(0.5)  # 1 of 2 non-empty sequences
+    assert metrics["capped_frac"].item() == pytest.approx(0.5)  # 1 of 2 non-empty sequences
 
 
 def test_extreme_mismatch_is_capped_without_overflow() -> None:
