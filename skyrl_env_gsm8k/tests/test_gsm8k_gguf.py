@@ -24,6 +24,9 @@ def test_command_is_added_to_the_cli(capsys):
     with pytest.raises(SystemExit):
         parser.parse_args(["gsm8k", "import-gguf", "--out", "m", "--dtype", "int4"])
     assert "invalid choice: 'int4'" in capsys.readouterr().err
+    # `skyrl gsm8k` alone shows its actions
+    assert skyrl(["gsm8k"]) == 2
+    assert "import-gguf" in capsys.readouterr().out
 
 
 def test_missing_file_and_existing_output(tmp_path, capsys):
