@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -47,11 +48,19 @@ def build_zoo(path: Path) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def zoo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The zoo database, built once per session (SQLite's fsync on commit is slow on some disks)."""
+    return build_zoo(tmp_path_factory.mktemp("zoo-template") / f"{DB_ID}.sqlite")
+
+
 @pytest.fixture
-def db_root(tmp_path: Path) -> Path:
-    """A db_root holding ``spider/zoo/zoo.sqlite`` (the plain <family>/<db_id> layout)."""
+def db_root(tmp_path: Path, zoo_template: Path) -> Path:
+    """A db_root holding a fresh copy of ``spider/zoo/zoo.sqlite`` (the plain <family>/<db_id> layout)."""
     root = tmp_path / "dbs"
-    build_zoo(root / FAMILY / DB_ID / f"{DB_ID}.sqlite")
+    target = root / FAMILY / DB_ID / f"{DB_ID}.sqlite"
+    target.parent.mkdir(parents=True)
+    shutil.copyfile(zoo_template, target)
     return root
 
 
