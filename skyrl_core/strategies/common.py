@@ -2,8 +2,9 @@
 
 Nothing here owns a model: micro-batch packing by token budget, collation of a
 ``TrainBatch`` into padded input tensors, the learning-rate schedule, AdamW construction,
-optimizer-state movement, RNG state capture, checkpoint file names and the supervised
-(cross-entropy) loss used by ``skyrl sft`` and the warm start.
+pinned-memory offload, model surgery (critic head, dropout, checkpointing, tied-weight
+dedup), RNG state capture, checkpoint file names and the supervised (cross-entropy) loss
+used by ``skyrl sft`` and the warm start.
 """
 
 from __future__ import annotations
@@ -276,6 +277,76 @@ class HostOffloader:
                 for key, value in state.items():
                     if isinstance(value, Tensor):
                         state[key] = move(("state", id(param), key), value)
+
+
+# -- models ----------------------------------------------------------------------------------
+
+
+class ValueModel(nn.Module):
+    """A critic: a causal-LM transformer body (``backbone``) plus a scalar ``head``.
+
+    The strategy calls the two parts itself: ``head(backbone(...).last_hidden_state)`` maps
+    hidden states ``(..., H)`` to values ``(..., 1)``.
+    """
+
+    def __init__(self, body: nn.Module, width: int, generator: torch.Generator) -> None:
+        super().__init__()
+        self.backbone = body
+        self.head = nn.Linear(width, 1)
+        with torch.no_grad():
+            # Small weights so that initial values sit near 0 whatever the hidden-state scale.
+            std = 1.0 / (width + 1)
+            weight = torch.randn(self.head.weight.shape, generator=generator) * std
+            self.head.weight.copy_(weight.to(self.head.weight.device))
+            self.head.bias.zero_()
+
+
+def backbone(model: nn.Module) -> nn.Module | None:
+    """The transformer body of a causal LM (``model.model`` for most), or None."""
+    body = getattr(model, "base_model", None)
+    return body if isinstance(body, nn.Module) and body is not model else None
+
+
+def hidden_size(model: nn.Module) -> int:
+    """The width of ``model``'s hidden states (from its config, or its text config)."""
+    config = model.config
+    size = getattr(config, "hidden_size", None)
+    if size is None and hasattr(config, "get_text_config"):
+        size = getattr(config.get_text_config(), "hidden_size", None)
+    if size is None:
+        raise ValueError(f"{type(model).__name__}: config has no hidden_size; cannot size the critic's value head")
+    return int(size)
+
+
+def disable_dropout(model: nn.Module) -> None:
+    """Set every dropout probability in ``model`` to 0 (``nn.Dropout`` and HF attention dropout)."""
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+        for attr in ("attention_dropout", "dropout_p"):
+            if isinstance(getattr(module, attr, None), float):
+                setattr(module, attr, 0.0)
+
+
+def enable_checkpointing(model: nn.Module) -> None:
+    """Non-reentrant activation checkpointing of a Hugging Face model (active in train mode only)."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
+def unique_state(module: nn.Module) -> list[tuple[str, Tensor]]:
+    """``module.state_dict()`` items (detached), each storage once under its first name."""
+    seen: set[tuple[int, tuple[int, ...], tuple[int, ...]]] = set()
+    items = []
+    for name, tensor in module.state_dict().items():
+        key = (tensor.data_ptr(), tuple(tensor.shape), tuple(tensor.stride()))
+        if key not in seen:
+            seen.add(key)
+            items.append((name, tensor.detach()))
+    return items
 
 
 # -- RNG state -------------------------------------------------------------------------------

@@ -42,21 +42,6 @@ from skyrl_core.strategies.local_config import LocalStrategyConfig
 _AUTOCAST_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-class ValueModel(nn.Module):
-    """A critic: a causal-LM transformer body plus a scalar head, ``(b, L) -> (b, L)`` values."""
-
-    def __init__(self, backbone: nn.Module, hidden_size: int, generator: torch.Generator) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.head = nn.Linear(hidden_size, 1)
-        with torch.no_grad():
-            # Small weights so that initial values sit near 0 whatever the hidden-state scale.
-            std = 1.0 / (hidden_size + 1)
-            weight = torch.randn(self.head.weight.shape, generator=generator) * std
-            self.head.weight.copy_(weight.to(self.head.weight.device))
-            self.head.bias.zero_()
-
-
 class _Trainable:
     """One trained module with its optimizer, schedule and (fp16 only) gradient scaler."""
 
@@ -109,26 +94,27 @@ class LocalStrategy:
 
         policy = load_causal_lm(model, device=self.device, dtype=torch.float32)
         if self.config.disable_dropout:
-            _disable_dropout(policy)
+            common.disable_dropout(policy)
         self.policy = policy
         self.ref: nn.Module | None = None
         if need_ref:
             self.ref = copy.deepcopy(policy).eval().requires_grad_(False)
-        critic: ValueModel | None = None
+        critic: common.ValueModel | None = None
         if need_critic:
-            body = _backbone(policy)
+            body = common.backbone(policy)
             if body is None:
                 raise SkyrlError(
                     f"[model] path = {model.path!r}: {type(policy).__name__} exposes no transformer body "
                     "(base_model), so the local strategy cannot build a critic from it; turn the critic off "
                     "(use an estimator other than 'gae')"
                 )
-            critic = ValueModel(copy.deepcopy(body), _hidden_size(policy), torch.Generator().manual_seed(seed))
+            generator = torch.Generator().manual_seed(seed)
+            critic = common.ValueModel(copy.deepcopy(body), common.hidden_size(policy), generator)
             critic.to(self.device)
         if trainer.gradient_checkpointing:
-            _enable_checkpointing(policy)
+            common.enable_checkpointing(policy)
             if critic is not None:
-                _enable_checkpointing(critic.backbone)
+                common.enable_checkpointing(critic.backbone)
 
         self.logits_mode = self._choose_logits_mode()
         self._policy = self._trainable(policy, trainer.lr)
@@ -157,7 +143,7 @@ class LocalStrategy:
     def _choose_logits_mode(self) -> str:
         """'sliced' when the LM head on gathered hidden states reproduces the model's logits."""
         mode = self.config.logits
-        has_parts = _backbone(self.policy) is not None and self.policy.get_output_embeddings() is not None
+        has_parts = common.backbone(self.policy) is not None and self.policy.get_output_embeddings() is not None
         if mode == "sliced" and not has_parts:
             raise SkyrlError(
                 f"[strategy] logits = 'sliced': {type(self.policy).__name__} has no separate transformer body and "
@@ -189,7 +175,7 @@ class LocalStrategy:
         inputs = c.model_inputs()
         if mode == "full":
             return module(**inputs, use_cache=False).logits[c.rows, c.cols]
-        hidden = _backbone(module)(**inputs, use_cache=False).last_hidden_state
+        hidden = common.backbone(module)(**inputs, use_cache=False).last_hidden_state
         return module.get_output_embeddings()(hidden[c.rows, c.cols])
 
     def _outputs(
@@ -372,7 +358,7 @@ class LocalStrategy:
         """
         bucket: list[tuple[str, Tensor]] = []
         size = 0
-        for name, tensor in _unique_state(self.policy):
+        for name, tensor in common.unique_state(self.policy):
             bucket.append((name, tensor))
             size += tensor.numel() * tensor.element_size()
             if size >= bucket_bytes:
@@ -456,7 +442,7 @@ class LocalStrategy:
             shutil.rmtree(tmp)
         dtype = self.model_config.dtype
         # Tied weights once (copies would no longer share storage and be saved twice).
-        state = {k: v.to("cpu", getattr(torch, dtype)) for k, v in _unique_state(self.policy)}
+        state = {k: v.to("cpu", getattr(torch, dtype)) for k, v in common.unique_state(self.policy)}
         try:
             self.policy.save_pretrained(tmp, state_dict=state)  # empties ``state``
             # save_pretrained records the fp32 master weights' dtype; the files hold ``dtype``.
@@ -518,23 +504,11 @@ class LocalStrategy:
             raise ValueError("role='critic' but the strategy was built without a critic (need_critic=False)")
         return self._critic
 
-    def _require_critic(self) -> ValueModel:
+    def _require_critic(self) -> common.ValueModel:
         return self._critic_trainable().module  # type: ignore[return-value]
 
 
 # -- module-level helpers ---------------------------------------------------------------------
-
-
-def _unique_state(module: nn.Module) -> list[tuple[str, Tensor]]:
-    """``module.state_dict()`` items (detached), each storage once under its first name."""
-    seen: set[tuple[int, tuple[int, ...], tuple[int, ...]]] = set()
-    items = []
-    for name, tensor in module.state_dict().items():
-        key = (tensor.data_ptr(), tuple(tensor.shape), tuple(tensor.stride()))
-        if key not in seen:
-            seen.add(key)
-            items.append((name, tensor.detach()))
-    return items
 
 
 def _effective_temperature(temperature: float) -> float:
@@ -542,39 +516,6 @@ def _effective_temperature(temperature: float) -> float:
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     return 1.0 if temperature == 0 else float(temperature)
-
-
-def _backbone(model: nn.Module) -> nn.Module | None:
-    """The transformer body of a causal LM (``model.model`` for most), or None."""
-    body = getattr(model, "base_model", None)
-    return body if isinstance(body, nn.Module) and body is not model else None
-
-
-def _hidden_size(model: nn.Module) -> int:
-    config = model.config
-    size = getattr(config, "hidden_size", None)
-    if size is None and hasattr(config, "get_text_config"):
-        size = getattr(config.get_text_config(), "hidden_size", None)
-    if size is None:
-        raise ValueError(f"{type(model).__name__}: config has no hidden_size; cannot size the critic's value head")
-    return int(size)
-
-
-def _disable_dropout(model: nn.Module) -> None:
-    for module in model.modules():
-        if isinstance(module, nn.Dropout):
-            module.p = 0.0
-        for attr in ("attention_dropout", "dropout_p"):
-            if isinstance(getattr(module, attr, None), float):
-                setattr(module, attr, 0.0)
-
-
-def _enable_checkpointing(model: nn.Module) -> None:
-    kwargs = {"use_reentrant": False}
-    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
-    else:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
 def _save_trainable_state(trained: _Trainable, path: Path, optimizer_file: str, scheduler_file: str) -> None:
