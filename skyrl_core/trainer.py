@@ -27,6 +27,7 @@ from typing import Any
 import attrs
 import torch
 
+from skyrl_core.algorithms.offpolicy import mismatch_metrics
 from skyrl_core.checkpoint import read_state
 from skyrl_core.config.loader import load_config
 from skyrl_core.config.schema import ModelConfig, RunConfig
@@ -162,8 +163,9 @@ def build_components(run: RunContext, model_path: str, with_backend: bool = True
 
 
 def needs_critic(run: RunContext) -> bool:
-    """Only GAE-style estimators use a critic."""
-    return run.config.algorithm.advantage.name == "gae"
+    """Whether the selected advantage estimator declares ``requires_critic = True`` (e.g. gae)."""
+    estimator = run.registry.get(Kind.ADVANTAGE_ESTIMATOR, run.config.algorithm.advantage.name).load()
+    return bool(getattr(estimator, "requires_critic", False))
 
 
 def build_trackers(run: RunContext) -> None:
@@ -266,9 +268,8 @@ def rl_step(run: RunContext) -> dict[str, float]:
             batch.tensors["old_logprobs"] = batch.tensors["rollout_logprobs"].clone()
         else:
             batch.tensors["old_logprobs"] = strategy.forward(batch, temperature=temperature).logprobs.float().cpu()
-    diff = (batch.tensors["old_logprobs"] - batch.tensors["rollout_logprobs"]).abs() * mask
-    metrics["policy/rollout_logprob_diff_mean"] = masked_mean(diff, mask)
-    metrics["policy/rollout_logprob_diff_max"] = float(diff.max()) if diff.numel() else 0.0
+    mismatch = mismatch_metrics(batch.tensors["old_logprobs"], batch.tensors["rollout_logprobs"], mask)
+    metrics.update({f"policy/rollout_{k}": float(v) for k, v in mismatch.items()})
     if algo.kl.mode != "none":
         with run.timer("ref_logprobs"):
             batch.tensors["ref_logprobs"] = strategy.forward(batch, role="ref", temperature=temperature).logprobs.float().cpu()
@@ -436,6 +437,11 @@ def train(cfg: RunConfig, registry: Registry, config_path: str | None = None) ->
     finally:
         for tracker in run.trackers:
             tracker.close()
+        pending = asyncio.all_tasks(run.loop)
+        for task in pending:
+            task.cancel()
+        if pending:
+            run.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         if run.backend is not None:
             run.backend.shutdown()
         run.loop.close()
