@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 
 import attrs
 import pytest
@@ -195,3 +196,41 @@ def test_a_cancelled_caller_does_not_break_the_others(make, ref):
     (res,) = asyncio.run(main())
     assert len(res.completions[0].token_ids) == 5
     assert backend.stats["requests"] == 1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_sleep_releases_gpu_memory_and_wake_restores(model_dir, ref):
+    backend = NativeBackend(NativeBackendConfig(), model=ModelConfig(path=str(model_dir), device="cuda"), seed=0)
+    try:
+        assert backend.capabilities.sleep is True
+        requests = _requests(ref, 2, max_new_tokens=6, temperature=0)
+        before = generate(backend, requests)
+        awake = torch.cuda.memory_allocated()
+        backend.sleep()
+        assert torch.cuda.memory_allocated() < awake
+        assert next(backend.model.parameters()).device.type == "cpu"
+        with pytest.raises(RuntimeError, match="asleep"):
+            generate(backend, requests)
+        backend.update_weights(ref.model.state_dict().items())  # allowed while asleep
+        backend.wake()
+        after = generate(backend, requests)
+        assert [r.completions[0].token_ids for r in after] == [r.completions[0].token_ids for r in before]
+    finally:
+        backend.shutdown()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_bfloat16_on_cuda_samples_with_close_logprobs(model_dir, ref):
+    backend = NativeBackend(
+        NativeBackendConfig(dtype="bfloat16"), model=ModelConfig(path=str(model_dir), device="cuda"), seed=0
+    )
+    try:
+        requests = _requests(ref, 4, max_new_tokens=8, temperature=1.0, top_p=0.9, seed=5)
+        for request, result in zip(requests, generate(backend, requests), strict=True):
+            c = result.completions[0]
+            expected = ref.logprobs(request.prompt_ids, c.token_ids, request.params)
+            finite = [(a, b) for a, b in zip(c.logprobs, expected, strict=True) if math.isfinite(b)]
+            assert len(finite) >= len(expected) - 1  # bf16 may flip a token at the top-p boundary
+            assert max(abs(a - b) for a, b in finite) < 0.1
+    finally:
+        backend.shutdown()
