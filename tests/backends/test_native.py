@@ -234,3 +234,16 @@ def test_bfloat16_on_cuda_samples_with_close_logprobs(model_dir, ref):
             assert max(abs(a - b) for a, b in finite) < 0.1
     finally:
         backend.shutdown()
+
+
+def test_backend_options_are_validated_from_toml():
+    from skyrl_core.config.loader import parse_config
+    from skyrl_core.errors import ConfigError
+
+    raw = {"model": {"path": "m"}, "backend": {"name": "native", "max_batch_size": 8, "dtype": "bfloat16"}}
+    cfg = parse_config(raw, fresh_registry())
+    assert cfg.backend.config == NativeBackendConfig(max_batch_size=8, dtype="bfloat16")
+    bad = {"model": {"path": "m"}, "backend": {"name": "native", "max_batch_size": 0, "max_batch": 3}}
+    with pytest.raises(ConfigError) as err:
+        parse_config(bad, fresh_registry())
+    assert "backend.max_batch_size" in str(err.value) and "max_batch" in str(err.value)
