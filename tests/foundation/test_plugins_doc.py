@@ -147,3 +147,18 @@ def test_the_shell_commands_run(echo_site):
             proc = subprocess.run(["bash", "-c", command], env=env, capture_output=True, text=True, timeout=120)
             assert proc.returncode == 0, f"{command}\n{proc.stdout}\n{proc.stderr}"
             assert "Traceback" not in proc.stderr
+
+
+def test_the_conformance_example_matches_the_suite():
+    from skyrl_core.testing import conformance
+
+    (body,) = [b for b in blocks(DOC.read_text(), "python") if "BackendConformance)" in b]
+    tree = ast.parse(body)
+    (cls,) = [n for n in tree.body if isinstance(n, ast.ClassDef)]
+    members = {n.name for n in cls.body if isinstance(n, ast.FunctionDef)}
+    members |= {t.id for n in cls.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
+    for name in members:
+        assert hasattr(conformance.BackendConformance, name), f"docs/plugins.md overrides unknown member {name!r}"
+    make = next(n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "make_backend")
+    documented = [a.arg for a in make.args.args]
+    assert documented == list(inspect.signature(conformance.BackendConformance.make_backend).parameters)
