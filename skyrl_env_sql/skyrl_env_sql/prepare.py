@@ -17,8 +17,9 @@ already in this format: rows are checked and normalised), verl-style rows (gold 
 from the database when ``db_root`` is given).
 
 ``prepare_synthetic`` generates databases (``skyrl_env_sql.synthetic``) under
-``<db_root>/<family>/<db_id>/<db_id>.sqlite`` plus train/eval rows on disjoint databases
-and, optionally, ``sft.parquet`` with worked examples for a warm start.
+``<db_root>/<family>/<db_id>/<db_id>.sqlite`` plus train/eval rows on disjoint databases,
+optionally ``sft.parquet`` with worked examples for a warm start, and ``corpus.txt`` (all
+the text, for training a tiny model's tokenizer with ``[model.tiny] corpus``).
 """
 
 from __future__ import annotations
@@ -111,7 +112,21 @@ def prepare_synthetic(config: SyntheticDataConfig | None, out_dir: Path) -> dict
         if rows:
             paths[split] = out_dir / f"{split}.parquet"
             _write_parquet(rows, paths[split])
+    paths["corpus"] = _write_corpus(splits, out_dir / "corpus.txt")
     return paths
+
+
+def _write_corpus(splits: dict[str, list[dict[str, Any]]], path: Path) -> Path:
+    """Every prompt and worked reply as plain text: ``[model.tiny] corpus`` for a tokenizer that knows SQL."""
+    lines: list[str] = []
+    for rows in splits.values():
+        for row in rows:
+            for message in row.get("messages") or row.get("prompt") or []:
+                lines.extend(message["content"].splitlines())
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    partial.replace(path)
+    return path
 
 
 # -- SkyRL-SQL / OmniSQL rows ------------------------------------------------------------------

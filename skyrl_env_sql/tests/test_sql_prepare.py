@@ -39,7 +39,9 @@ def synthetic(tmp_path_factory) -> tuple[Path, dict[str, Path]]:
 
 def test_synthetic_writes_databases_and_splits(synthetic):
     out, paths = synthetic
-    assert sorted(paths) == ["eval", "sft", "train"]
+    assert sorted(paths) == ["corpus", "eval", "sft", "train"]
+    corpus = paths["corpus"].read_text()
+    assert "SELECT" in corpus and "<solution>" in corpus and "<observation>" in corpus
     dbs = sorted(p.name for p in (out / "databases" / "synthetic").iterdir())
     assert dbs == ["synthetic_5_000", "synthetic_5_001", "synthetic_5_002"]
     train, evals = rows_of(paths["train"]), rows_of(paths["eval"])
@@ -99,7 +101,7 @@ def test_synthetic_is_deterministic(tmp_path):
 def test_compact_prompts_and_custom_db_root(tmp_path):
     cfg = SyntheticDataConfig(**SMALL, prompt="compact", sft=False, db_root=str(tmp_path / "dbs"), family="tiny")
     paths = prepare_synthetic(cfg, tmp_path / "out")
-    assert sorted(paths) == ["eval", "train"]
+    assert sorted(paths) == ["corpus", "eval", "train"]
     row = rows_of(paths["train"])[0]
     assert row["prompt"][1]["content"].startswith("Tables: ")
     assert len(row["prompt"][0]["content"]) < 120
