@@ -438,8 +438,8 @@ class NativeBackend:
             else:
                 loop.call_soon_threadsafe(finish)
         self.model = self.decoder = None
-        gc.collect()
         if self.device.type == "cuda":
+            gc.collect()  # drop reference cycles that still hold GPU tensors
             torch.cuda.empty_cache()
 
 

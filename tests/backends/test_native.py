@@ -11,7 +11,8 @@ import torch
 
 from skyrl_core.backends.native import NativeBackend
 from skyrl_core.backends.native_config import NativeBackendConfig
-from skyrl_core.config.schema import ModelConfig
+from skyrl_core.config.schema import ModelConfig, TinyModelConfig
+from skyrl_core.models.tiny import build_tiny_model
 from skyrl_core.protocols.backend import GenerateRequest, SamplingParams
 from skyrl_core.specs import Kind
 from skyrl_core.testing.conformance import BackendConformance, Reference, generate, make_unit_scale_copy
@@ -22,6 +23,22 @@ class TestNativeConformance(BackendConformance):
     """The whole suite, native backend, CPU, float32."""
 
     logprob_atol = 1e-4
+
+    def make_backend(self, model: ModelConfig, seed: int) -> NativeBackend:
+        return NativeBackend(NativeBackendConfig(), model=model, seed=seed)
+
+
+class TestNativeConformanceLlama(BackendConformance):
+    """The whole suite on a tiny Llama (Metaspace tokenizer with byte fallback)."""
+
+    logprob_atol = 1e-4
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def conformance_model_dir(cls, tmp_path_factory):
+        cfg = TinyModelConfig(arch="llama", hidden_size=64, layers=2, heads=4, kv_heads=2, intermediate_size=128)
+        root = tmp_path_factory.mktemp("llama")
+        return make_unit_scale_copy(build_tiny_model(root / "tiny", cfg), root / "model")
 
     def make_backend(self, model: ModelConfig, seed: int) -> NativeBackend:
         return NativeBackend(NativeBackendConfig(), model=model, seed=seed)

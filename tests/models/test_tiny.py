@@ -98,23 +98,26 @@ def test_model_loads_and_generates(built):
     assert int(out.max()) < len(tok)
 
 
-def test_loads_offline_in_a_fresh_process(built):
-    _, path = built
+def test_loads_offline_in_a_fresh_process(tmp_path):
+    folders = [
+        str(build_tiny_model(tmp_path / arch, TinyModelConfig(arch=arch, **SMALL))) for arch in ("qwen2", "llama")
+    ]
     script = textwrap.dedent(
         f"""
         from transformers import AutoModelForCausalLM, AutoTokenizer
-        tok = AutoTokenizer.from_pretrained({str(path)!r})
-        model = AutoModelForCausalLM.from_pretrained({str(path)!r})
-        ids = tok.apply_chat_template([{{"role": "user", "content": "1 + 1"}}], add_generation_prompt=True,
-                                      return_tensors="pt", return_dict=True)
-        out = model.generate(**ids, max_new_tokens=3, do_sample=False)
-        print("OK", out.shape[1] - ids["input_ids"].shape[1])
+        for path in {folders!r}:
+            tok = AutoTokenizer.from_pretrained(path)
+            model = AutoModelForCausalLM.from_pretrained(path)
+            ids = tok.apply_chat_template([{{"role": "user", "content": "1 + 1"}}], add_generation_prompt=True,
+                                          return_tensors="pt", return_dict=True)
+            out = model.generate(**ids, max_new_tokens=3, do_sample=False)
+            print("OK", out.shape[1] - ids["input_ids"].shape[1])
         """
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.strip().splitlines()[-1].startswith("OK")
+    assert [line for line in proc.stdout.splitlines() if line.startswith("OK")] == ["OK 3", "OK 3"]
 
 
 def test_same_seed_same_weights_and_corpus_file(tmp_path):
