@@ -18,35 +18,7 @@ from types import ModuleType
 
 import attrs
 import pytest
-
-REPO = Path(__file__).resolve().parents[2]
-DISTS = REPO / "tests" / "fixtures" / "dists"
-
-# A config that selects only components of the `everything` test plugin, so that it stays
-# valid whatever builtins exist (the trackers are skyrl-core's own).
-BASE_TOML = """\
-[model]
-path = "some/model"
-
-[backend]
-name = "t_backend"
-
-[strategy]
-name = "t_strategy"
-
-[algorithm.advantage]
-name = "t_adv"
-
-[algorithm.policy_loss]
-name = "t_loss"
-"""
-
-
-def site(name: str) -> Path:
-    """The folder of one test distribution (e.g. ``site("broken")``)."""
-    path = DISTS / name
-    assert path.is_dir(), f"no test distribution {name!r} under {DISTS}"
-    return path
+from foundation_support import BASE_TOML, site
 
 
 def _forget_test_modules() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import tomllib
-from conftest import BASE_TOML
+from foundation_support import BASE_TOML
 
 from skyrl_core.config.loader import load_config, parse_config, parse_override
 from skyrl_core.config.plan import make_plan

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typing
 
 import attrs
-from conftest import REPO
+from foundation_support import REPO
 
 from skyrl_core.config import schema
 from skyrl_core.config.render import SECTIONS, reference_markdown

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 import tomllib
-from conftest import REPO
+from foundation_support import REPO
 
 from skyrl_core.config.loader import load_config
 from skyrl_core.plugins import build_registry

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import tomllib
-from conftest import BASE_TOML
+from foundation_support import BASE_TOML
 
 from skyrl_core import hookimpl, hookspecs
 from skyrl_core.config.loader import parse_config

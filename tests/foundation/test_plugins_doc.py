@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import tomllib
-from conftest import REPO
+from foundation_support import REPO
 
 from skyrl_core import hookspecs
 from skyrl_core.config.loader import parse_config

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import tomllib
-from conftest import REPO
+from foundation_support import REPO
 
 SITE_PACKAGES = Path(sysconfig.get_paths()["purelib"]).resolve()
 PROJECTS = sorted(
