@@ -52,6 +52,12 @@ class ArithmeticDataConfig:
     digits: int = option(
         2, help="Digits per operand (difficulty): 1 -> 0..9, 2 -> 10..99, 3 -> 100..999.", check=positive
     )
+    max_operand: int | None = option(
+        None,
+        help="Largest operand: operands are drawn from 0..max_operand, replacing the range `digits` "
+        "gives (e.g. 20 for a task between 1 and 2 digits).",
+        check=non_negative,
+    )
     operations: str = option(
         "+-", help="Operators to draw from, any of '+', '-', '*' (e.g. '+-*').", check=_check_operations
     )
@@ -81,8 +87,10 @@ class _Space:
     """All problems of a difficulty: enumerated when small, sampled when large."""
 
     def __init__(self, cfg: ArithmeticDataConfig) -> None:
-        lo = 0 if cfg.digits == 1 else 10 ** (cfg.digits - 1)
-        self.operands = range(lo, 10**cfg.digits)
+        if cfg.max_operand is not None:
+            self.operands = range(0, cfg.max_operand + 1)
+        else:
+            self.operands = range(0 if cfg.digits == 1 else 10 ** (cfg.digits - 1), 10**cfg.digits)
         self.ops = sorted(set(cfg.operations), key=OPERATORS.index)
         self.allow_negative = cfg.allow_negative
         n = len(self.operands)
@@ -108,7 +116,8 @@ def sample_problems(cfg: ArithmeticDataConfig) -> dict[str, list[Problem]]:
     if cfg.eval_rows > space.size // 2:
         raise DataError(
             f"arithmetic: eval_rows={cfg.eval_rows} but only {space.size} distinct problems exist with "
-            f"digits={cfg.digits}, operations={cfg.operations!r}; lower eval_rows or raise digits"
+            f"operands {space.operands.start}..{space.operands.stop - 1}, operations={cfg.operations!r}; "
+            "eval may use at most half of them: lower eval_rows or raise digits / max_operand"
         )
     rng = random.Random(cfg.seed)
     out: dict[str, list[Problem]] = {}

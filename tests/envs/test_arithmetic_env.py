@@ -121,5 +121,8 @@ def test_difficulty_options():
     assert any(a < b for a, _, b in neg["train"])
     big = sample_problems(ArithmeticDataConfig(train_rows=50, eval_rows=50, sft_rows=10, digits=5))
     assert len(set(big["eval"])) == 50 and not set(big["eval"]) & set(big["train"])
-    with pytest.raises(DataError, match="only 155 distinct problems exist"):
+    with pytest.raises(DataError, match=r"only 155 distinct problems exist with operands 0\.\.9"):
         sample_problems(ArithmeticDataConfig(digits=1, eval_rows=100))
+    small = sample_problems(ArithmeticDataConfig(max_operand=20, eval_rows=100, train_rows=1000, sft_rows=10))
+    assert all(0 <= a <= 20 and 0 <= b <= 20 for a, _, b in small["train"] + small["eval"])
+    assert not set(small["eval"]) & set(small["train"])  # 672 problems: eval stays disjoint
