@@ -45,7 +45,7 @@ class Text2SQLConfig:
         "<db_root>/<family folder>/<db_id>/<db_id>.sqlite, where the family is the row's `data` "
         "column (spider, bird, synsql, ...). Relative paths are relative to the current directory.",
     )
-    family_dirs: dict[str, str] = option(  # noqa: RUF009 - option() builds the attrs field
+    family_dirs: dict[str, str] = option(
         factory=_omnisql_dirs,
         help="Family -> folder under db_root. The default follows the OmniSQL data.zip layout "
         "(synsql -> SynSQL-2.5M/databases, spider -> spider/database, bird -> bird/train/train_databases); "

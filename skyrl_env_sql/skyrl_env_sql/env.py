@@ -22,14 +22,18 @@ Reward, given once at the end (0 on earlier turns):
 * ``format_penalty`` (default -1): no ``<solution>`` before the turns ran out, an empty
   solution, or with ``require_think`` a reply without ``<think>...</think>``.
 
+Queries run in worker processes by default (``isolation``; see ``skyrl_env_sql.sandbox``)
+and can never change the database (``skyrl_env_sql.executor``).
+
 A missing database or a gold query that fails raises (the trajectory is recorded as
 failed with reward 0): both are data problems, not the model's.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,20 +54,34 @@ class GoldQueryError(RuntimeError):
     """The row's gold query does not run, or returns too many rows to compare."""
 
 
-@functools.lru_cache(maxsize=128)
-def _gold_cached(path: str, mtime_ns: int, size: int, sql: str, limits: QueryLimits, isolation: str) -> QueryResult:
-    del mtime_ns, size  # part of the cache key only: a rewritten database is re-queried
-    return run_query(path, sql, limits, isolation=isolation)
+_GOLD_CACHE: OrderedDict[tuple[Any, ...], QueryResult] = OrderedDict()
+_GOLD_CACHE_SIZE = 128
+_GOLD_LOCK = threading.Lock()
 
 
-def gold_result(path: Path, sql: str, limits: QueryLimits, isolation: str = "process") -> QueryResult:
-    """The gold query's result, cached per (database file version, query, limits).
+def gold_result(
+    path: Path, sql: str, limits: QueryLimits, run: Callable[[str, QueryLimits], QueryResult]
+) -> QueryResult:
+    """The gold query's result (``run(sql, limits)`` executes it on ``path``), cached per
+    (database file version, query, limits).
 
-    The samples of one prompt share a gold query, so it runs once per group, not once
-    per sample.
+    The samples of one prompt share a gold query, so it runs once per group, not once per
+    sample. Only successful results are cached: a gold query interrupted on a busy machine
+    is tried again by the next sample.
     """
     st = path.stat()
-    return _gold_cached(str(path), st.st_mtime_ns, st.st_size, sql, limits, isolation)
+    key = (str(path), st.st_mtime_ns, st.st_size, sql, limits)
+    with _GOLD_LOCK:
+        if key in _GOLD_CACHE:
+            _GOLD_CACHE.move_to_end(key)
+            return _GOLD_CACHE[key]
+    result = run(sql, limits)
+    if result.ok:
+        with _GOLD_LOCK:
+            _GOLD_CACHE[key] = result
+            while len(_GOLD_CACHE) > _GOLD_CACHE_SIZE:
+                _GOLD_CACHE.popitem(last=False)
+    return result
 
 
 class Text2SQLEnv:
@@ -215,7 +233,7 @@ class Text2SQLEnv:
             self.solution_error = pred.error or f"more than {cfg.max_compare_rows} rows (max_compare_rows)"
             meta["solution_error"] = self.solution_error
             return 0.0
-        gold = gold_result(self.db_path, self.gold_sql, self.score_limits, cfg.isolation)
+        gold = gold_result(self.db_path, self.gold_sql, self.score_limits, self._query)
         if gold.error is not None:
             raise GoldQueryError(
                 f"text2sql: the gold query of db_id {self.db_id!r} failed on {self.db_path}: {gold.error}. "

@@ -204,3 +204,22 @@ def test_a_gold_query_with_too_many_rows_is_a_data_error(make_env):
     env = make_env("SELECT a.id FROM people a, people b, people c", max_compare_rows=10)
     with pytest.raises(GoldQueryError, match="max_compare_rows"):
         env.step("<solution>SELECT 1</solution>")
+
+
+def test_gold_results_are_cached_per_database_version_but_failures_are_not(zoo_path):
+    from skyrl_env_sql.env import gold_result
+    from skyrl_env_sql.executor import QueryLimits, QueryResult, execute
+
+    calls: list[str] = []
+
+    def run(sql: str, limits: QueryLimits) -> QueryResult:
+        calls.append(sql)
+        return execute(zoo_path, sql, limits)
+
+    limits = QueryLimits(timeout_s=1.0)
+    for _ in range(3):
+        assert gold_result(zoo_path, "SELECT COUNT(*) FROM pets", limits, run).rows == ((5,),)
+    assert calls == ["SELECT COUNT(*) FROM pets"]
+    for _ in range(2):
+        assert not gold_result(zoo_path, "SELECT nope FROM pets", limits, run).ok
+    assert calls.count("SELECT nope FROM pets") == 2

@@ -88,6 +88,9 @@ REFUSED = [
     ("unknown_table", "SELECT * FROM persons", "error", "no such table: persons"),
     ("unknown_column", "SELECT age FROM people", "error", "no such column: age"),
     ("unknown_function", "SELECT shell('rm -rf /')", "error", "no such function: shell"),
+    ("nul_byte", "SELECT 1\x00; DROP TABLE people", "error", "null character"),
+    ("lone_surrogate", "SELECT '\ud800'", "error", "surrogates not allowed"),
+    ("deep_expression", "SELECT " + "+".join(["1"] * 5000), "error", "too large"),
 ]
 
 
