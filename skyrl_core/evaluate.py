@@ -78,7 +78,7 @@ def eval_metrics(trajectories: Sequence[Trajectory], pass_k: Iterable[int]) -> d
 
 def sample_record(t: Trajectory, prompt: list[dict[str, Any]], tokenizer: Any) -> dict[str, Any]:
     """One line of ``samples.jsonl``."""
-    turns = t.messages[len(prompt) :]
+    turns = t.messages[t.extra.get("prompt_messages", len(prompt)) :]
     replies = [m["content"] for m in turns if m.get("role") == "assistant"]
     record = {
         "uid": t.uid,

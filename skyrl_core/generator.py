@@ -136,13 +136,21 @@ def _as_step_output(out: Any) -> StepOutput:
         raise EnvFailure(f"step() returned a non-numeric reward {reward!r}") from exc
     if not math.isfinite(reward):
         raise EnvFailure(f"step() returned a non-finite reward {reward!r}")
-    messages = []
-    for msg in obs or []:
+    messages = _messages(obs or [], "step() observation")
+    return StepOutput(observations=messages, reward=reward, done=bool(done), metadata=dict(meta or {}))
+
+
+def _messages(value: Any, what: str) -> list[dict[str, Any]]:
+    """Check chat messages returned by an environment (``EnvFailure`` when malformed)."""
+    if not isinstance(value, (list, tuple)):
+        raise EnvFailure(f"{what}s must be a list of messages, got {type(value).__name__}")
+    out = []
+    for msg in value:
         ok = isinstance(msg, Mapping) and isinstance(msg.get("role"), str) and isinstance(msg.get("content"), str)
         if not ok:
-            raise EnvFailure(f"step() observation {msg!r} must be a message {{'role': str, 'content': str}}")
-        messages.append(dict(msg))
-    return StepOutput(observations=messages, reward=reward, done=bool(done), metadata=dict(meta or {}))
+            raise EnvFailure(f"{what} {msg!r} must be a message {{'role': str, 'content': str}}")
+        out.append(dict(msg))
+    return out
 
 
 class Generator:
@@ -224,9 +232,15 @@ class Generator:
             init_out = await self._env_call("init", env.init, copy.deepcopy(row.prompt))
             if not (isinstance(init_out, (tuple, list)) and len(init_out) == 2):
                 raise EnvFailure("init() must return (prompt, metadata)")
-            prompt = list(init_out[0])
+            prompt = _messages(init_out[0], "init() prompt message")
+            if not prompt:
+                raise EnvFailure("init() returned an empty prompt")
+            try:
+                traj.prompt_ids = prompt_token_ids(self.tokenizer, prompt)
+            except Exception as exc:  # a rewritten prompt the template cannot render
+                raise EnvFailure(f"init() returned a prompt the chat template cannot render: {exc}") from exc
             traj.messages = [dict(m) for m in prompt]
-            traj.prompt_ids = prompt_token_ids(self.tokenizer, prompt)
+            traj.extra["prompt_messages"] = len(prompt)
             stops = tuple(dict.fromkeys([*params.stop, *(getattr(env, "stop_strings", None) or ())]))
             await self._turns(traj, env, attrs.evolve(params, stop=stops, n=1), max_turns)
         except EnvFailure as exc:
@@ -240,7 +254,7 @@ class Generator:
         return traj
 
     async def _turns(self, traj: Trajectory, env: Any, params: SamplingParams, max_turns: int) -> None:
-        limit = self.gen.max_total_tokens
+        limit = min(self.gen.max_total_tokens, getattr(self.backend, "max_model_len", None) or math.inf)
         for turn in range(max_turns):
             budget = limit - len(traj.prompt_ids) - len(traj.response_ids)
             if budget <= 0:

@@ -148,6 +148,16 @@ class AsyncToolEnv(TextEnv):
         return StepOutput(observations=obs, reward=0.5 if done else 0.0, done=done)
 
 
+class BadInitEnv(TextEnv):
+    """``init`` returns a message without content."""
+
+    def init(self, prompt):
+        return [{"role": "user"}], {}
+
+    def step(self, action: str) -> StepOutput:  # pragma: no cover - never reached
+        return StepOutput()
+
+
 class NeverDoneEnv(TextEnv):
     """Ignores ``max_turns`` and never ends: the generator's own turn limit must stop it."""
 
@@ -170,5 +180,6 @@ class EnvsPlugin:
             "bad_output": BadOutputEnv,
             "async_tool": AsyncToolEnv,
             "never_done": NeverDoneEnv,
+            "bad_init": BadInitEnv,
         }
         return [ComponentSpec(name, cls, f"test env {name}") for name, cls in envs.items()]

@@ -35,6 +35,7 @@ def run(backend, tokenizer, registry, cfg, rows, samples=1):
         ("slow", "slow: step timed out after 0.3 s (generator.env_timeout_s)"),
         ("slow_async", "slow_async: step timed out after 0.3 s"),
         ("bad_output", "bad_output: step() returned a non-numeric reward 'lots'"),
+        ("bad_init", "bad_init: init() prompt message {'role': 'user'} must be a message"),
     ],
 )
 def test_failing_env_ends_its_trajectory_with_error_and_zero_reward(
