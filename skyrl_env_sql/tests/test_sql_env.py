@@ -6,11 +6,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import DB_ID, FAMILY, sha256
 from skyrl_env_sql.config import Text2SQLConfig
 from skyrl_env_sql.env import NO_ACTION_MESSAGE, Text2SQLEnv
 from skyrl_env_sql.executor import DatabaseNotFound
 from skyrl_env_sql.protocol import format_table, parse_reply
+from sql_fixtures import DB_ID, FAMILY, sha256
 
 
 def test_stop_strings_are_declared_for_the_generator():

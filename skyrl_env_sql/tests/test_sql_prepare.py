@@ -12,12 +12,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import DB_ID, sha256
 from skyrl_env_sql.config import SkyRLSQLDataConfig, SyntheticDataConfig, Text2SQLConfig
 from skyrl_env_sql.env import Text2SQLEnv
 from skyrl_env_sql.executor import QueryLimits, execute
 from skyrl_env_sql.prepare import prepare_skyrl_sql, prepare_synthetic
 from skyrl_env_sql.protocol import parse_reply
+from sql_fixtures import DB_ID, sha256
 
 from skyrl_core.data.rows import validate_rows
 from skyrl_core.errors import DataError

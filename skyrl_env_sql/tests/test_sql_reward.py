@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from conftest import sha256
 from skyrl_env_sql.compare import has_top_level_order_by, results_match, values_equal
 from skyrl_env_sql.env import GoldQueryError
+from sql_fixtures import sha256
 
 # -- comparison rules ---------------------------------------------------------------------------
 

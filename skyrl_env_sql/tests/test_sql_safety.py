@@ -13,9 +13,9 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import PEOPLE, sha256
 from skyrl_env_sql.executor import QueryLimits
 from skyrl_env_sql.sandbox import get_pool, run_query
+from sql_fixtures import PEOPLE, sha256
 
 MODES = ["process", "thread"]
 LIMITS = QueryLimits(timeout_s=0.5, max_rows=50, max_value_bytes=1_000_000)

@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import sha256
 from skyrl_env_sql.env import Text2SQLEnv
+from sql_fixtures import sha256
 
 from skyrl_core.config.loader import load_config
 from skyrl_core.data.rows import read_source
