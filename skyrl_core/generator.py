@@ -321,7 +321,10 @@ class Generator:
                 traj.extra["metrics_error"] = str(exc)
             if self.gen.drift_check and traj.response_ids:
                 ids = [*traj.prompt_ids, *traj.response_ids]
-                traj.extra["retokenize_drift"] = not self.chat.matches_template(ids, traj.messages)
+                try:
+                    traj.extra["retokenize_drift"] = not self.chat.matches_template(ids, traj.messages)
+                except Exception as exc:  # a diagnostic must never fail the batch
+                    traj.extra["drift_check_error"] = f"{type(exc).__name__}: {exc}"
         if hasattr(env, "close"):
             try:
                 await self._env_call("close", env.close)
