@@ -11,16 +11,18 @@ replaces it. Each worker also caps SQLite's heap (``PRAGMA hard_heap_limit``), s
 that builds a huge temporary structure fails with "out of memory" instead of exhausting
 the machine.
 
-Workers are started with the ``spawn`` method (safe next to threads and CUDA), lazily, up
-to ``max_workers`` per process; callers beyond that wait for a free worker. An idle
-worker costs one Python interpreter (~20 MB). Workers end with the parent.
+Workers are fresh interpreters (``python -c``: safe next to threads and CUDA, and the
+parent's ``__main__`` is never re-imported), started lazily, up to ``max_workers`` per
+process; callers beyond that wait for a free worker. An idle worker costs one Python
+interpreter (~20 MB). Workers are stopped at exit and end when their pipe closes.
 """
 
 from __future__ import annotations
 
 import atexit
-import multiprocessing
 import os
+import subprocess
+import sys
 import threading
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -32,18 +34,18 @@ READY = "ready"
 START_TIMEOUT_S = 60.0
 
 
-def _worker_main(conn: Connection, heap_limit_bytes: int) -> None:
-    """Serve ``(path, sql, limits)`` requests until the pipe closes."""
+def _serve(inbox: Connection, outbox: Connection, heap_limit_bytes: int) -> None:
+    """The worker's loop: answer ``(path, sql, limits)`` requests until the pipe closes."""
     import sqlite3
 
     # The heap limit is process-wide in SQLite: fine here, this process only runs queries.
     mem = sqlite3.connect(":memory:")
     mem.execute(f"PRAGMA hard_heap_limit = {int(heap_limit_bytes)}")
     mem.close()
-    conn.send(READY)
+    outbox.send(READY)
     while True:
         try:
-            path, sql, limits = conn.recv()
+            path, sql, limits = inbox.recv()
         except (EOFError, OSError):
             return
         try:
@@ -52,27 +54,54 @@ def _worker_main(conn: Connection, heap_limit_bytes: int) -> None:
             reply = exc
         except Exception as exc:  # anything unexpected goes back to the caller as a failed query
             reply = QueryResult(error=f"{type(exc).__name__}: {exc}", error_kind="error")
-        conn.send(reply)
+        try:
+            outbox.send(reply)
+        except OSError:  # the parent went away (BrokenPipeError): nothing left to serve
+            return
+
+
+def _serve_fds(inbox_fd: str, outbox_fd: str, heap_limit_bytes: str) -> None:
+    """Entry point of ``python -c`` in a worker: the pipe ends arrive as file descriptor numbers."""
+    _serve(Connection(int(inbox_fd), writable=False), Connection(int(outbox_fd), readable=False), int(heap_limit_bytes))
+
+
+_WORKER_CODE = "import sys; from skyrl_env_sql.sandbox import _serve_fds; _serve_fds(*sys.argv[1:])"
 
 
 class _Worker:
+    """One query process, started as a plain ``python -c`` (not multiprocessing's spawn, which
+    would re-import the parent's ``__main__`` script in the child)."""
+
     def __init__(self, heap_limit_bytes: int) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(
-            target=_worker_main, args=(child, heap_limit_bytes), daemon=True, name="skyrl-sql-worker"
-        )
-        self.process.start()
-        child.close()
-        if not self.conn.poll(START_TIMEOUT_S) or self.conn.recv() != READY:
+        to_child_r, to_child_w = os.pipe()
+        from_child_r, from_child_w = os.pipe()
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", _WORKER_CODE, str(to_child_r), str(from_child_w), str(heap_limit_bytes)],
+                pass_fds=(to_child_r, from_child_w),
+                stdin=subprocess.DEVNULL,
+            )
+        except BaseException:
+            for fd in (to_child_r, to_child_w, from_child_r, from_child_w):
+                os.close(fd)
+            raise
+        os.close(to_child_r)
+        os.close(from_child_w)
+        self.outbox = Connection(to_child_w, readable=False)
+        self.inbox = Connection(from_child_r, writable=False)
+        if not self.inbox.poll(START_TIMEOUT_S) or self.inbox.recv() != READY:
             self.kill()
             raise RuntimeError(f"text2sql: a SQL worker process did not start within {START_TIMEOUT_S:g} s")
 
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
     def kill(self) -> None:
-        if self.process.is_alive():
+        if self.alive():
             self.process.kill()
-        self.process.join(timeout=5)
-        self.conn.close()
+        self.process.wait(timeout=10)
+        self.inbox.close()
+        self.outbox.close()
 
 
 class SandboxPool:
@@ -92,7 +121,7 @@ class SandboxPool:
             while True:
                 while self._idle:
                     worker = self._idle.pop()
-                    if worker.process.is_alive():
+                    if worker.alive():
                         return worker
                     worker.kill()  # died while idle (killed from outside): replace it
                     self._count -= 1
@@ -121,9 +150,9 @@ class SandboxPool:
         worker: _Worker | None = self._acquire()
         assert worker is not None
         try:
-            worker.conn.send((str(path), sql, limits))
-            if worker.conn.poll(limits.timeout_s + grace_s):
-                reply = worker.conn.recv()
+            worker.outbox.send((str(path), sql, limits))
+            if worker.inbox.poll(limits.timeout_s + grace_s):
+                reply = worker.inbox.recv()
             else:
                 worker.kill()
                 worker = None
