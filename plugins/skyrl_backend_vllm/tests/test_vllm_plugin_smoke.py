@@ -47,9 +47,13 @@ def test_readme_toml_snippet(monkeypatch):
     assert found, f"{DIST} is not installed in this environment: pip install {PACKAGE_DIR}"
     info = found[0]
     readme = README.read_text()
-    (snippet,) = re.findall(r"^```toml\n(.*?)^```", readme, flags=re.S | re.M)
+    snippets = re.findall(r"^```toml\n(.*?)^```", readme, flags=re.S | re.M)
+    assert snippets, f"{README} has no TOML snippet"
     if not info.components:
         # Nothing registered yet: the README must say so instead of promising the snippet works.
         assert "Status: in progress" in readme
         return
-    parse_config(tomllib.loads(snippet), registry=registry, source=f"{README.name} snippet")
+    runs = [s for s in snippets if "[model]" in s]
+    assert runs, f"{README}: no TOML snippet is a whole run config (with [model])"
+    for snippet in runs:
+        parse_config(tomllib.loads(snippet), registry=registry, source=f"{README.name} snippet")
