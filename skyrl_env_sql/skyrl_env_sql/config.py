@@ -59,7 +59,11 @@ class Text2SQLConfig:
         5.0, help="Time limit of one <sql> tool query; a longer query is interrupted.", check=positive
     )
     solution_timeout_s: float = option(
-        30.0, help="Time limit for executing the final solution and the gold query when scoring.", check=positive
+        30.0,
+        help="Time limit for executing the final solution and, separately, the gold query when scoring "
+        "(the gold result is cached per database and query). Keep generator.env_timeout_s above twice this "
+        "plus hard_limit_grace_s.",
+        check=positive,
     )
     max_rows: int = option(50, help="Rows of a tool query's result shown in the observation.", check=positive)
     max_chars: int = option(
