@@ -9,6 +9,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 VENV=${SKYRL_VENV:-$ROOT/.venv}
 
+# A developer's editable installs are replaced by the wheels for the run, then put back.
+trap 'bash scripts/setup.sh --restore-editable' EXIT
 bash scripts/setup.sh
 "$VENV/bin/skyrl" doctor
 if [ -f examples/quickstart.toml ]; then

@@ -25,6 +25,19 @@ for pyproject in skyrl_*/pyproject.toml plugins/*/pyproject.toml; do
     [ -f "$pyproject" ] && PROJECTS+=("$(dirname "$pyproject")")
 done
 
+restore_editable() {
+    # A developer's venv had editable installs: put them back after the wheel-based run.
+    local record=$VENV/.skyrl-editable-before
+    [ -f "$record" ] || return 0
+    echo "== restoring editable installs: $(tr '\n' ' ' <"$record")"
+    xargs -r -I{} "$VENV/bin/python" -m pip install -q --no-deps --no-build-isolation -e {} <"$record"
+    rm -f "$record"
+}
+if [ "${1:-}" = "--restore-editable" ]; then
+    restore_editable
+    exit 0
+fi
+
 step "virtual environment: $VENV"
 if [ ! -x "$VENV/bin/python" ]; then
     PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
@@ -42,6 +55,24 @@ for project in "${PROJECTS[@]}"; do
 done
 "$PY" -m pip wheel -q --no-deps --no-build-isolation --wheel-dir "$WHEELS" "${PROJECTS[@]/#/./}"
 ls "$WHEELS"
+
+# Remember which of these distributions were installed editable (a developer's venv), so that
+# `scripts/setup.sh --restore-editable` can put them back (scripts/test.sh does, on exit).
+"$PY" - "$VENV/.skyrl-editable-before" "${PROJECTS[@]}" <<'PYEOF'
+import importlib.metadata as md, json, pathlib, sys, tomllib
+found = []
+for project in sys.argv[2:]:
+    name = tomllib.load(open(f"{project}/pyproject.toml", "rb"))["project"]["name"]
+    try:
+        direct = json.loads(md.distribution(name).read_text("direct_url.json") or "{}")
+    except md.PackageNotFoundError:
+        continue
+    if direct.get("dir_info", {}).get("editable"):
+        found.append(str(pathlib.Path(project).resolve()))
+record = pathlib.Path(sys.argv[1])
+if found and not record.exists():  # keep the first record if an earlier run was interrupted
+    record.write_text("\n".join(found) + "\n")
+PYEOF
 
 step "installing the wheels"
 EXTRAS=$("$PY" -c 'import tomllib; print(",".join(tomllib.load(open("pyproject.toml", "rb"))["project"].get("optional-dependencies", {})))')
