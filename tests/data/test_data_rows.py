@@ -135,6 +135,17 @@ def test_missing_file_and_unreadable_source(tmp_path):
         load_prompt_rows([])
 
 
+def test_dataset_folder_with_split(tmp_path, registry):
+    folder = tmp_path / "my_dataset"
+    folder.mkdir()
+    pq.write_table(pa.Table.from_pylist([good(0), good(1)]), folder / "train.parquet")
+    pq.write_table(pa.Table.from_pylist([good(2)]), folder / "test.parquet")
+    assert len(load_prompt_rows([f"{folder}:test"], registry=registry)) == 1
+    assert len(load_prompt_rows([str(folder)], registry=registry)) == 2  # default split: train
+    with pytest.raises(DataError, match=r"could not read .*my_dataset:validation: .*Unknown split"):
+        load_prompt_rows([f"{folder}:validation"], registry=registry)
+
+
 def test_hub_names_are_split_into_name_and_split(tmp_path):
     assert split_source("openai/gsm8k:test") == ("openai/gsm8k", "test")
     assert split_source("openai/gsm8k") == ("openai/gsm8k", None)
