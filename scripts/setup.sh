@@ -30,7 +30,7 @@ restore_editable() {
     local record=$VENV/.skyrl-editable-before
     [ -f "$record" ] || return 0
     echo "== restoring editable installs: $(tr '\n' ' ' <"$record")"
-    xargs -r -I{} "$VENV/bin/python" -m pip install -q --no-deps --no-build-isolation -e {} <"$record"
+    xargs -r -I{} "$VENV/bin/pip" install -q --no-deps --no-build-isolation -e {} <"$record"
     rm -f "$record"
 }
 if [ "${1:-}" = "--restore-editable" ]; then
@@ -44,7 +44,10 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
 fi
 PY=$VENV/bin/python
-"$PY" -m pip install -q "torch==$TORCH_VERSION" "setuptools>=68" wheel
+# The pip script, not `python -m pip`: that would put the checkout (and its build metadata,
+# e.g. skyrl_core.egg-info) on sys.path, where pip and importlib.metadata would see it.
+PIP=$VENV/bin/pip
+"$PIP" install -q "torch==$TORCH_VERSION" "setuptools>=68" wheel
 
 step "building wheels of ${PROJECTS[*]}"
 rm -rf "$WHEELS"
@@ -53,12 +56,12 @@ for project in "${PROJECTS[@]}"; do
     # setuptools reuses build/lib: a module deleted from the source would stay in the wheel.
     rm -rf "$project/build"
 done
-"$PY" -m pip wheel -q --no-deps --no-build-isolation --wheel-dir "$WHEELS" "${PROJECTS[@]/#/./}"
+"$PIP" wheel -q --no-deps --no-build-isolation --wheel-dir "$WHEELS" "${PROJECTS[@]/#/./}"
 ls "$WHEELS"
 
 # Remember which of these distributions were installed editable (a developer's venv), so that
 # `scripts/setup.sh --restore-editable` can put them back (scripts/test.sh does, on exit).
-"$PY" - "$VENV/.skyrl-editable-before" "${PROJECTS[@]}" <<'PYEOF'
+"$PY" -I - "$VENV/.skyrl-editable-before" "${PROJECTS[@]}" <<'PYEOF'
 import importlib.metadata as md, json, pathlib, sys, tomllib
 found = []
 for project in sys.argv[2:]:
@@ -77,19 +80,19 @@ PYEOF
 step "installing the wheels"
 EXTRAS=$("$PY" -c 'import tomllib; print(",".join(tomllib.load(open("pyproject.toml", "rb"))["project"].get("optional-dependencies", {})))')
 CORE_WHEEL=$(ls "$WHEELS"/skyrl_core-*.whl)
-"$PY" -m pip install -q "$CORE_WHEEL${EXTRAS:+[$EXTRAS]}" "$WHEELS"/*.whl
+"$PIP" install -q "$CORE_WHEEL${EXTRAS:+[$EXTRAS]}" "$WHEELS"/*.whl
 # Same version numbers as an earlier install (editable or not): replace them with these wheels.
-"$PY" -m pip install -q --force-reinstall --no-deps "$WHEELS"/*.whl
+"$PIP" install -q --force-reinstall --no-deps "$WHEELS"/*.whl
 
 step "checking that every plugin distribution loads"
-NAMES=$("$PY" - "${PROJECTS[@]}" <<'PYEOF'
+NAMES=$("$PY" -I - "${PROJECTS[@]}" <<'PYEOF'
 import sys, tomllib
 print(" ".join(tomllib.load(open(f"{p}/pyproject.toml", "rb"))["project"]["name"] for p in sys.argv[1:]))
 PYEOF
 )
 unset SKYRL_LOAD_PLUGINS
 "$VENV/bin/skyrl" plugins --json >"$WHEELS/plugins.json" || true
-"$PY" - "$WHEELS/plugins.json" $NAMES <<'PYEOF'
+"$PY" -I - "$WHEELS/plugins.json" $NAMES <<'PYEOF'
 import json, sys
 entries = {e["distribution"]: e for e in json.load(open(sys.argv[1]))}
 bad = [f"{name}: {entries[name]['status']} {entries[name]['error'] or ''}" if name in entries else f"{name}: not listed"
