@@ -126,7 +126,7 @@ class QueryResult:
         truncated: the query had more rows than were fetched.
         error: a message for the model, or None on success.
         error_kind: ``denied`` (the authorizer or the read-only file refused it), ``interrupted``
-            (time limit), ``too_big`` (SQLITE_LIMIT_LENGTH), ``multiple`` (more than one
+            (time limit), ``too_big`` (SQLITE_LIMIT_LENGTH, or the worker's heap limit), ``multiple`` (more than one
             statement) or ``error`` (anything else: syntax, unknown table or column, ...).
         elapsed_s: seconds spent.
     """
@@ -228,6 +228,9 @@ def _failure(exc: BaseException, guard: _Guard, limits: QueryLimits, elapsed: fl
     elif isinstance(exc, sqlite3.ProgrammingError) and "one statement" in message:
         kind = "multiple"
         message = "only one SQL statement can run per <sql> block; send one query at a time"
+    elif isinstance(exc, MemoryError):  # SQLITE_NOMEM: the worker's heap limit (sandbox)
+        kind = "too_big"
+        message = "out of memory: the query needs more memory than the SQL worker allows (max_memory_mb)"
     elif getattr(exc, "sqlite_errorname", "") == "SQLITE_TOOBIG" or "too big" in message:
         kind = "too_big"
         message = f"{message} (values are limited to {limits.max_value_bytes} bytes)"

@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from skyrl_env_sql.executor import QueryLimits
+from skyrl_env_sql.executor import QueryLimits, execute
 from skyrl_env_sql.sandbox import get_pool, run_query
 from sql_fixtures import PEOPLE, sha256
 
@@ -214,3 +214,34 @@ def test_many_threads_query_one_database_without_lock_errors(guarded, mode):
     for t in threads:
         t.join()
     assert not failures, "\n".join(failures[:5])
+
+
+def test_worker_heap_is_capped(zoo_path):
+    """A query needing more SQLite heap than the worker's cap fails with 'out of memory'."""
+    from skyrl_env_sql.sandbox import SandboxPool
+
+    pool = SandboxPool(max_workers=1, heap_limit_bytes=8 << 20)
+    try:
+        # 50 MB of random bytes, allowed by the value-size limit here, not by the 8 MB heap cap
+        big = QueryLimits(timeout_s=10.0, max_value_bytes=100_000_000)
+        result = pool.run(zoo_path, "SELECT length(randomblob(50000000))", big, grace_s=2.0)
+        assert result.error_kind == "too_big" and "out of memory" in result.error
+        assert execute(zoo_path, "SELECT length(randomblob(50000000))", big).rows == ((50000000,),), "no cap in-thread"
+        assert pool.run(zoo_path, "SELECT count(*) FROM pets", LIMITS, grace_s=2.0).rows == ((5,),)
+    finally:
+        pool.shutdown()
+
+
+def test_a_worker_that_died_is_replaced(zoo_path):
+    from skyrl_env_sql.sandbox import SandboxPool
+
+    pool = SandboxPool(max_workers=1, heap_limit_bytes=1 << 30)
+    try:
+        assert pool.run(zoo_path, "SELECT 1", LIMITS, grace_s=2.0).ok
+        (idle,) = pool._idle
+        idle.process.kill()
+        idle.process.wait()
+        assert pool.run(zoo_path, "SELECT count(*) FROM people", LIMITS, grace_s=2.0).rows == ((5,),)
+        assert pool._idle[0] is not idle
+    finally:
+        pool.shutdown()
