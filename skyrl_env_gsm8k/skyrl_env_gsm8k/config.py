@@ -14,10 +14,10 @@ import attrs
 
 from skyrl_core.config.fields import non_negative, option, positive, unit_interval
 
-#: Appended to every question (the instruction SkyRL's GSM8K example uses, made explicit).
-INSTRUCTION = (
-    "Let's think step by step. Write the final answer as a number on the last line, in the form `#### <answer>`."
-)
+#: Appended to every question. The worked example helps small models: with SmolLM2-135M-Instruct
+#: it gave 5 of 8 greedy replies in the `#### N` form, against 2 of 8 for SkyRL's wording
+#: ("Let's think step by step and output the final answer after \"####\".").
+INSTRUCTION = "Solve it step by step, then write the final answer on its own line after ####, for example:\n#### 42"
 _MODE_HELP = (
     "How the final answer is found: 'strict' reads only the number after the last `####` "
     "(GSM8K's convention); 'flexible' falls back to the last \\boxed{...} and then to the last "
