@@ -16,8 +16,10 @@ How it works:
   per row with per-row parameters (``skyrl_core.backends.sampling``), checks stop tokens,
   exact stop strings (``skyrl_core.backends.stops``) and length, and drops finished rows
   from the cache.
-* The model calls live in ``HFDecoder`` (prefill / decode / select rows): the one seam a
-  faster GPU path (static cache, CUDA graphs) replaces.
+* The model calls live in ``HFDecoder`` (prefill / decode / select rows).
+* On CUDA (``[backend] engine = "auto"``, or ``"static"`` anywhere) a batch goes to the
+  static engine of ``skyrl_core.backends.fast`` instead: preallocated KV cache, decode
+  steps captured in CUDA graphs, sampling on the device, host checks once per window.
 
 Stop token ids are only those of the request: the EOS token ends a sample only if the
 caller lists it in ``stop_token_ids``.
@@ -39,6 +41,7 @@ import attrs
 import torch
 from torch import Tensor
 
+from skyrl_core.backends.fast import RowSpec, make_engine
 from skyrl_core.backends.native_config import NativeBackendConfig
 from skyrl_core.backends.sampling import RowSampling, draw, filtered_logprobs, sample_seed
 from skyrl_core.backends.stops import StopStringWatch, decode_text
@@ -158,6 +161,7 @@ class NativeBackend:
         self.tokenizer = load_tokenizer(model)
         self.model = load_causal_lm(model, dtype=self.dtype, device=self.device)
         self.decoder = HFDecoder(self.model)
+        self.engine = make_engine(self.config, self.model, self.tokenizer, self.device)  # None: the HF loop
         self.vocab_size = self.model.get_input_embeddings().num_embeddings
         self.max_model_len = self.config.max_model_len or getattr(self.model.config, "max_position_embeddings", 4096)
         pad = self.tokenizer.pad_token_id
@@ -280,7 +284,7 @@ class NativeBackend:
                 raise RuntimeError("NativeBackend.generate: the backend is asleep; call wake() first.")
             if self._closed:
                 return [_aborted(p.request) for p in batch]
-            results = self._decode_batch(batch)
+            results = self._decode_batch(batch) if self.engine is None else self._engine_batch(batch)
         self.stats["batches"] += 1
         self.stats["requests"] += len(batch)
         self.stats["sequences"] += sum(len(r.completions) for r in results)
@@ -351,6 +355,28 @@ class NativeBackend:
             per_request[i].append(row)
         return [GenerateResult([self._completion(r) for r in mine]) for mine in per_request]
 
+    def _engine_batch(self, batch: list[_Pending]) -> list[GenerateResult]:
+        """Run ``batch`` on the static engine; the same rows, limits and per-sample seeds as the HF loop."""
+        assert self.engine is not None
+        specs = []
+        for i, p in enumerate(batch):
+            params = p.request.params
+            limit = min(params.max_new_tokens, self.max_model_len - len(p.request.prompt_ids))
+            specs.extend(RowSpec(i, params, limit, sample_seed(p.seed, j)) for j in range(params.n))
+        outputs = self.engine.generate([p.request.prompt_ids for p in batch], specs, lambda: self._closed)
+        per_request: list[list[Completion]] = [[] for _ in batch]
+        for spec, out in zip(specs, outputs, strict=True):
+            per_request[spec.prompt].append(
+                Completion(
+                    token_ids=out.ids,
+                    logprobs=out.logprobs,
+                    finish_reason=out.finish_reason or "abort",
+                    stop_reason=out.stop_reason,
+                    text=decode_text(self.tokenizer, out.ids),
+                )
+            )
+        return [GenerateResult(c) for c in per_request]
+
     def _completion(self, row: _Row) -> Completion:
         return Completion(
             token_ids=row.ids,
@@ -404,6 +430,8 @@ class NativeBackend:
         if self.device.type != "cuda" or self._asleep or self._closed:
             return
         with self._lock:
+            if self.engine is not None:
+                self.engine.release()  # its cache and graphs point at GPU memory about to move
             self.model.to("cpu")
             torch.cuda.empty_cache()
             self._asleep = True
@@ -437,7 +465,9 @@ class NativeBackend:
                 finish()
             else:
                 loop.call_soon_threadsafe(finish)
-        self.model = self.decoder = None
+        if self.engine is not None:
+            self.engine.release()
+        self.model = self.decoder = self.engine = None
         if self.device.type == "cuda":
             gc.collect()  # drop reference cycles that still hold GPU tensors
             torch.cuda.empty_cache()

@@ -41,3 +41,20 @@ class NativeBackendConfig:
         "'length'); default: the model's max_position_embeddings.",
         check=positive,
     )
+    engine: Literal["auto", "hf", "static"] = option(
+        "auto",
+        help="Decode loop: 'static' = preallocated KV cache, CUDA-graph decode steps, sampling on the "
+        "device (skyrl_core.backends.fast; Llama/Qwen2/Qwen3/Mistral); 'hf' = the Hugging Face model with "
+        "a DynamicCache, one host check per token; 'auto' = static on CUDA when the model is supported, "
+        "else hf. The two engines draw different random numbers (each reproducible per seed).",
+    )
+    cuda_graphs: bool = option(True, help="Static engine on CUDA: capture decode steps in CUDA graphs.")
+    sync_every: int = option(
+        16,
+        help="Static engine: decode steps run back to back between host checks for stops (a stopped "
+        "row computes at most this many - 1 extra tokens, which are dropped).",
+        check=positive,
+    )
+    prefill_tokens: int = option(
+        16384, help="Static engine: padded prompt tokens per prefill chunk (bounds activation memory).", check=positive
+    )

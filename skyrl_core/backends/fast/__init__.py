@@ -1,0 +1,42 @@
+"""The native backend's fast path on CUDA: a static KV cache, decode steps in CUDA graphs,
+sampling on the device, host checks once per window (see ``engine``).
+
+Selected with ``[backend] engine``: ``"auto"`` (the default) uses it on CUDA for supported
+models (Llama, Qwen2, Qwen3, Mistral) and the Hugging Face loop otherwise; ``"static"``
+forces it (also on CPU, without graphs: how its logic is tested); ``"hf"`` never uses it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from skyrl_core.backends.fast.engine import RowOutput, RowSpec, StaticEngine
+from skyrl_core.backends.fast.model import unsupported_reason
+
+__all__ = ["RowOutput", "RowSpec", "StaticEngine", "make_engine", "unsupported_reason"]
+
+
+def make_engine(config: Any, model: Any, tokenizer: Any, device: Any) -> StaticEngine | None:
+    """The engine ``[backend] engine`` asks for: a ``StaticEngine``, or None for the HF loop.
+
+    Raises:
+        ValueError: ``engine = "static"`` with a model the static engine cannot run.
+    """
+    choice = config.engine
+    if choice == "hf" or (choice == "auto" and getattr(device, "type", str(device)) != "cuda"):
+        return None
+    reason = unsupported_reason(model)
+    if reason is not None:
+        if choice == "static":
+            raise ValueError(
+                f"[backend] engine = 'static': {reason}. Use engine = 'auto' (falls back to the Hugging Face "
+                "loop) or 'hf'."
+            )
+        return None
+    return StaticEngine(
+        model,
+        tokenizer,
+        cuda_graphs=config.cuda_graphs,
+        sync_every=config.sync_every,
+        prefill_tokens=config.prefill_tokens,
+    )

@@ -1,0 +1,383 @@
+"""The static engine: one batch of samples decoded on a preallocated KV cache.
+
+How a batch runs (``StaticEngine.generate``):
+
+1. **Cache.** One ``StaticKVCache`` of ``rows x max_len`` is kept between batches and only
+   grows (reallocating drops the captured graphs). Sample ``i`` starts in cache row ``i``.
+2. **Prefill.** Distinct prompts are sorted by length and run in chunks of similar lengths
+   (padding only within a chunk, bounded by ``prefill_tokens``); each prompt's keys and
+   values are written straight into the rows of all its ``n`` samples, and the first token
+   is sampled from its last position.
+3. **Decode windows.** The live rows sit in cache rows ``0..n-1``, padded up to a bucket
+   size (1, 2, 4, ..., 64, 96, 128, 192, 256, ...). A window runs ``k <= sync_every`` steps
+   back to back; each step (forward + sampling + bookkeeping, all on the device) writes
+   its tokens into a small history buffer. On CUDA the step is captured once per
+   ``(bucket, span, sampling flags)`` in a CUDA graph and replayed, where ``span`` (the
+   cache positions attended to) is the longest row rounded up to ``span_step``.
+4. **Host check, once per window.** The window's tokens come to the host in one copy;
+   stop token ids, stop strings and length limits are applied in order, so outputs are
+   cut exactly where they would be if checked after every token. ``k`` never exceeds a
+   live row's remaining length budget, so no row outruns its limit or the cache.
+5. **Retirement.** Finished rows leave by moving the survivors' cache rows and state to
+   the front (and to a smaller bucket); nothing is recompiled, and graphs already
+   captured for that bucket are reused.
+
+Random numbers come from ``sampler.counter_uniform(seed, token_index)``, so a seeded
+sample is the same whatever else is in the batch.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import attrs
+import torch
+from torch import Tensor
+
+from skyrl_core.backends.fast.model import StaticDecoder, StaticKVCache
+from skyrl_core.backends.fast.sampler import SamplingFlags, SamplingState, sample
+from skyrl_core.backends.stops import StopStringWatch
+from skyrl_core.protocols.backend import SamplingParams
+
+#: Row counts decode steps are compiled for; more rows than the last use multiples of 128.
+BUCKETS = (1, 2, 4, 8, 16, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+
+
+def bucket_size(rows: int) -> int:
+    """The smallest bucket holding ``rows`` rows."""
+    i = bisect.bisect_left(BUCKETS, rows)
+    if i < len(BUCKETS):
+        return BUCKETS[i]
+    return -(-rows // 128) * 128
+
+
+def round_up(x: int, step: int) -> int:
+    return -(-x // step) * step
+
+
+@attrs.define(eq=False)
+class RowSpec:
+    """One sample to generate: which prompt, how, and how far.
+
+    Attributes:
+        prompt: index into the ``prompts`` handed to ``generate``.
+        params: the request's sampling parameters.
+        limit: most new tokens (``max_new_tokens`` capped by the model length), ``>= 1``.
+        seed: this sample's own seed (``sampling.sample_seed(request_seed, j)``).
+    """
+
+    prompt: int
+    params: SamplingParams
+    limit: int
+    seed: int
+
+
+@attrs.define(eq=False)
+class RowOutput:
+    """What one sample produced (``finish_reason`` None only if the batch was cut short)."""
+
+    ids: list[int] = attrs.field(factory=list)
+    logprobs: list[float] = attrs.field(factory=list)
+    finish_reason: str | None = None
+    stop_reason: str | int | None = None
+
+
+class _RowCheck:
+    """Applies a row's stop rules to the tokens of one window, in order."""
+
+    def __init__(self, spec: RowSpec, out: RowOutput, tokenizer: Any) -> None:
+        self.spec, self.out = spec, out
+        self.stop_ids = frozenset(spec.params.stop_token_ids)
+        stops = [s for s in spec.params.stop if s]
+        self.watch = StopStringWatch(tokenizer, stops) if stops else None
+
+    def feed(self, tokens: list[int], logprobs: list[float]) -> bool:
+        """Append the window's tokens up to (and including) the first that ends the row; True if it ended."""
+        out, cut, reason = self.out, len(tokens), None
+        if self.watch is not None:
+            for i, t in enumerate(tokens):
+                if t in self.stop_ids:
+                    cut, reason = i + 1, t
+                    break
+                hit = self.watch.append(t)
+                if hit is not None:
+                    cut, reason = i + 1, hit
+                    break
+        elif self.stop_ids and not self.stop_ids.isdisjoint(tokens):
+            cut = next(i for i, t in enumerate(tokens) if t in self.stop_ids) + 1
+            reason = tokens[cut - 1]
+        room = self.spec.limit - len(out.ids)
+        if cut > room:
+            cut, reason = room, None
+        out.ids.extend(tokens[:cut])
+        out.logprobs.extend(logprobs[:cut])
+        if reason is not None:
+            out.finish_reason, out.stop_reason = "stop", reason
+        elif len(out.ids) >= self.spec.limit:
+            out.finish_reason = "length"
+        return out.finish_reason is not None
+
+
+class _Bucket:
+    """Static device buffers of one row count (what a captured graph reads and writes).
+
+    Rows ``0..n-1`` are live; the others are padding (greedy, position 0, never advanced).
+    """
+
+    def __init__(self, rows: int, window: int, device: torch.device) -> None:
+        self.rows = rows
+        long = dict(dtype=torch.long, device=device)
+        self.tokens = torch.zeros(rows, **long)
+        self.positions = torch.zeros(rows, **long)
+        self.counters = torch.zeros(rows, **long)
+        self.live = torch.zeros(rows, **long)
+        self.win = torch.zeros(1, **long)
+        self.state = SamplingState.empty(rows, device)
+        self.hist_tokens = torch.zeros(rows, window, **long)
+        self.hist_logprobs = torch.zeros(rows, window, dtype=torch.float32, device=device)
+
+    def mutable(self) -> list[Tensor]:
+        return [self.tokens, self.positions, self.counters, self.win]
+
+    def load(self, tokens: Tensor, positions: Tensor, counters: Tensor, state: SamplingState) -> None:
+        """Make rows ``0..n-1`` hold the given live rows (``n = tokens.shape[0]``) and reset the rest."""
+        n = tokens.shape[0]
+        for dst, src in ((self.tokens, tokens), (self.positions, positions), (self.counters, counters)):
+            dst[:n] = src
+            dst[n:] = 0
+        self.live.zero_()
+        self.live[:n] = 1
+        self.state.load(state)
+
+
+class StaticEngine:
+    """Generates for batches of samples on a static KV cache (see the module docstring).
+
+    Args:
+        model: a supported Hugging Face causal LM (``model.unsupported_reason`` is None).
+        tokenizer: for stop strings.
+        cuda_graphs: capture decode steps in CUDA graphs (CUDA only).
+        sync_every: decode steps between host checks of the sampled tokens.
+        prefill_tokens: padded tokens per prefill chunk.
+        span_step: granularity of the attended cache length (graphs per bucket ~ max_len / span_step).
+
+    Attributes:
+        stats: ``decode_steps``, ``windows``, ``graphs_captured``, ``compactions``,
+            ``prefill_chunks``, ``cache_bytes``.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        cuda_graphs: bool = True,
+        sync_every: int = 16,
+        prefill_tokens: int = 16384,
+        span_step: int = 128,
+    ) -> None:
+        self.decoder = StaticDecoder(model)
+        self.tokenizer = tokenizer
+        self.device = self.decoder.device
+        self.use_graphs = bool(cuda_graphs) and self.device.type == "cuda"
+        self.sync_every = max(1, int(sync_every))
+        self.prefill_tokens = max(1, int(prefill_tokens))
+        self.span_step = max(1, int(span_step))
+        self.stats = dict.fromkeys(
+            ("decode_steps", "windows", "graphs_captured", "compactions", "prefill_chunks", "cache_bytes"), 0
+        )
+        self._cache: StaticKVCache | None = None
+        self._buckets: dict[int, _Bucket] = {}
+        self._graphs: dict[tuple[int, int, SamplingFlags], Any] = {}
+        self._pool: Any = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def release(self) -> None:
+        """Drop the cache, the buffers and the captured graphs (e.g. before the weights move)."""
+        self._graphs.clear()
+        self._buckets.clear()
+        self._cache = None
+        self._pool = None
+        self.stats["cache_bytes"] = 0
+
+    def _ensure_cache(self, rows: int, length: int) -> StaticKVCache:
+        cache = self._cache
+        if cache is not None and cache.rows >= rows and cache.max_len >= length:
+            return cache
+        old_rows, old_len = (cache.rows, cache.max_len) if cache is not None else (0, 0)
+        self.release()
+        rows, length = max(rows, old_rows), max(round_up(length, 256), old_len)
+        self._cache = self.decoder.new_cache(rows, length)
+        self.stats["cache_bytes"] = self._cache.nbytes
+        if self.use_graphs:
+            self._pool = torch.cuda.graph_pool_handle()
+        return self._cache
+
+    def _bucket(self, rows: int) -> _Bucket:
+        b = self._buckets.get(rows)
+        if b is None:
+            b = self._buckets[rows] = _Bucket(rows, self.sync_every, self.device)
+        return b
+
+    # -- one decode step ------------------------------------------------------------------
+
+    def _step_eager(self, b: _Bucket, span: int, flags: SamplingFlags) -> None:
+        assert self._cache is not None
+        logits = self.decoder.decode(self._cache, b.tokens, b.positions, span)
+        nxt, lp = sample(logits, b.state, flags, b.counters)
+        b.hist_tokens.index_copy_(1, b.win, nxt[:, None])
+        b.hist_logprobs.index_copy_(1, b.win, lp[:, None])
+        b.tokens.copy_(nxt)
+        b.positions.add_(b.live)
+        b.counters.add_(1)
+        b.win.add_(1)
+
+    def _step(self, b: _Bucket, span: int, flags: SamplingFlags) -> None:
+        if not self.use_graphs:
+            self._step_eager(b, span, flags)
+            return
+        key = (b.rows, span, flags)
+        graph = self._graphs.get(key)
+        if graph is None:
+            graph = self._graphs[key] = self._capture(b, span, flags)
+        graph.replay()
+
+    def _capture(self, b: _Bucket, span: int, flags: SamplingFlags) -> Any:
+        """Capture one step. A warm-up step runs first on a side stream (lazy library set-up
+        must not happen during capture); the small state it advanced is restored, and what
+        it wrote to the cache and history is rewritten identically by the real step."""
+        saved = [t.clone() for t in b.mutable()]
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            self._step_eager(b, span, flags)
+        torch.cuda.current_stream().wait_stream(side)
+        for t, v in zip(b.mutable(), saved, strict=True):
+            t.copy_(v)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self._pool):
+            self._step_eager(b, span, flags)
+        self.stats["graphs_captured"] += 1
+        return graph
+
+    # -- a batch ----------------------------------------------------------------------------
+
+    def generate(
+        self,
+        prompts: Sequence[Sequence[int]],
+        rows: Sequence[RowSpec],
+        should_abort: Callable[[], bool] = lambda: False,
+    ) -> list[RowOutput]:
+        """Generate every row (see the module docstring); outputs are in ``rows`` order.
+
+        When ``should_abort()`` turns true (checked once per window) the live rows end with
+        finish reason ``"abort"``.
+        """
+        outputs = [RowOutput() for _ in rows]
+        if not rows:
+            return outputs
+        dev = self.device
+        lengths = [len(p) for p in prompts]
+        need = max(lengths[r.prompt] + r.limit for r in rows)
+        cache = self._ensure_cache(bucket_size(len(rows)), need)
+        flags = SamplingFlags.of([r.params for r in rows])
+        checks = [_RowCheck(r, out, self.tokenizer) for r, out in zip(rows, outputs, strict=True)]
+
+        # Prefill, then the first token of every row.
+        prompt_logits = self._prefill(cache, prompts, rows)
+        owner = torch.tensor([r.prompt for r in rows], device=dev)
+        state = SamplingState.build([r.params for r in rows], [r.seed for r in rows], dev)
+        first, first_lp = sample(prompt_logits.index_select(0, owner), state, flags, torch.zeros_like(owner))
+        del prompt_logits
+        live = [i for i, (t, lp) in enumerate(zip(first.tolist(), first_lp.tolist(), strict=True))
+                if not checks[i].feed([t], [lp])]
+        # Device state of the live rows, in cache-row order: the token to feed, its position,
+        # the index of the token to draw next.
+        positions = torch.tensor([lengths[r.prompt] for r in rows], device=dev)
+        counters = torch.ones(len(rows), dtype=torch.long, device=dev)
+        tokens = first
+        if live and len(live) < len(rows):
+            keep = torch.tensor(live, dtype=torch.long, device=dev)
+            cache.compact(keep, max(lengths))
+            tokens, positions, counters, state = tokens[keep], positions[keep], counters[keep], state.select(keep)
+
+        b: _Bucket | None = None
+        while live:
+            if should_abort():
+                for i in live:
+                    outputs[i].finish_reason = "abort"
+                break
+            n = len(live)
+            if b is None or b.rows != bucket_size(n):
+                b = self._bucket(bucket_size(n))
+                b.load(tokens, positions, counters, state)
+            k = min(self.sync_every, min(rows[i].limit - len(outputs[i].ids) for i in live))
+            # A row's next write position is prompt + produced - 1; the window writes k of them.
+            longest = max(lengths[rows[i].prompt] + len(outputs[i].ids) for i in live)
+            span = min(round_up(longest + k - 1, self.span_step), cache.max_len)
+            b.win.zero_()
+            for _ in range(k):
+                self._step(b, span, flags)
+            self.stats["decode_steps"] += k
+            self.stats["windows"] += 1
+            hist = b.hist_tokens[:n, :k].tolist()  # the one host sync of the window
+            hist_lp = b.hist_logprobs[:n, :k].tolist()
+            keep_rows: list[int] = []
+            for j, i in enumerate(live):
+                if not checks[i].feed(hist[j], hist_lp[j]):
+                    keep_rows.append(j)
+            if len(keep_rows) == n:
+                continue
+            # Retire: move survivors to the front of the cache and of the (maybe smaller) bucket.
+            self.stats["compactions"] += 1
+            live = [live[j] for j in keep_rows]
+            if not live:
+                break
+            keep = torch.tensor(keep_rows, dtype=torch.long, device=dev)
+            if keep_rows != list(range(len(keep_rows))):
+                cache.compact(keep, span)
+            tokens, positions = b.tokens.index_select(0, keep), b.positions.index_select(0, keep)
+            counters, state = b.counters.index_select(0, keep), b.state.select(keep)
+            if bucket_size(len(live)) == b.rows:
+                b.load(tokens, positions, counters, state)
+            else:
+                b = None
+        return outputs
+
+    def _prefill(self, cache: StaticKVCache, prompts: Sequence[Sequence[int]], rows: Sequence[RowSpec]) -> Tensor:
+        """Fill every row's cache with its prompt; return ``(P, V)`` float32 last-token logits."""
+        dev = self.device
+        used = sorted({r.prompt for r in rows}, key=lambda p: len(prompts[p]), reverse=True)
+        rows_of: dict[int, list[int]] = {}
+        for i, r in enumerate(rows):
+            rows_of.setdefault(r.prompt, []).append(i)
+        logits: Tensor | None = None
+        start = 0
+        while start < len(used):
+            width = len(prompts[used[start]])  # longest first: the chunk's padded width
+            stop = start + 1
+            while stop < len(used) and (stop - start + 1) * width <= self.prefill_tokens:
+                stop += 1
+            chunk = used[start:stop]
+            ids = torch.zeros((len(chunk), width), dtype=torch.long)
+            for j, p in enumerate(chunk):
+                ids[j, : len(prompts[p])] = torch.tensor(list(prompts[p]), dtype=torch.long)
+            dest = [i for p in chunk for i in rows_of[p]]
+            owner = [j for j, p in enumerate(chunk) for _ in rows_of[p]]
+            out = self.decoder.prefill(
+                cache,
+                ids.to(dev),
+                torch.tensor([len(prompts[p]) for p in chunk], device=dev),
+                torch.tensor(dest, device=dev),
+                torch.tensor(owner, device=dev),
+            ).float()
+            if logits is None:
+                logits = torch.empty((len(prompts), out.shape[-1]), dtype=torch.float32, device=dev)
+            logits[torch.tensor(chunk, device=dev)] = out
+            self.stats["prefill_chunks"] += 1
+            start = stop
+        assert logits is not None
+        return logits

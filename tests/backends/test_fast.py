@@ -1,0 +1,273 @@
+"""The static engine (skyrl_core.backends.fast): the conformance suite on CPU (eager steps), the
+sampler against the reference sampler, the decoder against the HF forward, retirement and
+windowed stop checks against solo runs; on CUDA (skipped elsewhere) the suite with CUDA graphs."""
+
+from __future__ import annotations
+
+import asyncio
+
+import attrs
+import pytest
+import torch
+
+from skyrl_core.backends import sampling as ref_sampling
+from skyrl_core.backends.fast import make_engine, unsupported_reason
+from skyrl_core.backends.fast.engine import BUCKETS, RowSpec, StaticEngine, bucket_size
+from skyrl_core.backends.fast.model import StaticDecoder
+from skyrl_core.backends.fast.sampler import SamplingFlags, SamplingState, counter_uniform, filtered_logprobs, sample
+from skyrl_core.backends.native import NativeBackend
+from skyrl_core.backends.native_config import NativeBackendConfig
+from skyrl_core.config.schema import ModelConfig, TinyModelConfig
+from skyrl_core.models.tiny import build_tiny_model
+from skyrl_core.protocols.backend import GenerateRequest, SamplingParams
+from skyrl_core.testing.conformance import SAMPLED_SETTINGS, BackendConformance, Reference, make_unit_scale_copy
+
+CUDA = torch.cuda.is_available()
+
+
+class TestStaticEngineConformance(BackendConformance):
+    """The whole suite through the static engine on CPU (same code as CUDA, steps run eagerly)."""
+
+    logprob_atol = 1e-4
+
+    def make_backend(self, model: ModelConfig, seed: int) -> NativeBackend:
+        backend = NativeBackend(NativeBackendConfig(engine="static", sync_every=4), model=model, seed=seed)
+        assert isinstance(backend.engine, StaticEngine)
+        return backend
+
+
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
+class TestStaticEngineConformanceCUDA(BackendConformance):
+    """The whole suite on the GPU with CUDA graphs (float32, TF32 off: greedy ties match the CPU reference)."""
+
+    device = "cuda"
+    logprob_atol = 2e-3
+
+    def make_backend(self, model: ModelConfig, seed: int) -> NativeBackend:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        backend = NativeBackend(NativeBackendConfig(engine="static"), model=model, seed=seed)
+        assert isinstance(backend.engine, StaticEngine) and backend.engine.use_graphs
+        return backend
+
+    def test_graphs_were_captured(self, backend, prompts):
+        params = SamplingParams(max_new_tokens=40, temperature=1.0, seed=1, n=3)
+        asyncio.run(backend.generate([GenerateRequest(prompts[0], params)]))
+        assert backend.engine.stats["graphs_captured"] > 0
+
+
+# -- fixtures ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_model_dir, tmp_path_factory):
+    return make_unit_scale_copy(tiny_model_dir, tmp_path_factory.mktemp("fast") / "model")
+
+
+@pytest.fixture(scope="module")
+def ref(model_dir):
+    return Reference(model_dir)
+
+
+@pytest.fixture(scope="module")
+def prompts(ref):
+    qs = ["What is 2 + 3?", "hi", "Compute 123 * 45. Put your final answer in \\boxed{}.", "Calculate 6 * 7."]
+    return [ref.prompt(q) for q in qs]
+
+
+def _backend(model_dir, **options) -> NativeBackend:
+    return NativeBackend(NativeBackendConfig(**options), model=ModelConfig(path=str(model_dir), device="cpu"), seed=0)
+
+
+def _gen(backend, requests):
+    return asyncio.run(backend.generate(list(requests)))
+
+
+# -- selection ---------------------------------------------------------------------------------
+
+
+def test_auto_keeps_the_hf_loop_on_cpu(model_dir):
+    backend = _backend(model_dir)
+    try:
+        assert backend.engine is None
+    finally:
+        backend.shutdown()
+
+
+def test_static_on_an_unsupported_model_says_what_to_do(ref):
+    class Odd(torch.nn.Module):
+        config = attrs.make_class("Cfg", {"model_type": attrs.field(default="gpt2")})()
+
+    assert "gpt2" in unsupported_reason(Odd())
+    config = NativeBackendConfig(engine="static")
+    with pytest.raises(ValueError, match="engine = 'auto'"):
+        make_engine(config, Odd(), ref.tokenizer, torch.device("cpu"))
+    assert make_engine(attrs.evolve(config, engine="auto"), Odd(), ref.tokenizer, torch.device("cuda")) is None
+
+
+def test_bucket_sizes_cover_every_row_count():
+    for rows in range(1, 700):
+        b = bucket_size(rows)
+        assert b >= rows and (b in BUCKETS or b % 128 == 0)
+    assert bucket_size(256) == 256 and bucket_size(65) == 96
+
+
+# -- sampler -----------------------------------------------------------------------------------
+
+
+def test_counter_uniform_is_deterministic_uniform_and_seed_dependent():
+    seeds = torch.arange(4000, dtype=torch.long) * 7919
+    counters = torch.arange(4000, dtype=torch.long) % 13
+    u = counter_uniform(seeds, counters)
+    assert torch.equal(u, counter_uniform(seeds, counters))
+    assert float(u.min()) >= 0 and float(u.max()) < 1
+    assert abs(float(u.mean()) - 0.5) < 0.02 and abs(float(u.var()) - 1 / 12) < 0.01
+    big = torch.tensor([2**63 - 1, -(2**63)], dtype=torch.long)  # int64 wrap-around stays in range
+    assert torch.all(counter_uniform(big, torch.zeros(2, dtype=torch.long)) >= 0)
+    assert not torch.equal(counter_uniform(seeds + 1, counters), u)
+
+
+def test_filtered_logprobs_match_the_reference_sampler():
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(len(SAMPLED_SETTINGS) + 1, 300, generator=gen) * 3
+    params = [SamplingParams(**s) for s in SAMPLED_SETTINGS] + [SamplingParams(temperature=0)]
+    st = SamplingState.build(params, list(range(len(params))), "cpu")
+    got = filtered_logprobs(logits, st, SamplingFlags.of(params))
+    expected = ref_sampling.filtered_logprobs(logits, ref_sampling.RowSampling.build(params, "cpu"))
+    assert torch.equal(torch.isinf(got), torch.isinf(expected))
+    finite = torch.isfinite(expected)
+    torch.testing.assert_close(got[finite], expected[finite], rtol=0, atol=1e-5)
+
+
+def test_sample_draws_from_the_filtered_distribution_and_greedy_rows_take_argmax():
+    gen = torch.Generator().manual_seed(1)
+    logits = torch.randn(1, 6, generator=gen).expand(20000, 6).contiguous()
+    p = SamplingParams(temperature=0.8, top_k=4)
+    rows = [p] * 19999 + [SamplingParams(temperature=0)]
+    st = SamplingState.build(rows, list(range(20000)), "cpu")
+    flags = SamplingFlags.of(rows)
+    tokens, lps = sample(logits, st, flags, torch.zeros(20000, dtype=torch.long))
+    expected = filtered_logprobs(logits[:1], st.select(torch.tensor([0])), flags)[0].exp()
+    freq = torch.bincount(tokens[:-1], minlength=6).float() / 19999
+    assert float((freq - expected).abs().max()) < 0.015
+    assert float(freq[expected == 0].sum()) == 0  # filtered tokens are never drawn
+    assert int(tokens[-1]) == int(logits[0].argmax())
+    torch.testing.assert_close(lps[:-1], expected.log()[tokens[:-1]])
+
+
+# -- decoder -----------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def test_prefill_and_decode_logits_match_the_hf_forward(ref, prompts):
+    dec = StaticDecoder(ref.model)
+    cache = dec.new_cache(4, 128)
+    a, b = prompts[0], prompts[1]
+    ids = torch.zeros(2, len(a), dtype=torch.long)
+    ids[0], ids[1, : len(b)] = torch.tensor(a), torch.tensor(b)
+    # Prompt b fills rows 1 and 3; rows 0 and 2 stay empty of it.
+    logits = dec.prefill(cache, ids, torch.tensor([len(a), len(b)]), torch.tensor([0, 1, 3]), torch.tensor([0, 1, 1]))
+    torch.testing.assert_close(logits[0], ref.model(torch.tensor([a])).logits[0, -1], atol=1e-4, rtol=0)
+    torch.testing.assert_close(logits[1], ref.model(torch.tensor([b])).logits[0, -1], atol=1e-4, rtol=0)
+    cache.compact(torch.tensor([0, 3]), 128)  # b's second copy moves from row 3 to row 1
+    nxt = torch.tensor([5, 9])
+    step = dec.decode(cache, nxt, torch.tensor([len(a), len(b)]), span=128)
+    torch.testing.assert_close(step[0], ref.model(torch.tensor([[*a, 5]])).logits[0, -1], atol=1e-4, rtol=0)
+    torch.testing.assert_close(step[1], ref.model(torch.tensor([[*b, 9]])).logits[0, -1], atol=1e-4, rtol=0)
+
+
+# -- windows and retirement --------------------------------------------------------------------
+
+
+def test_mixed_batch_equals_solo_runs_whatever_the_window(model_dir, ref, prompts):
+    """Rows with different limits, stop ids and stop strings retire at different windows;
+    every row still equals the same request run alone, with per-token checks (sync_every=1)."""
+    base = SamplingParams(max_new_tokens=24, temperature=1.0, seed=21)
+    (probe,) = _gen(_b := _backend(model_dir, engine="static", sync_every=1), [GenerateRequest(prompts[0], base)])
+    _b.shutdown()
+    ids = list(probe.completions[0].token_ids)
+    stop_text = ref.text(ids[:8])[len(ref.text(ids[:5])) :]
+    requests = [
+        GenerateRequest(prompts[0], attrs.evolve(base, stop_token_ids=(ids[6],))),
+        GenerateRequest(prompts[0], attrs.evolve(base, stop=(stop_text,) if stop_text.strip() else ())),
+        GenerateRequest(prompts[1], SamplingParams(max_new_tokens=3, temperature=0)),
+        GenerateRequest(prompts[2], SamplingParams(max_new_tokens=30, temperature=0.7, top_k=10, seed=4, n=3)),
+        GenerateRequest(prompts[3], SamplingParams(max_new_tokens=1, temperature=1.0, seed=5)),
+        GenerateRequest(prompts[1], SamplingParams(max_new_tokens=17, temperature=1.0, min_p=0.1, seed=6, n=2)),
+    ]
+    solo_backend = _backend(model_dir, engine="static", sync_every=1)
+    windowed = _backend(model_dir, engine="static", sync_every=7)
+    try:
+        solo = [_gen(solo_backend, [r])[0] for r in requests]
+        together = _gen(windowed, requests)
+        for request, alone, res in zip(requests, solo, together, strict=True):
+            assert [c.token_ids for c in res.completions] == [c.token_ids for c in alone.completions]
+            assert [c.finish_reason for c in res.completions] == [c.finish_reason for c in alone.completions]
+            for a, c in zip(alone.completions, res.completions, strict=True):
+                torch.testing.assert_close(list(c.logprobs), list(a.logprobs), atol=1e-5, rtol=0)
+                assert len(c.token_ids) <= request.params.max_new_tokens
+        assert together[0].completions[0].finish_reason == "stop"
+        assert list(together[0].completions[0].token_ids) == ids[: ids.index(ids[6]) + 1]
+        assert windowed.engine.stats["compactions"] >= 2
+    finally:
+        solo_backend.shutdown()
+        windowed.shutdown()
+
+
+def test_engine_on_a_llama_model(tmp_path):
+    cfg = TinyModelConfig(arch="llama", hidden_size=64, layers=2, heads=4, kv_heads=2, intermediate_size=128)
+    path = make_unit_scale_copy(build_tiny_model(tmp_path / "tiny", cfg), tmp_path / "model")
+    ref = Reference(path)
+    engine = StaticEngine(ref.model, ref.tokenizer, sync_every=5)
+    prompt = ref.prompt("What is 2 + 3?")
+    (out,) = engine.generate([prompt], [RowSpec(0, SamplingParams(max_new_tokens=12, temperature=0), 12, 0)])
+    assert out.ids == ref.greedy(prompt, 12)[: len(out.ids)] and out.finish_reason == "length"
+
+
+def test_abort_ends_live_rows(model_dir, ref, prompts):
+    engine = StaticEngine(Reference(model_dir).model, ref.tokenizer, sync_every=2)
+    calls = iter([False, False, True])
+    outs = engine.generate(
+        [prompts[0]], [RowSpec(0, SamplingParams(max_new_tokens=50, temperature=1.0), 50, s) for s in (1, 2)],
+        should_abort=lambda: next(calls),
+    )
+    assert [o.finish_reason for o in outs] == ["abort", "abort"]
+    assert all(len(o.ids) == 1 + 2 * 2 for o in outs)  # first token + two windows of 2
+
+
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
+def test_cuda_graphs_match_eager_steps_in_bfloat16(model_dir, prompts):
+    """Same bf16 model, graphs on and off: identical tokens (graph replay runs the same kernels)."""
+    requests = [
+        GenerateRequest(prompts[i % 4], SamplingParams(max_new_tokens=40, temperature=1.0, seed=i, n=2))
+        for i in range(6)
+    ]
+    results = []
+    for graphs in (False, True):
+        backend = NativeBackend(
+            NativeBackendConfig(engine="static", dtype="bfloat16", cuda_graphs=graphs),
+            model=ModelConfig(path=str(model_dir), device="cuda"),
+            seed=0,
+        )
+        try:
+            results.append([[c.token_ids for c in r.completions] for r in _gen(backend, requests)])
+            assert (backend.engine.stats["graphs_captured"] > 0) == graphs
+        finally:
+            backend.shutdown()
+    assert results[0] == results[1]
+
+
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
+def test_sleep_releases_the_static_cache_and_wake_recaptures(model_dir, prompts):
+    model = ModelConfig(path=str(model_dir), device="cuda")
+    backend = NativeBackend(NativeBackendConfig(engine="static"), model=model, seed=0)
+    try:
+        request = GenerateRequest(prompts[0], SamplingParams(max_new_tokens=20, temperature=0))
+        (before,) = _gen(backend, [request])
+        assert backend.engine.stats["cache_bytes"] > 0
+        backend.sleep()
+        assert backend.engine.stats["cache_bytes"] == 0
+        backend.wake()
+        (after,) = _gen(backend, [request])
+        assert after.completions[0].token_ids == before.completions[0].token_ids
+    finally:
+        backend.shutdown()
