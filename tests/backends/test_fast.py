@@ -207,7 +207,7 @@ def test_mixed_batch_equals_solo_runs_whatever_the_window(model_dir, ref, prompt
                 assert len(c.token_ids) <= request.params.max_new_tokens
         assert together[0].completions[0].finish_reason == "stop"
         assert list(together[0].completions[0].token_ids) == ids[: ids.index(ids[6]) + 1]
-        assert windowed.engine.stats["compactions"] >= 2
+        assert windowed.engine.stats["compactions"] >= 1
     finally:
         solo_backend.shutdown()
         windowed.shutdown()
@@ -257,7 +257,7 @@ def test_cuda_graphs_match_eager_steps_in_bfloat16(model_dir, prompts):
 
 
 @pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
-def test_sleep_releases_the_static_cache_and_wake_recaptures(model_dir, prompts):
+def test_cuda_sleep_releases_the_static_cache_and_wake_recaptures(model_dir, prompts):
     model = ModelConfig(path=str(model_dir), device="cuda")
     backend = NativeBackend(NativeBackendConfig(engine="static"), model=model, seed=0)
     try:

@@ -258,7 +258,8 @@ class StaticEngine:
         for t, v in zip(b.mutable(), saved, strict=True):
             t.copy_(v)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self._pool):
+        # thread_local: CUDA calls of other threads (the event loop's) must not void the capture.
+        with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
             self._step_eager(b, span, flags)
         self.stats["graphs_captured"] += 1
         return graph
@@ -332,10 +333,10 @@ class StaticEngine:
             if len(keep_rows) == n:
                 continue
             # Retire: move survivors to the front of the cache and of the (maybe smaller) bucket.
-            self.stats["compactions"] += 1
             live = [live[j] for j in keep_rows]
             if not live:
                 break
+            self.stats["compactions"] += 1
             keep = torch.tensor(keep_rows, dtype=torch.long, device=dev)
             if keep_rows != list(range(len(keep_rows))):
                 cache.compact(keep, span)

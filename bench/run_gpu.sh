@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The one device command: CUDA tests of the native backend (conformance suite through the static
+# engine with CUDA graphs), then the benchmark. Full logs go to $OUT; the tails are printed.
+#   bash bench/run_gpu.sh            (on the GPU machine, repo root, with .whl carried)
+# EXTRA_TESTS adds test paths, BENCH_ARGS adds options of bench/gpu_bench.py.
+set -o pipefail
+OUT=${OUT:-/tmp/bench-out}; mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_VERBOSITY=error TOKENIZERS_PARALLELISM=false
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+export PYTHONPATH=$PWD:/tmp/site
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+python3 -m pytest -p skyrl_core.testing.pytest_plugin -q -p no:cacheprovider \
+  tests/backends/test_fast.py tests/backends/test_native.py ${EXTRA_TESTS:-} -k "CUDA or cuda or sleep" \
+  > "$OUT/pytest.txt" 2>&1
+tail -25 "$OUT/pytest.txt"
+python3 bench/gpu_bench.py --out "$OUT/bench.json" ${BENCH_ARGS:-} 2>&1 | grep -v "Loading weights\|Writing model" \
+  > "$OUT/bench.txt"
+grep -v '"trace"' "$OUT/bench.txt" | cut -c1-700 | tail -40
