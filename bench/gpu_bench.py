@@ -303,7 +303,7 @@ def main() -> int:
     parser.add_argument("--prompt-len", type=int, default=128)
     parser.add_argument("--new-tokens", type=int, default=512)
     parser.add_argument("--batches", type=lambda s: [int(x) for x in s.split(",")], default=[64, 256])
-    parser.add_argument("--hf-batches", type=lambda s: [int(x) for x in s.split(",") if x], default=[256])
+    parser.add_argument("--hf-batches", type=lambda s: [int(x) for x in s.split(",") if x], default=[64, 256])
     parser.add_argument("--prompts", type=int, default=64, help="GRPO prompts per step")
     parser.add_argument("--samples", type=int, default=4, help="GRPO samples per prompt")
     parser.add_argument("--steps", type=int, default=3, help="GRPO steps (the first includes warm-up)")
