@@ -138,10 +138,10 @@ def test_filtered_logprobs_match_the_reference_sampler():
     torch.testing.assert_close(got[finite], expected[finite], rtol=0, atol=1e-5)
 
 
-def test_sample_draws_from_the_filtered_distribution_and_greedy_rows_take_argmax():
+@pytest.mark.parametrize("p", [SamplingParams(temperature=0.8, top_k=4), SamplingParams(temperature=0.7)])
+def test_sample_draws_from_the_filtered_distribution_and_greedy_rows_take_argmax(p):
     gen = torch.Generator().manual_seed(1)
     logits = torch.randn(1, 6, generator=gen).expand(20000, 6).contiguous()
-    p = SamplingParams(temperature=0.8, top_k=4)
     rows = [p] * 19999 + [SamplingParams(temperature=0)]
     st = SamplingState.build(rows, list(range(20000)), "cpu")
     flags = SamplingFlags.of(rows)
@@ -152,6 +152,25 @@ def test_sample_draws_from_the_filtered_distribution_and_greedy_rows_take_argmax
     assert float(freq[expected == 0].sum()) == 0  # filtered tokens are never drawn
     assert int(tokens[-1]) == int(logits[0].argmax())
     torch.testing.assert_close(lps[:-1], expected.log()[tokens[:-1]])
+    torch.testing.assert_close(lps[-1], torch.log_softmax(logits[0], -1).max())
+
+
+@torch.no_grad()
+def test_fused_projections_alias_the_model_parameters(model_dir):
+    ref = Reference(model_dir)
+    before = {k: v.clone() for k, v in ref.model.state_dict().items()}
+    dec = StaticDecoder(ref.model)
+    attn = ref.model.model.layers[0].self_attn
+    fused = dec._fused[0]
+    assert attn.q_proj.weight.data_ptr() == fused.qkv_w.data_ptr()
+    for k, v in ref.model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    attn.k_proj.weight.data.copy_(torch.ones_like(attn.k_proj.weight))  # what update_weights does
+    rows = attn.q_proj.weight.shape[0]
+    assert torch.equal(fused.qkv_w[rows : rows + attn.k_proj.weight.shape[0]], attn.k_proj.weight)
+    assert dec.fuse() is False
+    attn.q_proj.weight.data = attn.q_proj.weight.data.clone()  # storage replaced, as model.to() does
+    assert dec.fuse() is True and attn.q_proj.weight.data_ptr() == dec._fused[0].qkv_w.data_ptr()
 
 
 # -- decoder -----------------------------------------------------------------------------------

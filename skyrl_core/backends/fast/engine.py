@@ -281,6 +281,8 @@ class StaticEngine:
         if not rows:
             return outputs
         dev = self.device
+        if self.decoder.fuse():  # the weights were moved (sleep/wake): graphs point at old memory
+            self.release()
         lengths = [len(p) for p in prompts]
         need = max(lengths[r.prompt] + r.limit for r in rows)
         cache = self._ensure_cache(bucket_size(len(rows)), need)

@@ -14,6 +14,13 @@ writes into, and only replaces the attention and the cache:
   cache positions with a length mask. Every shape depends only on ``(rows, span)``, so a
   decode step can be captured in a CUDA graph and replayed.
 
+Fewer kernels per layer, since a small-batch decode step is bound by their count: the q/k/v
+weights (and gate/up) of each layer are fused into one matrix by *aliasing*: the model's
+own parameters become views into the fused tensor, so ``update_weights`` (which copies in
+place) keeps it current at no cost. ``fuse()`` redoes it when something replaced the
+parameters' storage (sleep/wake moves them). RMSNorm uses ``torch.rms_norm``, RoPE is
+applied to q and k together, and decode attention is one masked SDPA call.
+
 Supported: models whose decoder layers are ``input_layernorm -> self_attn (q/k/v/o_proj,
 optional q_norm/k_norm) -> residual -> post_attention_layernorm -> mlp -> residual`` with
 full causal attention (Llama, Qwen2, Qwen3, Mistral without sliding window).
@@ -27,8 +34,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 SUPPORTED_MODEL_TYPES = ("llama", "qwen2", "qwen3", "mistral")
+# Masked attention with a few queries per kv head: the memory-efficient kernel on CUDA.
+_DECODE_BACKENDS = [SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 
 
 def unsupported_reason(model: Any) -> str | None:
@@ -87,6 +97,46 @@ class StaticKVCache:
                 layer[dst, :, :upto] = layer[src, :, :upto]
 
 
+def _alias(params: list[Any]) -> Tensor | None:
+    """Concatenate ``params`` (dim 0) into one new tensor and make each parameter a view into it.
+
+    Returns the fused tensor, or None when one of them is missing.
+    """
+    if any(p is None for p in params):
+        return None
+    fused = torch.cat([p.data for p in params], dim=0)
+    start = 0
+    for p in params:
+        p.data = fused[start : start + p.shape[0]]
+        start += p.shape[0]
+    return fused
+
+
+class _Fused:
+    """One layer's fused projection weights (views of which are the model's parameters)."""
+
+    def __init__(self, layer: Any) -> None:
+        attn, mlp = layer.self_attn, layer.mlp
+        projs = [attn.q_proj, attn.k_proj, attn.v_proj]
+        self.qkv_w = _alias([p.weight for p in projs])
+        biases = [p.bias for p in projs]
+        self.qkv_b = _alias(biases) if all(b is not None for b in biases) else None
+        self.qkv_ok = self.qkv_w is not None and (self.qkv_b is not None or all(b is None for b in biases))
+        self.gate_up_w = self.gate_up_b = None
+        self.mlp_ok = all(hasattr(mlp, n) for n in ("gate_proj", "up_proj", "down_proj", "act_fn"))
+        if self.mlp_ok:
+            self.gate_up_w = _alias([mlp.gate_proj.weight, mlp.up_proj.weight])
+            gb = [mlp.gate_proj.bias, mlp.up_proj.bias]
+            self.gate_up_b = _alias(gb) if all(b is not None for b in gb) else None
+            self.mlp_ok = self.gate_up_b is not None or all(b is None for b in gb)
+
+    def current(self, layer: Any) -> bool:
+        """Whether the layer's parameters still point into these tensors."""
+        attn = layer.self_attn
+        ok = not self.qkv_ok or attn.q_proj.weight.data_ptr() == self.qkv_w.data_ptr()
+        return ok and (not self.mlp_ok or layer.mlp.gate_proj.weight.data_ptr() == self.gate_up_w.data_ptr())
+
+
 class StaticDecoder:
     """Prefill and decode of a supported Hugging Face causal LM on a ``StaticKVCache``.
 
@@ -109,6 +159,16 @@ class StaticDecoder:
         self.groups = self.heads // self.kv_heads
         self.scaling = float(getattr(attn, "scaling", self.head_dim**-0.5))
         self.lm_head = model.get_output_embeddings()
+        self._fused: list[_Fused] = []
+        self.fuse()
+
+    @torch.no_grad()
+    def fuse(self) -> bool:
+        """(Re)fuse the projection weights if the parameters moved; True if anything changed."""
+        if self._fused and all(f.current(layer) for f, layer in zip(self._fused, self.layers, strict=True)):
+            return False
+        self._fused = [_Fused(layer) for layer in self.layers]
+        return True
 
     @property
     def dtype(self) -> torch.dtype:
@@ -123,37 +183,58 @@ class StaticDecoder:
 
     # -- pieces ---------------------------------------------------------------------------
 
-    def _rope(self, x: Tensor, positions: Tensor) -> tuple[Tensor, Tensor]:
+    def _cos_sin(self, x: Tensor, positions: Tensor) -> tuple[Tensor, Tensor]:
         """``cos, sin`` ``(B, T, D)`` for ``positions`` ``(B, T)`` from the model's rotary module."""
         return self.body.rotary_emb(x, positions)
 
     @staticmethod
-    def _rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-        """Apply rotary embeddings to ``x`` ``(B, heads, T, D)`` with ``cos, sin`` ``(B, T, D)``."""
-        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
-        half = x.shape[-1] // 2
-        rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-        return x * cos + rotated * sin
+    def _norm(module: Any, x: Tensor) -> Tensor:
+        """HF RMSNorm (normalise in float32, cast back, scale) with the fused ``torch.rms_norm``."""
+        eps = getattr(module, "variance_epsilon", None)
+        if eps is None:
+            return module(x)
+        return module.weight * torch.rms_norm(x.float(), (x.shape[-1],), None, eps).to(x.dtype)
 
-    def _qkv(self, layer: Any, h: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Projections of ``h`` ``(B, T, hidden)``: ``q`` ``(B, H, T, D)``, ``k, v`` ``(B, G, T, D)``."""
+    @staticmethod
+    def _rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+        """``x * cos + rotate_half(x) * sin`` for ``x`` ``(B, T, heads, D)``, ``cos, sin`` ``(B, T, D)``."""
+        cos, sin = cos.unsqueeze(2), sin.unsqueeze(2)
+        half = x.shape[-1] // 2
+        out = x * cos
+        out[..., :half].addcmul_(x[..., half:], sin[..., :half], value=-1.0)
+        out[..., half:].addcmul_(x[..., :half], sin[..., half:])
+        return out
+
+    def _qkv(self, i: int, h: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Projections of ``h`` ``(B, T, hidden)`` with RoPE: ``q`` ``(B, T, H, D)``, ``k, v`` ``(B, T, G, D)``."""
+        layer, fused = self.layers[i], self._fused[i]
         attn = layer.self_attn
         b, t, _ = h.shape
-        q = attn.q_proj(h).view(b, t, self.heads, self.head_dim)
-        k = attn.k_proj(h).view(b, t, self.kv_heads, self.head_dim)
-        v = attn.v_proj(h).view(b, t, self.kv_heads, self.head_dim)
+        hq, hk = self.heads, self.kv_heads
+        if fused.qkv_ok:
+            qkv = F.linear(h, fused.qkv_w, fused.qkv_b).view(b, t, hq + 2 * hk, self.head_dim)
+            qk, v = qkv[:, :, : hq + hk], qkv[:, :, hq + hk :]
+        else:
+            qk = torch.cat([attn.q_proj(h), attn.k_proj(h)], dim=-1).view(b, t, hq + hk, self.head_dim)
+            v = attn.v_proj(h).view(b, t, hk, self.head_dim)
         if getattr(attn, "q_norm", None) is not None:  # Qwen3: per-head RMSNorm before RoPE
-            q, k = attn.q_norm(q), attn.k_norm(k)
-        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
-        return self._rotate(q, cos, sin), self._rotate(k, cos, sin), v
+            qk = torch.cat([attn.q_norm(qk[:, :, :hq]), attn.k_norm(qk[:, :, hq:])], dim=2)
+        qk = self._rope(qk, cos, sin)
+        return qk[:, :, :hq], qk[:, :, hq:], v
 
-    def _finish_layer(self, layer: Any, residual: Tensor, attn_out: Tensor) -> Tensor:
+    def _finish_layer(self, i: int, residual: Tensor, attn_out: Tensor) -> Tensor:
+        layer, fused = self.layers[i], self._fused[i]
         h = residual + layer.self_attn.o_proj(attn_out)
-        return h + layer.mlp(layer.post_attention_layernorm(h))
+        x = self._norm(layer.post_attention_layernorm, h)
+        mlp = layer.mlp
+        if fused.mlp_ok:
+            gate, up = F.linear(x, fused.gate_up_w, fused.gate_up_b).chunk(2, dim=-1)
+            return h + mlp.down_proj(mlp.act_fn(gate).mul_(up))
+        return h + mlp(x)
 
     def logits(self, hidden: Tensor) -> Tensor:
         """``(B, V)`` logits from last-layer hidden states ``(B, hidden)`` (final norm included)."""
-        return self.lm_head(self.body.norm(hidden))
+        return self.lm_head(self._norm(self.body.norm, hidden))
 
     # -- passes ---------------------------------------------------------------------------
 
@@ -174,16 +255,16 @@ class StaticDecoder:
         p, t = input_ids.shape
         positions = torch.arange(t, device=input_ids.device).expand(p, t)
         h = self.body.embed_tokens(input_ids)
-        cos, sin = self._rope(h, positions)
+        cos, sin = self._cos_sin(h, positions)
         for i, layer in enumerate(self.layers):
-            residual = h
-            q, k, v = self._qkv(layer, layer.input_layernorm(h), cos, sin)
+            q, k, v = self._qkv(i, self._norm(layer.input_layernorm, h), cos, sin)
+            q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (P, heads, T, D)
             cache.k[i, dest, :, :t] = k.index_select(0, owner)
             cache.v[i, dest, :, :t] = v.index_select(0, owner)
             out = F.scaled_dot_product_attention(
                 q, k, v, is_causal=True, scale=self.scaling, enable_gqa=self.groups > 1
             )
-            h = self._finish_layer(layer, residual, out.transpose(1, 2).reshape(p, t, -1))
+            h = self._finish_layer(i, h, out.transpose(1, 2).reshape(p, t, -1))
         last = h[torch.arange(p, device=h.device), lengths - 1]
         return self.logits(last)
 
@@ -202,22 +283,18 @@ class StaticDecoder:
         b = tokens.shape[0]
         rows = torch.arange(b, device=tokens.device)
         h = self.body.embed_tokens(tokens[:, None])  # (B, 1, hidden)
-        cos, sin = self._rope(h, positions[:, None])
-        # Additive mask (B, 1, 1, span): 0 up to the row's position, -inf after.
-        visible = torch.arange(span, device=tokens.device)[None, :] <= positions[:, None]
-        mask = torch.zeros(visible.shape, dtype=torch.float32, device=tokens.device)
-        mask = mask.masked_fill(~visible, float("-inf"))[:, None, None, :]
+        cos, sin = self._cos_sin(h, positions[:, None])
+        # (B, 1, 1, span): a row sees its cache up to its own position.
+        visible = (torch.arange(span, device=tokens.device)[None, :] <= positions[:, None])[:, None, None, :]
         for i, layer in enumerate(self.layers):
-            residual = h
-            q, k, v = self._qkv(layer, layer.input_layernorm(h), cos, sin)
-            cache.k[i, rows, :, positions] = k[:, :, 0]
-            cache.v[i, rows, :, positions] = v[:, :, 0]
+            q, k, v = self._qkv(i, self._norm(layer.input_layernorm, h), cos, sin)
+            cache.k[i, rows, :, positions] = k[:, 0]
+            cache.v[i, rows, :, positions] = v[:, 0]
             keys = cache.k[i, :b, :, :span]  # (B, G, span, D), a strided view
             values = cache.v[i, :b, :, :span]
-            # The G query heads that share a kv head form the "query length": no key copies.
-            qg = q.view(b, self.kv_heads, self.groups, self.head_dim)
-            scores = torch.matmul(qg, keys.transpose(-1, -2)).float() * self.scaling + mask
-            probs = torch.softmax(scores, dim=-1).to(values.dtype)
-            out = torch.matmul(probs, values)  # (B, G, groups, D)
-            h = self._finish_layer(layer, residual, out.reshape(b, 1, self.heads * self.head_dim))
+            # The query heads that share a kv head form the "query length": no key copies.
+            qg = q.reshape(b, self.kv_heads, self.groups, self.head_dim)
+            with sdpa_kernel(_DECODE_BACKENDS):
+                out = F.scaled_dot_product_attention(qg, keys, values, attn_mask=visible, scale=self.scaling)
+            h = self._finish_layer(i, h, out.reshape(b, 1, self.heads * self.head_dim))
         return self.logits(h[:, 0])

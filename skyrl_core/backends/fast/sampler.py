@@ -189,6 +189,8 @@ def sample(logits: Tensor, st: SamplingState, flags: SamplingFlags, counters: Te
     Returns:
         ``(tokens, logprobs)``: ``(B,)`` int64 and ``(B,)`` float32.
     """
+    if not (flags.top_k or flags.top_p or flags.min_p):
+        return _sample_plain(logits, st, flags, counters)
     logprobs = filtered_logprobs(logits, st, flags)
     argmax = logprobs.argmax(dim=-1)
     if flags.all_greedy:
@@ -201,3 +203,23 @@ def sample(logits: Tensor, st: SamplingState, flags: SamplingFlags, counters: Te
         ok = torch.isfinite(logprobs.gather(1, picked[:, None]).squeeze(-1))
         tokens = torch.where(st.greedy | ~ok, argmax, picked)
     return tokens, logprobs.gather(1, tokens[:, None]).squeeze(-1)
+
+
+def _sample_plain(logits: Tensor, st: SamplingState, flags: SamplingFlags, counters: Tensor) -> tuple[Tensor, Tensor]:
+    """``sample`` without filters in five passes over ``(B, V)``: scale, softmax, argmax, CDF, search.
+
+    The log-prob is ``log`` of the chosen token's float32 probability (within ~1e-7 of the
+    log-softmax; a token whose probability underflows to 0 is never drawn). Greedy rows have
+    temperature 1 here, so their log-prob is that of the raw logits.
+    """
+    probs = torch.softmax(logits / st.temperature[:, None], dim=-1)  # bf16 / float32 -> float32
+    argmax = logits.argmax(dim=-1)
+    if flags.all_greedy:
+        tokens = argmax
+    else:
+        cdf = torch.cumsum(probs, dim=-1)
+        target = (counter_uniform(st.seeds, counters) * cdf[:, -1]).unsqueeze(-1)
+        picked = torch.searchsorted(cdf, target, right=True).squeeze(-1).clamp_(max=probs.shape[-1] - 1)
+        ok = probs.gather(1, picked[:, None]).squeeze(-1) > 0
+        tokens = torch.where(st.greedy | ~ok, argmax, picked)
+    return tokens, probs.gather(1, tokens[:, None]).squeeze(-1).log()
