@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 import torch
 
 from skyrl_core.algorithms.kl import apply_kl_penalty, kl_estimate
@@ -85,13 +86,26 @@ def penalise_rewards_with_kl(batch: TrainBatch, algo: AlgorithmConfig, coef: flo
     return {"policy/kl_ref": masked_mean(kl, t["loss_mask"]), "policy/kl_coef": coef}
 
 
-def make_policy_loss_fn(
-    policy_loss: Callable[..., Any], loss_cfg: Any, algo: AlgorithmConfig, norm_tokens: int, kl_coef: float
-) -> LossFn:
-    """The loss the strategy minimises for the policy (see ``LossFn``)."""
-    use_kl_loss = algo.kl.mode == "loss"
+@attrs.frozen
+class PolicyLossFn:
+    """The loss the strategy minimises for the policy (a ``LossFn``).
 
-    def loss_fn(micro: TrainBatch, out: ForwardOutput, scale: LossScale) -> tuple[torch.Tensor, dict[str, float]]:
+    A plain object rather than a closure so that it pickles *by reference* (its class and
+    the policy-loss function are looked up by module and name on the other side): the
+    ``fsdp2`` strategy sends it to its Ray workers, which rebuild it from their own
+    installed packages. Build it with ``make_policy_loss_fn``.
+    """
+
+    policy_loss: Callable[..., Any]
+    loss_cfg: Any
+    algo: AlgorithmConfig
+    norm_tokens: int
+    kl_coef: float
+
+    def __call__(
+        self, micro: TrainBatch, out: ForwardOutput, scale: LossScale
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        algo = self.algo
         t = micro.tensors
         logprobs = out.logprobs
         mask = t["loss_mask"].to(logprobs.device)
@@ -99,20 +113,20 @@ def make_policy_loss_fn(
         adv = t["advantages"].to(logprobs.device)
         rollout = t.get("rollout_logprobs")
         rollout = rollout.to(logprobs.device) if rollout is not None else None
-        res = policy_loss(PolicyLossInput(logprobs, old, adv, mask, rollout), loss_cfg)
+        res = self.policy_loss(PolicyLossInput(logprobs, old, adv, mask, rollout), self.loss_cfg)
         token_loss = res.token_loss
         metrics = {f"policy/{k}": float(v) for k, v in res.metrics.items()}
         if algo.tis.mode != "off" and rollout is not None:
             weights, tis_metrics = tis_weights(old, rollout, mask, algo.tis.mode, algo.tis.cap)
             token_loss = token_loss * weights.detach()
             metrics.update({f"policy/tis_{k}": float(v) for k, v in tis_metrics.items()})
-        reduce = dict(num_tokens=scale.num_tokens, num_sequences=scale.num_sequences, norm_tokens=norm_tokens)
+        reduce = dict(num_tokens=scale.num_tokens, num_sequences=scale.num_sequences, norm_tokens=self.norm_tokens)
         pg_loss = reduce_loss(token_loss, mask, algo.loss_reduction, **reduce)
         loss = pg_loss
         metrics["policy/pg_loss"] = masked_mean(token_loss.detach(), mask)
-        if use_kl_loss:
+        if algo.kl.mode == "loss":
             kl = kl_estimate(logprobs, t["ref_logprobs"].to(logprobs.device), algo.kl.estimator)
-            loss = loss + kl_coef * reduce_loss(kl, mask, algo.loss_reduction, **reduce)
+            loss = loss + self.kl_coef * reduce_loss(kl, mask, algo.loss_reduction, **reduce)
             metrics["policy/kl_ref"] = masked_mean(kl.detach(), mask)
         if out.entropy is not None:
             metrics["policy/entropy"] = masked_mean(out.entropy.detach(), mask)
@@ -121,13 +135,26 @@ def make_policy_loss_fn(
         metrics["policy/loss"] = metrics["policy/pg_loss"]
         return loss, metrics
 
-    return loss_fn
+
+def make_policy_loss_fn(
+    policy_loss: Callable[..., Any], loss_cfg: Any, algo: AlgorithmConfig, norm_tokens: int, kl_coef: float
+) -> LossFn:
+    """The loss the strategy minimises for the policy (see ``LossFn`` and ``PolicyLossFn``)."""
+    return PolicyLossFn(policy_loss, loss_cfg, algo, norm_tokens, kl_coef)
 
 
-def make_value_loss_fn(algo: AlgorithmConfig, norm_tokens: int) -> LossFn:
-    """The critic's clipped value loss."""
+@attrs.frozen
+class ValueLossFn:
+    """The critic's clipped value loss (a ``LossFn``; a plain object for the same reason as
+    ``PolicyLossFn``). Build it with ``make_value_loss_fn``."""
 
-    def loss_fn(micro: TrainBatch, out: ForwardOutput, scale: LossScale) -> tuple[torch.Tensor, dict[str, float]]:
+    algo: AlgorithmConfig
+    norm_tokens: int
+
+    def __call__(
+        self, micro: TrainBatch, out: ForwardOutput, scale: LossScale
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        algo = self.algo
         t = micro.tensors
         values = out.values
         mask = t["loss_mask"].to(values.device)
@@ -136,13 +163,16 @@ def make_value_loss_fn(algo: AlgorithmConfig, norm_tokens: int) -> LossFn:
         )
         loss = algo.value_coef * reduce_loss(
             token_loss, mask, algo.loss_reduction,
-            num_tokens=scale.num_tokens, num_sequences=scale.num_sequences, norm_tokens=norm_tokens,
+            num_tokens=scale.num_tokens, num_sequences=scale.num_sequences, norm_tokens=self.norm_tokens,
         )
         metrics = {f"critic/{k}": float(v) for k, v in m.items()}
         metrics["critic/loss"] = masked_mean(token_loss.detach(), mask)
         return loss, metrics
 
-    return loss_fn
+
+def make_value_loss_fn(algo: AlgorithmConfig, norm_tokens: int) -> LossFn:
+    """The critic's clipped value loss (see ``ValueLossFn``)."""
+    return ValueLossFn(algo, norm_tokens)
 
 
 def sft_loss_fn(micro: TrainBatch, out: ForwardOutput, scale: LossScale) -> tuple[torch.Tensor, dict[str, float]]:
