@@ -272,6 +272,9 @@ def grpo_step(backend: Any, parts: dict[str, Any], prompts: list[list[int]], arg
     compute_advantages(parts["estimator"], parts["est_cfg"], batch, group_ids)
     loss_fn = make_policy_loss_fn(parts["policy_loss"], parts["loss_cfg"], parts["algo"], 640, 0.0)
     metrics = phase("update", lambda: strategy.train_step(batch, loss_fn, temperature=1.0, need_entropy=True))
+    from skyrl_core.ops import fused_logprobs
+
+    t["fused_logprobs_kernel"] = float(any(fused_logprobs._VERIFIED.values()))
     t["update_micro_batches"] = metrics["micro_batches"]
     t["update_tokens"] = metrics["tokens"]
 

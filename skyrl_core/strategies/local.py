@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from skyrl_core.config.schema import ModelConfig, TrainerConfig
 from skyrl_core.errors import SkyrlError
-from skyrl_core.ops.logprobs import entropy_from_logits, token_logprobs
+from skyrl_core.ops.fused_logprobs import logprobs_and_entropy
 from skyrl_core.protocols.strategy import ForwardOutput, LossFn, ModelRole, TrainBatch
 from skyrl_core.strategies import common
 from skyrl_core.strategies.local_config import LocalStrategyConfig
@@ -189,10 +189,11 @@ class LocalStrategy:
             return {"values": critic.head(hidden[c.rows, c.cols]).squeeze(-1).float()}
         module = self.policy if role == "policy" else self._require_ref()
         logits = self._policy_logits(c, mode=self.logits_mode, module=module)
-        # The ops take (B, T, V); the N gathered positions are one "row" of length N.
-        out = {"logprobs": token_logprobs(logits[None], c.targets[None], temperature)[0]}
-        if need_entropy:
-            out["entropy"] = entropy_from_logits(logits[None], temperature)[0]
+        # One fused pass for both on CUDA (Triton); the chunked torch ops elsewhere.
+        logprobs, entropy = logprobs_and_entropy(logits, c.targets, temperature, need_entropy)
+        out = {"logprobs": logprobs}
+        if entropy is not None:
+            out["entropy"] = entropy
         return out
 
     @torch.no_grad()
