@@ -127,27 +127,35 @@ def _torch_path(
 
 
 def _self_check(dtype: torch.dtype, device: torch.device) -> bool:
-    """Compare the Triton path with the torch path on random inputs (values and gradients)."""
+    """Compare the Triton path with the torch path on random inputs (values and gradients).
+
+    Runs with gradients enabled whatever the caller's mode (the first call is often a no-grad pass).
+    """
     try:
-        gen = torch.Generator(device=device).manual_seed(0)
-        vocab = 3 * _BLOCK + 77  # several blocks and a ragged tail
-        x = (torch.randn(37, vocab, device=device, generator=gen) * 4).to(dtype)
-        x[3] = x[3] * 50  # a very peaked row (low entropy)
-        targets = torch.randint(0, vocab, (37,), device=device, generator=gen)
-        g_lp, g_ent = torch.randn(37, device=device, generator=gen), torch.randn(37, device=device, generator=gen)
-        results = []
-        for fused in (True, False):
-            leaf = x.detach().clone().requires_grad_(True)
-            lp, ent = _Fused.apply(leaf, targets, 0.7) if fused else _torch_path(leaf, targets, 0.7, True)
-            ((lp * g_lp).sum() + (ent * g_ent).sum()).backward()
-            results.append((lp.detach(), ent.detach(), leaf.grad.float()))
-        (lp1, ent1, gr1), (lp2, ent2, gr2) = results
-        ok = torch.allclose(lp1, lp2, atol=2e-3, rtol=1e-4) and torch.allclose(ent1, ent2, atol=2e-3, rtol=1e-4)
-        scale = float(gr2.abs().max())
-        return ok and bool(torch.isfinite(gr1).all()) and float((gr1 - gr2).abs().max()) <= 2e-2 * scale + 1e-4
+        with torch.inference_mode(False), torch.enable_grad():
+            return _compare(dtype, device)
     except Exception as exc:  # any compile/launch problem: use the torch path
         warnings.warn(f"fused log-prob kernel unavailable ({type(exc).__name__}: {exc}); using torch ops", stacklevel=3)
         return False
+
+
+def _compare(dtype: torch.dtype, device: torch.device) -> bool:
+    gen = torch.Generator(device=device).manual_seed(0)
+    vocab = 3 * _BLOCK + 77  # several blocks and a ragged tail
+    x = (torch.randn(37, vocab, device=device, generator=gen) * 4).to(dtype)
+    x[3] = x[3] * 50  # a very peaked row (low entropy)
+    targets = torch.randint(0, vocab, (37,), device=device, generator=gen)
+    g_lp, g_ent = torch.randn(37, device=device, generator=gen), torch.randn(37, device=device, generator=gen)
+    results = []
+    for fused in (True, False):
+        leaf = x.detach().clone().requires_grad_(True)
+        lp, ent = _Fused.apply(leaf, targets, 0.7) if fused else _torch_path(leaf, targets, 0.7, True)
+        ((lp * g_lp).sum() + (ent * g_ent).sum()).backward()
+        results.append((lp.detach(), ent.detach(), leaf.grad.float()))
+    (lp1, ent1, gr1), (lp2, ent2, gr2) = results
+    ok = torch.allclose(lp1, lp2, atol=2e-3, rtol=1e-4) and torch.allclose(ent1, ent2, atol=2e-3, rtol=1e-4)
+    scale = float(gr2.abs().max())
+    return ok and bool(torch.isfinite(gr1).all()) and float((gr1 - gr2).abs().max()) <= 2e-2 * scale + 1e-4
 
 
 def fused_available(logits: Tensor) -> bool:

@@ -57,3 +57,14 @@ def test_cuda_triton_path_matches_at_qwen_vocabulary(dtype):
     torch.testing.assert_close(ent1, ent2, atol=2e-3, rtol=1e-4)
     tol = 2e-2 if dtype == torch.bfloat16 else 1e-4
     assert float((g1 - g2).abs().max()) <= tol * float(g2.abs().max()) + 1e-6
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_first_use_in_a_no_grad_pass_still_verifies_the_kernel(monkeypatch):
+    monkeypatch.setattr(fused_logprobs, "_VERIFIED", {})
+    logits = torch.randn(4, 1000, device="cuda", dtype=torch.bfloat16)
+    with torch.no_grad():
+        assert fused_logprobs.fused_available(logits)
+        lp, _ = logprobs_and_entropy(logits, torch.tensor([1, 2, 3, 4], device="cuda"))
+    expected = token_logprobs(logits[None], torch.tensor([[1, 2, 3, 4]], device="cuda"))[0]
+    torch.testing.assert_close(lp, expected, atol=1e-4, rtol=0)
