@@ -90,12 +90,6 @@ class StaticKVCache:
             for layer in t:  # one layer at a time bounds the temporary copy
                 layer[:n, :, :upto] = layer[keep, :, :upto]  # the gather copies before the write
 
-    def copy_rows(self, src: Tensor, dst: Tensor, upto: int) -> None:
-        """Copy the first ``upto`` positions of rows ``src`` into rows ``dst`` (both ``(n,)``)."""
-        for t in (self.k, self.v):
-            for layer in t:
-                layer[dst, :, :upto] = layer[src, :, :upto]
-
 
 def _alias(params: list[Any]) -> Tensor | None:
     """Concatenate ``params`` (dim 0) into one new tensor and make each parameter a view into it.

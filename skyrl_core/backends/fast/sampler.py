@@ -124,16 +124,11 @@ class SamplingState:
             seeds=torch.tensor(list(seeds), dtype=torch.long).to(device),
         )
 
-    def load(self, other: SamplingState, rows: Tensor | None = None) -> None:
-        """Copy ``other`` (or its rows ``rows``) into the first rows of this state, in place;
-        the remaining rows become greedy padding."""
+    def load(self, other: SamplingState) -> None:
+        """Copy ``other`` into the first rows of this state, in place; the rest become greedy padding."""
+        n = other.seeds.shape[0]
         for field in attrs.fields(SamplingState):
-            dst: Tensor = getattr(self, field.name)
-            src: Tensor = getattr(other, field.name)
-            if rows is not None:
-                src = src.index_select(0, rows)
-            n = src.shape[0]
-            dst[:n].copy_(src)
+            getattr(self, field.name)[:n].copy_(getattr(other, field.name))
         self.greedy[n:] = True
         self.temperature[n:] = 1.0
 
