@@ -92,7 +92,7 @@ def sft_main(path: str, overrides: Sequence[str]) -> int:
     cfg = load_config(path, overrides, registry)
     if cfg.warm_start is None:
         raise SkyrlError(f"{path}: `skyrl sft` needs a [warm_start] section (data, steps, batch_size, lr)")
-    run = new_context(cfg, registry)
+    run = _new_context(cfg, registry)
     out = run_warm_start(run)
     print(f"supervised model written to {out}")
     return 0
@@ -102,7 +102,7 @@ def export_main(path: str, overrides: Sequence[str], checkpoint: str | None = No
     """``skyrl export``: write a Hugging Face folder from a checkpoint (default: the latest)."""
     registry = _registry()
     cfg = load_config(path, overrides, registry)
-    run = new_context(cfg, registry)
+    run = _new_context(cfg, registry)
     ckpt = Path(checkpoint) if checkpoint else run.checkpoints.latest()
     if ckpt is None:
         raise SkyrlError(f"no checkpoint found under {run.checkpoints.root}; pass --checkpoint PATH")
@@ -116,6 +116,14 @@ def export_main(path: str, overrides: Sequence[str], checkpoint: str | None = No
 
 
 # -- setup -----------------------------------------------------------------------------------
+
+
+def _new_context(cfg: RunConfig, registry: Registry) -> RunContext:
+    """``new_context`` plus recording ``[runtime]`` (Ray starts only when a component needs it)."""
+    from skyrl_core import runtime
+
+    runtime.configure(cfg.runtime)
+    return new_context(cfg, registry)
 
 
 def prepare_data(cfg: RunConfig, registry: Registry) -> None:
@@ -154,12 +162,14 @@ def build_components(run: RunContext, model_path: str, with_backend: bool = True
         total_optimizer_steps=run.plan.total_optimizer_steps,
     )
     if with_backend:
-        backend_cls = run.registry.get(Kind.BACKEND, cfg.backend.name).load()
-        run.backend = backend_cls(
-            run.component_config(Kind.BACKEND, cfg.backend.name, cfg.backend.config),
-            model=model_cfg,
-            seed=cfg.run.seed,
-        )
+        backend_config = run.component_config(Kind.BACKEND, cfg.backend.name, cfg.backend.config)
+        if cfg.runtime.mode == "ray":  # the backend runs in Ray actors; this object drives them
+            from skyrl_core.runtime.engine import RayBackend
+
+            run.backend = RayBackend(cfg.backend.name, backend_config, model=model_cfg, seed=cfg.run.seed)
+        else:
+            backend_cls = run.registry.get(Kind.BACKEND, cfg.backend.name).load()
+            run.backend = backend_cls(backend_config, model=model_cfg, seed=cfg.run.seed)
 
 
 def needs_critic(run: RunContext) -> bool:
@@ -182,7 +192,7 @@ def setup_run(cfg: RunConfig, registry: Registry, config_path: str | None = None
     from skyrl_core.models.tiny import ensure_model
     from skyrl_core.sft import run_warm_start
 
-    run = new_context(cfg, registry)
+    run = _new_context(cfg, registry)
     seed_everything(cfg.run.seed)
     write_manifest(run.run_dir, cfg, registry, config_path)
     ensure_model(cfg.model)
@@ -321,9 +331,11 @@ def adaptive_kl(coef: float, current: float, kl_cfg: Any, n_steps: int) -> float
 
 
 def sync_weights(run: RunContext) -> None:
-    """Push the policy's weights to the backend (bucketed), then drop its prefix cache."""
-    for bucket in run.strategy.named_weights():
-        run.backend.update_weights(bucket)
+    """Push the policy's weights to the backend (bucketed; the transport follows [runtime]
+    placement), then drop its prefix cache."""
+    from skyrl_core.runtime.weight_sync import transfer_weights
+
+    transfer_weights(run.strategy, run.backend, run.config.runtime)
     run.backend.reset_prefix_cache()
     run.policy_version += 1
 
@@ -445,3 +457,6 @@ def train(cfg: RunConfig, registry: Registry, config_path: str | None = None) ->
         if run.backend is not None:
             run.backend.shutdown()
         run.loop.close()
+        from skyrl_core import runtime
+
+        runtime.shutdown()  # Ray actors and placement groups of this run (no-op when local)

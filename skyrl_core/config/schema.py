@@ -284,6 +284,21 @@ class RuntimeConfig:
     colocate: bool = option(True, help="Engines and trainers share GPUs (sleep/offload between phases).")
     train_gpus: int = option(1, help="GPUs (or CPU workers) for training.", check=positive)
     inference_gpus: int = option(1, help="GPUs for inference engines when not colocated.", check=non_negative)
+    weight_sync: Literal["auto", "object_store", "broadcast", "cuda_ipc", "disk"] = option(
+        "auto",
+        help="How new weights reach Ray-hosted engines: 'broadcast' (torch.distributed group from trainer "
+        "rank 0 to the engines: NCCL on GPUs, gloo on CPU), 'cuda_ipc' (colocated on one GPU), 'disk' "
+        "(safetensors files; needs a filesystem both sides see), 'object_store' (through the driver). "
+        "'auto' picks cuda_ipc when colocated on GPUs, else broadcast. Ignored with mode = 'local'.",
+    )
+    weight_sync_bucket_mb: int = option(
+        256, help="Weights are gathered and sent in buckets of about this many MiB.", check=positive
+    )
+    verify_weights: bool = option(
+        False,
+        help="After every weight sync, check that each engine holds exactly the trainer's weights "
+        "(per-tensor checksums; slow, for debugging and tests).",
+    )
 
 
 def _default_backend() -> ComponentRef:

@@ -173,6 +173,13 @@ def collate(batch: TrainBatch, device: torch.device | str, *, pad_id: int = 0) -
     )
 
 
+def effective_temperature(temperature: float) -> float:
+    """The divisor the sampler applied: greedy decoding (0) reports raw log-softmax, so it is 1."""
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    return 1.0 if temperature == 0 else float(temperature)
+
+
 def to_device(batch: TrainBatch, device: torch.device | str) -> TrainBatch:
     """The same batch with its tensors moved to ``device``."""
     return TrainBatch(batch.prompt_ids, batch.response_ids, {k: v.to(device) for k, v in batch.tensors.items()})
@@ -412,16 +419,14 @@ def replace_dir(tmp: Path, dest: Path) -> None:
 # -- supervised loss -------------------------------------------------------------------------
 
 
-def sft_loss_fn() -> LossFn:
-    """Cross-entropy on the ``loss_mask`` tokens: the mean over every loss token of the mini-batch.
+class SFTLossFn:
+    """Cross-entropy on the ``loss_mask`` tokens (a ``LossFn``; see ``sft_loss_fn``).
 
-    Each micro-batch contributes ``sum(-logprob * mask) / scale.num_tokens``, so the
-    accumulated gradient is that of the mini-batch mean. Its metrics are ``loss`` (the
-    micro-batch's mean negative log-likelihood per token, which the strategy's
-    token-weighted averaging turns into the mini-batch mean).
+    A module-level class rather than a closure so that it pickles by reference (the
+    ``fsdp2`` strategy rebuilds its loss inside its Ray workers).
     """
 
-    def loss_fn(micro: TrainBatch, out: ForwardOutput, scale: LossScale) -> tuple[Tensor, dict[str, float]]:
+    def __call__(self, micro: TrainBatch, out: ForwardOutput, scale: LossScale) -> tuple[Tensor, dict[str, float]]:
         if out.logprobs is None:
             raise ValueError("the SFT loss needs log-probs; call train_step with role='policy'")
         mask = micro.tensors["loss_mask"].to(out.logprobs.dtype)
@@ -430,4 +435,13 @@ def sft_loss_fn() -> LossFn:
         loss = nll / max(scale.num_tokens, 1.0)
         return loss, {"loss": float(nll.detach()) / max(tokens, 1.0)}
 
-    return loss_fn
+
+def sft_loss_fn() -> LossFn:
+    """Cross-entropy on the ``loss_mask`` tokens: the mean over every loss token of the mini-batch.
+
+    Each micro-batch contributes ``sum(-logprob * mask) / scale.num_tokens``, so the
+    accumulated gradient is that of the mini-batch mean. Its metrics are ``loss`` (the
+    micro-batch's mean negative log-likelihood per token, which the strategy's
+    token-weighted averaging turns into the mini-batch mean).
+    """
+    return SFTLossFn()

@@ -1,0 +1,421 @@
+"""Weight sync: moving the trainer's weights into the inference engines, chosen by placement.
+
+Transports (``[runtime] weight_sync``):
+
+* ``in_process``: strategy and backend live in one process (``mode = "local"``, or the
+  ``local`` strategy with engines that take tensors): ``named_weights`` buckets are copied
+  straight into the backend.
+* ``object_store``: buckets go through the driver and Ray's object store to every engine.
+  Works everywhere; two copies per bucket.
+* ``broadcast``: a ``torch.distributed`` group of trainer rank 0 and every engine (NCCL on
+  GPUs, across nodes too; gloo on CPU). Each bucket is packed into one flat buffer per
+  dtype, which rank 0 broadcasts; the driver only sends names, shapes and dtypes.
+* ``cuda_ipc``: colocated on one GPU. Every rank holds the gathered bucket on its GPU and
+  hands the engine sharing that GPU a CUDA IPC handle; the engine copies from it.
+* ``disk``: rank 0 writes each bucket as a safetensors file that the engines load (the
+  fallback; needs a filesystem that both see, e.g. one node or a shared mount).
+
+With ``verify_weights`` every engine reports a checksum of each tensor it holds, which is
+compared with the trainer's tensor cast to the engine's dtype: the engine must hold
+exactly the trainer's weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+from torch import Tensor, nn
+
+from skyrl_core.config.schema import RuntimeConfig
+from skyrl_core.errors import SkyrlError
+
+TRANSPORTS = ("in_process", "object_store", "broadcast", "cuda_ipc", "disk")
+
+
+class WeightSyncError(SkyrlError):
+    """Weights could not be synced, or the engine does not hold what the trainer sent."""
+
+
+# -- tensors ---------------------------------------------------------------------------------
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """``torch.bfloat16`` -> ``"bfloat16"``."""
+    return str(dtype).removeprefix("torch.")
+
+
+def dtype_of(name: str) -> torch.dtype:
+    """``"bfloat16"`` -> ``torch.bfloat16``."""
+    dtype = getattr(torch, name, None)
+    if not isinstance(dtype, torch.dtype):
+        raise ValueError(f"unknown dtype {name!r}")
+    return dtype
+
+
+def checksum(tensor: Tensor) -> str:
+    """A digest of the tensor's dtype, shape and raw bytes (identical bytes give identical digests)."""
+    t = tensor.detach().contiguous().cpu()
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{dtype_name(t.dtype)}{tuple(t.shape)}".encode())
+    if t.numel():
+        h.update(t.view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def module_tensors(module: nn.Module) -> dict[str, Tensor]:
+    """Parameters and buffers of ``module`` by state-dict name (tied names included)."""
+    return dict(module.state_dict(keep_vars=True))
+
+
+def held_checksums(module: nn.Module, names: Iterable[str]) -> dict[str, tuple[str, str]]:
+    """``{name: (dtype, checksum)}`` of the tensors ``module`` holds under ``names``."""
+    tensors = module_tensors(module)
+    out = {}
+    for name in names:
+        t = tensors.get(name)
+        if t is not None:
+            out[name] = (dtype_name(t.dtype), checksum(t))
+    return out
+
+
+def held_dtypes(module: nn.Module, names: Iterable[str]) -> dict[str, str]:
+    """``{name: dtype}`` of the tensors ``module`` holds under ``names``."""
+    tensors = module_tensors(module)
+    return {n: dtype_name(tensors[n].dtype) for n in names if n in tensors}
+
+
+def expected_checksums(tensors: Iterable[tuple[str, Tensor]], dtypes: dict[str, str]) -> dict[str, str]:
+    """Checksums of the sender's tensors cast to the receiver's ``dtypes`` (names it lacks are skipped)."""
+    return {n: checksum(t.to(dtype_of(dtypes[n]))) for n, t in tensors if n in dtypes}
+
+
+def compare_checksums(
+    expected: dict[str, str], held: dict[str, tuple[str, str]], *, engine: str, transport: str
+) -> None:
+    """Raise ``WeightSyncError`` naming every tensor whose checksum differs or is missing."""
+    bad = []
+    for name, digest in expected.items():
+        got = held.get(name)
+        if got is None:
+            bad.append(f"{name}: not held by the engine")
+        elif got[1] != digest:
+            bad.append(f"{name}: checksum differs ({got[0]})")
+    if bad:
+        shown = "\n  - ".join(bad[:10]) + (f"\n  - ... and {len(bad) - 10} more" if len(bad) > 10 else "")
+        raise WeightSyncError(
+            f"weight sync verification failed: {engine} does not hold the trainer's weights after a "
+            f"'{transport}' sync ({len(bad)} of {len(expected)} tensors):\n  - {shown}\nTry [runtime] weight_sync = "
+            "'object_store' to rule out the transport, and check that the engine loads every name it is sent."
+        )
+
+
+@attrs.frozen
+class TensorMeta:
+    """Name, shape and dtype of one tensor of a bucket (what receivers allocate)."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+    @property
+    def nbytes(self) -> int:
+        return self.numel * dtype_of(self.dtype).itemsize
+
+
+def plan_buckets(metas: Sequence[TensorMeta], bucket_bytes: int) -> list[list[TensorMeta]]:
+    """Split ``metas`` (in order) into buckets of about ``bucket_bytes`` (a bigger tensor is alone)."""
+    buckets: list[list[TensorMeta]] = []
+    current: list[TensorMeta] = []
+    size = 0
+    for meta in metas:
+        if current and size + meta.nbytes > bucket_bytes:
+            buckets.append(current)
+            current, size = [], 0
+        current.append(meta)
+        size += meta.nbytes
+    if current:
+        buckets.append(current)
+    return buckets
+
+
+def flat_layout(metas: Sequence[TensorMeta]) -> list[tuple[str, int]]:
+    """``(dtype, numel)`` of the flat buffers a bucket packs into: one per dtype, in first-seen order."""
+    sizes: dict[str, int] = {}
+    for meta in metas:
+        sizes[meta.dtype] = sizes.get(meta.dtype, 0) + meta.numel
+    return list(sizes.items())
+
+
+def pack(metas: Sequence[TensorMeta], tensors: Sequence[Tensor]) -> list[Tensor]:
+    """Concatenate ``tensors`` (described by ``metas``) into the flat buffers of ``flat_layout``."""
+    groups: dict[str, list[Tensor]] = {}
+    for meta, tensor in zip(metas, tensors, strict=True):
+        groups.setdefault(meta.dtype, []).append(tensor.reshape(-1))
+    return [torch.cat(groups[dtype]) for dtype, _ in flat_layout(metas)]
+
+
+def unpack(metas: Sequence[TensorMeta], flats: Sequence[Tensor]) -> list[tuple[str, Tensor]]:
+    """Views into ``flats`` for every tensor of ``metas`` (the inverse of ``pack``)."""
+    buffers = {dtype: flat for (dtype, _), flat in zip(flat_layout(metas), flats, strict=True)}
+    offsets = dict.fromkeys(buffers, 0)
+    out = []
+    for meta in metas:
+        start = offsets[meta.dtype]
+        out.append((meta.name, buffers[meta.dtype][start : start + meta.numel].view(meta.shape)))
+        offsets[meta.dtype] = start + meta.numel
+    return out
+
+
+# -- the broadcast group ---------------------------------------------------------------------
+
+
+class SyncGroup:
+    """A standalone ``torch.distributed`` process group for weight broadcasts.
+
+    Built from its own TCP store, so it lives next to (not inside) the training group of
+    rank 0 and whatever group an engine uses internally. NCCL when ``device`` is CUDA,
+    gloo otherwise.
+    """
+
+    def __init__(self, host: str, port: int, rank: int, size: int, device: torch.device, timeout_s: float) -> None:
+        import torch.distributed as dist
+
+        timeout = timedelta(seconds=timeout_s)
+        store = dist.TCPStore(host, port, size, is_master=rank == 0, timeout=timeout)
+        store = dist.PrefixStore("skyrl-weight-sync", store)
+        self.device = device
+        self.rank = rank
+        self.size = size
+        if device.type == "cuda":
+            options = dist.ProcessGroupNCCL.Options()
+            self.group = dist.ProcessGroupNCCL(store, rank, size, options)
+        else:
+            self.group = dist.ProcessGroupGloo(store, rank, size, timeout)
+
+    def broadcast(self, tensor: Tensor, src: int = 0) -> None:
+        """Broadcast ``tensor`` (on ``device``) in place from rank ``src``."""
+        import torch.distributed as dist
+
+        opts = dist.BroadcastOptions()
+        opts.rootRank = src
+        self.group.broadcast([tensor], opts).wait()
+        if self.device.type == "cuda":
+            torch.cuda.current_stream(self.device).synchronize()
+
+    def receive(self, metas: Sequence[TensorMeta]) -> list[tuple[str, Tensor]]:
+        """Receive one bucket broadcast by rank 0 (the flat buffers of ``flat_layout(metas)``)."""
+        flats = [torch.empty(n, dtype=dtype_of(d), device=self.device) for d, n in flat_layout(metas)]
+        for flat in flats:
+            self.broadcast(flat)
+        return unpack(metas, flats)
+
+
+# -- CUDA IPC --------------------------------------------------------------------------------
+
+
+def ipc_handle(tensor: Tensor) -> tuple[Any, tuple[Any, ...]]:
+    """A picklable handle to a CUDA tensor for a process on the same GPU (keep ``tensor`` alive
+    until the receiver has copied it)."""
+    from torch.multiprocessing.reductions import reduce_tensor
+
+    return reduce_tensor(tensor)
+
+
+def from_ipc(handle: tuple[Any, tuple[Any, ...]]) -> Tensor:
+    """Open a handle from ``ipc_handle`` on this process's current CUDA device.
+
+    Both sides see the shared GPU as their device 0 when Ray placed them in one bundle, but
+    the device index is rewritten anyway so other layouts work too.
+    """
+    rebuild, args = handle
+    args = list(args)
+    args[6] = torch.cuda.current_device()  # the device index of the sender's tensor
+    return rebuild(*args)
+
+
+# -- files -----------------------------------------------------------------------------------
+
+
+def write_bucket(path: Path, named: Sequence[tuple[str, Tensor]]) -> None:
+    """Write a bucket as a safetensors file (a temporary name, then renamed)."""
+    import safetensors.torch
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    safetensors.torch.save_file({n: t.detach().contiguous().cpu() for n, t in named}, str(tmp))
+    os.replace(tmp, path)
+
+
+def read_bucket(path: Path) -> list[tuple[str, Tensor]]:
+    """Read a file written by ``write_bucket``."""
+    import safetensors.torch
+
+    if not Path(path).is_file():
+        raise WeightSyncError(
+            f"weight file {path} is not visible to this engine: [runtime] weight_sync = 'disk' needs a filesystem "
+            "that trainer rank 0 and every engine share (one node, or a shared mount); use 'broadcast' otherwise"
+        )
+    return list(safetensors.torch.load_file(str(path)).items())
+
+
+# -- driver: choose and run a transport ------------------------------------------------------
+
+
+def choose_transport(cfg: RuntimeConfig, *, direct: bool, gpu: bool) -> str:
+    """The transport for this placement.
+
+    Args:
+        cfg: ``[runtime]``.
+        direct: the strategy's workers and the engines are both Ray actors (``fsdp2`` with
+            ``mode = "ray"``), so tensors can go from trainer rank 0 to the engines directly.
+        gpu: the actors have GPUs.
+    """
+    if cfg.mode == "local":
+        return "in_process"
+    wanted = cfg.weight_sync
+    if not direct:
+        if wanted not in ("auto", "object_store"):
+            raise SkyrlError(
+                f"[runtime] weight_sync = {wanted!r} needs the trainer to run in Ray workers ([strategy] name = "
+                "'fsdp2'); with a strategy in the driver process weights go through the object store: use 'auto' "
+                "or 'object_store'"
+            )
+        return "object_store"
+    if wanted == "auto":
+        return "cuda_ipc" if gpu and cfg.colocate else "broadcast"
+    if wanted == "cuda_ipc" and not (gpu and cfg.colocate):
+        raise SkyrlError(
+            "[runtime] weight_sync = 'cuda_ipc' shares GPU memory between a trainer and an engine on the same GPU: "
+            "it needs GPUs and colocate = true; use 'broadcast' (or 'auto')"
+        )
+    return wanted
+
+
+def transfer_weights(strategy: Any, backend: Any, cfg: RuntimeConfig) -> dict[str, float]:
+    """Push the policy's weights from ``strategy`` into ``backend``; return sync metrics.
+
+    ``weight_sync/bytes``, ``weight_sync/buckets``, ``weight_sync/seconds`` and
+    ``weight_sync/verified`` (1.0 when checksums were compared).
+    """
+    from skyrl_core.runtime.engine import RayBackend
+    from skyrl_core.strategies.fsdp2 import Fsdp2Strategy
+
+    start = time.perf_counter()
+    bucket_bytes = cfg.weight_sync_bucket_mb << 20
+    direct = isinstance(strategy, Fsdp2Strategy) and isinstance(backend, RayBackend)
+    if isinstance(strategy, Fsdp2Strategy) and not direct and cfg.mode == "ray":
+        raise SkyrlError("the fsdp2 strategy with [runtime] mode = 'ray' needs the backend built by the runtime")
+    gpu = bool(getattr(strategy, "gpu", False))
+    transport = choose_transport(cfg, direct=direct, gpu=gpu) if cfg.mode == "ray" else "in_process"
+    if direct and transport != "object_store":
+        stats = _direct(strategy, backend, transport, bucket_bytes, cfg.verify_weights)
+    else:
+        stats = _through_driver(strategy, backend, transport, bucket_bytes, cfg.verify_weights)
+    stats["weight_sync/seconds"] = time.perf_counter() - start
+    return stats
+
+
+def _through_driver(
+    strategy: Any, backend: Any, transport: str, bucket_bytes: int, verify: bool
+) -> dict[str, float]:
+    """``named_weights`` buckets handed to ``backend.update_weights`` (in-process or object store)."""
+    expected: dict[str, str] = {}
+    dtypes: dict[str, str] | None = None
+    nbytes = buckets = 0
+    for bucket in strategy.named_weights(bucket_bytes):
+        if verify:
+            if dtypes is None:
+                dtypes = _engine_dtypes(backend)
+            expected.update(expected_checksums(bucket, dtypes))
+        backend.update_weights(bucket)
+        nbytes += sum(t.numel() * t.element_size() for _, t in bucket)
+        buckets += 1
+    if verify:
+        for engine, held in _engine_checksums(backend, list(expected)):
+            compare_checksums(expected, held, engine=engine, transport=transport)
+    return _stats(nbytes, buckets, verify)
+
+
+def _engine_dtypes(backend: Any) -> dict[str, str]:
+    if hasattr(backend, "weight_dtypes"):
+        return backend.weight_dtypes()
+    model = getattr(backend, "model", None)
+    if isinstance(model, nn.Module):
+        return held_dtypes(model, module_tensors(model))
+    raise SkyrlError(
+        f"[runtime] verify_weights: the {type(backend).__name__} backend exposes neither weight_dtypes()/"
+        "weight_checksums() nor a torch `model`, so its weights cannot be checked; turn verify_weights off"
+    )
+
+
+def _engine_checksums(backend: Any, names: list[str]) -> list[tuple[str, dict[str, tuple[str, str]]]]:
+    if hasattr(backend, "weight_checksums"):
+        return backend.weight_checksums(names)
+    return [(type(backend).__name__, held_checksums(backend.model, names))]
+
+
+def _direct(strategy: Any, backend: Any, transport: str, bucket_bytes: int, verify: bool) -> dict[str, float]:
+    """Trainer workers send straight to the engines; the driver only sends metadata."""
+    workers, engines = strategy.workers, backend.engines
+    workers.link(engines)
+    strategy.enter_train()
+    plan = strategy.weight_plan(bucket_bytes)
+    dtypes = backend.weight_dtypes() if verify else None
+    expected: dict[str, str] = {}
+    if transport == "broadcast":
+        backend.ensure_sync_group(strategy)
+    tmp_dir = Path(tempfile.mkdtemp(prefix="skyrl-weights-")) if transport == "disk" else None
+    try:
+        for i, metas in enumerate(plan):
+            names = [m.name for m in metas]
+            if transport == "broadcast":
+                w_refs = workers.submit("send_bucket", names, "broadcast", None, dtypes)
+                e_refs = engines.submit("receive_broadcast", metas)
+                results = workers.wait(w_refs, what="weight sync (broadcast)", others=[(engines, e_refs)])
+            elif transport == "disk":
+                path = str(tmp_dir / f"bucket-{i:05d}.safetensors")
+                results = workers.call("send_bucket", names, "disk", path, dtypes)
+                engines.call("receive_file", path)
+                os.unlink(path)
+            elif transport == "cuda_ipc":
+                results = workers.call("send_bucket", names, "cuda_ipc", None, dtypes)
+                per_engine = [(metas, results[e % len(results)]["handles"]) for e in range(len(engines))]
+                engines.wait(engines.submit("receive_ipc", per_actor=per_engine), what="weight sync (cuda_ipc)")
+                workers.call("release_bucket")
+            else:  # pragma: no cover - choose_transport guards this
+                raise SkyrlError(f"unknown weight transport {transport!r}")
+            if verify:
+                expected.update(results[0]["checksums"])
+    finally:
+        if tmp_dir is not None:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+    if verify:
+        for engine, held in backend.weight_checksums(list(expected)):
+            compare_checksums(expected, held, engine=engine, transport=transport)
+    nbytes = sum(m.nbytes for metas in plan for m in metas)
+    return _stats(nbytes, len(plan), verify)
+
+
+def _stats(nbytes: int, buckets: int, verified: bool) -> dict[str, float]:
+    return {
+        "weight_sync/bytes": float(nbytes),
+        "weight_sync/buckets": float(buckets),
+        "weight_sync/verified": float(verified),
+    }

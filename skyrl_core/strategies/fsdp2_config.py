@@ -1,0 +1,60 @@
+"""Options of the ``fsdp2`` training strategy (``[strategy]`` with ``name = "fsdp2"``).
+
+Torch-free so that ``skyrl config validate`` and ``skyrl components`` stay fast. How many
+workers there are and where they run is ``[runtime]`` (``train_gpus``, ``colocate``,
+``address``); the optimiser, schedule, precision and micro-batch budget are ``[trainer]``
+and ``[model]``, shared with ``local``. Only what is specific to sharded training is here.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import attrs
+
+from skyrl_core.config.fields import option, positive
+
+
+@attrs.define(kw_only=True)
+class Fsdp2StrategyConfig:
+    """``[strategy]`` options of ``fsdp2``: PyTorch FSDP2 over N Ray workers (one per GPU)."""
+
+    sort_micro_batches: bool = option(
+        True,
+        help="Pack each worker's sequences into micro-batches longest first (least padding); false keeps "
+        "the batch order.",
+    )
+    forward_micro_batch_tokens: int | None = option(
+        None,
+        help="Token budget of the no-grad passes (old/ref log-probs, values) per worker; default: "
+        "trainer.micro_batch_tokens.",
+        check=positive,
+    )
+    critic_lr: float | None = option(
+        None, help="Peak learning rate of the critic (value model); default: trainer.lr.", check=positive
+    )
+    disable_dropout: bool = option(
+        True, help="Set every dropout probability of the model to 0 (standard for RL fine-tuning)."
+    )
+    logits: Literal["auto", "sliced", "full"] = option(
+        "auto",
+        help="'sliced' applies the LM head to response positions only (saves memory with large vocabularies); "
+        "'full' takes the model's own logits for every position; 'auto' checks once at start-up that 'sliced' "
+        "reproduces the model's logits and falls back to 'full' when it does not (e.g. unusual output layers).",
+    )
+    reshard_after_forward: bool = option(
+        True,
+        help="Free each layer's gathered parameters after its forward pass (ZeRO-3 memory); false keeps "
+        "them until the backward pass (ZeRO-2 style: less communication, more memory).",
+    )
+    reduce_dtype: Literal["float32", "bfloat16"] = option(
+        "float32",
+        help="Dtype of the gradient reduce-scatter when [model] dtype is bfloat16 (parameters are "
+        "gathered in bfloat16; master weights and optimizer states stay float32).",
+    )
+    timeout_s: float = option(
+        1800.0,
+        help="Seconds a collective (all-gather, reduce-scatter, weight broadcast) may wait for a peer "
+        "before the process group gives up. A worker that dies is detected at once regardless.",
+        check=positive,
+    )

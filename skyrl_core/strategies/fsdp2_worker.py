@@ -1,0 +1,499 @@
+"""One rank of the ``fsdp2`` strategy: a Ray actor holding its shards of the models.
+
+The driver (``skyrl_core.strategies.fsdp2.Fsdp2Strategy``) creates one ``Fsdp2Worker`` per
+GPU (or CPU worker), calls ``setup`` on all of them to form the process group and build
+the sharded models, then calls the same method on every rank for each pass. Every rank
+runs the same number of micro-batches (short ranks run zero-weight dummy ones), because
+each forward and backward pass is a sequence of collectives all ranks must join.
+
+Only plain data crosses into the worker: config tables (validated again by the worker's
+own config classes), batches (token id lists and tensors), and the loss function pickled
+*by reference* (``rl_step.PolicyLossFn`` etc.: its class and the loss function are
+imported here by module and name).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pickle
+import time
+import warnings
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from skyrl_core.config.schema import ModelConfig, TrainerConfig
+from skyrl_core.errors import SkyrlError
+from skyrl_core.ops.logprobs import entropy_from_logits, token_logprobs
+from skyrl_core.protocols.strategy import ForwardOutput, LossScale, TrainBatch
+from skyrl_core.strategies import common
+from skyrl_core.strategies import fsdp2_model as fm
+from skyrl_core.strategies.fsdp2_config import Fsdp2StrategyConfig
+
+DUMMY = TrainBatch([[0]], [[0]], {"loss_mask": torch.zeros(1, 1)})  # keeps a short rank in step
+SCHEDULER_FILE = "scheduler-{role}.pt"
+RNG_FILE = "rng-rank{rank}.pt"
+
+
+class _Trainable:
+    def __init__(self, root: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any) -> None:
+        self.root = root
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.params = [p for p in root.parameters() if p.requires_grad]
+
+
+def _structure(data: dict[str, Any], cls: type) -> Any:
+    from skyrl_core.config.loader import structure
+
+    obj, issues = structure(data, cls)
+    if issues:
+        raise SkyrlError(f"fsdp2 worker: {cls.__name__} options rejected: " + "; ".join(map(str, issues)))
+    return obj
+
+
+class Fsdp2Worker:
+    """Rank ``rank`` of ``world_size`` (see the module docstring).
+
+    Args:
+        rank: this worker's rank.
+        world_size: number of workers.
+        spec: plain tables: ``model``, ``trainer``, ``strategy`` (the three config sections),
+            and ``seed``, ``need_ref``, ``need_critic``, ``total_optimizer_steps``.
+    """
+
+    def __init__(self, rank: int, world_size: int, spec: dict[str, Any]) -> None:
+        from skyrl_core.runtime.engine import set_worker_threads
+
+        set_worker_threads()
+        self.rank = rank
+        self.world_size = world_size
+        self.spec = spec
+        self.model_cfg: ModelConfig = _structure(spec["model"], ModelConfig)
+        self.trainer: TrainerConfig = _structure(spec["trainer"], TrainerConfig)
+        self.config: Fsdp2StrategyConfig = _structure(spec["strategy"], Fsdp2StrategyConfig)
+        use_cuda = torch.cuda.is_available() and self.model_cfg.device != "cpu"
+        self.device = torch.device("cuda", torch.cuda.current_device()) if use_cuda else torch.device("cpu")
+        self.param_dtype = {"bfloat16": torch.bfloat16}.get(self.model_cfg.dtype)
+        self.transfer_dtype = self.param_dtype or torch.float32
+        self.policy: _Trainable | None = None
+        self.critic: _Trainable | None = None
+        self.ref: nn.Module | None = None
+        self._sync: Any = None
+        self._ipc_keep: list[Tensor] = []
+        self._offloaded = False
+
+    # -- start-up ---------------------------------------------------------------------------
+
+    def node(self) -> dict[str, Any]:
+        """Node IP, pid and (for a rendezvous on this node) a free port."""
+        from skyrl_core.runtime.calls import free_port, where
+
+        return {**where(), "port": free_port()}
+
+    def setup(self, master: str) -> dict[str, Any]:
+        """Join the process group at ``master`` (``host:port`` of rank 0), build the sharded models."""
+        import torch.distributed as dist
+        from torch.distributed.device_mesh import init_device_mesh
+
+        from skyrl_core.models.loading import load_causal_lm
+        from skyrl_core.plugins import build_registry
+        from skyrl_core.runtime.calls import plugin_table, where
+
+        backend = "cpu:gloo,cuda:nccl" if self.device.type == "cuda" else "gloo"
+        dist.init_process_group(
+            backend,
+            init_method=f"tcp://{master}",
+            rank=self.rank,
+            world_size=self.world_size,
+            timeout=timedelta(seconds=self.config.timeout_s),
+        )
+        self.mesh = init_device_mesh(self.device.type, (self.world_size,))
+        plugins = plugin_table(build_registry())
+        lm = load_causal_lm(self.model_cfg, dtype=torch.float32, device="cpu") if self.rank == 0 else None
+        seed = int(self.spec["seed"])
+        t = self.trainer
+
+        policy = self._build("policy", lm, seed, train=True)
+        self.policy = self._trainable(policy, t.lr)
+        if self.spec["need_ref"]:
+            self.ref = self._build("ref", lm, seed, train=False)
+        if self.spec["need_critic"]:
+            critic = self._build("critic", lm, seed, train=True)
+            self.critic = self._trainable(critic, self.config.critic_lr or t.lr)
+        del lm
+        self.sliced = self._choose_sliced()
+        self.weights = dict(fm.unique_weights(policy))
+        metas = [self._meta(name, tensor) for name, tensor in self.weights.items()]
+        return {"plugins": plugins, "device": str(self.device), "sliced": self.sliced, "metas": metas, **where()}
+
+    def _build(self, role: str, lm: nn.Module | None, seed: int, *, train: bool) -> nn.Module:
+        root, real = fm.build_roots(role, self.model_cfg, seed=seed, lm=lm)
+        if self.config.disable_dropout:
+            common.disable_dropout(root)
+        if train and self.trainer.gradient_checkpointing:
+            common.enable_checkpointing(fm.hf_model(root))
+        reduce_dtype = torch.float32 if self.config.reduce_dtype == "float32" else torch.bfloat16
+        fm.shard(
+            root,
+            mesh=self.mesh,
+            param_dtype=self.param_dtype,
+            reduce_dtype=reduce_dtype,
+            reshard_after_forward=self.config.reshard_after_forward,
+        )
+        fm.materialize(root, real, self.device, self.rank)
+        if not train:
+            root.eval().requires_grad_(False)
+        return root
+
+    def _trainable(self, root: nn.Module, lr: float) -> _Trainable:
+        t = self.trainer
+        optimizer = common.build_adamw(
+            (p for p in root.parameters() if p.requires_grad),
+            lr=lr,
+            betas=t.betas,
+            weight_decay=t.weight_decay,
+            device=self.device,
+        )
+        scheduler = common.build_scheduler(
+            optimizer,
+            schedule=t.lr_schedule,
+            warmup_steps=t.warmup_steps,
+            total_steps=max(1, int(self.spec["total_optimizer_steps"])),
+        )
+        return _Trainable(root, optimizer, scheduler)
+
+    @torch.no_grad()
+    def _choose_sliced(self) -> bool:
+        """``logits = 'auto'``: sliced when it reproduces the model's own logits on a probe (all
+        ranks agree, since every rank takes part in both passes)."""
+        import torch.distributed as dist
+
+        if self.config.logits != "auto":
+            return self.config.logits == "sliced"
+        assert self.policy is not None
+        root = self.policy.root
+        vocab = int(root.lm.get_output_embeddings().weight.shape[0])
+        probe = TrainBatch([[1, 2, 3], [4 % vocab]], [[5 % vocab, 6 % vocab], [7 % vocab, 8 % vocab, 9 % vocab]])
+        c = common.collate(probe, self.device)
+        root.eval()
+        a = root(**c.model_inputs(), rows=c.rows, cols=c.cols, sliced=True).float()
+        b = root(**c.model_inputs(), rows=c.rows, cols=c.cols, sliced=False).float()
+        ok = torch.tensor([1.0 if torch.allclose(a, b, rtol=1e-4, atol=1e-4) else 0.0], device=self.device)
+        dist.all_reduce(ok, op=dist.ReduceOp.MIN)
+        return bool(ok.item() > 0)
+
+    def _meta(self, name: str, tensor: Tensor) -> Any:
+        from skyrl_core.runtime.weight_sync import TensorMeta, dtype_name
+
+        dtype = self.transfer_dtype if tensor.is_floating_point() else tensor.dtype
+        return TensorMeta(name, tuple(int(d) for d in tensor.shape), dtype_name(dtype))
+
+    # -- passes -----------------------------------------------------------------------------
+
+    def _root(self, role: str) -> nn.Module:
+        if role == "policy":
+            assert self.policy is not None
+            return self.policy.root
+        if role == "ref":
+            assert self.ref is not None
+            return self.ref
+        assert self.critic is not None
+        return self.critic.root
+
+    def _outputs(self, role: str, c: common.Collated, temperature: float, need_entropy: bool) -> dict[str, Tensor]:
+        root = self._root(role)
+        if role == "critic":
+            return {"values": root(**c.model_inputs(), rows=c.rows, cols=c.cols)}
+        logits = root(**c.model_inputs(), rows=c.rows, cols=c.cols, sliced=self.sliced)
+        out = {"logprobs": token_logprobs(logits[None], c.targets[None], temperature)[0]}
+        if need_entropy:
+            out["entropy"] = entropy_from_logits(logits[None], temperature)[0]
+        return out
+
+    @torch.no_grad()
+    def forward(
+        self, batch: TrainBatch, groups: list[list[int]], n_micro: int, role: str, temperature: float,
+        need_entropy: bool,
+    ) -> dict[str, Tensor]:
+        """No-grad outputs ``(b, R)`` for this rank's ``b`` sequences (``n_micro`` passes in all)."""
+        self._check_onloaded()
+        self._root(role).eval()
+        names = ["values"] if role == "critic" else ["logprobs", *(["entropy"] if need_entropy else [])]
+        results = {n: torch.zeros(len(batch), batch.response_len, dtype=torch.float32) for n in names}
+        for k in range(n_micro):
+            real = k < len(groups)
+            idx = groups[k] if real else []
+            micro = TrainBatch([batch.prompt_ids[i] for i in idx], [batch.response_ids[i] for i in idx])
+            micro = micro if real else DUMMY
+            c = common.collate(micro, self.device)
+            per_token = self._outputs(role, c, temperature, need_entropy and real)
+            if real:
+                index = torch.tensor(idx, dtype=torch.long)
+                for name in names:
+                    block = c.scatter(per_token[name]).cpu()
+                    results[name][index, : block.shape[1]] = block
+        return results
+
+    def train_step(
+        self,
+        batch: TrainBatch,
+        groups: list[list[int]],
+        n_micro: int,
+        loss_payload: bytes,
+        scale: LossScale,
+        role: str,
+        temperature: float,
+        need_entropy: bool,
+    ) -> dict[str, Any]:
+        """Forward/backward over this rank's micro-batches, then one (sharded) optimizer step.
+
+        Gradients are summed over ranks by the reduce-scatter, so the step equals the
+        single-process one on the whole mini-batch. A non-finite loss on any rank, or a
+        non-finite gradient norm, skips the step on every rank.
+        """
+        import torch.distributed as dist
+
+        self._check_onloaded()
+        try:
+            loss_fn = pickle.loads(loss_payload)
+        except (ImportError, AttributeError) as exc:
+            raise SkyrlError(
+                f"fsdp2 worker rank {self.rank}: cannot rebuild the loss function here ({type(exc).__name__}: {exc}). "
+                "It is sent by reference, so its module must be importable in every Ray worker: define it in an "
+                "installed package (a plugin), not in a script or a test file."
+            ) from exc
+        trained = self.critic if role == "critic" else self.policy
+        assert trained is not None
+        trained.root.train()
+        trained.optimizer.zero_grad(set_to_none=True)
+        start = time.perf_counter()
+        sums: dict[str, float] = {}
+        plain: dict[str, float] = {}
+        weight_total = 0.0
+        bad: str | None = None
+        for k in range(n_micro):
+            real = k < len(groups)
+            micro = common.to_device(batch.select(groups[k]) if real else DUMMY, self.device)
+            c = common.collate(micro, self.device)
+            per_token = self._outputs(role, c, temperature, need_entropy and real)
+            if real:
+                out = ForwardOutput(**{name: c.scatter(v) for name, v in per_token.items()})
+                loss, metrics = loss_fn(micro, out, scale)
+                if bad is None and not bool(torch.isfinite(loss.detach()).all()):
+                    bad = f"micro-batch {k} of rank {self.rank} has loss {float(loss.detach())}"
+                weight = float(micro.tensors["loss_mask"].sum())
+                weight_total += weight
+                for name, value in metrics.items():
+                    sums[name] = sums.get(name, 0.0) + float(value) * weight
+                    plain[name] = plain.get(name, 0.0) + float(value)
+            else:
+                loss = sum(v.sum() for v in per_token.values()) * 0.0
+            loss.backward()  # every rank runs every backward: each one reduce-scatters gradients
+        fwd_bwd_s = time.perf_counter() - start
+
+        start = time.perf_counter()
+        flag = torch.tensor([0.0 if bad is None else 1.0], device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        lr = float(trained.optimizer.param_groups[0]["lr"])
+        grad_norm = float("nan")
+        skipped = bool(flag.item() > 0)
+        if skipped and bad is None:
+            bad = "another rank had a non-finite loss"
+        if not skipped:
+            max_norm = self.trainer.grad_clip if self.trainer.grad_clip > 0 else math.inf
+            grad_norm = float(fm.full(torch.nn.utils.clip_grad_norm_(trained.params, max_norm)))
+            if math.isfinite(grad_norm):
+                trained.optimizer.step()
+            else:
+                skipped = True
+                bad = f"gradient norm is {grad_norm}"
+        trained.optimizer.zero_grad(set_to_none=True)
+        stepped_schedule = False
+        if not (skipped and not self.trainer.skip_nan):
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
+                trained.scheduler.step()
+            stepped_schedule = True
+        return {
+            "sums": sums,
+            "plain": plain,
+            "weight": weight_total,
+            "micro_batches": len(groups),
+            "grad_norm": grad_norm,
+            "lr": lr,
+            "skipped": skipped,
+            "bad": bad,
+            "stepped_schedule": stepped_schedule,
+            "fwd_bwd_s": fwd_bwd_s,
+            "optimizer_s": time.perf_counter() - start,
+        }
+
+    # -- weights ----------------------------------------------------------------------------
+
+    def send_bucket(
+        self, names: list[str], transport: str, path: str | None, dtypes: dict[str, str] | None
+    ) -> dict[str, Any]:
+        """Gather the full tensors ``names`` (every rank takes part) and send them by ``transport``.
+
+        ``object_store``: rank 0 returns them. ``broadcast``: rank 0 broadcasts them in the weight
+        group. ``disk``: rank 0 writes ``path``. ``cuda_ipc``: every rank keeps its gathered copy
+        on its GPU and returns IPC handles (until ``release_bucket``). With ``dtypes`` rank 0 also
+        returns their checksums cast to those (the engines') dtypes.
+        """
+        from skyrl_core.runtime import weight_sync as ws
+
+        self._check_onloaded()
+        named = []
+        for name in names:
+            tensor = fm.full(self.weights[name].detach())
+            named.append((name, tensor.to(self.transfer_dtype) if tensor.is_floating_point() else tensor))
+        out: dict[str, Any] = {"checksums": {}, "handles": None, "bucket": None}
+        if self.rank == 0 and dtypes is not None:
+            out["checksums"] = ws.expected_checksums(named, dtypes)
+        metas = [self._meta(n, t) for n, t in named]
+        if transport == "cuda_ipc":
+            self._ipc_keep = ws.pack(metas, [t for _, t in named])
+            out["handles"] = [ws.ipc_handle(f) for f in self._ipc_keep]
+        elif self.rank != 0:
+            pass
+        elif transport == "object_store":
+            out["bucket"] = [(n, t.cpu()) for n, t in named]
+        elif transport == "broadcast":
+            if self._sync is None:
+                raise RuntimeError("send_bucket(broadcast) before join_sync_group")
+            for flat in ws.pack(metas, [t for _, t in named]):
+                self._sync.broadcast(flat)
+        elif transport == "disk":
+            assert path is not None
+            ws.write_bucket(Path(path), named)
+        else:
+            raise ValueError(f"unknown weight transport {transport!r}")
+        return out
+
+    def release_bucket(self) -> None:
+        """Drop the GPU copies kept for ``cuda_ipc`` receivers."""
+        self._ipc_keep = []
+
+    def join_sync_group(self, host: str, port: int, size: int, timeout_s: float) -> None:
+        """Rank 0 joins the weight broadcast group as its rank 0 (other ranks: nothing to do)."""
+        from skyrl_core.runtime.weight_sync import SyncGroup
+
+        if self.rank == 0:
+            self._sync = SyncGroup(host, port, 0, size, self.device, timeout_s)
+
+    def reset_ref(self) -> None:
+        """Copy the policy's shards into the reference model (same sharding, so shard by shard)."""
+        assert self.ref is not None and self.policy is not None
+        with torch.no_grad():
+            for ref_p, pol_p in zip(self.ref.parameters(), self.policy.root.parameters(), strict=True):
+                ref_p.copy_(pol_p)
+
+    # -- checkpoints and export -------------------------------------------------------------
+
+    def _dcp_state(self, with_ref: bool) -> dict[str, Any]:
+        from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
+
+        assert self.policy is not None
+        state: dict[str, Any] = {
+            "policy": get_model_state_dict(self.policy.root),
+            "policy_optim": get_optimizer_state_dict(self.policy.root, self.policy.optimizer),
+        }
+        if with_ref and self.ref is not None:
+            state["ref"] = get_model_state_dict(self.ref)
+        if self.critic is not None:
+            state["critic"] = get_model_state_dict(self.critic.root)
+            state["critic_optim"] = get_optimizer_state_dict(self.critic.root, self.critic.optimizer)
+        return state
+
+    def save(self, path: str) -> None:
+        """Sharded weights and optimizer states (``dcp/``), schedules (rank 0) and this rank's RNG."""
+        import torch.distributed.checkpoint as dcp
+
+        self._check_onloaded()
+        directory = Path(path)
+        dcp.save(self._dcp_state(with_ref=True), checkpoint_id=str(directory / "dcp"))
+        if self.rank == 0:
+            for role, trained in (("policy", self.policy), ("critic", self.critic)):
+                if trained is not None:
+                    torch.save(trained.scheduler.state_dict(), directory / SCHEDULER_FILE.format(role=role))
+        torch.save(common.rng_state(), directory / RNG_FILE.format(rank=self.rank))
+
+    def load(self, path: str, with_ref: bool) -> None:
+        """Restore ``save``'s files; the shards are re-cut for this world size by DCP."""
+        import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
+
+        self._check_onloaded()
+        directory = Path(path)
+        state = self._dcp_state(with_ref=with_ref)
+        dcp.load(state, checkpoint_id=str(directory / "dcp"))
+        assert self.policy is not None
+        set_model_state_dict(self.policy.root, state["policy"])
+        set_optimizer_state_dict(self.policy.root, self.policy.optimizer, state["policy_optim"])
+        if "ref" in state:
+            set_model_state_dict(self.ref, state["ref"])
+        if self.critic is not None:
+            set_model_state_dict(self.critic.root, state["critic"])
+            set_optimizer_state_dict(self.critic.root, self.critic.optimizer, state["critic_optim"])
+        for role, trained in (("policy", self.policy), ("critic", self.critic)):
+            if trained is not None:
+                trained.scheduler.load_state_dict(torch.load(directory / SCHEDULER_FILE.format(role=role)))
+        rng_file = directory / RNG_FILE.format(rank=self.rank)
+        if rng_file.is_file():  # a rank that did not exist at save time keeps its own RNG
+            common.set_rng_state(torch.load(rng_file))
+
+    def export(self, path: str) -> bool:
+        """Gather the full policy on rank 0 and ``save_pretrained`` it to ``path`` in ``[model] dtype``."""
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        self._check_onloaded()
+        assert self.policy is not None
+        full = get_model_state_dict(self.policy.root, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        if self.rank != 0:
+            return False
+        dtype = getattr(torch, self.model_cfg.dtype)
+        keep = set(self.weights)
+        state = {}
+        for key, tensor in full.items():
+            name = key.removeprefix(fm.PREFIX)
+            if name in keep:
+                state[name] = tensor.to(dtype) if tensor.is_floating_point() else tensor
+        skeleton = fm.meta_skeleton(self.model_cfg)
+        skeleton.save_pretrained(path, state_dict=state)  # empties ``state``
+        config_file = Path(path) / "config.json"
+        config = json.loads(config_file.read_text())
+        config["dtype"] = self.model_cfg.dtype
+        config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        return True
+
+    # -- placement --------------------------------------------------------------------------
+
+    def _placed(self) -> tuple[list[nn.Module], list[torch.optim.Optimizer]]:
+        trained = [t for t in (self.policy, self.critic) if t is not None]
+        return [t.root for t in trained] + ([self.ref] if self.ref is not None else []), [t.optimizer for t in trained]
+
+    def offload(self) -> None:
+        """Sharded weights and optimizer states to CPU (GPU workers; a no-op on CPU)."""
+        if self.device.type != "cuda" or self._offloaded:
+            return
+        fm.offload(*self._placed())
+        self._offloaded = True
+
+    def onload(self) -> None:
+        if not self._offloaded:
+            return
+        fm.onload(*self._placed(), self.device)
+        self._offloaded = False
+
+    def _check_onloaded(self) -> None:
+        if self._offloaded:
+            raise RuntimeError("fsdp2 worker is offloaded to CPU; call onload() first")
+
+    def pid(self) -> int:
+        return os.getpid()
