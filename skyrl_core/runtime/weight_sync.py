@@ -419,3 +419,21 @@ def _stats(nbytes: int, buckets: int, verified: bool) -> dict[str, float]:
         "weight_sync/buckets": float(buckets),
         "weight_sync/verified": float(verified),
     }
+
+
+def verify_engine_weights(strategy: Any, backend: Any, bucket_bytes: int = 1 << 28) -> int:
+    """Check, without syncing, that every engine of ``backend`` holds exactly the policy's weights.
+
+    Returns:
+        The number of tensors compared.
+
+    Raises:
+        WeightSyncError: naming every tensor that differs.
+    """
+    dtypes = _engine_dtypes(backend)
+    expected: dict[str, str] = {}
+    for bucket in strategy.named_weights(bucket_bytes):
+        expected.update(expected_checksums(bucket, dtypes))
+    for engine, held in _engine_checksums(backend, list(expected)):
+        compare_checksums(expected, held, engine=engine, transport="none (verification only)")
+    return len(expected)
