@@ -308,9 +308,12 @@ def choose_transport(cfg: RuntimeConfig, *, direct: bool, gpu: bool) -> str:
     return wanted
 
 
-def transfer_weights(strategy: Any, backend: Any, cfg: RuntimeConfig) -> dict[str, float]:
+def transfer_weights(
+    strategy: Any, backend: Any, cfg: RuntimeConfig, *, bucket_bytes: int | None = None
+) -> dict[str, float]:
     """Push the policy's weights from ``strategy`` into ``backend``; return sync metrics.
 
+    ``bucket_bytes`` overrides ``cfg.weight_sync_bucket_mb``. Metrics:
     ``weight_sync/bytes``, ``weight_sync/buckets``, ``weight_sync/seconds`` and
     ``weight_sync/verified`` (1.0 when checksums were compared).
     """
@@ -318,7 +321,7 @@ def transfer_weights(strategy: Any, backend: Any, cfg: RuntimeConfig) -> dict[st
     from skyrl_core.strategies.fsdp2 import Fsdp2Strategy
 
     start = time.perf_counter()
-    bucket_bytes = cfg.weight_sync_bucket_mb << 20
+    bucket_bytes = bucket_bytes or cfg.weight_sync_bucket_mb << 20
     direct = isinstance(strategy, Fsdp2Strategy) and isinstance(backend, RayBackend)
     if isinstance(strategy, Fsdp2Strategy) and not direct and cfg.mode == "ray":
         raise SkyrlError("the fsdp2 strategy with [runtime] mode = 'ray' needs the backend built by the runtime")
