@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     import argparse
     from collections.abc import Callable
 
+    from skyrl_core.config.schema import RunConfig
+    from skyrl_core.errors import ConfigIssue
     from skyrl_core.rollout import RolloutBatch
     from skyrl_core.run import RunContext
     from skyrl_core.specs import ComponentSpec
@@ -104,6 +106,34 @@ def skyrl_register_config_sections() -> list[ComponentSpec]:
     ``config_cls`` validates it; ``impl`` is unused (pass None). The validated object is
     available to the plugin's other hooks as ``run.config.sections[name]``; a section that
     is absent from the TOML is absent from that mapping.
+    """
+
+
+# -- config hooks, called each time a run's TOML is loaded ----------------------------------
+
+
+@hookspec
+def skyrl_config_defaults(raw: dict[str, Any]) -> dict[str, Any] | None:
+    """Defaults that a run's TOML implies for other tables: presets, e.g. ``[dapo]`` implying
+    ``[algorithm.policy_loss] eps_high = 0.28``.
+
+    Called each time a config is loaded, after command-line overrides and before validation,
+    with a copy of the parsed TOML document (changing it has no effect). Return a nested dict
+    of TOML values, or None. Each value applies only where the document leaves that key unset:
+    what the user writes always wins. Two plugins giving different values for one key is a
+    config error naming both. Resolved values show in ``skyrl config show`` and the run's
+    ``config.toml``.
+    """
+
+
+@hookspec
+def skyrl_check_config(config: RunConfig) -> list[ConfigIssue] | None:
+    """Cross-table checks of a validated config, e.g. ``[dapo]`` against ``[algorithm]``.
+
+    Called each time a config is loaded, after every table was validated on its own. Return
+    ``skyrl_core.errors.ConfigIssue(key_path, message)`` items, reported together with every
+    other error of the file, or None. A component table that failed its own validation has
+    ``config = None``; a plugin section that failed is absent from ``config.sections``.
     """
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 import typing
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -352,6 +352,9 @@ def parse_config(raw: dict[str, Any], registry: Registry | None = None, source: 
     raw = _deepcopy(raw)
     issues: list[ConfigIssue] = []
 
+    # 0. Defaults the document implies through plugins (presets); the user's keys win.
+    issues += apply_plugin_defaults(raw, registry)
+
     # 1. Component tables: pull them out, remember name + options.
     chosen: dict[tuple[str, ...], tuple[str, dict[str, Any]]] = {}
     for path, (kind, default) in COMPONENT_TABLES.items():
@@ -456,11 +459,112 @@ def parse_config(raw: dict[str, Any], registry: Registry | None = None, source: 
                 issues.append(
                     ConfigIssue("data.default_env_class", registry.unknown_message(Kind.ENVIRONMENT, env_name))
                 )
+        issues += plugin_checks(cfg, registry)
 
     if issues:
         raise ConfigError(issues, source)
     assert cfg is not None
     return cfg
+
+
+# -- plugin config hooks (skyrl_config_defaults, skyrl_check_config) ----------------------
+
+
+def _each_impl(registry: Registry, hook_name: str, make_kwargs: Callable[[], dict[str, Any]]) -> list[tuple[str, Any]]:
+    """``(plugin, result)`` of every implementation of a hook, in pluggy's call order, each
+    called with fresh ``make_kwargs()``; a raised exception is returned as the result. Called
+    one by one so that errors can name the plugin."""
+    described = {p.name: p.describe() for p in registry.plugins}
+    out: list[tuple[str, Any]] = []
+    for impl in reversed(getattr(registry.hook, hook_name).get_hookimpls()):
+        who = described.get(impl.plugin_name, impl.plugin_name)
+        kwargs = make_kwargs()
+        try:
+            out.append((who, impl.function(**{name: kwargs[name] for name in impl.argnames})))
+        except Exception as exc:  # reported as a config issue naming the plugin
+            out.append((who, exc))
+    return out
+
+
+def apply_plugin_defaults(raw: dict[str, Any], registry: Registry) -> list[ConfigIssue]:
+    """Layer every plugin's ``skyrl_config_defaults`` under ``raw`` in place; return the issues."""
+    issues: list[ConfigIssue] = []
+    merged: dict[str, Any] = {}
+    owners: dict[tuple[str, ...], str] = {}
+    for who, result in _each_impl(registry, "skyrl_config_defaults", lambda: {"raw": _deepcopy(raw)}):
+        if isinstance(result, Exception):
+            issues.append(
+                ConfigIssue("", f"plugin {who}: skyrl_config_defaults raised {type(result).__name__}: {result}")
+            )
+        elif result is not None and not isinstance(result, dict):
+            issues.append(
+                ConfigIssue("", f"plugin {who}: skyrl_config_defaults must return a dict of TOML values or None, "
+                                f"got {type(result).__name__}")
+            )
+        elif result:
+            conflicts: list[tuple[tuple[str, ...], str]] = []
+            _merge_defaults(merged, result, who, owners, (), conflicts)
+            # A disagreement matters only where the document leaves the key unset.
+            issues += [ConfigIssue(_join(path), msg) for path, msg in conflicts if not _is_set(raw, path)]
+    _layer_under(raw, merged)
+    return issues
+
+
+def _merge_defaults(
+    into: dict[str, Any],
+    new: dict[str, Any],
+    who: str,
+    owners: dict[tuple[str, ...], str],
+    path: tuple[str, ...],
+    conflicts: list[tuple[tuple[str, ...], str]],
+) -> None:
+    for key, value in new.items():
+        here = (*path, str(key))
+        if isinstance(value, dict) and isinstance(into.setdefault(key, {}), dict):
+            owners.setdefault(here, who)
+            _merge_defaults(into[key], value, who, owners, here, conflicts)
+        elif key in into and into[key] != value and owners.get(here, who) != who:
+            message = (
+                f"plugins {owners[here]} and {who} imply different defaults ({into[key]!r} and {value!r}); "
+                "set this key in the config file to choose"
+            )
+            conflicts.append((here, message))
+        else:
+            into[key] = _deepcopy(value)
+            owners[here] = who
+
+
+def _is_set(raw: dict[str, Any], path: tuple[str, ...]) -> bool:
+    node: Any = raw
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            return False
+        node = node[key]
+    return True
+
+
+def _layer_under(raw: dict[str, Any], defaults: dict[str, Any]) -> None:
+    for key, value in defaults.items():
+        if key not in raw:
+            raw[key] = _deepcopy(value)
+        elif isinstance(raw[key], dict) and isinstance(value, dict):
+            _layer_under(raw[key], value)
+
+
+def plugin_checks(cfg: schema.RunConfig, registry: Registry) -> list[ConfigIssue]:
+    """The issues every plugin's ``skyrl_check_config`` finds in a validated config."""
+    issues: list[ConfigIssue] = []
+    for who, result in _each_impl(registry, "skyrl_check_config", lambda: {"config": cfg}):
+        if isinstance(result, Exception):
+            issues.append(
+                ConfigIssue("", f"plugin {who}: skyrl_check_config raised {type(result).__name__}: {result}")
+            )
+            continue
+        for item in result or []:
+            if not isinstance(item, ConfigIssue):
+                item = ConfigIssue("", f"plugin {who}: skyrl_check_config returned {item!r}, not a ConfigIssue")
+            issues.append(item)
+    return issues
 
 
 def component_config(registry: Registry, kind: Kind, name: str, given: Any) -> Any:

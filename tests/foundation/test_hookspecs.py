@@ -18,6 +18,7 @@ from foundation_support import BASE_TOML
 from skyrl_core import hookimpl, hookspecs
 from skyrl_core.config.loader import parse_config
 from skyrl_core.config.plan import make_plan
+from skyrl_core.errors import ConfigError
 from skyrl_core.plugins import build_registry
 from skyrl_core.rollout import RolloutBatch, Trajectory
 from skyrl_core.run import RunContext
@@ -68,6 +69,75 @@ def test_registration_hook(use_dists, kind):
     assert comp.provider.distribution == "skyrl-test-everything"
     assert comp.spec.summary
     assert [s.name for s in impl.function()] == [comp.name]
+
+
+# -- config hooks ----------------------------------------------------------------------------
+
+
+def _config(registry, extra: str = ""):
+    return parse_config(tomllib.loads(BASE_TOML + "\n" + extra), registry=registry)
+
+
+def test_config_defaults_fill_only_unset_keys(everything):
+    registry = fresh_registry(everything)
+    assert _config(registry, "[t_section]\n").algorithm.entropy_coef == 0.01  # implied by [t_section]
+    assert _config(registry, "[t_section]\n[algorithm]\nentropy_coef = 0.2\n").algorithm.entropy_coef == 0.2
+    assert _config(registry).algorithm.entropy_coef == 0.0  # no [t_section]: nothing implied
+
+    class SeesACopy:
+        @hookimpl
+        def skyrl_config_defaults(self, raw):
+            raw.clear()  # changing the document it is shown has no effect
+            return {"trainer": {"lr": 0.5}, "algorithm": {"kl": {"coef": 0.25}}}
+
+    cfg = _config(fresh_registry(everything, SeesACopy()), "[t_section]\n[trainer]\nsteps = 3\n")
+    assert (cfg.trainer.lr, cfg.trainer.steps, cfg.algorithm.kl.coef) == (0.5, 3, 0.25)
+    assert cfg.algorithm.entropy_coef == 0.01 and "t_section" in cfg.sections
+
+
+def test_config_defaults_conflicts_and_failures_name_the_plugins(everything):
+    class Disagrees:
+        @hookimpl
+        def skyrl_config_defaults(self):
+            return {"algorithm": {"entropy_coef": 0.05}}
+
+    class Raises:
+        @hookimpl
+        def skyrl_config_defaults(self, raw):
+            raise RuntimeError("boom")
+
+    registry = build_registry(
+        entry_points=False, extra_plugins=[("everything", everything), ("disagrees", Disagrees()), ("raises", Raises())]
+    )
+    with pytest.raises(ConfigError) as err:
+        _config(registry, "[t_section]\n")
+    text = str(err.value)
+    assert "algorithm.entropy_coef: plugins" in text and "0.01" in text and "0.05" in text
+    assert "plugins disagrees test and everything test imply different defaults" in text
+    assert "plugin raises test: skyrl_config_defaults raised RuntimeError: boom" in text
+    # setting the key in the file settles the disagreement; the raising plugin is still reported
+    with pytest.raises(ConfigError) as err:
+        _config(registry, "[t_section]\n[algorithm]\nentropy_coef = 0.0\n")
+    assert len(err.value.issues) == 1 and "boom" in str(err.value)
+
+
+def test_check_config_issues_are_reported_with_the_others(everything):
+    registry = fresh_registry(everything)
+    bad = "[t_section]\nfilter_groups = true\n[trainer]\nsamples_per_prompt = 1\nlr = -1.0\n"
+    with pytest.raises(ConfigError) as err:
+        _config(registry, bad)
+    paths = {issue.path for issue in err.value.issues}
+    assert paths == {"trainer.lr", "t_section.filter_groups"}
+    assert "needs trainer.samples_per_prompt >= 2" in str(err.value)
+    assert _config(registry, "[t_section]\nfilter_groups = true\n").sections["t_section"].filter_groups
+
+    class Broken:
+        @hookimpl
+        def skyrl_check_config(self, config):
+            return ["not an issue"]
+
+    with pytest.raises(ConfigError, match="returned 'not an issue', not a ConfigIssue"):
+        _config(fresh_registry(everything, Broken()))
 
 
 # -- pipeline hooks --------------------------------------------------------------------------
@@ -163,6 +233,8 @@ def test_add_commands_through_the_cli(skyrl):
 
 HOOK_TESTS = {
     **{kind.hook: test_registration_hook for kind in Kind},
+    "skyrl_config_defaults": test_config_defaults_fill_only_unset_keys,
+    "skyrl_check_config": test_check_config_issues_are_reported_with_the_others,
     "skyrl_run_start": test_run_start_and_run_end,
     "skyrl_run_end": test_run_start_and_run_end,
     "skyrl_collect_rollouts": test_collect_rollouts_is_firstresult,
