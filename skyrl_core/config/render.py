@@ -163,6 +163,7 @@ SECTIONS: list[tuple[str, type]] = [
     ("run", schema.RunSection),
     ("model", schema.ModelConfig),
     ("model.tiny", schema.TinyModelConfig),
+    ("model.lora", schema.LoraConfig),
     ("data", schema.DataConfig),
     ("generator", schema.GeneratorConfig),
     ("algorithm", schema.AlgorithmConfig),

@@ -64,6 +64,56 @@ class TinyModelConfig:
     )
 
 
+def _check_target_modules(value: Any) -> str | None:
+    if not value:
+        return "must name at least one module, e.g. [\"all-linear\"] or [\"q_proj\", \"v_proj\"]"
+    if "all-linear" in value and len(value) > 1:
+        return "'all-linear' already selects every linear layer; give it alone (use exclude_modules to drop some)"
+    return None
+
+
+def _check_dropout(value: Any) -> str | None:
+    return None if 0 <= value < 1 else f"must be >= 0 and < 1, got {value!r}"
+
+
+@attrs.define(kw_only=True)
+class LoraConfig:
+    """``[model.lora]``: train low-rank adapters (LoRA, through ``peft``) instead of every weight."""
+
+    rank: int = option(
+        0, help="Rank r of the adapters (0 = off: full fine-tuning). Typical: 8 to 64.", check=non_negative
+    )
+    alpha: float = option(
+        16.0, help="Scaling numerator: the adapter's update is multiplied by alpha / rank.", check=positive
+    )
+    dropout: float = option(
+        0.0,
+        help="Dropout on the adapters' input in training passes (not in the no-grad log-prob passes, so "
+        "keep 0 for RL unless you want that mismatch).",
+        check=_check_dropout,
+    )
+    target_modules: list[str] = option(
+        factory=lambda: ["all-linear"],
+        help="Layers that get adapters: [\"all-linear\"] (every linear layer but the output layer) or "
+        "module names / suffixes such as [\"q_proj\", \"v_proj\"].",
+        check=_check_target_modules,
+    )
+    exclude_modules: list[str] = option(
+        factory=list, help="Module names / suffixes left without adapters (e.g. [\"down_proj\"])."
+    )
+    sync: Literal["auto", "merged", "adapter"] = option(
+        "auto",
+        help="What reaches the inference engine: 'merged' (full weights, base + adapter delta, under the "
+        "base model's names), 'adapter' (only the adapter; the engine must declare LoRA support), "
+        "'auto' (adapter when the engine supports it, else merged).",
+    )
+    export: Literal["merged", "adapter"] = option(
+        "merged",
+        help="What the end-of-run and `skyrl export` folders hold: a merged Hugging Face model, or the "
+        "adapter alone in peft format (load it with peft on top of the base model).",
+    )
+
+
 @attrs.define(kw_only=True)
 class ModelConfig:
     """``[model]``: the policy model and its tokenizer."""
@@ -82,6 +132,7 @@ class ModelConfig:
     tiny: TinyModelConfig | None = option(
         None, help="When set and `path` does not exist, build a tiny model + tokenizer there first."
     )
+    lora: LoraConfig = option(factory=LoraConfig, help="[model.lora] (LoRA adapters; rank 0 = off)")
 
 
 @attrs.define(kw_only=True)
