@@ -186,12 +186,22 @@ def test_checkpoint_saved_at_world_size_2_loads_at_1_and_2(ray_cluster, qwen2_di
         resumed.shutdown()
 
 
-def test_checkpoint_errors_and_hf_export(ray_cluster, qwen2_dir, tmp_path):
+def test_nan_skip_checkpoint_errors_and_hf_export(ray_cluster, qwen2_dir, make_batch, tmp_path):
     from transformers import AutoModelForCausalLM
 
     from skyrl_core.strategies.common import CheckpointError
 
-    strategy = make_fsdp2(qwen2_dir)
+    strategy = make_fsdp2(qwen2_dir, micro_batch_tokens=MICRO_TOKENS)
+    # A non-finite loss on the rank that holds sequence 0 skips the step on every rank (no hang).
+    bad = rl_batch(make_batch, 3, strategy)
+    bad.tensors["advantages"][0] = float("nan")
+    before = weights(strategy)
+    metrics = strategy.train_step(bad, policy_loss())
+    assert metrics["skipped"] == 1.0 and metrics["grad_norm"] != metrics["grad_norm"]  # NaN
+    assert all(torch.equal(t, before[n]) for n, t in weights(strategy).items())
+    good = rl_batch(make_batch, 4, strategy)
+    assert strategy.train_step(good, policy_loss())["skipped"] == 0.0  # the ranks are still in step
+
     with pytest.raises(CheckpointError, match="not a directory"):
         strategy.load_checkpoint(tmp_path / "missing")
     local_ckpt = tmp_path / "local"
