@@ -221,9 +221,16 @@ def build_scheduler(
 
 
 def build_adamw(
-    params: Iterable[Tensor], *, lr: float, betas: Sequence[float], weight_decay: float, device: torch.device
+    params: Iterable[Tensor],
+    *,
+    lr: float,
+    betas: Sequence[float],
+    weight_decay: float,
+    device: torch.device,
+    fused: bool | None = None,
 ) -> torch.optim.AdamW:
-    """AdamW over ``params``; the fused kernel on CUDA."""
+    """AdamW over ``params``; the fused kernel on CUDA unless ``fused`` says otherwise
+    (sharded ``DTensor`` parameters use the multi-tensor ``foreach`` kernel)."""
     if len(betas) != 2:
         raise SkyrlError(f"[trainer] betas = {list(betas)!r}: AdamW needs exactly two values, e.g. [0.9, 0.999]")
     return torch.optim.AdamW(
@@ -231,7 +238,7 @@ def build_adamw(
         lr=lr,
         betas=(float(betas[0]), float(betas[1])),
         weight_decay=weight_decay,
-        fused=device.type == "cuda",
+        fused=device.type == "cuda" if fused is None else fused,
     )
 
 

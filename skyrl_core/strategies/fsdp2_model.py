@@ -13,6 +13,8 @@ the root's pre-forward hook gathers the embeddings, final norm and LM head once 
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -223,3 +225,26 @@ def _move(modules: list[nn.Module], optimizers: list[torch.optim.Optimizer], dev
                     state[key] = value.to(device, non_blocking=True)
     if device.type == "cuda":
         torch.cuda.synchronize()
+
+
+def export_hf(root: nn.Module, names: set[str], model_cfg: ModelConfig, path: Path, rank: int) -> bool:
+    """Gather the full policy on rank 0 and ``save_pretrained`` the tensors ``names`` to ``path`` in
+    ``[model] dtype`` (every rank must call it; returns whether this rank wrote)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    gathered = get_model_state_dict(root, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    if rank != 0:
+        return False
+    dtype = getattr(torch, model_cfg.dtype)
+    state = {}
+    for key, tensor in gathered.items():
+        name = key.removeprefix(PREFIX)
+        if name in names:
+            state[name] = tensor.to(dtype) if tensor.is_floating_point() else tensor
+    meta_skeleton(model_cfg).save_pretrained(path, state_dict=state)  # empties ``state``
+    # save_pretrained records the skeleton's float32; the files hold ``dtype``.
+    config_file = Path(path) / "config.json"
+    config = json.loads(config_file.read_text())
+    config["dtype"] = model_cfg.dtype
+    config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return True

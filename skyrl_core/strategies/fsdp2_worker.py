@@ -14,7 +14,6 @@ imported here by module and name).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import pickle
@@ -112,6 +111,7 @@ class Fsdp2Worker:
             rank=self.rank,
             world_size=self.world_size,
             timeout=timedelta(seconds=self.config.timeout_s),
+            device_id=self.device if self.device.type == "cuda" else None,
         )
         self.mesh = init_device_mesh(self.device.type, (self.world_size,))
         plugins = plugin_table(build_registry())
@@ -159,6 +159,7 @@ class Fsdp2Worker:
             betas=t.betas,
             weight_decay=t.weight_decay,
             device=self.device,
+            fused=False,  # foreach over DTensor shards: the fused kernel's DTensor support varies by torch version
         )
         scheduler = common.build_scheduler(
             optimizer,
@@ -450,27 +451,9 @@ class Fsdp2Worker:
 
     def export(self, path: str) -> bool:
         """Gather the full policy on rank 0 and ``save_pretrained`` it to ``path`` in ``[model] dtype``."""
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
         self._check_onloaded()
         assert self.policy is not None
-        full = get_model_state_dict(self.policy.root, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-        if self.rank != 0:
-            return False
-        dtype = getattr(torch, self.model_cfg.dtype)
-        keep = set(self.weights)
-        state = {}
-        for key, tensor in full.items():
-            name = key.removeprefix(fm.PREFIX)
-            if name in keep:
-                state[name] = tensor.to(dtype) if tensor.is_floating_point() else tensor
-        skeleton = fm.meta_skeleton(self.model_cfg)
-        skeleton.save_pretrained(path, state_dict=state)  # empties ``state``
-        config_file = Path(path) / "config.json"
-        config = json.loads(config_file.read_text())
-        config["dtype"] = self.model_cfg.dtype
-        config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        return True
+        return fm.export_hf(self.policy.root, set(self.weights), self.model_cfg, Path(path), self.rank)
 
     # -- placement --------------------------------------------------------------------------
 
