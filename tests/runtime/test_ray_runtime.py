@@ -136,7 +136,7 @@ def test_cluster_too_small_is_a_clear_error(ray_cluster):
     runtime.configure(RuntimeConfig())
 
 
-def test_engine_actor_generates_like_the_in_process_backend(ray_cluster, model_cfg):
+def test_engine_actor_generates_like_the_in_process_backend_and_takes_driver_weights(ray_cluster, model_cfg):
     _, remote = build(SPLIT, model_cfg, strategy=False)
     local = NativeBackend(NativeBackendConfig(), model=model_cfg, seed=3)
     loop = asyncio.new_event_loop()
@@ -153,6 +153,15 @@ def test_engine_actor_generates_like_the_in_process_backend(ray_cluster, model_c
         assert [c.finish_reason for c in g.completions] == [c.finish_reason for c in w.completions]
         for a, b in zip(g.completions, w.completions, strict=True):
             assert a.logprobs == pytest.approx(b.logprobs, abs=1e-4)  # 1 vs 2 torch threads
+
+    # The local strategy (in the driver) with engines in Ray: weights go through the object store.
+    from skyrl_core.strategies.local import LocalStrategy
+
+    strategy = LocalStrategy(None, model=model_cfg, trainer=attrs.evolve(TrainerConfig(), lr=1e-2), seed=0)
+    strategy.train_step(sft_batch(), strategy.sft_loss_fn())
+    stats = transfer_weights(strategy, remote, SPLIT)
+    assert stats["weight_sync/verified"] == 1.0
+    assert verify_engine_weights(strategy, remote) > 0
     remote.shutdown()
 
 
