@@ -100,9 +100,11 @@ def run_warm_start(run: RunContext) -> Path:
         cfg.trainer, lr=ws.lr, lr_schedule="cosine", warmup_steps=max(1, ws.steps // 20), grad_clip=1.0
     )
     strategy_cls = run.registry.get(Kind.STRATEGY, cfg.strategy.name).load()
+    # The RL phase loads the warm-started model as its base: a LoRA warm start exports merged.
+    model_cfg = attrs.evolve(cfg.model, lora=attrs.evolve(cfg.model.lora, export="merged"))
     strategy = strategy_cls(
         run.component_config(Kind.STRATEGY, cfg.strategy.name, cfg.strategy.config),
-        model=cfg.model,
+        model=model_cfg,
         trainer=trainer,
         seed=cfg.run.seed,
         total_optimizer_steps=ws.steps,

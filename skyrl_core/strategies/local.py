@@ -2,8 +2,11 @@
 
 Owns the policy (fp32 master weights; bf16/fp16 through autocast), its AdamW optimizer
 and LR schedule, and optionally a frozen reference copy (for KL) and a critic (a copy of
-the policy's transformer with a scalar value head, for GAE). The loop talks to it only
-through ``skyrl_core.protocols.strategy.TrainingStrategy``::
+the policy's transformer with a scalar value head, for GAE). With ``[model.lora] rank > 0``
+only LoRA adapters train (``skyrl_core.strategies.lora``): the frozen base stays in
+``[model] dtype``, the reference is the base with adapters disabled (no copy), weights are
+synced merged, and checkpoints hold the adapters. The loop talks to it only through
+``skyrl_core.protocols.strategy.TrainingStrategy``::
 
     strategy = LocalStrategy(LocalStrategyConfig(), model=cfg.model, trainer=cfg.trainer, seed=cfg.run.seed)
     old = strategy.forward(batch, temperature=cfg.generator.temperature)        # ForwardOutput, (B, R)
@@ -36,7 +39,7 @@ from skyrl_core.config.schema import ModelConfig, TrainerConfig
 from skyrl_core.errors import SkyrlError
 from skyrl_core.ops.fused_logprobs import logprobs_and_entropy
 from skyrl_core.protocols.strategy import ForwardOutput, LossFn, ModelRole, TrainBatch
-from skyrl_core.strategies import common
+from skyrl_core.strategies import common, lora
 from skyrl_core.strategies.local_config import LocalStrategyConfig
 
 _AUTOCAST_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -92,13 +95,18 @@ class LocalStrategy:
         self._offloader = common.HostOffloader()
         self.optimizer_steps = 0
 
-        policy = load_causal_lm(model, device=self.device, dtype=torch.float32)
+        # A LoRA base is frozen: it needs no fp32 master copy, so it stays in [model] dtype.
+        base_dtype = getattr(torch, model.dtype) if lora.enabled(model) else torch.float32
+        policy = load_causal_lm(model, device=self.device, dtype=base_dtype)
         if self.config.disable_dropout:
-            common.disable_dropout(policy)
-        self.policy = policy
+            common.disable_dropout(policy)  # before the adapters: [model.lora] dropout is kept
+        self.peft = lora.apply(policy, model.lora, base_path=str(model.path)) if lora.enabled(model) else None
+        self.policy = policy  # with LoRA: the same module, adapters injected
+        self.need_ref = need_ref
         self.ref: nn.Module | None = None
-        if need_ref:
+        if need_ref and self.peft is None:
             self.ref = copy.deepcopy(policy).eval().requires_grad_(False)
+        self._adapter_version = 0
         critic: common.ValueModel | None = None
         if need_critic:
             body = common.backbone(policy)
@@ -115,6 +123,8 @@ class LocalStrategy:
             common.enable_checkpointing(policy)
             if critic is not None:
                 common.enable_checkpointing(critic.backbone)
+            if self.peft is not None:
+                lora.enable_input_grads(policy)
 
         self.logits_mode = self._choose_logits_mode()
         self._policy = self._trainable(policy, trainer.lr)
@@ -188,7 +198,8 @@ class LocalStrategy:
             hidden = body(**c.model_inputs(), use_cache=False).last_hidden_state
             return {"values": critic.head(hidden[c.rows, c.cols]).squeeze(-1).float()}
         module = self.policy if role == "policy" else self._require_ref()
-        logits = self._policy_logits(c, mode=self.logits_mode, module=module)
+        with self._ref_context() if role == "ref" else contextlib.nullcontext():
+            logits = self._policy_logits(c, mode=self.logits_mode, module=module)
         # One fused pass for both on CUDA (Triton); the chunked torch ops elsewhere.
         logprobs, entropy = logprobs_and_entropy(logits, c.targets, temperature, need_entropy)
         out = {"logprobs": logprobs}
@@ -355,11 +366,13 @@ class LocalStrategy:
         in host memory while offloaded); receivers cast as they need. Tied weights come
         once, under the first name of the state dict: with tied embeddings that is
         ``model.embed_tokens.weight`` and ``lm_head.weight`` is left out, as
-        ``save_pretrained`` does.
+        ``save_pretrained`` does. With LoRA these are the merged weights (base + adapter
+        delta, new tensors in the base's dtype) under the base model's names.
         """
         bucket: list[tuple[str, Tensor]] = []
         size = 0
-        for name, tensor in common.unique_state(self.policy):
+        source = lora.merged_weights(self.policy) if self.peft is not None else common.unique_state(self.policy)
+        for name, tensor in source:
             bucket.append((name, tensor))
             size += tensor.numel() * tensor.element_size()
             if size >= bucket_bytes:
@@ -369,10 +382,24 @@ class LocalStrategy:
             yield bucket
 
     def reset_ref(self) -> None:
-        """Make the reference model a copy of the current policy (e.g. after a warm start)."""
+        """Make the reference model a copy of the current policy (e.g. after a warm start).
+
+        With LoRA the reference is the base model, so the adapters are folded into the base
+        weights and restart from zero (with fresh optimizer moments)."""
         ref = self._require_ref()
+        if self.peft is not None:
+            lora.fold_into_base(self.policy)
+            self._policy.optimizer.state.clear()
+            return
         with torch.no_grad():
             ref.load_state_dict(self.policy.state_dict())
+
+    def lora_adapter(self) -> lora.LoraAdapter:
+        """The trained adapter, for engines that load LoRA adapters (``[model.lora] sync``)."""
+        if self.peft is None:
+            raise ValueError("lora_adapter(): this strategy trains without LoRA ([model.lora] rank = 0)")
+        self._adapter_version += 1
+        return lora.adapter_payload(self.peft, self._adapter_version)
 
     # -- checkpoints and export -------------------------------------------------------------
 
@@ -380,12 +407,18 @@ class LocalStrategy:
         """Write weights (safetensors), optimizer, schedule, scaler and RNG states into ``path``."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        safetensors.torch.save_model(self.policy, str(path / common.POLICY_WEIGHTS))
+        if self.peft is not None:  # the base is the model folder itself: only what trains is saved
+            lora.save_adapter_file(self.peft, path / lora.ADAPTER_WEIGHTS)
+        else:
+            safetensors.torch.save_model(self.policy, str(path / common.POLICY_WEIGHTS))
         _save_trainable_state(self._policy, path, common.POLICY_OPTIMIZER, common.POLICY_SCHEDULER)
         if self.ref is not None:
             safetensors.torch.save_model(self.ref, str(path / common.REF_WEIGHTS))
         if self._critic is not None:
-            safetensors.torch.save_model(self._critic.module, str(path / common.CRITIC_WEIGHTS))
+            if self.peft is not None:  # its adapters and value head
+                lora.save_trainable_file(self._critic.module, path / lora.CRITIC_TRAINABLE)
+            else:
+                safetensors.torch.save_model(self._critic.module, str(path / common.CRITIC_WEIGHTS))
             _save_trainable_state(self._critic, path, common.CRITIC_OPTIMIZER, common.CRITIC_SCHEDULER)
         torch.save(common.rng_state(), path / common.RNG_STATE)
         meta = {
@@ -395,6 +428,8 @@ class LocalStrategy:
             "has_critic": self._critic is not None,
             "dtype": self.model_config.dtype,
         }
+        if self.peft is not None:
+            meta["lora"] = lora.describe(self.model_config.lora)
         (path / common.STRATEGY_STATE).write_text(json.dumps(meta, indent=2) + "\n")
 
     def load_checkpoint(self, path: Path) -> None:
@@ -404,38 +439,56 @@ class LocalStrategy:
             raise common.CheckpointError(f"checkpoint {path} is not a directory; point checkpoint.resume at one")
         self.onload()
         # Check every file first, so that a bad checkpoint leaves the strategy as it was.
+        meta_file = path / common.STRATEGY_STATE
+        meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+        if meta_file.is_file():
+            lora.check_checkpoint(meta, self.model_config.lora, path)
+        weights, critic_weights = (common.POLICY_WEIGHTS, "policy weights"), (common.CRITIC_WEIGHTS, "critic weights")
+        if self.peft is not None:
+            weights, critic_weights = (lora.ADAPTER_WEIGHTS, "LoRA adapter"), (lora.CRITIC_TRAINABLE, "critic weights")
         required = [
-            (common.POLICY_WEIGHTS, "policy weights"),
+            weights,
             (common.POLICY_OPTIMIZER, "optimizer state"),
             (common.POLICY_SCHEDULER, "LR schedule"),
             (common.RNG_STATE, "RNG states"),
         ]
         if self._critic is not None:
             required += [
-                (common.CRITIC_WEIGHTS, "critic weights"),
+                critic_weights,
                 (common.CRITIC_OPTIMIZER, "critic optimizer state"),
                 (common.CRITIC_SCHEDULER, "critic LR schedule"),
             ]
         common.require_files(path, required)
         device = str(self.device)
-        safetensors.torch.load_model(self.policy, str(path / common.POLICY_WEIGHTS), device=device)
+        if self.peft is not None:
+            lora.load_adapter_file(self.peft, path / lora.ADAPTER_WEIGHTS)
+        else:
+            safetensors.torch.load_model(self.policy, str(path / common.POLICY_WEIGHTS), device=device)
         _load_trainable_state(self._policy, path, common.POLICY_OPTIMIZER, common.POLICY_SCHEDULER, self.device)
         if self.ref is not None and (path / common.REF_WEIGHTS).is_file():
             safetensors.torch.load_model(self.ref, str(path / common.REF_WEIGHTS), device=device)
         if self._critic is not None:
-            safetensors.torch.load_model(self._critic.module, str(path / common.CRITIC_WEIGHTS), device=device)
+            if self.peft is not None:
+                lora.load_trainable_file(self._critic.module, path / lora.CRITIC_TRAINABLE)
+            else:
+                safetensors.torch.load_model(self._critic.module, str(path / common.CRITIC_WEIGHTS), device=device)
             _load_trainable_state(self._critic, path, common.CRITIC_OPTIMIZER, common.CRITIC_SCHEDULER, self.device)
         common.set_rng_state(torch.load(path / common.RNG_STATE))
-        meta_file = path / common.STRATEGY_STATE
-        if meta_file.is_file():
-            self.optimizer_steps = int(json.loads(meta_file.read_text()).get("optimizer_steps", 0))
+        self.optimizer_steps = int(meta.get("optimizer_steps", 0))
 
     def export_hf(self, path: Path, tokenizer: Any) -> None:
         """Write a Hugging Face model folder (weights in ``model.dtype``, plus the tokenizer) to ``path``.
 
         Written to a temporary sibling directory and renamed into place, replacing an
-        existing ``path`` only once the new folder is complete.
+        existing ``path`` only once the new folder is complete. With LoRA, ``[model.lora]
+        export`` picks a merged model folder (the default) or the adapter in peft's format.
         """
+        if self.peft is not None:
+            if self.model_config.lora.export == "adapter":
+                lora.export_adapter(self.peft, path, tokenizer)
+            else:
+                lora.export_merged(self.policy, path, tokenizer, dtype=self.model_config.dtype)
+            return
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -496,9 +549,15 @@ class LocalStrategy:
         raise ValueError(f"role {role!r}: expected 'policy', 'ref' or 'critic'")
 
     def _require_ref(self) -> nn.Module:
+        if self.need_ref and self.peft is not None:
+            return self.policy  # run with its adapters disabled (``_ref_context``)
         if self.ref is None:
             raise ValueError("role='ref' but the strategy was built without a reference model (need_ref=False)")
         return self.ref
+
+    def _ref_context(self) -> contextlib.AbstractContextManager:
+        """With LoRA, the reference pass runs the base model: adapters disabled."""
+        return lora.adapters_disabled(self.peft) if self.peft is not None else contextlib.nullcontext()
 
     def _critic_trainable(self) -> _Trainable:
         if self._critic is None:

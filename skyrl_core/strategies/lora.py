@@ -294,6 +294,21 @@ def trainable_state(module: nn.Module) -> dict[str, Tensor]:
     return {n: p for n, p in module.named_parameters() if p.requires_grad}
 
 
+def save_trainable_file(module: nn.Module, file: Path) -> None:
+    """Write the parameters of ``module`` that require grad (CPU copies) to a safetensors file."""
+    import safetensors.torch
+
+    state = {k: v.detach().cpu().contiguous() for k, v in trainable_state(module).items()}
+    safetensors.torch.save_file(state, str(file))
+
+
+def load_trainable_file(module: nn.Module, file: Path) -> None:
+    """Copy what ``save_trainable_file`` wrote back into ``module`` (names and shapes must match)."""
+    import safetensors.torch
+
+    load_state_into(trainable_state(module), safetensors.torch.load_file(str(file)), source=str(file))
+
+
 def load_state_into(live: dict[str, Tensor], saved: dict[str, Tensor], *, source: str) -> None:
     """Copy ``saved`` into the ``live`` tensors in place, after checking names and shapes all match."""
     missing = sorted(set(live) - set(saved))

@@ -1,0 +1,191 @@
+"""LoRA weight sync into a real native backend: merged weights, and the adapter path.
+
+The oracle is independent of the code under test: the adapter is exported in peft's
+format, loaded by peft onto a fresh copy of the base model and merged with
+``merge_and_unload``; greedy tokens and log-probs are computed from that model by hand.
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+from pathlib import Path
+
+import attrs
+import pytest
+import safetensors.torch
+import torch
+
+from skyrl_core.backends.native import NativeBackend
+from skyrl_core.backends.native_config import NativeBackendConfig
+from skyrl_core.config.schema import LoraConfig, ModelConfig, RuntimeConfig, TrainerConfig
+from skyrl_core.protocols.backend import GenerateRequest, SamplingParams
+from skyrl_core.protocols.strategy import TrainBatch
+from skyrl_core.runtime.weight_sync import transfer_weights, verify_engine_weights
+from skyrl_core.strategies import lora
+from skyrl_core.testing.conformance import generate, make_unit_scale_copy
+
+pytest.importorskip("peft")
+
+PROMPTS = [[5, 17, 3, 40], [8, 2], [30, 31, 32, 33, 34, 35]]
+NEW_TOKENS = 8
+
+
+class PeftNativeBackend(NativeBackend):
+    """Test double of an engine that loads LoRA adapters (``capabilities.lora_adapters``).
+
+    No backend shipped with skyrl-core declares adapter loading yet, and the engines that do
+    (vLLM, SGLang) cannot run here. This is the real native engine plus adapter loading the
+    way vLLM's ``LoRARequest`` does it: from the peft folder ``LoraAdapter.save`` writes.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.capabilities = attrs.evolve(self.capabilities, lora_adapters=True)
+        self.peft = None
+        self.versions: list[int] = []
+
+    def load_lora_adapter(self, adapter: lora.LoraAdapter) -> None:
+        from peft import PeftModel, set_peft_model_state_dict
+
+        with self._lock, tempfile.TemporaryDirectory() as tmp:
+            folder = adapter.save(Path(tmp) / adapter.name)
+            if self.peft is None:
+                self.peft = PeftModel.from_pretrained(self.model, folder)  # injects into self.model in place
+            else:
+                state = safetensors.torch.load_file(str(folder / "adapter_model.safetensors"))
+                set_peft_model_state_dict(self.peft, state)
+        self.versions.append(adapter.version)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_model_dir, tmp_path_factory):
+    """The tiny model with unit-scale weights, so that greedy continuations depend on every weight."""
+    return make_unit_scale_copy(tiny_model_dir, tmp_path_factory.mktemp("lora-sync") / "model")
+
+
+def pg_batch(seed: int) -> TrainBatch:
+    """Four random sequences with random per-sequence advantages (no padding subtleties needed here)."""
+    g = torch.Generator().manual_seed(seed)
+    prompts = [torch.randint(0, 60, (int(n),), generator=g).tolist() for n in (3, 5, 2, 4)]
+    responses = [torch.randint(0, 60, (int(n),), generator=g).tolist() for n in (4, 2, 6, 3)]
+    mask = torch.zeros(4, 6)
+    for i, r in enumerate(responses):
+        mask[i, : len(r)] = 1.0
+    return TrainBatch(prompts, responses, {"loss_mask": mask, "advantages": torch.randn(4, 1, generator=g) * mask})
+
+
+def pg_loss(micro, out, scale):
+    mask = micro.tensors["loss_mask"]
+    return -(micro.tensors["advantages"] * out.logprobs * mask).sum() / scale.num_tokens, {}
+
+
+@pytest.fixture(scope="module")
+def trained(model_dir):
+    """A LoRA strategy after three updates that clearly moved the policy."""
+    from skyrl_core.strategies.local import LocalStrategy
+
+    torch.manual_seed(0)
+    model = attrs.evolve(engine_config(model_dir), lora=LoraConfig(rank=4, alpha=8.0))
+    trainer = TrainerConfig(lr=5e-2, weight_decay=0.0)
+    strategy = LocalStrategy(None, model=model, trainer=trainer, seed=0)
+    for seed in range(3):
+        strategy.train_step(pg_batch(seed), pg_loss)
+    return strategy
+
+
+def greedy_oracle(model_dir: Path, adapter_dir: Path) -> list[tuple[list[int], list[float]]]:
+    """Greedy tokens and their log-probs from peft's own merge of the exported adapter."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload().eval()
+    out = []
+    with torch.no_grad():
+        for prompt in PROMPTS:
+            ids, tokens, logprobs = list(prompt), [], []
+            for _ in range(NEW_TOKENS):
+                logp = torch.log_softmax(merged(torch.tensor([ids])).logits[0, -1].double(), -1)
+                token = int(logp.argmax())
+                ids.append(token)
+                tokens.append(token)
+                logprobs.append(float(logp[token]))
+            out.append((tokens, logprobs))
+    return out
+
+
+def engine_greedy(backend) -> list[tuple[list[int], list[float]]]:
+    params = SamplingParams(max_new_tokens=NEW_TOKENS, temperature=0.0)
+    results = generate(backend, [GenerateRequest(p, params) for p in PROMPTS])
+    return [(list(r.completions[0].token_ids), list(r.completions[0].logprobs)) for r in results]
+
+
+def assert_same_outputs(got, want) -> None:
+    for (tokens, logprobs), (ref_tokens, ref_logprobs) in zip(got, want, strict=True):
+        assert tokens == ref_tokens
+        torch.testing.assert_close(torch.tensor(logprobs), torch.tensor(ref_logprobs), rtol=0, atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def oracle(trained, model_dir, tmp_path_factory):
+    adapter_dir = tmp_path_factory.mktemp("adapter") / "adapter"
+    lora.export_adapter(trained.peft, adapter_dir, None)
+    return greedy_oracle(model_dir, adapter_dir)
+
+
+def engine_config(model_dir: Path) -> ModelConfig:
+    return ModelConfig(path=str(model_dir), device="cpu", dtype="float32")
+
+
+def test_merged_sync_gives_the_merged_models_outputs(trained, model_dir, oracle) -> None:
+    backend = NativeBackend(NativeBackendConfig(), model=engine_config(model_dir), seed=0)
+    try:
+        before = engine_greedy(backend)
+        assert before != oracle  # the adapters changed what greedy decoding produces
+        stats = transfer_weights(trained, backend, RuntimeConfig())
+        assert stats["weight_sync/buckets"] >= 1 and "weight_sync/adapter" not in stats
+        assert_same_outputs(engine_greedy(backend), oracle)
+        # every tensor the engine holds is the trainer's merged tensor, byte for byte
+        assert verify_engine_weights(trained, backend) == len(backend.model.state_dict()) - 1  # tied lm_head
+    finally:
+        backend.shutdown()
+
+
+def test_adapter_sync_is_chosen_for_engines_that_load_adapters(trained, model_dir, oracle) -> None:
+    backend = PeftNativeBackend(NativeBackendConfig(), model=engine_config(model_dir), seed=0)
+    try:
+        stats = transfer_weights(trained, backend, RuntimeConfig())
+        assert stats["weight_sync/adapter"] == 1.0
+        assert len(backend.versions) == 1
+        size = sum(t.numel() * 4 for _, t in lora.adapter_state(trained.peft).items())
+        assert stats["weight_sync/bytes"] == size  # the adapter only, not the model
+        assert_same_outputs(engine_greedy(backend), oracle)
+        transfer_weights(trained, backend, RuntimeConfig())  # a newer version replaces the old one
+        assert backend.versions == sorted(set(backend.versions)) and len(backend.versions) == 2
+        assert_same_outputs(engine_greedy(backend), oracle)
+    finally:
+        backend.shutdown()
+
+
+def test_sync_override(trained, model_dir, oracle) -> None:
+    merged_cfg = attrs.evolve(trained.model_config, lora=attrs.evolve(trained.model_config.lora, sync="merged"))
+    forced_merged = copy.copy(trained)  # shares the model; only its [model.lora] sync differs
+    forced_merged.model_config = merged_cfg
+    backend = PeftNativeBackend(NativeBackendConfig(), model=engine_config(model_dir), seed=0)
+    try:
+        stats = transfer_weights(forced_merged, backend, RuntimeConfig())
+        assert "weight_sync/adapter" not in stats and backend.versions == []
+        assert_same_outputs(engine_greedy(backend), oracle)
+    finally:
+        backend.shutdown()
+
+    adapter_cfg = attrs.evolve(trained.model_config.lora, sync="adapter")
+    forced_adapter = copy.copy(trained)
+    forced_adapter.model_config = attrs.evolve(trained.model_config, lora=adapter_cfg)
+    plain = NativeBackend(NativeBackendConfig(), model=engine_config(model_dir), seed=0)
+    try:
+        with pytest.raises(lora.LoraError, match="NativeBackend backend cannot load LoRA adapters"):
+            transfer_weights(forced_adapter, plain, RuntimeConfig())
+    finally:
+        plain.shutdown()
