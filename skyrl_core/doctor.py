@@ -51,6 +51,14 @@ def report() -> tuple[list[str], list[str]]:
     lines.append("backends:")
     for comp in sorted(registry.components[Kind.BACKEND].values(), key=lambda c: c.name):
         lines.append(f"  {comp.name:<12} from {comp.provider.describe()}: {comp.spec.summary}")
+        # Optional: a backend's config class may offer a cheap check (installed packages, no engine start).
+        readiness = getattr(comp.spec.config_cls, "readiness", None)
+        if callable(readiness):
+            try:
+                ok, status = readiness()
+            except Exception as exc:  # a broken check is reported, not raised
+                ok, status = False, f"readiness check failed: {type(exc).__name__}: {exc}"
+            lines.append(f"  {'':<12} {'ready' if ok else 'not ready'}: {status}")
     lines.append("strategies:")
     for comp in sorted(registry.components[Kind.STRATEGY].values(), key=lambda c: c.name):
         lines.append(f"  {comp.name:<12} from {comp.provider.describe()}: {comp.spec.summary}")

@@ -30,13 +30,13 @@ import os
 import random
 import tempfile
 import time
-import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from skyrl_backend_vllm.config import VllmBackendConfig, engine_kwargs_problems
 from skyrl_backend_vllm.sampling import sample_seeds, validation_problems, vllm_sampling_kwargs
+from skyrl_backend_vllm.weights import write_safetensors
 from skyrl_backend_vllm.worker import SkyrlWorkerExtension, describe
 from skyrl_core.config.schema import ModelConfig
 from skyrl_core.protocols.backend import BackendCapabilities, GenerateRequest, GenerateResult
@@ -217,27 +217,11 @@ class VllmBackend:
         self.stats["weight_update_seconds"] += time.perf_counter() - start
 
     def _write_file(self, named: list[tuple[str, Any]]) -> Path:
-        """Write tensors to a safetensors file the engine's worker process can read."""
-        from safetensors.torch import save_file
-
+        """A safetensors file with ``named`` where the engine's worker process can read it."""
         folder = self._weight_dir
         if folder is None:
             folder = Path("/dev/shm") if self.weight_transfer == "shm" else Path(tempfile.gettempdir())
-        folder.mkdir(parents=True, exist_ok=True)
-        tensors: dict[str, Any] = {}
-        seen: set[tuple[int, int]] = set()
-        for name, tensor in named:
-            t = tensor.to("cpu").contiguous()
-            key = (t.untyped_storage().data_ptr(), t.storage_offset())
-            if key in seen or t.untyped_storage().nbytes() != t.numel() * t.element_size():
-                t = t.clone()  # safetensors refuses tensors that share memory (tied weights, views)
-            seen.add((t.untyped_storage().data_ptr(), t.storage_offset()))
-            tensors[name] = t
-        path = folder / f"skyrl-weights-{os.getpid()}-{uuid.uuid4().hex[:8]}.safetensors"
-        tmp = path.with_suffix(".tmp")
-        save_file(tensors, str(tmp))
-        tmp.replace(path)
-        return path
+        return write_safetensors(named, folder)
 
     def reset_prefix_cache(self) -> None:
         """Drop the engine's cached prefixes (also done by every ``update_weights``)."""
