@@ -314,18 +314,18 @@ def transfer_weights(
     """Push the policy's weights from ``strategy`` into ``backend``; return sync metrics.
 
     A LoRA run (``[model.lora] rank > 0``) sends merged weights like any other run, or, when
-    ``lora.sync_mode`` chooses ``adapter``, only the adapter (``backend.load_lora_adapter``).
+    ``lora_sync.sync_mode`` chooses ``adapter``, only the adapter (``backend.load_lora_adapter``).
     ``bucket_bytes`` overrides ``cfg.weight_sync_bucket_mb``. Metrics:
     ``weight_sync/bytes``, ``weight_sync/buckets``, ``weight_sync/seconds`` and
     ``weight_sync/verified`` (1.0 when checksums were compared).
     """
     from skyrl_core.runtime.engine import RayBackend
-    from skyrl_core.strategies import lora
+    from skyrl_core.strategies import lora_sync
     from skyrl_core.strategies.fsdp2 import Fsdp2Strategy
 
     start = time.perf_counter()
-    if lora.sync_mode(strategy, backend) == "adapter":  # LoRA run, engine loads adapters: send only those
-        stats = lora.push_adapter(strategy, backend)
+    if lora_sync.sync_mode(strategy, backend) == "adapter":  # LoRA run, engine loads adapters: send only those
+        stats = lora_sync.push_adapter(strategy, backend)
         stats["weight_sync/seconds"] = time.perf_counter() - start
         return stats
     bucket_bytes = bucket_bytes or cfg.weight_sync_bucket_mb << 20

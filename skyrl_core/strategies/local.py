@@ -39,7 +39,7 @@ from skyrl_core.config.schema import ModelConfig, TrainerConfig
 from skyrl_core.errors import SkyrlError
 from skyrl_core.ops.fused_logprobs import logprobs_and_entropy
 from skyrl_core.protocols.strategy import ForwardOutput, LossFn, ModelRole, TrainBatch
-from skyrl_core.strategies import common, lora
+from skyrl_core.strategies import common, lora, lora_sync
 from skyrl_core.strategies.local_config import LocalStrategyConfig
 
 _AUTOCAST_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -98,9 +98,13 @@ class LocalStrategy:
         # A LoRA base is frozen: it needs no fp32 master copy, so it stays in [model] dtype.
         base_dtype = getattr(torch, model.dtype) if lora.enabled(model) else torch.float32
         policy = load_causal_lm(model, device=self.device, dtype=base_dtype)
+        self.peft = None
+        if lora.enabled(model):
+            self.peft = lora.apply(policy, model.lora, base_path=str(model.path), seed=seed)
         if self.config.disable_dropout:
-            common.disable_dropout(policy)  # before the adapters: [model.lora] dropout is kept
-        self.peft = lora.apply(policy, model.lora, base_path=str(model.path)) if lora.enabled(model) else None
+            common.disable_dropout(policy)
+            if self.peft is not None:
+                lora.set_adapter_dropout(policy, model.lora.dropout)  # the user's explicit choice stays
         self.policy = policy  # with LoRA: the same module, adapters injected
         self.need_ref = need_ref
         self.ref: nn.Module | None = None
@@ -394,12 +398,12 @@ class LocalStrategy:
         with torch.no_grad():
             ref.load_state_dict(self.policy.state_dict())
 
-    def lora_adapter(self) -> lora.LoraAdapter:
+    def lora_adapter(self) -> lora_sync.LoraAdapter:
         """The trained adapter, for engines that load LoRA adapters (``[model.lora] sync``)."""
         if self.peft is None:
             raise ValueError("lora_adapter(): this strategy trains without LoRA ([model.lora] rank = 0)")
         self._adapter_version += 1
-        return lora.adapter_payload(self.peft, self._adapter_version)
+        return lora_sync.adapter_payload(self.peft, self._adapter_version)
 
     # -- checkpoints and export -------------------------------------------------------------
 

@@ -15,7 +15,8 @@ What crosses each boundary:
 * weight sync, ``sync = "merged"``: full weights under the base model's Hugging Face names,
   ``W + (B @ A) * alpha / r``, computed without touching the trained model;
 * weight sync, ``sync = "adapter"``: a ``LoraAdapter`` (peft config + adapter tensors) handed
-  to ``backend.load_lora_adapter`` of an engine whose ``capabilities.lora_adapters`` is true;
+  to ``backend.load_lora_adapter`` of an engine whose ``capabilities.lora_adapters`` is true
+  (the choice is made in ``lora_sync``);
 * checkpoints: the adapter tensors only (``ADAPTER_WEIGHTS``, peft key names), never the base;
 * export: a merged Hugging Face folder, or the adapter in peft's own folder format.
 """
@@ -29,7 +30,7 @@ import shutil
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import torch
@@ -41,13 +42,11 @@ from skyrl_core.errors import SkyrlError
 if TYPE_CHECKING:
     from peft import PeftModel
 
-    from skyrl_core.protocols.backend import BackendCapabilities
 
 ADAPTER = "default"  # the one adapter a strategy trains (peft's default name)
 ADAPTER_WEIGHTS = "adapter.safetensors"  # checkpoint file: the policy's adapter tensors (peft keys)
 CRITIC_TRAINABLE = "critic_trainable.safetensors"  # checkpoint file: the critic's adapters + value head
 
-SyncMode = Literal["full", "merged", "adapter"]
 Gather = Callable[[Tensor], Tensor]
 
 
@@ -55,7 +54,8 @@ class LoraError(SkyrlError):
     """A LoRA setting cannot be applied to this model, engine or checkpoint."""
 
 
-def _identity(tensor: Tensor) -> Tensor:
+def no_gather(tensor: Tensor) -> Tensor:
+    """The ``full`` of an unsharded model: the tensor itself."""
     return tensor
 
 
@@ -97,12 +97,16 @@ def peft_config(lora_cfg: LoraConfig, *, base_path: str | None = None) -> Any:
     )
 
 
-def apply(model: nn.Module, lora_cfg: LoraConfig, *, base_path: str | None = None) -> PeftModel:
-    """Wrap a Hugging Face causal LM with LoRA adapters; every base weight is frozen.
+def apply(
+    model: nn.Module, lora_cfg: LoraConfig, *, base_path: str | None = None, seed: int | None = None
+) -> PeftModel:
+    """Wrap a Hugging Face model with LoRA adapters; every base weight is frozen.
 
     The adapters are injected into ``model`` in place (``returned.get_base_model() is
     model``), so calling ``model`` itself runs base + adapters. Adapter weights are float32
-    even over a bf16/fp16 base (peft's ``autocast_adapter_dtype``).
+    even over a bf16/fp16 base (peft's ``autocast_adapter_dtype``). With ``seed`` the
+    adapters' initial ``A`` is drawn from that seed alone (same adapters in every process,
+    whatever the global generator went through); ``B`` starts at 0.
 
     Raises:
         LoraError: no module matches ``target_modules``; a matched layer is not linear; or
@@ -116,7 +120,9 @@ def apply(model: nn.Module, lora_cfg: LoraConfig, *, base_path: str | None = Non
         raise ValueError("lora.apply needs [model.lora] rank > 0")
     config = peft_config(lora_cfg, base_path=base_path)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), torch.random.fork_rng(devices=[], enabled=seed is not None):
+            if seed is not None:
+                torch.manual_seed(seed)
             # peft asks transformers 5 through a deprecated name whether checkpointing is on.
             warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
             wrapped = peft.get_peft_model(model, config, adapter_name=ADAPTER, autocast_adapter_dtype=True)
@@ -165,10 +171,36 @@ def enable_input_grads(model: nn.Module) -> None:
     hf_model(model).enable_input_require_grads()
 
 
-def adapters_disabled(peft_model: PeftModel) -> contextlib.AbstractContextManager:
-    """Context in which the model computes the base model (the KL reference): peft's
-    ``disable_adapter()``; no second copy of the weights is needed."""
-    return peft_model.disable_adapter()
+def adapters_disabled(model: nn.Module) -> contextlib.AbstractContextManager:
+    """Context in which ``model`` computes the base model (the KL reference); no second copy
+    of the weights is needed. A ``PeftModel`` uses peft's ``disable_adapter()``; any other
+    module (e.g. an FSDP root holding the adapted model) has its LoRA layers switched off."""
+    disable = getattr(model, "disable_adapter", None)
+    if callable(disable):
+        return disable()
+    return _layers_off(model)
+
+
+@contextlib.contextmanager
+def _layers_off(model: nn.Module) -> Iterator[None]:
+    layers = list(adapter_layers(model).values())
+    was = [layer.disable_adapters for layer in layers]
+    for layer in layers:
+        layer.enable_adapters(False)
+    try:
+        yield
+    finally:
+        for layer, off in zip(layers, was, strict=True):
+            layer.enable_adapters(not off)
+
+
+def set_adapter_dropout(model: nn.Module, p: float) -> None:
+    """Give every adapter's input dropout probability ``p`` (after a strategy zeroed all dropout
+    of the model: ``[model.lora] dropout`` is the user's explicit choice and is kept)."""
+    for layer in adapter_layers(model).values():
+        dropout = layer.lora_dropout[ADAPTER]
+        if isinstance(dropout, nn.Dropout):
+            dropout.p = p
 
 
 def adapter_layers(model: nn.Module) -> dict[str, Any]:
@@ -176,12 +208,6 @@ def adapter_layers(model: nn.Module) -> dict[str, Any]:
     from peft.tuners.lora import LoraLayer
 
     return {n: m for n, m in hf_model(model).named_modules() if isinstance(m, LoraLayer)}
-
-
-def trainable_count(model: nn.Module) -> tuple[int, int]:
-    """``(trainable, total)`` parameter counts."""
-    params = list(model.parameters())
-    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
 
 
 # -- merged weights ---------------------------------------------------------------------------
@@ -208,42 +234,68 @@ def _is_adapter_tensor(name: str) -> bool:
     return any(part.startswith("lora_") for part in name.split("."))
 
 
-def merged_weights(model: nn.Module, *, full: Gather = _identity) -> Iterator[tuple[str, Tensor]]:
-    """The policy as full weights under the base model's Hugging Face names.
+@attrs.frozen
+class MergedSource:
+    """Where one tensor of the merged model comes from: a base tensor and, for an adapted
+    linear weight, its LoRA layer (whose delta is added)."""
 
-    Every adapted linear weight is ``W + lora_delta(A, B, alpha / r)`` (computed in float32,
-    returned in ``W``'s dtype); everything else is the base tensor itself (detached). The
-    model is not modified. Adapter tensors are left out, and each tensor comes once under
-    its first state-dict name (tied embeddings: ``lm_head.weight`` is left out, as
-    ``save_pretrained`` does).
+    tensor: Tensor
+    layer: Any = None
 
-    Args:
-        model: the Hugging Face model with adapters injected (or its ``PeftModel``).
-        full: applied to each tensor before use; ``fsdp2`` passes its all-gather, which
-            every rank must call in the same order (this iteration order is deterministic).
+
+def merged_sources(model: nn.Module) -> dict[str, MergedSource]:
+    """``{Hugging Face name: MergedSource}`` of the merged model, in state-dict order.
+
+    Adapter tensors are left out, ``.base_layer`` is dropped from names, and each tensor comes
+    once under its first name (tied embeddings: ``lm_head.weight`` is left out, as
+    ``save_pretrained`` does). Tensors are the live (possibly sharded) ones, not copies.
     """
     inner = hf_model(model)
     layers = adapter_layers(inner)
     seen: set[int] = set()
+    out: dict[str, MergedSource] = {}
     for name, tensor in inner.state_dict(keep_vars=True).items():
         if id(tensor) in seen or _is_adapter_tensor(name):
             continue
         seen.add(id(tensor))
         layer_name, sep, leaf = name.partition(".base_layer.")
-        if not sep or layer_name not in layers:
-            yield name, full(tensor.detach())
-            continue
-        base = full(tensor.detach())
-        if leaf == "weight":
-            layer = layers[layer_name]
-            if layer.merged:
-                raise LoraError(f"{layer_name}: the adapter is merged into the base weight; unmerge it first")
-            with torch.no_grad():
-                a = full(layer.lora_A[ADAPTER].weight.detach()).float()
-                b = full(layer.lora_B[ADAPTER].weight.detach()).float()
-                delta = lora_delta(a, b, float(layer.scaling[ADAPTER]), bool(layer.fan_in_fan_out))
-                base = (base.float() + delta).to(base.dtype)
-        yield f"{layer_name}.{leaf}", base
+        if sep and layer_name in layers:
+            out[f"{layer_name}.{leaf}"] = MergedSource(tensor, layers[layer_name] if leaf == "weight" else None)
+        else:
+            out[name] = MergedSource(tensor)
+    return out
+
+
+def merged_tensor(source: MergedSource, *, full: Gather = no_gather) -> Tensor:
+    """The full tensor of ``source``: ``W + lora_delta(A, B, alpha / r)`` (computed in float32,
+    returned in ``W``'s dtype) for an adapted weight, the base tensor (detached) otherwise.
+
+    ``full`` gathers a sharded tensor (``fsdp2`` passes its all-gather, which every rank must
+    call in the same order: one call for a plain tensor, three for an adapted weight).
+    """
+    base = full(source.tensor.detach())
+    layer = source.layer
+    if layer is None:
+        return base
+    if layer.merged:
+        raise LoraError("an adapter is merged into its base weight; unmerge it before reading merged weights")
+    with torch.no_grad():
+        a = full(layer.lora_A[ADAPTER].weight.detach()).float()
+        b = full(layer.lora_B[ADAPTER].weight.detach()).float()
+        delta = lora_delta(a, b, float(layer.scaling[ADAPTER]), bool(layer.fan_in_fan_out))
+        return (base.float() + delta).to(base.dtype)
+
+
+def merged_weights(model: nn.Module, *, full: Gather = no_gather) -> Iterator[tuple[str, Tensor]]:
+    """The policy as full weights under the base model's Hugging Face names (see
+    ``merged_sources`` and ``merged_tensor``); the model is not modified.
+
+    Args:
+        model: the Hugging Face model with adapters injected (or its ``PeftModel``).
+        full: applied to each tensor before use (an all-gather for sharded models).
+    """
+    for name, source in merged_sources(model).items():
+        yield name, merged_tensor(source, full=full)
 
 
 def fold_into_base(model: nn.Module) -> None:
@@ -269,7 +321,7 @@ def adapter_state(peft_model: PeftModel) -> dict[str, Tensor]:
     return dict(get_peft_model_state_dict(peft_model, adapter_name=ADAPTER))
 
 
-def save_adapter_file(peft_model: PeftModel, file: Path, *, full: Gather = _identity) -> None:
+def save_adapter_file(peft_model: PeftModel, file: Path, *, full: Gather = no_gather) -> None:
     """Write the adapter tensors (CPU copies) to a safetensors file."""
     import safetensors.torch
 
@@ -363,13 +415,14 @@ def check_checkpoint(meta: dict[str, Any], lora_cfg: LoraConfig, path: Path) -> 
 # -- export -----------------------------------------------------------------------------------
 
 
-def export_adapter(peft_model: PeftModel, path: Path, tokenizer: Any, *, full: Gather = _identity) -> None:
+def export_adapter(peft_model: PeftModel, path: Path, tokenizer: Any, *, full: Gather = no_gather) -> None:
     """Write the adapter in peft's folder format (``adapter_config.json`` +
     ``adapter_model.safetensors``, plus the tokenizer) to ``path``, atomically.
 
     Load it with ``PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), path)``.
     """
     from skyrl_core.strategies.common import replace_dir
+    from skyrl_core.strategies.lora_sync import adapter_payload
 
     path = Path(path)
     tmp = _tmp_sibling(path)
@@ -383,7 +436,7 @@ def export_adapter(peft_model: PeftModel, path: Path, tokenizer: Any, *, full: G
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def export_merged(model: nn.Module, path: Path, tokenizer: Any, *, dtype: str, full: Gather = _identity) -> None:
+def export_merged(model: nn.Module, path: Path, tokenizer: Any, *, dtype: str, full: Gather = no_gather) -> None:
     """Write the merged model as a plain Hugging Face folder (weights in ``dtype``), atomically.
 
     The folder loads with ``AutoModelForCausalLM.from_pretrained`` and needs no peft.
@@ -424,97 +477,3 @@ def _tmp_sibling(path: Path) -> Path:
     if tmp.exists():
         shutil.rmtree(tmp)
     return tmp
-
-
-# -- weight sync ------------------------------------------------------------------------------
-
-
-@attrs.frozen
-class LoraAdapter:
-    """One version of the trained adapter, as an engine with LoRA support loads it.
-
-    Attributes:
-        name: the adapter's name (``"skyrl-policy"``); a new version replaces the old one.
-        version: increases with every sync (engines that key adapters by an integer id,
-            like vLLM's ``LoRARequest``, can use it).
-        config: peft's ``adapter_config.json`` content (``r``, ``lora_alpha``,
-            ``target_modules``, ...).
-        tensors: ``(peft key, tensor)`` pairs, e.g.
-            ``base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight`` ``(r, in)``.
-    """
-
-    name: str
-    version: int
-    config: dict[str, Any]
-    tensors: tuple[tuple[str, Tensor], ...] = attrs.field(converter=tuple)
-
-    def save(self, path: Path) -> Path:
-        """Write the adapter as a peft folder (for engines that load adapters from disk)."""
-        import safetensors.torch
-
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        (path / "adapter_config.json").write_text(json.dumps(self.config, indent=2, sort_keys=True) + "\n")
-        tensors = {k: t.detach().cpu().contiguous() for k, t in self.tensors}
-        safetensors.torch.save_file(tensors, str(path / "adapter_model.safetensors"))
-        return path
-
-
-class LoraAdapterBackend(Protocol):
-    """What an inference backend with ``capabilities.lora_adapters = True`` implements: its
-    generations use the base model plus the last adapter it was given."""
-
-    def load_lora_adapter(self, adapter: LoraAdapter) -> None:
-        """Load ``adapter`` (replacing the previous version) for every later request."""
-        ...
-
-
-def adapter_payload(peft_model: PeftModel, version: int, *, full: Gather = _identity) -> LoraAdapter:
-    """The current adapter of ``peft_model`` as a ``LoraAdapter`` (tensors detached, on their device)."""
-    config = peft_model.peft_config[ADAPTER].to_dict()
-    config = {k: sorted(v) if isinstance(v, set) else v for k, v in config.items()}
-    config = json.loads(json.dumps(config, default=str))  # enums and other objects as plain JSON
-    tensors = [(k, full(v.detach())) for k, v in adapter_state(peft_model).items()]
-    return LoraAdapter(name="skyrl-policy", version=version, config=config, tensors=tensors)
-
-
-def choose_sync(lora_cfg: LoraConfig, capabilities: BackendCapabilities | None, backend_name: str) -> SyncMode:
-    """``merged`` or ``adapter`` for ``[model.lora] sync`` and the engine's capabilities.
-
-    ``auto`` sends the adapter when the engine declares ``lora_adapters``, else merged weights.
-
-    Raises:
-        LoraError: ``sync = "adapter"`` with an engine that cannot load adapters.
-    """
-    supports = bool(getattr(capabilities, "lora_adapters", False))
-    if lora_cfg.sync == "merged":
-        return "merged"
-    if lora_cfg.sync == "adapter" and not supports:
-        raise LoraError(
-            f"[model.lora] sync = 'adapter': the {backend_name} backend cannot load LoRA adapters "
-            "(capabilities.lora_adapters is false); use sync = 'merged' or 'auto' (full merged weights)"
-        )
-    return "adapter" if supports else "merged"
-
-
-def sync_mode(strategy: Any, backend: Any) -> SyncMode:
-    """How ``strategy``'s weights reach ``backend``: ``full`` without LoRA, else ``choose_sync``."""
-    model_cfg = getattr(strategy, "model_config", None)
-    if model_cfg is None or not enabled(model_cfg):
-        return "full"
-    return choose_sync(model_cfg.lora, getattr(backend, "capabilities", None), type(backend).__name__)
-
-
-def push_adapter(strategy: Any, backend: Any) -> dict[str, float]:
-    """Hand ``strategy.lora_adapter()`` to ``backend.load_lora_adapter``; return sync metrics."""
-    adapter = strategy.lora_adapter()
-    loader = getattr(backend, "load_lora_adapter", None)
-    if loader is None:
-        raise LoraError(
-            f"the {type(backend).__name__} backend declares capabilities.lora_adapters but has no "
-            "load_lora_adapter(adapter) method; fix the backend, or set [model.lora] sync = 'merged'"
-        )
-    loader(adapter)
-    nbytes = sum(t.numel() * t.element_size() for _, t in adapter.tensors)
-    return {"weight_sync/bytes": float(nbytes), "weight_sync/buckets": 1.0, "weight_sync/verified": 0.0,
-            "weight_sync/adapter": 1.0}

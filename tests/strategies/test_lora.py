@@ -13,7 +13,7 @@ import safetensors.torch
 import torch
 
 from skyrl_core.config.schema import LoraConfig
-from skyrl_core.strategies import common, lora
+from skyrl_core.strategies import common, lora, lora_sync
 
 pytest.importorskip("peft")
 
@@ -23,8 +23,8 @@ def lora_kw(**options) -> dict:
 
 
 def lora_strategy(make_strategy, path, *, seed: int = 0, lora_options=None, **kw):
-    torch.manual_seed(seed)  # peft draws the adapters' A from the global generator
-    return make_strategy(path, model_kw=lora_kw(**(lora_options or {})), **kw)
+    """A LoRA LocalStrategy; ``seed`` draws the adapters' initial A."""
+    return make_strategy(path, model_kw=lora_kw(**(lora_options or {})), seed=seed, **kw)
 
 
 def adapter_names(strategy) -> list[str]:
@@ -209,8 +209,24 @@ def test_sync_mode_choice() -> None:
     from skyrl_core.protocols.backend import BackendCapabilities
 
     plain, capable = BackendCapabilities(), BackendCapabilities(lora_adapters=True)
-    assert lora.choose_sync(LoraConfig(rank=8), plain, "native") == "merged"
-    assert lora.choose_sync(LoraConfig(rank=8), capable, "x") == "adapter"
-    assert lora.choose_sync(LoraConfig(rank=8, sync="merged"), capable, "x") == "merged"
+    assert lora_sync.choose_sync(LoraConfig(rank=8), plain, "native") == "merged"
+    assert lora_sync.choose_sync(LoraConfig(rank=8), capable, "x") == "adapter"
+    assert lora_sync.choose_sync(LoraConfig(rank=8, sync="merged"), capable, "x") == "merged"
     with pytest.raises(lora.LoraError, match=r"sync = 'adapter': the native backend cannot load LoRA adapters"):
-        lora.choose_sync(LoraConfig(rank=8, sync="adapter"), plain, "native")
+        lora_sync.choose_sync(LoraConfig(rank=8, sync="adapter"), plain, "native")
+
+
+def test_adapter_init_follows_the_seed_and_lora_dropout_is_kept(qwen2_dir, make_strategy) -> None:
+    a = lora_strategy(make_strategy, qwen2_dir, seed=3)
+    torch.rand(10)  # whatever the global generator did in between
+    b = lora_strategy(make_strategy, qwen2_dir, seed=3)
+    c = lora_strategy(make_strategy, qwen2_dir, seed=4)
+    state_a, state_b, state_c = (lora.adapter_state(s.peft) for s in (a, b, c))
+    assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+    assert any(not torch.equal(state_a[k], state_c[k]) for k in state_a if ".lora_A." in k)
+
+    d = lora_strategy(make_strategy, qwen2_dir, lora_options={"dropout": 0.1})  # disable_dropout is on
+    layers = lora.adapter_layers(d.policy).values()
+    assert {layer.lora_dropout["default"].p for layer in layers} == {0.1}
+    others = [m for n, m in d.policy.named_modules() if isinstance(m, torch.nn.Dropout) and "lora_dropout" not in n]
+    assert all(m.p == 0.0 for m in others)

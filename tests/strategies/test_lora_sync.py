@@ -22,7 +22,7 @@ from skyrl_core.config.schema import LoraConfig, ModelConfig, RuntimeConfig, Tra
 from skyrl_core.protocols.backend import GenerateRequest, SamplingParams
 from skyrl_core.protocols.strategy import TrainBatch
 from skyrl_core.runtime.weight_sync import transfer_weights, verify_engine_weights
-from skyrl_core.strategies import lora
+from skyrl_core.strategies import lora, lora_sync
 from skyrl_core.testing.conformance import generate, make_unit_scale_copy
 
 pytest.importorskip("peft")
@@ -45,7 +45,7 @@ class PeftNativeBackend(NativeBackend):
         self.peft = None
         self.versions: list[int] = []
 
-    def load_lora_adapter(self, adapter: lora.LoraAdapter) -> None:
+    def load_lora_adapter(self, adapter: lora_sync.LoraAdapter) -> None:
         from peft import PeftModel, set_peft_model_state_dict
 
         with self._lock, tempfile.TemporaryDirectory() as tmp:
