@@ -1,7 +1,7 @@
 """Smoke test of skyrl-algo-dapo: with skyrl-core and this plugin installed, it loads through its entry point.
 
 Runs the real `skyrl` command with `SKYRL_LOAD_PLUGINS=skyrl-algo-dapo`, so other installed plugins
-cannot hide a problem (or cause one), and checks the README's TOML snippet.
+cannot hide a problem (or cause one), and checks the README's TOML snippets, options and metrics.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import attrs
 import tomllib
 
 from skyrl_core.config.loader import parse_config
@@ -40,20 +41,26 @@ def test_skyrl_plugins_lists_it_as_ok():
     assert entry["version"] == version
 
 
-def test_readme_toml_snippet(monkeypatch):
+def test_readme_toml_snippets_validate(monkeypatch):
     monkeypatch.setenv("SKYRL_LOAD_PLUGINS", DIST)
     registry = build_registry()
     found = [p for p in registry.plugins if p.distribution == DIST]
     assert found, f"{DIST} is not installed in this environment: pip install {PACKAGE_DIR}"
-    info = found[0]
+    assert found[0].components == {"config_section": ["dapo"]}
     readme = README.read_text()
     snippets = re.findall(r"^```toml\n(.*?)^```", readme, flags=re.S | re.M)
-    assert snippets, f"{README} has no TOML snippet"
-    if not info.components:
-        # Nothing registered yet: the README must say so instead of promising the snippet works.
-        assert "Status: in progress" in readme
-        return
-    runs = [s for s in snippets if "[model]" in s]
-    assert runs, f"{README}: no TOML snippet is a whole run config (with [model])"
-    for snippet in runs:
-        parse_config(tomllib.loads(snippet), registry=registry, source=f"{README.name} snippet")
+    assert len(snippets) >= 2, f"{README}: expected the one-table and the tuned TOML snippets"
+    for i, snippet in enumerate(snippets):
+        assert "[model]" in snippet, f"{README} snippet {i}: every snippet is a whole run config (with [model])"
+        cfg = parse_config(tomllib.loads(snippet), registry=registry, source=f"{README.name} snippet {i}")
+        assert "dapo" in cfg.sections
+
+
+def test_readme_documents_every_option_and_metric():
+    from skyrl_algo_dapo.config import DapoConfig
+
+    readme = README.read_text()
+    missing = [f.name for f in attrs.fields(DapoConfig) if f"`{f.name}`" not in readme]
+    assert not missing, f"{README} does not mention these [dapo] options: {missing}"
+    for metric in ("dapo/filter_rate", "dapo/sampling_rounds", "dapo/overlong_filtered_frac"):
+        assert f"`{metric}`" in readme
