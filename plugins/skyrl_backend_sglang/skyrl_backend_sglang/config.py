@@ -3,16 +3,15 @@
 Importable without torch and without SGLang: config validation stays fast. The common
 engine settings have their own fields (mapped to SGLang ``ServerArgs`` by
 ``skyrl_backend_sglang.server_args``); anything else goes through ``server_args``, a table
-checked against the ``ServerArgs`` fields of the installed SGLang (read from its source,
-without importing it) with "did you mean".
+checked against the ``ServerArgs`` fields of the installed SGLang with "did you mean"
+(SGLang's server_args module is imported for that only when the table is not empty).
 """
 
 from __future__ import annotations
 
-import ast
+import dataclasses
 import functools
 import importlib.util
-from pathlib import Path
 from typing import Any, Literal
 
 import attrs
@@ -28,32 +27,27 @@ MANAGED_ARGS = frozenset({"model_path", "tokenizer_path", "skip_tokenizer_init",
 def installed_server_arg_names() -> frozenset[str] | None:
     """Field names of ``sglang.srt.server_args.ServerArgs`` in the installed SGLang, or None if absent.
 
-    Parsed from the source file (``ast``), because importing SGLang takes seconds.
+    Imports SGLang's server_args module (a few seconds), so callers use it only when there is
+    something to check. Handles ``msgspec.Struct`` (0.5.2x) and dataclass (older) ServerArgs.
     """
+    if importlib.util.find_spec("sglang") is None:
+        return None
     try:
-        spec = importlib.util.find_spec("sglang")
-    except (ImportError, ValueError):
+        from sglang.srt.server_args import ServerArgs
+    except Exception:
         return None
-    if spec is None or spec.origin is None:
-        return None
-    source = Path(spec.origin).parent / "srt" / "server_args.py"
-    if not source.exists():
-        return None
-    tree = ast.parse(source.read_text(encoding="utf-8"))
-    for node in tree.body:
-        if isinstance(node, ast.ClassDef) and node.name == "ServerArgs":
-            return frozenset(
-                stmt.target.id
-                for stmt in node.body
-                if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)
-            )
-    return None
+    fields = getattr(ServerArgs, "__struct_fields__", None)
+    if fields is None and dataclasses.is_dataclass(ServerArgs):
+        fields = [f.name for f in dataclasses.fields(ServerArgs)]
+    return frozenset(fields) if fields is not None else None
 
 
 def check_server_args(value: dict[str, Any]) -> str | None:
     """Config check of ``server_args``: known ``ServerArgs`` fields only (when SGLang is installed)."""
     if not isinstance(value, dict):
         return f"must be a table of SGLang ServerArgs fields, got {type(value).__name__}"
+    if not value:
+        return None
     problems = []
     managed = sorted(set(value) & MANAGED_ARGS)
     if managed:

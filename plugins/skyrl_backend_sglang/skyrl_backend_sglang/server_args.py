@@ -114,16 +114,8 @@ def check_known(args: dict[str, Any]) -> None:
 
 
 def _server_arg_fields() -> frozenset[str] | None:
-    try:
-        from sglang.srt.server_args import ServerArgs
-    except ImportError:
-        return installed_server_arg_names()
-    fields = getattr(ServerArgs, "__struct_fields__", None)  # msgspec.Struct (0.5.2x)
-    if fields is None:
-        import dataclasses
-
-        fields = [f.name for f in dataclasses.fields(ServerArgs)] if dataclasses.is_dataclass(ServerArgs) else None
-    return frozenset(fields) | MANAGED_ARGS if fields is not None else installed_server_arg_names()
+    fields = installed_server_arg_names()
+    return None if fields is None else fields | MANAGED_ARGS
 
 
 def server_command(config: SGLangBackendConfig, model: ModelConfig, seed: int, port: int,

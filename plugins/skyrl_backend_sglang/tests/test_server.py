@@ -118,6 +118,7 @@ class TestSGLangServer(BackendConformance):
     def test_server_without_needed_flags_is_a_clear_error(self, server, conformance_model_dir):
         from skyrl_backend_sglang.backend import SGLangBackend
         from skyrl_backend_sglang.config import SGLangBackendConfig
+
         from skyrl_core.errors import SkyrlError
 
         # The fixture's server runs one sequence at a time ('serial'); 'engine' seeding needs deterministic inference.

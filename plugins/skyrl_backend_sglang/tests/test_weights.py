@@ -112,7 +112,8 @@ def test_unknown_and_misshaped_names_are_reported_together(backend, llama_dir):
             ("model.norm.weight", torch.zeros(3)),
         ])
     text = str(info.value)
-    assert "1 tensors sent" in text and "upp_proj" in text and "Did you mean 'model.layers.0.mlp.up_proj.weight'" in text
+    assert "1 tensors sent" in text and "upp_proj" in text
+    assert "Did you mean 'model.layers.0.mlp.up_proj.weight'" in text
     assert "shape mismatch model.norm.weight" in text
 
 
