@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from skyrl_backend_vllm.config import VllmBackendConfig, engine_kwargs_problems
-from skyrl_backend_vllm.sampling import sample_seeds, validation_problems, vllm_sampling_kwargs
+from skyrl_backend_vllm.sampling import sample_seeds, validation_problems, vllm_sampling_kwargs, warn_filter_order
 from skyrl_backend_vllm.weights import write_safetensors
 from skyrl_backend_vllm.worker import SkyrlWorkerExtension, describe
 from skyrl_core.config.schema import ModelConfig
@@ -185,6 +185,7 @@ class VllmBackend:
         for request in requests:
             p = request.params
             seed = p.seed if p.seed is not None else self._seed_rng.getrandbits(63)
+            warn_filter_order(p)
             max_tokens = min(p.max_new_tokens, self.max_model_len - len(request.prompt_ids))
             kwargs = [vllm_sampling_kwargs(p, s, max_tokens, self.vocab_size) for s in sample_seeds(p, seed)]
             job = Job(request, kwargs, concurrent.futures.Future())

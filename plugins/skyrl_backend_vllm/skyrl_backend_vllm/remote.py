@@ -37,7 +37,13 @@ from pathlib import Path
 from typing import Any
 
 from skyrl_backend_vllm.config import VllmRemoteConfig
-from skyrl_backend_vllm.sampling import sample_seeds, trim_at_stop, validation_problems, vllm_sampling_kwargs
+from skyrl_backend_vllm.sampling import (
+    sample_seeds,
+    trim_at_stop,
+    validation_problems,
+    vllm_sampling_kwargs,
+    warn_filter_order,
+)
 from skyrl_backend_vllm.weights import write_safetensors
 from skyrl_core.backends.stops import decode_text
 from skyrl_core.config.schema import ModelConfig
@@ -132,6 +138,7 @@ class VllmRemoteBackend:
         for request in requests:
             p = request.params
             seed = p.seed if p.seed is not None else self._seed_rng.getrandbits(63)
+            warn_filter_order(p)
             max_tokens = min(p.max_new_tokens, self.max_model_len - len(request.prompt_ids))
             samples = [
                 loop.run_in_executor(self._pool, self._sample, request, s, max_tokens) for s in sample_seeds(p, seed)

@@ -24,6 +24,7 @@ matcher), so tokens, text and log-probs are trimmed alike and exactly as the con
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -40,6 +41,23 @@ def sample_seeds(params: SamplingParams, request_seed: int) -> list[int]:
 def order_differs(params: SamplingParams) -> bool:
     """True when vLLM's filter order (min-p before top-p) can differ from the contract's."""
     return params.temperature > 0 and params.top_p < 1 and params.min_p > 0
+
+
+def warn_filter_order(params: SamplingParams) -> None:
+    """Warn (once per process) when ``order_differs(params)``."""
+    global _warned_order
+    if _warned_order or not order_differs(params):
+        return
+    _warned_order = True
+    warnings.warn(
+        "vLLM applies min_p before top_p (skyrl's contract: after); with both set, samples and log-probs "
+        "follow vLLM's order (the log-probs are still those of the distribution sampled from). Set only one "
+        "of top_p < 1 and min_p > 0 to match the other backends exactly.",
+        stacklevel=3,
+    )
+
+
+_warned_order = False
 
 
 def vllm_sampling_kwargs(params: SamplingParams, seed: int, max_tokens: int, vocab_size: int) -> dict[str, Any]:

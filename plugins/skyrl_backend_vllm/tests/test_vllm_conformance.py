@@ -14,7 +14,7 @@ from vllm_support import build_vllm_tiny, needs_vllm
 
 from skyrl_core.config.schema import ModelConfig
 from skyrl_core.protocols.backend import GenerateRequest, SamplingParams
-from skyrl_core.testing.conformance import BackendConformance, generate, make_unit_scale_copy
+from skyrl_core.testing.conformance import BackendConformance, generate, make_unit_scale_copy, reference_logprobs
 
 pytestmark = needs_vllm
 
@@ -131,3 +131,46 @@ class TestVllmConformance(BackendConformance):
         assert slow.cancelled() and len(quick[0].completions[0].token_ids) == 3
         # The cancelled request no longer occupies the engine: a weight call (which waits for idle) returns.
         backend.reset_prefix_cache()
+
+    def test_top_p_with_min_p_reports_the_distribution_vllm_sampled_from(self, backend, ref, prompts):
+        """vLLM applies min-p before top-p (the contract: after). Where that changes the kept set, the
+        returned log-probs are those of vLLM's distribution (documented in sampling.py), exactly."""
+        import torch
+        from skyrl_backend_vllm.sampling import order_differs
+
+        params = SamplingParams(max_new_tokens=16, temperature=1.5, top_p=0.6, min_p=0.2, seed=21)
+        assert order_differs(params)
+        requests = [GenerateRequest(p, params) for p in prompts]
+        differs = 0
+        for request, result in zip(requests, generate(backend, requests), strict=True):
+            c = result.completions[0]
+            ids = torch.tensor([[*request.prompt_ids, *c.token_ids]])
+            with torch.no_grad():
+                logits = ref.model(ids).logits[0, len(request.prompt_ids) - 1 : -1]
+            for row, token, got in zip(logits, c.token_ids, c.logprobs, strict=True):
+                vllm_order = vllm_filtered_logprobs(row, params)[token].item()
+                assert abs(got - vllm_order) <= self.logprob_atol
+                differs += abs(reference_logprobs(row, params)[token].item() - vllm_order) > 1e-3
+        assert differs > 0, "the settings should make the two orders disagree somewhere"
+
+
+def vllm_filtered_logprobs(logits, params: SamplingParams):
+    """Log-probs ``(V,)`` in vLLM's order: temperature, min-p, top-k, top-p (float64)."""
+    import math
+
+    import torch
+
+    x = logits.double() / params.temperature
+    if params.min_p > 0:
+        probs = torch.softmax(x, -1)
+        x = x.masked_fill(probs < params.min_p * probs.max(), -math.inf)
+    if params.top_k > 0:
+        kth = torch.topk(x, params.top_k).values[-1]
+        x = x.masked_fill(x < kth, -math.inf)
+    if params.top_p < 1:
+        probs = torch.softmax(x, -1)
+        order = torch.argsort(probs, descending=True)
+        keep = int((torch.cumsum(probs[order], 0) < params.top_p).sum()) + 1
+        x = x.clone()
+        x[order[keep:]] = -math.inf
+    return torch.log_softmax(x, -1)
