@@ -85,7 +85,8 @@ def run_warm_start(run: RunContext) -> Path:
         from skyrl_core.prepare import run_preparer
 
         target = Path(ws.data[0]) if ws.data else run.run_dir / "data" / "sft.parquet"
-        files = run_preparer(ws.generate, target.parent, {}, run.registry)
+        opts = dict(cfg.data.generate_options) if ws.generate == cfg.data.generate else {}
+        files = run_preparer(ws.generate, target.parent, opts, run.registry)
         if "sft" in files and Path(files["sft"]) != target:
             Path(files["sft"]).replace(target)
     if not ws.data:

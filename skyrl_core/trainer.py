@@ -136,7 +136,7 @@ def prepare_data(cfg: RunConfig, registry: Registry) -> None:
     from skyrl_core.prepare import run_preparer
 
     out_dir = Path(paths[0]).parent if paths else Path(cfg.run_dir) / "data"
-    files = run_preparer(cfg.data.generate, out_dir, {}, registry)
+    files = run_preparer(cfg.data.generate, out_dir, dict(cfg.data.generate_options), registry)
     for wanted, split in [(cfg.data.train, "train"), (cfg.data.eval, "eval")]:
         if wanted and split in files and Path(files[split]) != Path(wanted[0]):
             Path(files[split]).replace(wanted[0])

@@ -454,6 +454,7 @@ def parse_config(raw: dict[str, Any], registry: Registry | None = None, source: 
         from skyrl_core.config.plan import plan_issues
 
         issues += plan_issues(cfg)
+        issues += _check_generate(cfg, registry)
         for env_name in [cfg.data.default_env_class] if cfg.data.default_env_class else []:
             if env_name not in registry.components[Kind.ENVIRONMENT]:
                 issues.append(
@@ -565,6 +566,22 @@ def plugin_checks(cfg: schema.RunConfig, registry: Registry) -> list[ConfigIssue
                 item = ConfigIssue("", f"plugin {who}: skyrl_check_config returned {item!r}, not a ConfigIssue")
             issues.append(item)
     return issues
+
+
+def _check_generate(cfg: schema.RunConfig, registry: Registry) -> list[ConfigIssue]:
+    """``data.generate`` names a preparer and ``data.generate_options`` fit its config class."""
+    name = cfg.data.generate
+    if name is None:
+        if cfg.data.generate_options:
+            return [ConfigIssue("data.generate_options", "given but data.generate (the preparer) is not set")]
+        return []
+    if name not in registry.components[Kind.DATASET_PREPARER]:
+        return [ConfigIssue("data.generate", registry.unknown_message(Kind.DATASET_PREPARER, name))]
+    _, found = structure_component(
+        registry, Kind.DATASET_PREPARER, name, dict(cfg.data.generate_options),
+        ("data", "generate_options"), ("data", "generate"),
+    )
+    return found
 
 
 def component_config(registry: Registry, kind: Kind, name: str, given: Any) -> Any:

@@ -153,6 +153,11 @@ class DataConfig:
         help="Create the data files when missing, with this dataset preparer (e.g. 'arithmetic'); "
         "train/eval must then be a single file each.",
     )
+    generate_options: dict[str, Any] = option(
+        factory=dict,
+        help="Options passed to the `data.generate` preparer (its own keys, e.g. digits = 1), validated "
+        "against its config class.",
+    )
 
 
 @attrs.define(kw_only=True)
