@@ -1,7 +1,7 @@
 """Smoke test of skyrl-backend-sglang: with skyrl-core and this plugin installed, it loads through its entry point.
 
 Runs the real `skyrl` command with `SKYRL_LOAD_PLUGINS=skyrl-backend-sglang`, so other installed plugins
-cannot hide a problem (or cause one), and checks the README's TOML snippet.
+cannot hide a problem (or cause one), and checks the README's TOML snippets and the examples.
 """
 
 from __future__ import annotations
@@ -53,7 +53,24 @@ def test_readme_toml_snippet(monkeypatch):
         # Nothing registered yet: the README must say so instead of promising the snippet works.
         assert "Status: in progress" in readme
         return
+    assert "in progress" not in readme, f"{README} still says the plugin is in progress, but it registers components"
     runs = [s for s in snippets if "[model]" in s]
     assert runs, f"{README}: no TOML snippet is a whole run config (with [model])"
     for snippet in runs:
         parse_config(tomllib.loads(snippet), registry=registry, source=f"{README.name} snippet")
+
+
+def test_examples_validate(monkeypatch):
+    """Every TOML under examples/ parses against the registry (the GSM8K recipe also needs skyrl-env-gsm8k)."""
+    registry = build_registry()
+    examples = sorted((PACKAGE_DIR / "examples").glob("*.toml"))
+    assert examples
+    have_gsm8k = any(p.distribution == "skyrl-env-gsm8k" and p.status == "ok" for p in registry.plugins)
+    checked = 0
+    for path in examples:
+        raw = tomllib.loads(path.read_text())
+        if "gsm8k" in raw.get("environments", {}) and not have_gsm8k:
+            continue  # validated where the GSM8K plugin is installed (scripts/test.sh's main venv)
+        parse_config(raw, registry=registry, source=str(path))
+        checked += 1
+    assert checked

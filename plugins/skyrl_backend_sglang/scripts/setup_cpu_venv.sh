@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# A virtual environment where a real SGLang engine runs on a CPU-only machine (x86_64, Python 3.11,
+# torch 2.13.0+cpu), with skyrl-core and this plugin installed editable from the checkout.
+#
+#   bash plugins/skyrl_backend_sglang/scripts/setup_cpu_venv.sh [VENV]    # default: <repo>/.venv-sglang
+#   SGLANG_VERSION=0.5.23 bash .../setup_cpu_venv.sh                      # 0.5.20 (default) to 0.5.23 work
+#
+# Steps: torch 2.13.0 (CPU build); sglang with --no-deps (its requirements pin CUDA wheels);
+# requirements-cpu.txt (what the CPU text path needs); patch_sglang_cpu.py (two optional imports
+# made optional: torchvision and an unused vllm kernel); skyrl-core + this plugin + pytest.
+# A finished venv is reused while its inputs (this script, the requirements, the patch, the
+# version) are unchanged; only the editable installs are refreshed. Never install SGLang into the
+# main .venv: its pins (transformers, tokenizers) differ from skyrl-core's tested versions.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../../.." && pwd)
+VENV=${1:-${SKYRL_SGLANG_VENV:-$ROOT/.venv-sglang}}
+SGLANG_VERSION=${SGLANG_VERSION:-0.5.20}
+TORCH_VERSION=2.13.0
+PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
+
+stamp=$(cat "$HERE/setup_cpu_venv.sh" "$HERE/requirements-cpu.txt" "$HERE/patch_sglang_cpu.py" \
+    | sha256sum | cut -c1-16)-$SGLANG_VERSION-$TORCH_VERSION
+if [ -x "$VENV/bin/python" ] && [ "$(cat "$VENV/.skyrl-sglang-stamp" 2>/dev/null)" = "$stamp" ]; then
+    echo "== $VENV is up to date (sglang $SGLANG_VERSION)"
+else
+    echo "== building $VENV (sglang $SGLANG_VERSION, torch $TORCH_VERSION) [${SECONDS}s]"
+    rm -rf "$VENV"
+    "$PYTHON" -m venv "$VENV"
+    PIP=$VENV/bin/pip
+    "$PIP" install -q -U pip
+    "$PIP" install -q "torch==$TORCH_VERSION"
+    "$PIP" install -q --no-deps "sglang==$SGLANG_VERSION"
+    "$PIP" install -q -r "$HERE/requirements-cpu.txt"
+    "$VENV/bin/python" "$HERE/patch_sglang_cpu.py"
+    echo "$stamp" >"$VENV/.skyrl-sglang-stamp"
+fi
+# The checkout's code, editable (fast to refresh; the tests import what is checked out).
+"$VENV/bin/pip" install -q -e "$ROOT" -e "$ROOT/plugins/skyrl_backend_sglang" "pytest>=8" "pytest-timeout>=2.3"
+"$VENV/bin/python" - <<'PYEOF'
+import importlib.metadata as md
+import sglang, torch, transformers
+print("== torch", torch.__version__, "| sglang", sglang.__version__, "| transformers", transformers.__version__,
+      "| skyrl-backend-sglang", md.version("skyrl-backend-sglang"))
+PYEOF
