@@ -33,7 +33,7 @@ SHORT = [
     "dapo.max_sampling_rounds=20",
     "eval.before_train=false",
     "eval.max_rows=4",
-    "tracking.trackers=['jsonl']",
+    "tracking.trackers=['console', 'jsonl']",
     "tracking.plot=false",
     "checkpoint.export_at_end=false",
 ]
