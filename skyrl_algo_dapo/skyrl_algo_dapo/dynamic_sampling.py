@@ -52,7 +52,8 @@ def merge_round_metrics(rounds: Sequence[tuple[int, dict[str, float]]]) -> dict[
 
     Means are weighted by trajectories; ``*/max`` and ``*/min`` take the extreme and
     ``rollout/env_errors`` (a count) the sum. So ``reward/`` and ``rollout/`` describe every
-    sample generated in the step, before filtering.
+    sample generated in the step, before filtering (a spread such as ``reward/std`` becomes the
+    weighted mean of the rounds' spreads, not the pooled one).
     """
     keys = sorted({k for _, m in rounds for k in m})
     out: dict[str, float] = {}
