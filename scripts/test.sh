@@ -42,6 +42,22 @@ for dir in "${TEST_DIRS[@]}"; do
     fi
 done
 
+# Plugins whose engines need a venv of their own (SGLang on CPU pins other versions) run their tests
+# in an extra stage: plugins/<name>/scripts/ci.sh builds or reuses that venv and runs the plugin's
+# tests there, writing JUnit XML into $RESULTS. SKYRL_PLUGIN_STAGES=0 skips these stages.
+if [ "${SKYRL_PLUGIN_STAGES:-1}" != 0 ]; then
+    for stage in plugins/*/scripts/ci.sh; do
+        [ -f "$stage" ] || continue
+        printf '\n== stage %s [%ss]\n' "$stage" "$SECONDS"
+        code=0
+        SKYRL_TEST_RESULTS=$RESULTS bash "$stage" "$@" || code=$?
+        if [ "$code" -ne 0 ] && ! { [ "$code" -eq 5 ] && [ "$#" -gt 0 ]; }; then
+            echo "== stage $stage: exit code $code"
+            status=1
+        fi
+    done
+fi
+
 printf '\n== all test folders [%ss]\n' "$SECONDS"
 "$VENV/bin/python" - "$RESULTS" <<'PYEOF'
 import pathlib, sys
