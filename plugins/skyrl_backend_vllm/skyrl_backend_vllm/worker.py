@@ -155,6 +155,27 @@ class SkyrlWorkerExtension:
         touched = {group_of(n) for n, _ in named}
         batch = [(n, t) for n, t in copy.items() if group_of(n) in touched]
         self.reload_weights(weights_iterator=iter(batch))
+        self._skyrl_reprocess_tied(touched)
+
+    def _skyrl_reprocess_tied(self, touched: set[str]) -> None:
+        """Redo the kernel preparation of modules that share a reloaded weight but were not reloaded.
+
+        With tied embeddings ``lm_head`` holds ``embed_tokens``' weight; the reloader updates the
+        shared values but skips ``lm_head`` (nothing is loaded under its name), so the packed copy
+        its CPU matmul was prepared with would keep the old weights.
+        """
+        from vllm.config import set_current_vllm_config
+
+        owners: dict[int, list[tuple[str, torch.nn.Module]]] = {}
+        for name, module in self.model_runner.model.named_modules(remove_duplicate=False):
+            weight = module._parameters.get("weight")
+            if weight is not None and getattr(module, "quant_method", None) is not None:
+                owners.setdefault(id(weight), []).append((name, module))
+        with set_current_vllm_config(self.vllm_config):
+            for shared in owners.values():
+                if len(shared) > 1 and any(name in touched for name, _ in shared):
+                    for _, module in shared:
+                        module.quant_method.process_weights_after_loading(module)
 
 
 def describe(extension: Any) -> str:
