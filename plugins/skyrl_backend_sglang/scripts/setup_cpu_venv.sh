@@ -7,7 +7,7 @@
 #
 # Steps: torch 2.13.0 (CPU build); sglang with --no-deps (its requirements pin CUDA wheels);
 # requirements-cpu.txt (what the CPU text path needs); patch_sglang_cpu.py (two optional imports
-# made optional: torchvision and an unused vllm kernel); skyrl-core + this plugin + pytest.
+# made optional: torchvision and an unused vllm kernel); skyrl-core[ray] + this plugin + pytest.
 # A finished venv is reused while its inputs (this script, the requirements, the patch, the
 # version) are unchanged; only the editable installs are refreshed. Never install SGLang into the
 # main .venv: its pins (transformers, tokenizers) differ from skyrl-core's tested versions.
@@ -37,7 +37,7 @@ else
     echo "$stamp" >"$VENV/.skyrl-sglang-stamp"
 fi
 # The checkout's code, editable (fast to refresh; the tests import what is checked out).
-"$VENV/bin/pip" install -q -e "$ROOT" -e "$ROOT/plugins/skyrl_backend_sglang" "pytest>=8" "pytest-timeout>=2.3"
+"$VENV/bin/pip" install -q -e "$ROOT[ray]" -e "$ROOT/plugins/skyrl_backend_sglang" "pytest>=8" "pytest-timeout>=2.3"
 "$VENV/bin/python" - <<'PYEOF'
 import importlib.metadata as md
 import sglang, torch, transformers
