@@ -41,7 +41,7 @@ from skyrl_core.config.schema import ModelConfig, TrainerConfig
 from skyrl_core.errors import SkyrlError
 from skyrl_core.protocols.strategy import ForwardOutput, LossFn, ModelRole, TrainBatch
 from skyrl_core.runtime.calls import ActorGroup, check_same_plugins, import_ray, plugin_table
-from skyrl_core.strategies import common
+from skyrl_core.strategies import common, lora
 from skyrl_core.strategies.fsdp2_config import Fsdp2StrategyConfig
 
 DCP_DIR = "dcp"
@@ -116,6 +116,7 @@ class Fsdp2Strategy:
         self.need_critic = need_critic
         self.optimizer_steps = 0
         self._offloaded = False
+        self._adapter_version = 0
         self.runtime = runtime.ray_runtime()
         self.world_size = rt_cfg.train_gpus
         spec = {
@@ -287,9 +288,23 @@ class Fsdp2Strategy:
         info = self.workers.wait([self.workers.actors[0].node.remote()], what="rendezvous")[0]
         return info["ip"], int(info["port"])
 
+    def lora_adapter(self) -> Any:
+        """The trained adapter (``lora_sync.LoraAdapter``, gathered on rank 0), for engines that
+        load LoRA adapters (``[model.lora] sync``)."""
+        if not lora.enabled(self.model_config):
+            raise ValueError("lora_adapter(): this strategy trains without LoRA ([model.lora] rank = 0)")
+        self.enter_train()
+        self._adapter_version += 1
+        return self.workers.call("lora_adapter", self._adapter_version)[0]
+
     def reset_ref(self) -> None:
         """Make the reference model a copy of the current policy (e.g. after a warm start)."""
         self._check_role("ref")
+        if lora.enabled(self.model_config):
+            raise SkyrlError(
+                "reset_ref: with [model.lora] the reference is the base model with the adapters off; fsdp2 cannot "
+                "fold sharded adapters into the base. Export the merged model and start a new run from it."
+            )
         self.enter_train()
         self.workers.call("reset_ref")
 
@@ -315,6 +330,8 @@ class Fsdp2Strategy:
             "has_critic": self.need_critic,
             "dtype": self.model_config.dtype,
         }
+        if lora.enabled(self.model_config):  # dcp/ then holds the adapters, not the base weights
+            meta["lora"] = lora.describe(self.model_config.lora)
         (path / common.STRATEGY_STATE).write_text(json.dumps(meta, indent=2) + "\n")
 
     def load_checkpoint(self, path: Path) -> None:
@@ -329,6 +346,7 @@ class Fsdp2Strategy:
                 f"checkpoint {path} was written by the {meta.get('strategy', 'unknown')!r} strategy; fsdp2 reads only "
                 "its own (sharded) checkpoints. Export it with `skyrl export` and start from that model instead."
             )
+        lora.check_checkpoint(meta, self.model_config.lora, path)
         if self.need_critic and not meta.get("has_critic"):
             raise common.CheckpointError(
                 f"checkpoint {path} has no critic, but this run trains one; resume with the same advantage estimator"
@@ -341,7 +359,8 @@ class Fsdp2Strategy:
         self.optimizer_steps = int(meta.get("optimizer_steps", 0))
 
     def export_hf(self, path: Path, tokenizer: Any) -> None:
-        """Write a Hugging Face folder (weights in ``[model] dtype`` from rank 0, plus the tokenizer).
+        """Write a Hugging Face folder (weights in ``[model] dtype`` from rank 0, plus the tokenizer);
+        with LoRA the merged model or the peft adapter, as ``[model.lora] export`` says.
 
         Written to a temporary sibling directory and renamed into place. Rank 0 writes the
         weights, so ``path`` must be on a filesystem rank 0's node shares with the driver.
@@ -353,8 +372,9 @@ class Fsdp2Strategy:
         if tmp.exists():
             shutil.rmtree(tmp)
         try:
-            self.workers.call("export", str(tmp))
-            if not (tmp / "config.json").is_file():
+            adapter = lora.enabled(self.model_config) and self.model_config.lora.export == "adapter"
+            self.workers.call("export", str(tmp), adapter)
+            if not (tmp / ("adapter_config.json" if adapter else "config.json")).is_file():
                 raise SkyrlError(
                     f"export to {path}: rank 0 wrote the model on its own node ({self._rendezvous_host}), which "
                     "does not share this directory with the driver; put run.dir on a shared filesystem"

@@ -14,6 +14,7 @@ imported here by module and name).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import pickle
@@ -23,6 +24,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import attrs
 import torch
 from torch import Tensor, nn
 
@@ -30,7 +32,7 @@ from skyrl_core.config.schema import ModelConfig, TrainerConfig
 from skyrl_core.errors import SkyrlError
 from skyrl_core.ops.logprobs import entropy_from_logits, token_logprobs
 from skyrl_core.protocols.strategy import ForwardOutput, LossScale, TrainBatch
-from skyrl_core.strategies import common
+from skyrl_core.strategies import common, lora
 from skyrl_core.strategies import fsdp2_model as fm
 from skyrl_core.strategies.fsdp2_config import Fsdp2StrategyConfig
 
@@ -86,6 +88,9 @@ class Fsdp2Worker:
         self._sync: Any = None
         self._ipc_keep: list[Tensor] = []
         self._offloaded = False
+        self.lora = lora.enabled(self.model_cfg)  # adapters only; the reference is the policy with them off
+        self.peft: Any = None
+        self.merged: dict[str, lora.MergedSource] | None = None
 
     # -- start-up ---------------------------------------------------------------------------
 
@@ -118,10 +123,12 @@ class Fsdp2Worker:
         lm = load_causal_lm(self.model_cfg, dtype=torch.float32, device="cpu") if self.rank == 0 else None
         seed = int(self.spec["seed"])
         t = self.trainer
+        if self.lora and lm is not None:  # rank 0's adapters (A drawn from the seed) are broadcast
+            lora.apply(lm, self.model_cfg.lora, base_path=str(self.model_cfg.path), seed=seed)
 
         policy = self._build("policy", lm, seed, train=True)
         self.policy = self._trainable(policy, t.lr)
-        if self.spec["need_ref"]:
+        if self.spec["need_ref"] and not self.lora:
             self.ref = self._build("ref", lm, seed, train=False)
         if self.spec["need_critic"]:
             critic = self._build("critic", lm, seed, train=True)
@@ -129,15 +136,25 @@ class Fsdp2Worker:
         del lm
         self.sliced = self._choose_sliced()
         self.weights = dict(fm.unique_weights(policy))
+        if self.lora:  # merged weights under the base model's names
+            self.merged = lora.merged_sources(policy.lm)
+            self.weights = {name: source.tensor for name, source in self.merged.items()}
         metas = [self._meta(name, tensor) for name, tensor in self.weights.items()]
         return {"plugins": plugins, "device": str(self.device), "sliced": self.sliced, "metas": metas, **where()}
 
     def _build(self, role: str, lm: nn.Module | None, seed: int, *, train: bool) -> nn.Module:
         root, real = fm.build_roots(role, self.model_cfg, seed=seed, lm=lm)
+        if self.lora:  # the same adapters as rank 0's real model (the critic's body copied them)
+            peft = lora.apply(fm.hf_model(root), self.model_cfg.lora, base_path=str(self.model_cfg.path))
+            self.peft = peft if role == "policy" else self.peft
         if self.config.disable_dropout:
             common.disable_dropout(root)
+            if self.lora:
+                lora.set_adapter_dropout(root, self.model_cfg.lora.dropout)
         if train and self.trainer.gradient_checkpointing:
             common.enable_checkpointing(fm.hf_model(root))
+            if self.lora:
+                lora.enable_input_grads(fm.hf_model(root))
         reduce_dtype = torch.float32 if self.config.reduce_dtype == "float32" else torch.bfloat16
         fm.shard(
             root,
@@ -201,6 +218,9 @@ class Fsdp2Worker:
         if role == "policy":
             assert self.policy is not None
             return self.policy.root
+        if role == "ref" and self.lora:
+            assert self.policy is not None
+            return self.policy.root  # run with the adapters off (``_outputs``)
         if role == "ref":
             assert self.ref is not None
             return self.ref
@@ -211,7 +231,8 @@ class Fsdp2Worker:
         root = self._root(role)
         if role == "critic":
             return {"values": root(**c.model_inputs(), rows=c.rows, cols=c.cols)}
-        logits = root(**c.model_inputs(), rows=c.rows, cols=c.cols, sliced=self.sliced)
+        with lora.adapters_disabled(root) if role == "ref" and self.lora else contextlib.nullcontext():
+            logits = root(**c.model_inputs(), rows=c.rows, cols=c.cols, sliced=self.sliced)
         out = {"logprobs": token_logprobs(logits[None], c.targets[None], temperature)[0]}
         if need_entropy:
             out["entropy"] = entropy_from_logits(logits[None], temperature)[0]
@@ -352,7 +373,10 @@ class Fsdp2Worker:
         self._check_onloaded()
         named = []
         for name in names:
-            tensor = fm.full(self.weights[name].detach())
+            if self.merged is not None:
+                tensor = lora.merged_tensor(self.merged[name], full=fm.full)
+            else:
+                tensor = fm.full(self.weights[name].detach())
             named.append((name, tensor.to(self.transfer_dtype) if tensor.is_floating_point() else tensor))
         out: dict[str, Any] = {"checksums": {}, "handles": None, "bucket": None}
         if self.rank == 0 and dtypes is not None:
@@ -388,6 +412,16 @@ class Fsdp2Worker:
         if self.rank == 0:
             self._sync = SyncGroup(host, port, 0, size, self.device, timeout_s)
 
+    def lora_adapter(self, version: int) -> Any:
+        """The gathered adapter as a ``LoraAdapter`` with CPU tensors (rank 0; None elsewhere)."""
+        from skyrl_core.strategies.lora_sync import adapter_payload
+
+        self._check_onloaded()
+        payload = adapter_payload(self.peft, version, full=fm.full)
+        if self.rank != 0:
+            return None
+        return attrs.evolve(payload, tensors=[(k, t.cpu()) for k, t in payload.tensors])
+
     def reset_ref(self) -> None:
         """Copy the policy's shards into the reference model (same sharding, so shard by shard)."""
         assert self.ref is not None and self.policy is not None
@@ -400,15 +434,19 @@ class Fsdp2Worker:
     def _dcp_state(self, with_ref: bool) -> dict[str, Any]:
         from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
 
+        def weights(root: nn.Module) -> dict[str, Any]:  # with LoRA: adapters (+ value head) only
+            state = get_model_state_dict(root)
+            return lora.trainable_only(root, state) if self.lora else state
+
         assert self.policy is not None
         state: dict[str, Any] = {
-            "policy": get_model_state_dict(self.policy.root),
+            "policy": weights(self.policy.root),
             "policy_optim": get_optimizer_state_dict(self.policy.root, self.policy.optimizer),
         }
         if with_ref and self.ref is not None:
             state["ref"] = get_model_state_dict(self.ref)
         if self.critic is not None:
-            state["critic"] = get_model_state_dict(self.critic.root)
+            state["critic"] = weights(self.critic.root)
             state["critic_optim"] = get_optimizer_state_dict(self.critic.root, self.critic.optimizer)
         return state
 
@@ -428,19 +466,24 @@ class Fsdp2Worker:
     def load(self, path: str, with_ref: bool) -> None:
         """Restore ``save``'s files; the shards are re-cut for this world size by DCP."""
         import torch.distributed.checkpoint as dcp
-        from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            set_model_state_dict,
+            set_optimizer_state_dict,
+        )
 
         self._check_onloaded()
         directory = Path(path)
         state = self._dcp_state(with_ref=with_ref)
         dcp.load(state, checkpoint_id=str(directory / "dcp"))
         assert self.policy is not None
-        set_model_state_dict(self.policy.root, state["policy"])
+        partial = StateDictOptions(strict=not self.lora)  # LoRA: the base comes from the model folder
+        set_model_state_dict(self.policy.root, state["policy"], options=partial)
         set_optimizer_state_dict(self.policy.root, self.policy.optimizer, state["policy_optim"])
         if "ref" in state:
             set_model_state_dict(self.ref, state["ref"])
         if self.critic is not None:
-            set_model_state_dict(self.critic.root, state["critic"])
+            set_model_state_dict(self.critic.root, state["critic"], options=partial)
             set_optimizer_state_dict(self.critic.root, self.critic.optimizer, state["critic_optim"])
         for role, trained in (("policy", self.policy), ("critic", self.critic)):
             if trained is not None:
@@ -449,10 +492,14 @@ class Fsdp2Worker:
         if rng_file.is_file():  # a rank that did not exist at save time keeps its own RNG
             common.set_rng_state(torch.load(rng_file))
 
-    def export(self, path: str) -> bool:
-        """Gather the full policy on rank 0 and ``save_pretrained`` it to ``path`` in ``[model] dtype``."""
+    def export(self, path: str, adapter: bool = False) -> bool:
+        """Gather the full policy on rank 0 and ``save_pretrained`` it to ``path`` in ``[model] dtype``
+        (LoRA: the merged model, or with ``adapter`` the peft adapter folder)."""
         self._check_onloaded()
         assert self.policy is not None
+        if self.lora:
+            dtype, rank = self.model_cfg.dtype, self.rank
+            return lora.export_sharded(self.peft, Path(path), adapter=adapter, dtype=dtype, rank=rank, full=fm.full)
         return fm.export_hf(self.policy.root, set(self.weights), self.model_cfg, Path(path), self.rank)
 
     # -- placement --------------------------------------------------------------------------

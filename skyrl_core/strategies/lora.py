@@ -383,6 +383,13 @@ def load_state_into(live: dict[str, Tensor], saved: dict[str, Tensor], *, source
             tensor.copy_(saved[name].to(tensor.device))
 
 
+def trainable_only(module: nn.Module, state: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``module``'s (possibly sharded) state dict that belong to parameters
+    requiring grad: what a LoRA checkpoint keeps (the base is the model folder itself)."""
+    names = {n for n, p in module.named_parameters() if p.requires_grad}
+    return {k: v for k, v in state.items() if k in names}
+
+
 def describe(lora_cfg: LoraConfig) -> dict[str, Any]:
     """The settings that must match between a checkpoint and the run resuming it."""
     return {
@@ -444,6 +451,28 @@ def export_merged(model: nn.Module, path: Path, tokenizer: Any, *, dtype: str, f
     inner = hf_model(model)
     state = {n: t.to("cpu", getattr(torch, dtype)) for n, t in merged_weights(inner, full=full)}
     write_hf_folder(inner.config, state, path, tokenizer, dtype=dtype)
+
+
+def export_sharded(
+    peft_model: PeftModel, path: Path, *, adapter: bool, dtype: str, rank: int, full: Gather
+) -> bool:
+    """What ``export_adapter`` (``adapter``) or ``export_merged`` write, from a sharded model:
+    every rank must call it (the gathers are collectives); rank 0 writes ``path`` (no
+    tokenizer). Returns whether this rank wrote."""
+    if adapter:
+        from skyrl_core.strategies.lora_sync import adapter_payload
+
+        payload = adapter_payload(peft_model, 0, full=full)
+        if rank == 0:
+            payload.save(Path(path))
+        return rank == 0
+    state = {}
+    for name, tensor in merged_weights(peft_model, full=full):  # every rank gathers, rank 0 keeps
+        if rank == 0:
+            state[name] = tensor.to("cpu", getattr(torch, dtype))
+    if rank == 0:
+        write_hf_folder(hf_model(peft_model).config, state, Path(path), None, dtype=dtype)
+    return rank == 0
 
 
 def write_hf_folder(config: Any, state: dict[str, Tensor], path: Path, tokenizer: Any, *, dtype: str) -> None:
