@@ -91,6 +91,10 @@ class EngineActor:
     async def update_weights(self, named: list[tuple[str, Any]]) -> None:
         await self._run(self.backend.update_weights, named)
 
+    async def load_lora_adapter(self, adapter: Any) -> None:
+        """Forward a ``lora_sync.LoraAdapter`` to a backend that declares ``capabilities.lora_adapters``."""
+        await self._run(self.backend.load_lora_adapter, adapter)
+
     async def call(self, method: str) -> None:
         """``reset_prefix_cache``, ``sleep``, ``wake`` or ``shutdown`` of the backend."""
         if method not in ("reset_prefix_cache", "sleep", "wake", "shutdown"):
@@ -253,6 +257,11 @@ class RayBackend:
         bucket = [(name, tensor.detach().cpu()) for name, tensor in named_tensors]
         ref = ray.put(bucket)
         self.engines.call("update_weights", ref)
+
+    def load_lora_adapter(self, adapter: Any) -> None:
+        """Hand a LoRA adapter (``lora_sync.LoraAdapter``) to every engine through the object store
+        (used only when the engines declare ``capabilities.lora_adapters``)."""
+        self.engines.call("load_lora_adapter", import_ray().put(adapter))
 
     def weight_dtypes(self) -> dict[str, str]:
         """``{name: dtype}`` of engine 0's weights (for checksums in the engines' dtype)."""
