@@ -1,7 +1,7 @@
 """Smoke test of skyrl-backend-vllm: with skyrl-core and this plugin installed, it loads through its entry point.
 
 Runs the real `skyrl` command with `SKYRL_LOAD_PLUGINS=skyrl-backend-vllm`, so other installed plugins
-cannot hide a problem (or cause one), and checks the README's TOML snippet.
+cannot hide a problem (or cause one), and validates the README's TOML snippets.
 """
 
 from __future__ import annotations
@@ -49,11 +49,10 @@ def test_readme_toml_snippet(monkeypatch):
     readme = README.read_text()
     snippets = re.findall(r"^```toml\n(.*?)^```", readme, flags=re.S | re.M)
     assert snippets, f"{README} has no TOML snippet"
-    if not info.components:
-        # Nothing registered yet: the README must say so instead of promising the snippet works.
-        assert "Status: in progress" in readme
-        return
+    assert info.components == {"backend": ["vllm", "vllm-remote"]}, info.components
     runs = [s for s in snippets if "[model]" in s]
-    assert runs, f"{README}: no TOML snippet is a whole run config (with [model])"
+    assert len(runs) == 2, f"{README}: expected a run snippet for each backend (with [model])"
     for snippet in runs:
-        parse_config(tomllib.loads(snippet), registry=registry, source=f"{README.name} snippet")
+        cfg = parse_config(tomllib.loads(snippet), registry=registry, source=f"{README.name} snippet")
+        assert cfg.backend.name in ("vllm", "vllm-remote")
+    assert "Status: in progress" not in readme
