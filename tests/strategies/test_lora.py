@@ -230,3 +230,15 @@ def test_adapter_init_follows_the_seed_and_lora_dropout_is_kept(qwen2_dir, make_
     assert {layer.lora_dropout["default"].p for layer in layers} == {0.1}
     others = [m for n, m in d.policy.named_modules() if isinstance(m, torch.nn.Dropout) and "lora_dropout" not in n]
     assert all(m.p == 0.0 for m in others)
+
+
+def test_bfloat16_base_stays_bfloat16_and_adapters_train_in_float32(
+    qwen2_dir, make_strategy, make_batch, pg_loss
+) -> None:
+    strategy = make_strategy(qwen2_dir, model_kw={"lora": LoraConfig(rank=4), "dtype": "bfloat16"})
+    dtypes = {("lora_" in n, p.dtype) for n, p in strategy.policy.named_parameters()}
+    assert dtypes == {(False, torch.bfloat16), (True, torch.float32)}  # no fp32 copy of the frozen base
+    m = strategy.train_step(make_batch(0), pg_loss)
+    assert m["skipped"] == 0.0 and m["grad_norm"] > 0
+    merged = dict(lora.merged_weights(strategy.policy))
+    assert {t.dtype for t in merged.values()} == {torch.bfloat16}
