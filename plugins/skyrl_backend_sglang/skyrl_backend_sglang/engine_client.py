@@ -156,8 +156,14 @@ class EngineClient:
             _kill_trees(self.child_pids)
             atexit.unregister(self.engine.shutdown)
         finally:
+            try:  # end the tokenizer manager's tasks cleanly (else: "Task was destroyed but it is pending")
+                asyncio.run_coroutine_threadsafe(_cancel_tasks(), self.loop).result(timeout=10)
+            except Exception:
+                pass
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(timeout=10)
+            if not self._thread.is_alive():
+                self.loop.close()
 
 
 def _ok_message(result: Any) -> tuple[bool, str]:
@@ -167,6 +173,13 @@ def _ok_message(result: Any) -> tuple[bool, str]:
     if hasattr(result, "success"):
         return bool(result.success), str(getattr(result, "message", ""))
     return bool(result), ""
+
+
+async def _cancel_tasks() -> None:
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _child_pids() -> set[int]:

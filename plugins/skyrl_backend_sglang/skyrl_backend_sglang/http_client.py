@@ -134,11 +134,21 @@ class HttpClient:
         """Same-host only: tensors travel as SGLang's multiprocessing handles (shared memory / CUDA IPC)."""
         import base64
 
-        from sglang.srt.utils import MultiprocessingSerializer
+        import torch.multiprocessing as tmp
+        from sglang.srt.utils.common import MultiprocessingSerializer
 
-        payload = base64.b64encode(MultiprocessingSerializer.serialize(named)).decode()
+        # CPU tensors: the default 'file_descriptor' sharing hands fds over a socket that checks the
+        # multiprocessing authkey, which an unrelated server process does not share; 'file_system'
+        # sharing names a shared-memory file instead. CUDA tensors travel as IPC handles either way.
+        strategy = tmp.get_sharing_strategy()
+        tmp.set_sharing_strategy("file_system")
+        try:
+            payload = base64.b64encode(MultiprocessingSerializer.serialize(named)).decode()
+        finally:
+            tmp.set_sharing_strategy(strategy)
+        ranks = int(self.server_info().get("tp_size", 1))  # one copy per tensor-parallel rank, as Engine does
         out = self._request("/update_weights_from_tensor",
-                            {"serialized_named_tensors": [payload], "flush_cache": False})
+                            {"serialized_named_tensors": [payload] * ranks, "flush_cache": False})
         return bool(out.get("success")), str(out.get("message", ""))
 
     def update_weights_from_disk(self, path: str) -> tuple[bool, str]:

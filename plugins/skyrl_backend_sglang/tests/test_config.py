@@ -77,3 +77,32 @@ def test_engine_seeding_on_cpu_and_dedicated_fields_in_pass_through_are_errors()
         engine_kwargs(SGLangBackendConfig(seeded_sampling="engine"), ModelConfig(path="/m", device="cpu"), seed=0)
     with pytest.raises(SkyrlError, match="tp_size -> \\[backend\\] tp_size"):
         engine_kwargs(SGLangBackendConfig(server_args={"tp_size": 2}), ModelConfig(path="/m", device="cpu"), seed=0)
+
+
+def _skyrl(*args: str, timeout: float = 300) -> str:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(sys.executable).parent / "skyrl"
+    proc = subprocess.run([str(script), *args], capture_output=True, text=True, timeout=timeout,
+                          env=dict(os.environ, SKYRL_LOAD_PLUGINS="skyrl-backend-sglang"))
+    assert proc.returncode == 0, f"skyrl {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+@needs_sglang
+def test_doctor_reports_the_sglang_version():
+    import importlib.metadata as md
+
+    out = _skyrl("doctor")
+    version = md.version("sglang")
+    assert f"sglang {version}" in out and f"SGLang {version}" in out, out
+
+
+@needs_sglang
+@pytest.mark.slow
+def test_sglang_check_starts_an_engine_and_generates():
+    out = _skyrl("sglang-check", "--device", "cpu")
+    assert "engine can start: yes" in out and "generate      8 tokens" in out, out

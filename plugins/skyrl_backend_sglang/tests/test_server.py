@@ -115,6 +115,29 @@ class TestSGLangServer(BackendConformance):
         (after,) = generate(backend, [request])
         assert after.completions[0].token_ids == before.completions[0].token_ids
 
+    def test_tensor_transport_over_http(self, backend, ref, prompts):
+        """Same host: /update_weights_from_tensor with multiprocessing handles instead of files."""
+        import torch
+
+        from skyrl_core.protocols.backend import GenerateRequest, SamplingParams
+        from skyrl_core.testing.conformance import generate
+
+        request = GenerateRequest(prompts[1], SamplingParams(max_new_tokens=10, temperature=0))
+        (before,) = generate(backend, [request])
+        original = {n: t.detach().clone() for n, t in ref.model.state_dict().items()}
+        gen = torch.Generator().manual_seed(3)
+        backend.weights.transport = "tensor"
+        try:
+            backend.update_weights((n, t + torch.randn(t.shape, generator=gen) * t.std()) for n, t in original.items()
+                                   if t.dim() == 2)
+            backend.reset_prefix_cache()
+            assert generate(backend, [request])[0].completions[0].token_ids != before.completions[0].token_ids
+            backend.update_weights(original.items())
+            backend.reset_prefix_cache()
+            assert generate(backend, [request])[0].completions[0].token_ids == before.completions[0].token_ids
+        finally:
+            backend.weights.transport = "disk"
+
     def test_server_without_needed_flags_is_a_clear_error(self, server, conformance_model_dir):
         from skyrl_backend_sglang.backend import SGLangBackend
         from skyrl_backend_sglang.config import SGLangBackendConfig
