@@ -56,8 +56,9 @@ class EngineClient:
         before = _child_pids()
         self.engine = sglang.Engine(**server_args)
         # Engine.shutdown kills every child of this process (a test's server, another engine):
-        # remember this engine's own processes and stop only those.
-        self.child_pids = sorted(_child_pids() - before)
+        # remember this engine's own processes and stop only those (not multiprocessing's
+        # resource tracker, which the engine may have started but every user shares).
+        self.child_pids = sorted(_child_pids() - before - {_tracker_pid()})
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._serve, name="skyrl-sglang-loop", daemon=True)
         self.loop._skyrl_thread = self._thread  # type: ignore[attr-defined]
@@ -186,6 +187,12 @@ def _child_pids() -> set[int]:
     import psutil
 
     return {p.pid for p in psutil.Process().children(recursive=False)}
+
+
+def _tracker_pid() -> int | None:
+    from multiprocessing import resource_tracker
+
+    return getattr(resource_tracker._resource_tracker, "_pid", None)
 
 
 def _kill_trees(pids: list[int], timeout_s: float = 30.0) -> None:
