@@ -97,7 +97,9 @@ class VllmRemoteBackend:
         self.capabilities = BackendCapabilities(
             logprobs=True, sleep=False, weight_transports=("disk",), exact_stop_strings=True
         )
-        self.stats = {"requests": 0, "sequences": 0, "generated_tokens": 0, "weight_updates": 0}
+        self.stats: dict[str, float] = {
+            "requests": 0, "sequences": 0, "generated_tokens": 0, "weight_updates": 0, "weight_update_seconds": 0.0
+        }
 
     # -- HTTP -------------------------------------------------------------------------------
 
@@ -193,7 +195,7 @@ class VllmRemoteBackend:
             path.unlink(missing_ok=True)
         self.reset_prefix_cache()
         self.stats["weight_updates"] += 1
-        self.stats["weight_update_seconds"] = self.stats.get("weight_update_seconds", 0.0) + time.perf_counter() - start
+        self.stats["weight_update_seconds"] += time.perf_counter() - start
 
     def reset_prefix_cache(self) -> None:
         """Ask the server to drop its cached prefixes (needs its dev-mode routes)."""
@@ -220,6 +222,7 @@ def _vocab_size(model: ModelConfig, tokenizer: Any) -> int:
     try:
         from transformers import AutoConfig
 
-        return max(int(AutoConfig.from_pretrained(model.path).vocab_size), len(tokenizer))
+        config = AutoConfig.from_pretrained(model.path, trust_remote_code=model.trust_remote_code)
+        return max(int(config.vocab_size), len(tokenizer))
     except Exception:  # no local config: the tokenizer bounds the ids we can produce
         return len(tokenizer)

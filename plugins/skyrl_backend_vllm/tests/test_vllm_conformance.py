@@ -117,6 +117,25 @@ class TestVllmConformance(BackendConformance):
                                     ("model.norm.weight", torch.zeros(3))])
         assert generate(backend, request)[0].completions[0].token_ids == before[0].completions[0].token_ids
 
+    def test_requests_join_the_running_batch(self, backend, prompts):
+        """A turn submitted while a long generation runs is served alongside it, not after it (how
+        multi-turn trajectories interleave)."""
+
+        async def scenario():
+            steps = backend.stats["steps"]
+            long = asyncio.ensure_future(backend.generate(
+                [GenerateRequest(prompts[0], SamplingParams(max_new_tokens=300, temperature=1.0, seed=1))]
+            ))
+            while backend.stats["steps"] < steps + 3:  # the long request is decoding
+                await asyncio.sleep(0.005)
+            short = await backend.generate([GenerateRequest(prompts[1], SamplingParams(max_new_tokens=4, seed=2))])
+            finished_first = not long.done()
+            return finished_first, short, await long
+
+        finished_first, short, long = asyncio.run(scenario())
+        assert finished_first, "the short request waited for the long one"
+        assert len(short[0].completions[0].token_ids) == 4 and len(long[0].completions[0].token_ids) == 300
+
     def test_cancelled_caller_frees_its_samples(self, backend, prompts):
         async def scenario():
             slow = asyncio.ensure_future(
