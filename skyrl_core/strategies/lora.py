@@ -1,7 +1,7 @@
 """LoRA adapters (through ``peft``): the pieces a training strategy needs, as plain functions.
 
 ``[model.lora] rank > 0`` turns a strategy into a LoRA trainer. The functions here do not
-own a model; ``local`` calls them today and ``fsdp2`` can call them on its workers (every
+own a model; ``local`` calls them in its process and ``fsdp2`` in each of its workers (every
 function that reads weights takes a ``full`` callable that gathers a sharded tensor)::
 
     peft_model = lora.apply(hf_model, model_cfg.lora, base_path=model_cfg.path)   # base frozen
