@@ -111,19 +111,23 @@ class SGLangBackend:
         self.vocab_size = int(hf.get("vocab_size", len(self.tokenizer)))
         self.max_model_len = self.config.context_length or int(hf.get("max_position_embeddings", 32768))
         self.eos_ids = _model_eos_ids(Path(model.path), hf)
-        self.device = resolve_device(self.config, model)
-        self.seeded_sampling = resolve_seeded_sampling(self.config, self.device)
-        self.args = engine_kwargs(self.config, model, seed)
         if self.config.mode == "server":
             from skyrl_backend_sglang.http_client import HttpClient
 
             if not self.config.url:
                 raise SkyrlError("[backend] mode = 'server' needs url = 'http://HOST:PORT' of a running SGLang server")
             self.client: Any = HttpClient(self.config.url, self.config.request_timeout_s, self.config.startup_timeout_s)
+            # The server's own arguments decide device, dtype, TP size and memory saver.
+            self.args: dict[str, Any] = self.client.server_info()
+            self.device = str(self.args.get("device") or resolve_device(self.config, model))
+            self.seeded_sampling = resolve_seeded_sampling(self.config, self.device)
             self._check_server()
         else:
             from skyrl_backend_sglang.engine_client import EngineClient
 
+            self.device = resolve_device(self.config, model)
+            self.seeded_sampling = resolve_seeded_sampling(self.config, self.device)
+            self.args = engine_kwargs(self.config, model, seed)
             self.client = EngineClient(self.args)
         self.version = self.client.version
         self.weights = WeightSync(self, self.config, Path(model.path), hf)
@@ -141,7 +145,7 @@ class SGLangBackend:
 
     def _check_server(self) -> None:
         """The server must run with what the request path needs; say which flag is missing."""
-        info = self.client.server_info()
+        info = self.args
         needs = {"skip_tokenizer_init": True, "enable_custom_logit_processor": True}
         if self.seeded_sampling == "serial":
             needs["max_running_requests"] = 1

@@ -5,6 +5,9 @@ engine settings have their own fields (mapped to SGLang ``ServerArgs`` by
 ``skyrl_backend_sglang.server_args``); anything else goes through ``server_args``, a table
 checked against the ``ServerArgs`` fields of the installed SGLang with "did you mean"
 (SGLang's server_args module is imported for that only when the table is not empty).
+
+In server mode the engine settings are the running server's own (its launch flags, read from
+``/get_server_info``); the fields apply to engine mode and to ``server_args.server_command``.
 """
 
 from __future__ import annotations
