@@ -134,3 +134,46 @@ def test_rejected_update_raises_with_sglangs_message(backend):
             backend.update_weights([("model.norm.weight", torch.ones(64))])
     finally:
         backend.client = real
+
+
+class RecordingClient:
+    """Test double of an SGLang client whose memory release drops the weights (SGLang's memory saver
+    needs a GPU, so a real release is a no-op here). It records what reaches it."""
+
+    remote = False
+
+    def __init__(self):
+        self.calls = []
+
+    def update_weights_from_tensor(self, named):
+        self.calls.append(("tensor", [n for n, _ in named]))
+        return True, ""
+
+    def update_weights_from_disk(self, path):
+        self.calls.append(("disk", path))
+        return True, ""
+
+
+def test_release_that_drops_weights_resyncs_on_wake(llama_dir):
+    """With enable_memory_saver, updates while asleep are held and pushed by wake; never-synced engines reload
+    the checkpoint."""
+    import types
+
+    from skyrl_backend_sglang.config import SGLangBackendConfig
+    from skyrl_backend_sglang.weights import WeightSync
+
+    client = RecordingClient()
+    owner = types.SimpleNamespace(client=client, device="cuda", version="test",
+                                  args={"enable_memory_saver": True, "dtype": "bfloat16"})
+    sync = WeightSync(owner, SGLangBackendConfig(), llama_dir, {"tie_word_embeddings": True})
+    assert sync.drops_weights and sync.transport == "tensor"
+
+    sync.after_resume()  # nothing synced yet: the checkpoint's own weights come back from disk
+    assert client.calls == [("disk", str(llama_dir))]
+
+    state = _state(llama_dir)
+    sync.update(list(state.items())[:3], asleep=False)  # awake: sent at once, and a CPU copy is held
+    sync.update(list(state.items())[3:5], asleep=True)  # asleep: held only
+    assert [c[0] for c in client.calls] == ["disk", "tensor"]
+    sync.after_resume()
+    assert client.calls[-1] == ("tensor", list(state)[:5])  # everything synced so far, once more
