@@ -4,13 +4,14 @@
 #
 #   bash plugins/skyrl_backend_sglang/scripts/ci.sh [pytest args]     # e.g. -x -k conformance
 #
-# Environment: SKYRL_SGLANG_VENV (default <repo>/.venv-sglang), SGLANG_VERSION (default 0.5.20),
+# Environment: SKYRL_SGLANG_VENV (default ~/.cache/skyrl/venv-sglang-cpu-<versions>, reused by CI runs
+# in fresh clones; see setup_cpu_venv.sh), SGLANG_VERSION (default 0.5.20),
 # SKYRL_TEST_RESULTS (a folder for the JUnit XML; scripts/test.sh sets it).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../../.." && pwd)
-VENV=${SKYRL_SGLANG_VENV:-$ROOT/.venv-sglang}
+VENV=${SKYRL_SGLANG_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/skyrl/venv-sglang-cpu-${SGLANG_VERSION:-0.5.20}-torch-2.13.0}
 cd "$ROOT"
 
 start=$SECONDS

@@ -2,7 +2,12 @@
 # A virtual environment where a real SGLang engine runs on a CPU-only machine (x86_64, Python 3.11,
 # torch 2.13.0+cpu), with skyrl-core and this plugin installed editable from the checkout.
 #
-#   bash plugins/skyrl_backend_sglang/scripts/setup_cpu_venv.sh [VENV]    # default: <repo>/.venv-sglang
+#   bash plugins/skyrl_backend_sglang/scripts/setup_cpu_venv.sh [VENV]
+#
+# Default VENV: $SKYRL_SGLANG_VENV, else ~/.cache/skyrl/venv-sglang-cpu-<sglang>-torch-<torch>, outside
+# the checkout, so that CI runs in fresh clones on the same machine reuse it (building it takes
+# 2-3 minutes and ~3 GB; reusing it ~20 s). SKYRL_SGLANG_VENV=.venv-sglang keeps one in the checkout
+# (git-ignored).
 #   SGLANG_VERSION=0.5.23 bash .../setup_cpu_venv.sh                      # 0.5.20 (default) to 0.5.23 work
 #
 # Steps: torch 2.13.0 (CPU build); sglang with --no-deps (its requirements pin CUDA wheels);
@@ -15,9 +20,9 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../../.." && pwd)
-VENV=${1:-${SKYRL_SGLANG_VENV:-$ROOT/.venv-sglang}}
 SGLANG_VERSION=${SGLANG_VERSION:-0.5.20}
 TORCH_VERSION=2.13.0
+VENV=${1:-${SKYRL_SGLANG_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/skyrl/venv-sglang-cpu-$SGLANG_VERSION-torch-$TORCH_VERSION}}
 PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
 
 stamp=$(cat "$HERE/setup_cpu_venv.sh" "$HERE/requirements-cpu.txt" "$HERE/patch_sglang_cpu.py" \
@@ -27,6 +32,7 @@ if [ -x "$VENV/bin/python" ] && [ "$(cat "$VENV/.skyrl-sglang-stamp" 2>/dev/null
 else
     echo "== building $VENV (sglang $SGLANG_VERSION, torch $TORCH_VERSION) [${SECONDS}s]"
     rm -rf "$VENV"
+    mkdir -p "$(dirname "$VENV")"
     "$PYTHON" -m venv "$VENV"
     PIP=$VENV/bin/pip
     "$PIP" install -q -U pip
@@ -41,6 +47,7 @@ fi
 "$VENV/bin/python" - <<'PYEOF'
 import importlib.metadata as md
 import sglang, torch, transformers
-print("== torch", torch.__version__, "| sglang", sglang.__version__, "| transformers", transformers.__version__,
+import sys
+print("== venv", sys.prefix, "| torch", torch.__version__, "| sglang", sglang.__version__, "| transformers", transformers.__version__,
       "| skyrl-backend-sglang", md.version("skyrl-backend-sglang"))
 PYEOF
