@@ -42,7 +42,8 @@ else
     "$VENV/bin/python" "$HERE/patch_sglang_cpu.py"
     echo "$stamp" >"$VENV/.skyrl-sglang-stamp"
 fi
-# The checkout's code, editable (fast to refresh; the tests import what is checked out).
+# The checkout's code, editable (fast to refresh; the tests import what is checked out). pip then
+# lists sglang's CUDA-only requirements as missing and its exact pins as unmet: expected here.
 "$VENV/bin/pip" install -q -e "$ROOT[ray]" -e "$ROOT/plugins/skyrl_backend_sglang" "pytest>=8" "pytest-timeout>=2.3"
 "$VENV/bin/python" - <<'PYEOF'
 import importlib.metadata as md

@@ -106,11 +106,12 @@ class SGLangBackend:
     def __init__(self, config: SGLangBackendConfig | None = None, *, model: ModelConfig, seed: int) -> None:
         self.config = config or SGLangBackendConfig()
         self.model_cfg = model
-        self.tokenizer = load_tokenizer(model)
-        hf = _read_json(Path(model.path) / "config.json")
+        self.tokenizer = load_tokenizer(model)  # also builds a [model.tiny] model that is missing
+        self.model_dir = local_model_dir(model.path)
+        hf = _read_json(self.model_dir / "config.json")
         self.vocab_size = int(hf.get("vocab_size", len(self.tokenizer)))
         self.max_model_len = self.config.context_length or int(hf.get("max_position_embeddings", 32768))
-        self.eos_ids = _model_eos_ids(Path(model.path), hf)
+        self.eos_ids = _model_eos_ids(self.model_dir, hf)
         if self.config.mode == "server":
             from skyrl_backend_sglang.http_client import HttpClient
 
@@ -129,8 +130,12 @@ class SGLangBackend:
             self.seeded_sampling = resolve_seeded_sampling(self.config, self.device)
             self.args = engine_kwargs(self.config, model, seed)
             self.client = EngineClient(self.args)
-        self.version = self.client.version
-        self.weights = WeightSync(self, self.config, Path(model.path), hf)
+        try:
+            self.version = self.client.version
+            self.weights = WeightSync(self, self.config, self.model_dir, hf)
+        except BaseException:
+            self.client.shutdown()  # do not leave an engine running behind a failed constructor
+            raise
         self.capabilities = BackendCapabilities(
             logprobs=True,
             sleep=self.device == "cuda",
@@ -337,6 +342,26 @@ def _finish(reason: Any) -> tuple[str, str | int | None]:
     if kind == "length":
         return "length", None
     return "abort", None
+
+
+def local_model_dir(path: str) -> Path:
+    """The local folder of ``[model] path``: the path itself, or a hub id's snapshot in the HF cache.
+
+    Only the config and safetensors files are fetched for a hub id (names, shapes and EOS ids come
+    from them); SGLang finds the same snapshot when it loads the weights.
+    """
+    local = Path(path).expanduser()
+    if local.exists():
+        return local
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(path, allow_patterns=["*.json", "*.safetensors"]))
+    except Exception as exc:
+        raise SkyrlError(
+            f"[model] path = {path!r}: not a local folder, and the model hub did not provide it ({exc}). "
+            "Download the model folder and point `path` at it."
+        ) from exc
 
 
 def _read_json(path: Path) -> dict[str, Any]:
