@@ -160,32 +160,35 @@ class EngineThread:
             self._loop(engine)
         finally:
             self._abort_all()
-            engine.engine_core.shutdown()
-            if self.on_exit is not None:
-                self.on_exit()
+            try:
+                engine.engine_core.shutdown()
+            finally:
+                if self.on_exit is not None:
+                    self.on_exit()
 
     def _loop(self, engine: Any) -> None:
         while True:
-            # Admit what arrived, in order; a call waits for the running samples to finish.
-            while not self._held:
+            # Take what arrived. A call waits until no sample runs, and whatever came after it
+            # waits behind it (in order); a close is seen at once.
+            while True:
                 try:
-                    item = self._inbox.get(block=not self._live)
+                    item = self._inbox.get(block=not self._live and not self._held)
                 except queue.Empty:
                     break
                 if item is _CLOSE:
                     return
-                if isinstance(item, Job):
-                    self._add(engine, item)
-                elif self._live:
+                if self._held or (isinstance(item, _Call) and self._live):
                     self._held.append(item)
+                elif isinstance(item, Job):
+                    self._add(engine, item)
                 else:
                     self._run_call(engine, item)
-            if self._held and not self._live:
+            while self._held and not self._live:
                 item = self._held.popleft()
-                if item is _CLOSE:
-                    return
-                self._run_call(engine, item)
-                continue
+                if isinstance(item, Job):
+                    self._add(engine, item)
+                else:
+                    self._run_call(engine, item)
             self._abort_cancelled(engine)
             if self._live:
                 self._step(engine)
@@ -300,7 +303,7 @@ class EngineThread:
                 item.future.set_exception(exc)
 
     def _waiting(self) -> list[Any]:
-        items = [i for i in self._held if i is not _CLOSE]
+        items = list(self._held)
         self._held.clear()
         while True:
             try:

@@ -136,6 +136,32 @@ class TestVllmConformance(BackendConformance):
         assert finished_first, "the short request waited for the long one"
         assert len(short[0].completions[0].token_ids) == 4 and len(long[0].completions[0].token_ids) == 300
 
+    def test_weight_update_waits_for_running_samples(self, backend, ref, prompts):
+        """An update that arrives mid-generation applies after the running samples end: no sample
+        mixes two versions of the weights."""
+
+        request = GenerateRequest(prompts[3], SamplingParams(max_new_tokens=200, temperature=1.0, seed=8))
+        (alone,) = generate(backend, [request])
+        state = {n: t.detach().clone() for n, t in ref.model.state_dict().items()}
+        changed = {n: t * 1.5 for n, t in state.items() if n.endswith("mlp.down_proj.weight")}
+
+        async def scenario():
+            steps = backend.stats["steps"]
+            running = asyncio.ensure_future(backend.generate([request]))
+            while backend.stats["steps"] < steps + 3:
+                await asyncio.sleep(0.005)
+            await asyncio.get_running_loop().run_in_executor(None, backend.update_weights, changed.items())
+            assert running.done(), "update_weights returned while the sample was still running"
+            return await running
+
+        try:
+            (during,) = asyncio.run(scenario())
+            assert during.completions[0].token_ids == alone.completions[0].token_ids
+            assert during.completions[0].logprobs == alone.completions[0].logprobs
+            assert_engine_computes(backend, ref, {**state, **changed}, prompts)
+        finally:
+            backend.update_weights(state.items())
+
     def test_cancelled_caller_frees_its_samples(self, backend, prompts):
         async def scenario():
             slow = asyncio.ensure_future(
