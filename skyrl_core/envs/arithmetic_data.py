@@ -19,7 +19,7 @@ from typing import Any
 
 import attrs
 
-from skyrl_core.config.fields import non_negative, option, positive
+from skyrl_core.config.fields import non_negative, option, positive, unit_interval
 from skyrl_core.errors import DataError
 
 SYSTEM_PROMPT = "Put your final answer in \\boxed{}."
@@ -45,6 +45,20 @@ class ArithmeticDataConfig:
     train_rows: int = option(4000, help="RL training rows.", check=positive)
     eval_rows: int = option(
         200, help="Evaluation rows (distinct problems, disjoint from the other splits).", check=positive
+    )
+    sft_noise: float = option(
+        0.0,
+        help="Fraction of warm-start (sft) responses whose answer is deliberately off by one (answer + 1), "
+        "like imperfect supervised labels; RL with the exact reward can then correct what SFT taught. "
+        "Train and eval rows are never noisy.",
+        check=unit_interval,
+    )
+    sft_unboxed: float = option(
+        0.0,
+        help="Fraction of warm-start (sft) responses that state the answer without \\boxed{} "
+        "(\"The answer is 68.\"), which the arithmetic reward rejects: the warm-started model then often "
+        "answers in the wrong form and RL has to find the accepted one (the quickstart uses this).",
+        check=unit_interval,
     )
     sft_rows: int = option(
         2000, help="Supervised warm-start rows (prompt + short correct response).", check=non_negative
@@ -164,6 +178,15 @@ def _write_parquet(rows: list[dict[str, Any]], path: Path) -> None:
     partial.replace(path)
 
 
+def sft_response(value: int, cfg: ArithmeticDataConfig, rng: random.Random) -> str:
+    """A warm-start response, with the configured label noise and unboxed fraction."""
+    if rng.random() < cfg.sft_noise:
+        value += 1
+    if rng.random() < cfg.sft_unboxed:
+        return f"The answer is {value}."
+    return response_text(value)
+
+
 def prepare_arithmetic(config: ArithmeticDataConfig | None, out_dir: Path) -> dict[str, Path]:
     """Write ``train.parquet``, ``eval.parquet`` and ``sft.parquet`` into ``out_dir``; return their paths."""
     cfg = config or ArithmeticDataConfig()
@@ -174,10 +197,11 @@ def prepare_arithmetic(config: ArithmeticDataConfig | None, out_dir: Path) -> di
     for split in ("train", "eval"):
         rows = [_rl_row(p, split, i, cfg.system_prompt) for i, p in enumerate(problems[split])]
         _write_parquet(rows, paths[split])
+    noise = random.Random(cfg.seed + 7919)  # its own stream: the problems do not depend on sft_noise
     sft = [
         {
             "prompt": prompt_messages(a, op, b, cfg.system_prompt),
-            "response": response_text(answer(a, op, b)),
+            "response": sft_response(answer(a, op, b), cfg, noise),
             "data_source": DATA_SOURCE,
         }
         for a, op, b in problems["sft"]
