@@ -30,7 +30,7 @@ import torch
 from skyrl_core.algorithms.offpolicy import mismatch_metrics
 from skyrl_core.checkpoint import read_state
 from skyrl_core.config.loader import load_config
-from skyrl_core.config.schema import ModelConfig, RunConfig
+from skyrl_core.config.schema import RunConfig
 from skyrl_core.errors import SkyrlError
 from skyrl_core.plugins import Registry, build_registry
 from skyrl_core.rl_step import (
@@ -219,7 +219,7 @@ def setup_run(cfg: RunConfig, registry: Registry, config_path: str | None = None
         run.state = dict(state.get("plugin_state", {}))
         run.train_loader.load_state_dict(state["loader"])
         print(f"resumed from {resume_from} at step {run.step} (data position {state['loader']})")
-        sync_weights(run)
+        sync_weights(run, new_version=False)
     build_trackers(run)
     return run
 
@@ -330,14 +330,20 @@ def adaptive_kl(coef: float, current: float, kl_cfg: Any, n_steps: int) -> float
     return float(ctl.value)
 
 
-def sync_weights(run: RunContext) -> None:
+def sync_weights(run: RunContext, new_version: bool = True) -> None:
     """Push the policy's weights to the backend (bucketed; the transport follows [runtime]
-    placement), then drop its prefix cache."""
+    placement), then drop its prefix cache.
+
+    ``new_version`` counts the weights as a new policy version; a resume re-sends the
+    checkpoint's weights under the version they were saved with, so sampling seeds (which
+    include the version) continue exactly as in an uninterrupted run.
+    """
     from skyrl_core.runtime.weight_sync import transfer_weights
 
     transfer_weights(run.strategy, run.backend, run.config.runtime)
     run.backend.reset_prefix_cache()
-    run.policy_version += 1
+    if new_version:
+        run.policy_version += 1
 
 
 def evaluate(run: RunContext, step: int) -> dict[str, float]:
@@ -426,14 +432,15 @@ def train(cfg: RunConfig, registry: Registry, config_path: str | None = None) ->
             final = run.step == cfg.trainer.steps
             if final or (cfg.eval.every and run.step % cfg.eval.every == 0):
                 metrics.update(evaluate(run, run.step))
-            if final or (cfg.checkpoint.every and run.step % cfg.checkpoint.every == 0):
-                with run.timer("checkpoint"):
-                    save_checkpoint(run)
             metrics.update(run.timings)
             metrics["timing/step"] = time.perf_counter() - t0
             metrics["policy/kl_coef"] = run.kl_coef
             registry.hook.skyrl_step_end(run=run, step=run.step, metrics=metrics)
+            # Log before checkpointing: a crash in between repeats the step on resume (its
+            # metrics line is then written again and the later one wins), never loses it.
             run.log(metrics, run.step)
+            if final or (cfg.checkpoint.every and run.step % cfg.checkpoint.every == 0):
+                save_checkpoint(run)
             last = metrics
             bar.update(1)
             bar.set_postfix(reward=f"{metrics.get('reward/mean', math.nan):.3f}")

@@ -1,0 +1,75 @@
+"""The loop survives bad steps and bad environments, and calls the pipeline hooks in order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import loop_plugin
+import pytest
+from safetensors.torch import load_file
+from trainer_support import metrics, write_config
+
+from skyrl_core.config.loader import load_config
+from skyrl_core.testing import fresh_registry
+from skyrl_core.trainer import train
+
+
+@pytest.fixture
+def registry():
+    loop_plugin.CALLS.clear()
+    return fresh_registry(loop_plugin)
+
+
+def test_nan_loss_step_is_skipped_and_reported(tmp_path: Path, registry) -> None:
+    cfg_path = write_config(tmp_path, steps=2, extra='\n[algorithm.policy_loss]\nname = "nan_once"\n')
+    cfg = load_config(cfg_path, ["trainer.prompts_per_minibatch=4"], registry)
+    loop_plugin.NAN_CALLS["left"] = 1  # the first micro-batch of step 1
+    train(cfg, registry)
+    rows = metrics(tmp_path / "run")
+    assert rows[1]["policy/skipped"] == 1.0
+    assert rows[2]["policy/skipped"] == 0.0
+    # the skipped step left the weights alone: step 1's checkpoint equals the start
+    ckpts = tmp_path / "run" / "checkpoints"
+    start = load_file(tmp_path / "model" / "model.safetensors")
+    after_1 = load_file(next((ckpts / "step-000001").rglob("*.safetensors")))
+    common = [k for k in start if k in after_1]
+    assert common and all(start[k].float().equal(after_1[k].float()) for k in common)
+
+
+def test_raising_environment_ends_only_its_trajectories(tmp_path: Path, registry) -> None:
+    cfg_path = write_config(tmp_path, steps=2, extra='\n[environments.flaky]\n')
+    cfg = load_config(cfg_path, [], registry)
+    # route every row to the flaky env
+    import attrs
+    import pyarrow.parquet as pq
+
+    from skyrl_core.trainer import prepare_data
+
+    prepare_data(cfg, registry)
+    table = pq.read_table(tmp_path / "data" / "train.parquet").to_pylist()
+    for row in table:
+        row["env_class"] = "flaky"
+    import pyarrow as pa
+
+    pq.write_table(pa.Table.from_pylist(table), tmp_path / "data" / "train.parquet")
+    cfg = attrs.evolve(cfg, eval=attrs.evolve(cfg.eval, before_train=False))
+    train(cfg, registry)
+    rows = metrics(tmp_path / "run")
+    errors = [rows[s]["rollout/env_errors"] for s in (1, 2)]
+    assert sum(errors) > 0  # some trajectories failed ...
+    assert all(rows[s]["rollout/finish_reason/error"] < 1.0 for s in (1, 2))  # ... not all of them
+    assert (tmp_path / "run" / "export").is_dir()  # and the run finished
+
+
+def test_pipeline_hooks_are_called_in_order(tmp_path: Path, registry) -> None:
+    cfg = load_config(write_config(tmp_path, steps=2), [], registry)
+    train(cfg, registry)
+    names = [name for name, _ in loop_plugin.CALLS]
+    assert names[0] == "run_start" and names[-1] == "run_end"
+    assert names.count("collect_rollouts") == 2 and names.count("step_end") == 2
+    # collection asks for the step's quota; shaping sees prompts x samples trajectories
+    assert ("collect_rollouts", 4) in loop_plugin.CALLS and ("shape_rewards", 16) in loop_plugin.CALLS
+    step_1 = names.index("step_end")
+    assert names.index("collect_rollouts") < names.index("shape_rewards") < step_1
+    rows = metrics(tmp_path / "run")
+    assert rows[1]["test/shaped"] == 1.0 and rows[2]["test/step_end"] == 2.0
