@@ -46,6 +46,8 @@ class RunContext:
         step: the last finished training step (0 before the first).
         policy_version: increments at every weight sync.
         kl_coef: the current KL coefficient (changes with the adaptive controller).
+        pipeline: the background generation of ``[trainer] mode = "one_step_off"`` or
+            ``"async"`` (None in ``sync`` mode).
         state: free-form state that plugins may keep across steps (saved in checkpoints
             when JSON-serialisable).
     """
@@ -67,6 +69,7 @@ class RunContext:
     state: dict[str, Any] = attrs.field(factory=dict)
     timings: dict[str, float] = attrs.field(factory=dict)
     loop: Any = None  # the asyncio event loop generation runs on
+    pipeline: Any = None  # background generation ([trainer] mode != "sync"; skyrl_core.pipeline)
 
     def section(self, name: str) -> Any:
         """A plugin-owned config section (``[name]``), or None when absent."""

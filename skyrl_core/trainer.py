@@ -20,7 +20,7 @@ import asyncio
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from skyrl_core.checkpoint import read_state
 from skyrl_core.config.loader import load_config
 from skyrl_core.config.schema import RunConfig
 from skyrl_core.errors import SkyrlError
+from skyrl_core.pipeline import event_loop, start_pipeline, track_prompts
 from skyrl_core.plugins import Registry, build_registry
 from skyrl_core.rl_step import (
     compute_advantages,
@@ -210,6 +211,8 @@ def setup_run(cfg: RunConfig, registry: Registry, config_path: str | None = None
 
     rows = load_prompts(cfg, registry, run.tokenizer, cfg.data.train, min_rows=cfg.trainer.prompts_per_step)
     run.train_loader = PromptLoader(rows, seed=cfg.run.seed, shuffle=cfg.data.shuffle)
+    # off-policy modes draw prompts ahead of training; checkpoints then list them as pending
+    run.train_loader = track_prompts(run.train_loader, cfg.trainer.mode, state)
 
     if state is not None:
         run.strategy.load_checkpoint(resume_from)
@@ -248,12 +251,17 @@ def sample_rollouts(run: RunContext, num_prompts: int) -> RolloutBatch:
     return batch
 
 
-def collect_rollouts(run: RunContext) -> RolloutBatch:
-    """One step's rollouts: a plugin's ``skyrl_collect_rollouts`` or a single sampling round."""
-    quota = run.config.trainer.prompts_per_step
+def collect_rollouts(run: RunContext, sample: Callable[[int], RolloutBatch] | None = None) -> RolloutBatch:
+    """One step's rollouts: a plugin's ``skyrl_collect_rollouts`` or a single sampling round.
 
-    def sample(k: int) -> RolloutBatch:
-        return sample_rollouts(run, k)
+    ``sample(k)`` returns ``k`` prompt groups (default: ``sample_rollouts``, generating them;
+    ``[trainer] mode = "async"`` takes them from its buffer instead).
+    """
+    quota = run.config.trainer.prompts_per_step
+    if sample is None:
+
+        def sample(k: int) -> RolloutBatch:
+            return sample_rollouts(run, k)
 
     batch = run.registry.hook.skyrl_collect_rollouts(run=run, sample=sample, num_prompts=quota)
     return batch if batch is not None else sample(quota)
@@ -265,9 +273,13 @@ def rl_step(run: RunContext) -> dict[str, float]:
     temperature = cfg.generator.temperature
     metrics: dict[str, float] = {}
 
-    # 1-2. rollouts (reward shaping and group filtering happen inside)
-    with run.timer("generate"):
-        rollouts = collect_rollouts(run)
+    # 1-2. rollouts (reward shaping and group filtering happen inside); with [trainer] mode =
+    # "one_step_off" / "async" they were generated in the background (skyrl_core.pipeline)
+    if run.pipeline is None:
+        with run.timer("generate"):
+            rollouts = collect_rollouts(run)
+    else:
+        rollouts = run.pipeline.next_batch()
     metrics.update(rollouts.metrics)
     batch, group_ids = rollouts_to_batch(rollouts)
     mask = batch.tensors["loss_mask"]
@@ -315,9 +327,12 @@ def rl_step(run: RunContext) -> dict[str, float]:
     if algo.kl.adaptive and "policy/kl_ref" in metrics:
         run.kl_coef = adaptive_kl(run.kl_coef, metrics["policy/kl_ref"], algo.kl, run.plan.sequences_per_step)
 
-    # 6. weight sync
-    with run.timer("weight_sync"):
-        sync_weights(run)
+    # 6. weight sync (background generation first stops where no request runs)
+    if run.pipeline is None:
+        with run.timer("weight_sync"):
+            sync_weights(run)
+    else:
+        run.pipeline.sync_weights()
     return metrics
 
 
@@ -411,7 +426,7 @@ def train(cfg: RunConfig, registry: Registry, config_path: str | None = None) ->
     from tqdm import tqdm
 
     run = setup_run(cfg, registry, config_path)
-    run.loop = asyncio.new_event_loop()
+    run.loop = event_loop(cfg)  # a plain loop; in the off-policy modes one with a thread of its own
     last: dict[str, float] = {}
     try:
         registry.hook.skyrl_run_start(run=run)
@@ -422,6 +437,7 @@ def train(cfg: RunConfig, registry: Registry, config_path: str | None = None) ->
                 start.update(evaluate(run, 0))
             run.log(start, 0)
             last = start
+        run.pipeline = start_pipeline(run)  # background generation ([trainer] mode); None when sync
         bar = tqdm(total=cfg.trainer.steps, initial=run.step, desc="train", unit="step", file=sys.stdout,
                    disable=not sys.stdout.isatty())
         while run.step < cfg.trainer.steps:
@@ -454,6 +470,8 @@ def train(cfg: RunConfig, registry: Registry, config_path: str | None = None) ->
         registry.hook.skyrl_run_end(run=run)
         return last
     finally:
+        if run.pipeline is not None:
+            run.pipeline.close()
         for tracker in run.trackers:
             tracker.close()
         pending = asyncio.all_tasks(run.loop)

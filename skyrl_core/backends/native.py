@@ -103,6 +103,7 @@ class _Pending:
     request: GenerateRequest
     seed: int
     future: asyncio.Future
+    epoch: int = 0  # abort_requests() calls before it was queued
 
     @property
     def rows(self) -> int:
@@ -167,7 +168,8 @@ class NativeBackend:
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None and pad < self.vocab_size else 0
         self.capabilities = BackendCapabilities(
-            logprobs=True, sleep=self.device.type == "cuda", weight_transports=("in_process",), exact_stop_strings=True
+            logprobs=True, sleep=self.device.type == "cuda", weight_transports=("in_process",), exact_stop_strings=True,
+            abort=True,
         )
         self.stats = {"batches": 0, "requests": 0, "sequences": 0, "generated_tokens": 0}
         self._seed_rng = random.Random(seed)
@@ -175,6 +177,7 @@ class NativeBackend:
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="skyrl-native")
         self._closed = False
         self._asleep = False
+        self._abort_epoch = 0  # bumped by abort_requests(); a batch of older requests stops
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: collections.deque[_Pending] = collections.deque()
         self._wakeup: asyncio.Event | None = None
@@ -197,7 +200,7 @@ class NativeBackend:
         for request in requests:
             seed = request.params.seed if request.params.seed is not None else self._seed_rng.getrandbits(63)
             future = loop.create_future()
-            self._pending.append(_Pending(request, seed, future))
+            self._pending.append(_Pending(request, seed, future, self._abort_epoch))
             futures.append(future)
         assert self._wakeup is not None
         self._wakeup.set()
@@ -279,19 +282,20 @@ class NativeBackend:
     # -- the decode loop (runs in the executor thread) --------------------------------------
 
     def _run_batch(self, batch: list[_Pending]) -> list[GenerateResult]:
+        epoch = min(p.epoch for p in batch)
         with self._lock, torch.inference_mode():
             if self._asleep:
                 raise RuntimeError("NativeBackend.generate: the backend is asleep; call wake() first.")
-            if self._closed:
+            if self._closed or self._abort_epoch > epoch:
                 return [_aborted(p.request) for p in batch]
-            results = self._decode_batch(batch) if self.engine is None else self._engine_batch(batch)
+            results = self._decode_batch(batch, epoch) if self.engine is None else self._engine_batch(batch, epoch)
         self.stats["batches"] += 1
         self.stats["requests"] += len(batch)
         self.stats["sequences"] += sum(len(r.completions) for r in results)
         self.stats["generated_tokens"] += sum(len(c.token_ids) for r in results for c in r.completions)
         return results
 
-    def _decode_batch(self, batch: list[_Pending]) -> list[GenerateResult]:
+    def _decode_batch(self, batch: list[_Pending], epoch: int = 0) -> list[GenerateResult]:
         dev = self.device
         prompts = [p.request.prompt_ids for p in batch]
         width = max(len(ids) for ids in prompts)
@@ -335,7 +339,7 @@ class NativeBackend:
                 for i, (row, t, lp) in enumerate(zip(active, tokens.tolist(), token_lps.tolist(), strict=True))
                 if not row.add(t, lp)
             ]
-            if self._closed:  # shutdown() during the batch: end what is still running
+            if self._closed or self._abort_epoch > epoch:  # shutdown() or abort_requests(): end what runs
                 for i in keep:
                     active[i].finish_reason = "abort"
                 break
@@ -355,7 +359,7 @@ class NativeBackend:
             per_request[i].append(row)
         return [GenerateResult([self._completion(r) for r in mine]) for mine in per_request]
 
-    def _engine_batch(self, batch: list[_Pending]) -> list[GenerateResult]:
+    def _engine_batch(self, batch: list[_Pending], epoch: int = 0) -> list[GenerateResult]:
         """Run ``batch`` on the static engine; the same rows, limits and per-sample seeds as the HF loop."""
         assert self.engine is not None
         specs = []
@@ -363,7 +367,9 @@ class NativeBackend:
             params = p.request.params
             limit = min(params.max_new_tokens, self.max_model_len - len(p.request.prompt_ids))
             specs.extend(RowSpec(i, params, limit, sample_seed(p.seed, j)) for j in range(params.n))
-        outputs = self.engine.generate([p.request.prompt_ids for p in batch], specs, lambda: self._closed)
+        outputs = self.engine.generate(
+            [p.request.prompt_ids for p in batch], specs, lambda: self._closed or self._abort_epoch > epoch
+        )
         per_request: list[list[Completion]] = [[] for _ in batch]
         for spec, out in zip(specs, outputs, strict=True):
             per_request[spec.prompt].append(
@@ -421,6 +427,33 @@ class NativeBackend:
             lines += [f"  - shape mismatch {m}" for m in mismatched]
             lines.append("Send Hugging Face parameter names of this model (see model.state_dict()).")
             raise ValueError("\n".join(lines))
+
+    def abort_requests(self) -> None:
+        """End every request queued or running now: each returns with finish reason ``"abort"``
+        and the tokens (and log-probs) generated so far; queued ones return empty. Requests
+        submitted afterwards run normally. Thread-safe; returns without waiting (callers
+        await their ``generate`` calls). Used by asynchronous training to sync weights
+        without waiting for long generations (``[trainer] in_flight = "abort"``).
+        """
+        if self._closed:
+            return
+        self._abort_epoch += 1
+        loop, epoch = self._loop, self._abort_epoch
+
+        def finish_queued() -> None:
+            keep: collections.deque[_Pending] = collections.deque()
+            for p in self._pending:
+                if p.epoch >= epoch:
+                    keep.append(p)
+                elif not p.future.done():
+                    p.future.set_result(_aborted(p.request))
+            self._pending = keep
+
+        if loop is not None and not loop.is_closed():
+            if _running_loop() is loop:
+                finish_queued()
+            else:
+                loop.call_soon_threadsafe(finish_queued)
 
     def reset_prefix_cache(self) -> None:
         """No-op: the native backend keeps no cache between batches."""

@@ -7,6 +7,8 @@ torch or transformers.
 
 from __future__ import annotations
 
+from typing import Any
+
 from skyrl_core.builtins import algorithms, backends, environments, trackers
 from skyrl_core.plugins import hookimpl
 from skyrl_core.specs import ComponentSpec
@@ -45,3 +47,20 @@ def skyrl_register_dataset_preparers() -> list[ComponentSpec]:
 @hookimpl
 def skyrl_register_trackers() -> list[ComponentSpec]:
     return list(trackers.TRACKERS)
+
+
+# -- config hooks: what [trainer] mode implies (skyrl_core.config.modes) ---------------------
+
+
+@hookimpl
+def skyrl_config_defaults(raw: dict[str, Any]) -> dict[str, Any] | None:
+    from skyrl_core.config.modes import implied_defaults
+
+    return implied_defaults(raw)
+
+
+@hookimpl
+def skyrl_check_config(config: Any) -> list[Any]:
+    from skyrl_core.config.modes import mode_issues
+
+    return mode_issues(config)

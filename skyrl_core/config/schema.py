@@ -276,6 +276,27 @@ class TrainerConfig:
         "(mean absolute difference per token).",
         check=positive,
     )
+    mode: Literal["sync", "one_step_off", "async"] = option(
+        "sync",
+        help="'sync': generate, then train, then sync weights. 'one_step_off': the next step's rollouts are "
+        "generated (with the weights the current step starts from) while the current step trains; every "
+        "sample is one policy version old. 'async': generation runs continuously in the background and "
+        "each step takes groups at most `max_staleness` versions old. Off-policy modes turn "
+        "[algorithm.tis] on unless it is set (see docs/async.md).",
+    )
+    max_staleness: int = option(
+        1,
+        help="mode = 'async': how many policy versions a trained sample may lag behind the weights being "
+        "trained (0 = only fresh samples). Generation is throttled to keep within it; a sample that "
+        "still ends up older is regenerated, never trained.",
+        check=non_negative,
+    )
+    in_flight: Literal["finish", "abort"] = option(
+        "finish",
+        help="mode = 'async', at a weight sync: 'finish' lets running model calls end on the old weights "
+        "(the sync waits for them); 'abort' stops them, syncs at once and continues them on the new "
+        "weights (the backend must support abort_requests()).",
+    )
 
 
 @attrs.define(kw_only=True)

@@ -93,6 +93,7 @@ class BackendCapabilities:
     weight_transports: tuple[str, ...] = ("in_process",)  # in_process | cuda_ipc | nccl | disk
     lora_adapters: bool = False
     exact_stop_strings: bool = True
+    abort: bool = False  # has abort_requests(): end queued/running requests now, partial tokens kept
 
 
 class InferenceBackend(Protocol):

@@ -96,8 +96,8 @@ class EngineActor:
         await self._run(self.backend.load_lora_adapter, adapter)
 
     async def call(self, method: str) -> None:
-        """``reset_prefix_cache``, ``sleep``, ``wake`` or ``shutdown`` of the backend."""
-        if method not in ("reset_prefix_cache", "sleep", "wake", "shutdown"):
+        """``reset_prefix_cache``, ``sleep``, ``wake``, ``shutdown`` or ``abort_requests`` of the backend."""
+        if method not in ("reset_prefix_cache", "sleep", "wake", "shutdown", "abort_requests"):
             raise ValueError(f"EngineActor.call: {method!r} is not a lifecycle method")
         await self._run(getattr(self.backend, method))
 
@@ -288,6 +288,13 @@ class RayBackend:
 
     def reset_prefix_cache(self) -> None:
         self.engines.call("call", "reset_prefix_cache")
+
+    def abort_requests(self) -> None:
+        """Every engine ends its queued and running requests now (finish reason 'abort', partial
+        tokens kept). Needs an engine backend that declares ``capabilities.abort``."""
+        if not self.capabilities.abort:
+            raise RuntimeError(f"the {self.name} backend cannot abort requests (capabilities.abort is false)")
+        self.engines.call("call", "abort_requests")
 
     def sleep(self) -> None:
         """Every engine releases accelerator memory (a no-op for backends that cannot)."""
