@@ -7,6 +7,8 @@ an HTML comment that tells the tests what to do with it:
   required and says why (e.g. it needs a GPU).
 * ``<!-- error: ID -->`` (troubleshooting): the block quotes an error message; the scenario
   ``ID`` in ``test_docs_troubleshooting.py`` triggers it and checks that the text appears.
+* ``<!-- file: PATH -->``: the block is the whole content of that file of an example package
+  (docs/examples/...); ``test_docs_custom_env.py`` checks that they are equal.
 
 Comments are invisible in the rendered site.
 """
@@ -26,7 +28,7 @@ DOCS = REPO / "docs"
 SHELL_LANGS = ("bash", "sh", "shell", "console")
 
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,})(?P<info>[^`\n]*)$")
-_MARKER = re.compile(r"^\s*<!--\s*(?P<kind>test|error):\s*(?P<text>.*?)\s*-->\s*$")
+_MARKER = re.compile(r"^\s*<!--\s*(?P<kind>test|error|file):\s*(?P<text>.*?)\s*-->\s*$")
 
 
 @attrs.frozen
@@ -38,7 +40,7 @@ class Block:
     lang: str  # first word of the info string ("toml", "bash", ...), "" when none
     info: str  # the rest of the info string (e.g. "pyproject")
     body: str  # dedented content, ending with a newline
-    marker: str | None = None  # "skip (reason)", "error ID", or None
+    marker: str | None = None  # "skip (reason)", "error ID", "file PATH", or None
 
     @property
     def where(self) -> str:
@@ -77,7 +79,7 @@ def blocks(path: Path) -> list[Block]:
         while j >= 0 and not lines[j].strip():
             j -= 1
         if j >= 0 and (mm := _MARKER.match(lines[j])):
-            marker = f"{mm['kind'] + ' ' if mm['kind'] == 'error' else ''}{mm['text']}"
+            marker = f"{mm['kind'] + ' ' if mm['kind'] != 'test' else ''}{mm['text']}"
         lang, _, rest = info.partition(" ")
         out.append(
             Block(

@@ -21,6 +21,7 @@ docs/environment_variables.md or variables of the tools the command runs (listed
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import re
 import sys
@@ -49,9 +50,21 @@ OUR_DISTRIBUTIONS = {
 
 @pytest.fixture(scope="module")
 def registry():
-    registry = build_registry()
+    """Installed plugins plus the example packages of docs/examples (imported from source)."""
+    extra = []
+    installed = {p.distribution for p in build_registry().plugins}
+    for pyproject in sorted(DOCS.glob("examples/*/pyproject.toml")):
+        project = tomllib.loads(pyproject.read_text())["project"]
+        sys.path.insert(0, str(pyproject.parent))
+        if project["name"] in installed:
+            continue
+        for value in project["entry-points"]["skyrl"].values():
+            extra.append((project["name"], importlib.import_module(value)))
+    registry = build_registry(extra_plugins=extra)
     registry.raise_on_conflicts()
-    return registry
+    yield registry
+    for pyproject in DOCS.glob("examples/*/pyproject.toml"):
+        sys.path.remove(str(pyproject.parent))
 
 
 def documented_variables() -> set[str]:

@@ -1,0 +1,1 @@
+"""Count a letter in a word: an example skyrl environment package (docs/custom_environments.md)."""
