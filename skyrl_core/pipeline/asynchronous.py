@@ -13,8 +13,14 @@ backend holds version ``v`` is consumed, at the latest, by the step that trains 
 version ``v + j`` where ``j`` counts the steps whose groups were started before it. So the
 producer starts a group only while ``consumed + buffered + running < K + (η + 1)·P`` (``K``:
 groups consumed when ``v`` was synced), as AReaL does. Groups finish out of order, so a
-step can overtake a slow group; one that ends up older than ``η`` versions is never
-trained: its prompt is re-queued and generated again (``rollout/stale_requeued``).
+step takes ready groups oldest version first, but it overtakes a still-generating group
+only if later steps can still take it in time (earliest deadline first: a group of version
+``u`` is due at the step of version ``u + η``; see ``_ready_for``); otherwise it waits for
+it. With the admission bound this always fits, so no sample is ever trained staler than
+``η`` and a slow prompt is never starved. The one way a group can
+still fall behind is a ``skyrl_collect_rollouts`` plugin asking for fewer groups at a time
+than are due (``sample(k)`` with a small ``k``); such a group is never trained: its prompt
+is re-queued and generated again (``rollout/stale_requeued``).
 
 Weight sync (``in_flight``): the gate pauses generation; ``finish`` waits for the running
 model calls, ``abort`` cuts them short and continues them with the new weights. A group's
@@ -25,6 +31,7 @@ of its tokens, so staleness is never under-reported.
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
 from typing import Any
 
@@ -68,7 +75,7 @@ class AsyncPipeline:
         self.consumed = 0  # groups taken by steps
         self.base = 0  # groups taken when the backend's current weights were synced
         self.buffer: list[_Group] = []
-        self.running = 0
+        self.running: collections.Counter[int] = collections.Counter()  # groups generating, by version
         self.wanted = 0  # groups a waiting step still needs beyond the buffer
         self.requeued = 0
         self.error: BaseException | None = None
@@ -90,11 +97,12 @@ class AsyncPipeline:
     # -- producer (loop thread) --------------------------------------------------------------
 
     def _may_start(self) -> bool:
-        if self.error is not None or not self.gate.is_open or self.running >= self.max_groups:
+        running = self.running.total()
+        if self.error is not None or not self.gate.is_open or running >= self.max_groups:
             return False
-        live = self.consumed + len(self.buffer) + self.running
+        live = self.consumed + len(self.buffer) + running
         bound = self.base + min(self.max_staleness + 1, self.remaining) * self.per_step
-        return live < bound or self.wanted > len(self.buffer) + self.running
+        return live < bound or self.wanted > len(self.buffer) + running
 
     async def _produce(self) -> None:
         while True:
@@ -104,7 +112,7 @@ class AsyncPipeline:
                 ticket = self._tickets
                 row = self.loader.draw(1, ticket)[0]
                 version = self.run.policy_version  # stable while the gate is open
-                self.running += 1
+                self.running[version] += 1
             task = asyncio.get_running_loop().create_task(self._generate(ticket, row, version))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -121,7 +129,7 @@ class AsyncPipeline:
         except BaseException as exc:  # handed to the step waiting for the buffer
             self.error = self.error or exc
         async with self.changed:
-            self.running -= 1
+            self.running[version] -= 1
             if group is not None:
                 self.buffer.append(group)
             self.changed.notify_all()
@@ -136,20 +144,39 @@ class AsyncPipeline:
                         raise SkyrlError(f"background generation failed: {type(self.error).__name__}: {self.error}") \
                             from self.error
                     self._requeue_stale()
-                    if len(self.buffer) >= k:
+                    if self._ready_for(k):
                         break
                     self.wanted = k
                     self.changed.notify_all()
                     await self.changed.wait()
             finally:
                 self.wanted = 0
-            self.buffer.sort(key=lambda g: (g.version, g.ticket))  # oldest first: the least likely to be usable later
+            self.buffer.sort(key=lambda g: (g.version, g.ticket))  # oldest first
             taken, self.buffer = self.buffer[:k], self.buffer[k:]
             self.consumed += k
             for g in taken:
                 self.loader.release(g.ticket)
             self.changed.notify_all()
         return taken
+
+    def _ready_for(self, k: int) -> bool:
+        """``k`` groups are buffered, and none that this step must take is still generating.
+
+        A group of version ``u`` must be trained by the step of version ``u + η``. Steps
+        take ``P`` groups each, so of the groups due by step ``V + j`` (version
+        ``<= V - η + j``) this step must take all but ``j·P``: the ``m`` oldest groups
+        (earliest deadline first). If one of those is still generating, the step waits.
+        """
+        version, lag, per_step = self.run.policy_version, self.max_staleness, self.per_step
+        groups = sorted(
+            [(g.version, 0) for g in self.buffer] + [(v, 1) for v, n in self.running.items() for _ in range(n)]
+        )  # by version, ready ones first
+        must = max(
+            [0] + [sum(v <= version - lag + j for v, _ in groups) - j * per_step for j in range(lag + 1)]
+        )
+        if any(running for _, running in groups[: min(must, k)]):
+            return False
+        return len(self.buffer) >= k
 
     def _requeue_stale(self) -> None:
         oldest = self.run.policy_version - self.max_staleness
