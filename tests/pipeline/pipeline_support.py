@@ -126,7 +126,7 @@ before_train = false
 
 [checkpoint]
 every = {ckpt_every}
-keep_last = 3
+keep_last = 20
 export_at_end = false
 
 [tracking]
