@@ -41,8 +41,9 @@ class Gate:
         tokenizer: to re-check stop strings across the seam of a continued completion.
 
     Attributes:
-        stats: ``aborted`` (completions cut by ``abort_requests``) and ``continued``
-            (continuations sent after a sync).
+        stats: ``aborted`` (completions cut by ``abort_requests``), ``continued``
+            (continuations sent after a sync) and ``kept_tokens`` (tokens of cut completions
+            kept rather than generated again).
     """
 
     def __init__(self, backend: Any, tokenizer: Any) -> None:
@@ -54,7 +55,7 @@ class Gate:
         self._idle.set()
         self._running = 0
         self._aborts = 0  # abort_requests() calls so far
-        self.stats = {"aborted": 0, "continued": 0}
+        self.stats = {"aborted": 0, "continued": 0, "kept_tokens": 0}
 
     @property
     def is_open(self) -> bool:
@@ -115,6 +116,7 @@ class Gate:
             params=attrs.evolve(params, max_new_tokens=left, n=1, seed=seed),
         )
         self.stats["continued"] += 1
+        self.stats["kept_tokens"] += len(part.token_ids)
         rest = (await self.generate([follow]))[0].completions[0]  # may itself be cut by a later sync
         return self._join(params, part, rest)
 

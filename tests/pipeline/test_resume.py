@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from pipeline_support import TRAINED_LOG, metrics, trained, write_config
+
 from skyrl_core.checkpoint import read_state
 from skyrl_core.data.loader import PromptLoader
 
