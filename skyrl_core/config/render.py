@@ -209,5 +209,11 @@ def reference_markdown(registry: Registry | None = None) -> str:
             where = table_of.get(kind, kind.value).replace("<name>", comp.name)
             out += [f"#### {kind.label} `{comp.name}`", "", comp.spec.summary, ""]
             rows = class_table(comp.spec.config_cls, where)[4:]
-            out += [f"Table `[{where}]`" + (f" with `name = \"{comp.name}\"`" if "<" not in table_of.get(kind, "<") else ""), "", *rows]
+            if kind is Kind.DATASET_PREPARER:  # not a TOML table: command-line options or data.generate_options
+                head = (f"Options of `skyrl data prepare {comp.name} --key value`, or keys of "
+                        f"`[data.generate_options]` with `data.generate = \"{comp.name}\"`")
+            else:
+                chosen = "<" not in table_of.get(kind, "<")
+                head = f"Table `[{where}]`" + (f" with `name = \"{comp.name}\"`" if chosen else "")
+            out += [head, "", *rows]
     return "\n".join(out).rstrip() + "\n"
