@@ -103,7 +103,18 @@ def documented(section: str) -> set[str]:
     out: set[str] = set()
     for chunk in re.split(r"^## ", PAGE, flags=re.MULTILINE)[1:]:
         if chunk.startswith(section):
-            out |= set(re.findall(r"^\| `([A-Z][A-Z0-9_]*)`", chunk, flags=re.MULTILINE))
+            for names, _ in rows(chunk):
+                out |= set(names)
+    return out
+
+
+def rows(chunk: str) -> list[tuple[list[str], str]]:
+    """``(variables of the first cell, second cell)`` of every table row naming variables."""
+    out = []
+    for first, second in re.findall(r"^\| ([^|]*) \| ([^|]+) \|", chunk, flags=re.MULTILINE):
+        names = re.findall(r"`([A-Z][A-Z0-9_]*)`", first)
+        if names:
+            out.append((names, second))
     return out
 
 
@@ -131,7 +142,7 @@ def test_every_variable_set_is_documented_and_nothing_else():
 def test_the_page_names_the_files_that_read_each_variable():
     read, _ = code_variables()
     for chunk in re.split(r"^## ", PAGE, flags=re.MULTILINE)[1:]:
-        for name, where in re.findall(r"^\| `([A-Z][A-Z0-9_]*)` \| ([^|]+) \|", chunk, flags=re.MULTILINE):
+        for name, where in [(n, w) for names, w in rows(chunk) for n in names]:
             if name not in read:
                 continue
             named = re.findall(r"`([^`]+)`", where)
