@@ -1,0 +1,32 @@
+"""The off-policy modes under ``[runtime] mode = "ray"`` on CPU: the native backend in a Ray
+engine actor (split placement), the ``local`` strategy in the driver, every weight sync
+verified by checksum while background generation is paused."""
+
+from __future__ import annotations
+
+import pytest
+from pipeline_support import metrics, train_file, write_config
+
+RAY = '\n[runtime]\nmode = "ray"\ncolocate = false\ntrain_gpus = 1\ninference_gpus = 1\nverify_weights = true\n'
+
+
+@pytest.fixture(autouse=True)
+def _ray_env(monkeypatch):
+    pytest.importorskip("ray")
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # else Ray writes an auth token under $HOME
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trainer", ['mode = "one_step_off"', 'mode = "async"\nin_flight = "abort"'])
+def test_off_policy_modes_with_engines_in_ray_actors(tmp_path, tiny_model_dir, trainer):
+    cfg = write_config(tmp_path, tiny_model_dir, steps=4, delay=0.0, trainer=trainer, extra=RAY)
+    # long replies, so that syncs find requests running in the engine (cut and continued with abort)
+    train_file(cfg, ["generator.max_new_tokens=120", "generator.max_total_tokens=200"])
+    rows = metrics(tmp_path / "run")
+    for step in (1, 2, 3, 4):
+        assert rows[step]["rollout/staleness/max"] <= 1
+        assert rows[step]["rollout/finish_reason/abort"] == 0.0
+        assert rows[step]["policy/tis_weight_mean"] > 0
+    assert rows[4]["rollout/staleness/max"] == 1.0
+    if "abort" in trainer:
+        assert rows[4]["rollout/continued_requests"] > 0
