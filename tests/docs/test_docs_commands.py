@@ -183,3 +183,19 @@ def test_the_vocabulary_of_commands_is_small():
     programs = {Path(c.argv[0]).name for c in COMMANDS}
     assert programs <= {"skyrl", "pip", "bash", "pytest", "python", "python3"}, programs
     assert sys.executable  # the checks above ran in this interpreter's environment
+
+
+def test_the_readme_lists_real_commands(registry):
+    """README.md's command overview names sub-commands that exist, and every built-in one."""
+    code = "".join(re.findall(r"^```bash\n(.*?)^```", (REPO / "README.md").read_text(), flags=re.MULTILINE | re.DOTALL))
+    listed = re.findall(r"^skyrl ([a-z-]+(?: [a-z-]+)?)", code, flags=re.MULTILINE)
+    parser = build_parser(registry)
+    (sub,) = [a for a in parser._actions if a.dest == "command"]
+    builtin = {"train", "eval", "sft", "export", "data", "plugins", "components", "config", "doctor"}
+    assert builtin <= {c.split()[0] for c in listed}, listed
+    for command in listed:
+        name, _, action = command.partition(" ")
+        assert name in sub.choices, f"README.md lists `skyrl {command}`, which does not exist"
+        nested = [a for a in sub.choices[name]._actions if a.dest in ("config_command", "data_command")]
+        if nested and action and action.isalpha():
+            assert action in nested[0].choices, f"README.md lists `skyrl {command}`, which does not exist"
