@@ -76,8 +76,9 @@ def test_the_installed_package_works_as_the_page_says(installed, tmp_path, monke
                 continue
             if program == "pytest":  # the package's own tests, as a user runs them, against the install
                 env = dict(os.environ, PYTHONPATH=str(installed))
-                proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *cmd.argv[1:]],
-                                      cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+                paths = [str(REPO / a) for a in cmd.argv[1:]]  # run from elsewhere: `-m` puts the cwd on sys.path
+                proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *paths],
+                                      cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
                 assert proc.returncode == 0, proc.stdout + proc.stderr
                 assert "4 passed" in proc.stdout
                 ran.append("pytest")
