@@ -156,7 +156,7 @@ def run_mode(root: Path, model: Path, mode: str, args: argparse.Namespace) -> di
     return out
 
 
-def main() -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--shape", choices=["tiny", "0.5b"], default="tiny")
     parser.add_argument("--model", default=None, help="an existing Hugging Face model folder instead of --shape")
@@ -170,6 +170,11 @@ def main() -> int:
     parser.add_argument("--micro-batch-tokens", type=int, default=16384)
     parser.add_argument("--env-delay", type=float, default=0.0, help="seconds the environment sleeps per reply")
     parser.add_argument("--out", default=None, help="also write every record as a JSON list here")
+    return parser
+
+
+def main() -> int:
+    parser = build_parser()
     args = parser.parse_args()
     ENV_DELAY["seconds"] = args.env_delay
     modes = [m for m in args.modes.split(",") if m]
