@@ -110,7 +110,12 @@ class AsyncPipeline:
                 await self.changed.wait_for(self._may_start)
                 self._tickets += 1
                 ticket = self._tickets
-                row = self.loader.draw(1, ticket)[0]
+                try:
+                    row = self.loader.draw(1, ticket)[0]
+                except Exception as exc:  # e.g. a data error: handed to the step waiting for the buffer
+                    self.error = exc
+                    self.changed.notify_all()
+                    return
                 version = self.run.policy_version  # stable while the gate is open
                 self.running[version] += 1
             task = asyncio.get_running_loop().create_task(self._generate(ticket, row, version))

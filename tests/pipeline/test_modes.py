@@ -107,3 +107,30 @@ def test_a_sync_run_resumed_from_an_async_checkpoint_trains_its_pending_prompts(
     steps = {1: trained(first_log)[1], **trained(second_log)}
     assert steps[2] == pending[:2] and steps[3] == pending[2:4]  # pending first, in order
     assert len(set(steps[1] + steps[2] + steps[3])) == 6
+
+
+class FailingBackend(NativeBackend):
+    """Test double: the native backend, failing from its third generate call on (an engine crash)."""
+
+    calls = 0
+
+    async def generate(self, requests):
+        FailingBackend.calls += 1
+        if FailingBackend.calls > 2:
+            raise RuntimeError("engine crashed (test)")
+        return await super().generate(requests)
+
+
+class FailingPlugin:
+    @hookimpl
+    def skyrl_register_backends(self):
+        return [ComponentSpec("native_failing", FailingBackend, "Native, then crashes (test).", NativeBackendConfig)]
+
+
+@pytest.mark.parametrize(("mode", "error"), [("one_step_off", RuntimeError), ("async", SkyrlError)])
+def test_a_backend_failure_in_the_background_stops_the_run_with_its_error(tmp_path, tiny_model_dir, mode, error):
+    FailingBackend.calls = 0
+    cfg = write_config(tmp_path, tiny_model_dir, steps=4, delay=0.0, trainer=f'mode = "{mode}"',
+                       extra='\n[backend]\nname = "native_failing"\n')
+    with pytest.raises(error, match="engine crashed"):
+        train_file(cfg, [], FailingPlugin())
