@@ -1,5 +1,6 @@
 """The off-policy modes under ``[runtime] mode = "ray"`` on CPU: the native backend in a Ray
-engine actor (split placement), the ``local`` strategy in the driver, every weight sync
+engine actor (split placement), the ``local`` strategy in the driver (weights through the
+object store) or one ``fsdp2`` worker actor (weights broadcast over gloo), every weight sync
 verified by checksum while background generation is paused."""
 
 from __future__ import annotations
@@ -17,9 +18,17 @@ def _ray_env(monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("trainer", ['mode = "one_step_off"', 'mode = "async"\nin_flight = "abort"'])
-def test_off_policy_modes_with_engines_in_ray_actors(tmp_path, tiny_model_dir, trainer):
-    cfg = write_config(tmp_path, tiny_model_dir, steps=4, delay=0.0, trainer=trainer, extra=RAY)
+@pytest.mark.parametrize(
+    ("trainer", "strategy"),
+    [
+        ('mode = "one_step_off"', "local"),
+        ('mode = "async"\nin_flight = "abort"', "local"),
+        ('mode = "async"\nin_flight = "abort"', "fsdp2"),
+    ],
+)
+def test_off_policy_modes_with_engines_in_ray_actors(tmp_path, tiny_model_dir, trainer, strategy):
+    extra = f'\n[strategy]\nname = "{strategy}"\n' + RAY
+    cfg = write_config(tmp_path, tiny_model_dir, steps=4, delay=0.0, trainer=trainer, extra=extra)
     # long replies, so that syncs find requests running in the engine (cut and continued with abort)
     train_file(cfg, ["generator.max_new_tokens=120", "generator.max_total_tokens=200"])
     rows = metrics(tmp_path / "run")
