@@ -12,6 +12,10 @@ One step (DESIGN.md section 4):
 4. optional KL penalty in the reward, then advantages;
 5. policy (and critic) updates over mini-batches and epochs;
 6. weight sync to the inference backend; eval; checkpoint; metrics.
+
+With ``[trainer] mode = "one_step_off"`` or ``"async"`` the rollouts of step 1-2 are
+generated in the background while earlier steps train (``skyrl_core.pipeline``,
+docs/async.md); the rest of the step is the same.
 """
 
 from __future__ import annotations
