@@ -13,7 +13,7 @@ One step (DESIGN.md section 4):
 5. policy (and critic) updates over mini-batches and epochs;
 6. weight sync to the inference backend; eval; checkpoint; metrics.
 
-With ``[trainer] mode = "one_step_off"`` or ``"async"`` the rollouts of step 1-2 are
+With ``[trainer] mode = "one_step_off"`` or ``"async"`` the rollouts (items 1-2) are
 generated in the background while earlier steps train (``skyrl_core.pipeline``,
 docs/async.md); the rest of the step is the same.
 """
