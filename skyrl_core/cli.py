@@ -76,7 +76,9 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def _parse_kind(text: str) -> Kind:
-    aliases = {k.value: k for k in Kind} | {k.plural: k for k in Kind} | {"env": Kind.ENVIRONMENT, "envs": Kind.ENVIRONMENT}
+    aliases = (
+        {k.value: k for k in Kind} | {k.plural: k for k in Kind} | {"env": Kind.ENVIRONMENT, "envs": Kind.ENVIRONMENT}
+    )
     key = text.strip().lower().replace("-", "_")
     if key in aliases:
         return aliases[key]
@@ -143,7 +145,7 @@ def _load(path: str, overrides: Sequence[str], registry: Registry | None = None)
 
 
 def cmd_config_validate(args: argparse.Namespace) -> int:
-    cfg, registry = _load(args.file, args.overrides)
+    _, registry = _load(args.file, args.overrides)
     _warn_failed_plugins(registry)
     print(f"{args.file}: OK")
     return 0
@@ -234,7 +236,9 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
 
 
 def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="skyrl", description="RL post-training for language models, built from plugins.")
+    parser = argparse.ArgumentParser(
+        prog="skyrl", description="RL post-training for language models, built from plugins."
+    )
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -247,7 +251,9 @@ def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_components)
 
-    cfg = sub.add_parser("config", help="validate or show a config file").add_subparsers(dest="config_command", metavar="ACTION")
+    cfg = sub.add_parser("config", help="validate or show a config file").add_subparsers(
+        dest="config_command", metavar="ACTION"
+    )
     p = cfg.add_parser("validate", help="check a config file; exit 2 with every error")
     p.add_argument("file")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")

@@ -35,7 +35,7 @@ def report() -> tuple[list[str], list[str]]:
                 lines.append(f"  gpu {i}       {props.name}, {props.total_memory / 2**30:.0f} GiB")
         else:
             lines.append("cuda          not available (CPU only)")
-    except Exception as exc:  # noqa: BLE001 - reported
+    except Exception as exc:
         problems.append(f"torch does not import: {exc}")
         lines.append(f"torch         BROKEN: {exc}")
     for dist in ["transformers", "tokenizers", "datasets", "safetensors", "pluggy", "attrs", "cattrs"]:

@@ -81,7 +81,7 @@ class Component:
         """Import and return the implementation, naming the provider if that fails."""
         try:
             return self.spec.load()
-        except Exception as exc:  # noqa: BLE001 - re-raised with context
+        except Exception as exc:
             raise PluginError(
                 f"{self.kind.label} {self.name!r} from {self.provider.describe()} could not be "
                 f"imported ({self.spec.impl!r}): {type(exc).__name__}: {exc}. Reinstall that "
@@ -202,7 +202,7 @@ def _collect(registry: Registry, infos: Mapping[str, PluginInfo]) -> None:
             try:
                 specs = impl.function()
                 specs = _check_specs(specs, kind)
-            except Exception as exc:  # noqa: BLE001 - a broken plugin must not stop the others
+            except Exception as exc:
                 _fail(info, exc, f"{kind.hook}() failed")
                 registry.pm.unregister(impl.plugin)
                 _drop_provider(registry, info)
@@ -299,7 +299,7 @@ def build_registry(
                 continue
             try:
                 module = ep.load()
-            except Exception as exc:  # noqa: BLE001 - a broken plugin must not stop the others
+            except Exception as exc:
                 _fail(info, exc, "import failed")
                 continue
             _register_checked(pm, module, info)

@@ -36,7 +36,9 @@ def parse_options(options: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def run_preparer(name: str, out_dir: str | Path, options: dict[str, Any], registry: Registry | None = None) -> dict[str, Path]:
+def run_preparer(
+    name: str, out_dir: str | Path, options: dict[str, Any], registry: Registry | None = None
+) -> dict[str, Path]:
     """Validate ``options`` against the preparer's config class and run it."""
     registry = registry or build_registry()
     comp = registry.get(Kind.DATASET_PREPARER, name, where="skyrl data prepare")

@@ -162,8 +162,12 @@ class ValueLossFn:
             values, t["old_values"].to(values.device), t["returns"].to(values.device), mask, algo.value_clip
         )
         loss = algo.value_coef * reduce_loss(
-            token_loss, mask, algo.loss_reduction,
-            num_tokens=scale.num_tokens, num_sequences=scale.num_sequences, norm_tokens=self.norm_tokens,
+            token_loss,
+            mask,
+            algo.loss_reduction,
+            num_tokens=scale.num_tokens,
+            num_sequences=scale.num_sequences,
+            norm_tokens=self.norm_tokens,
         )
         metrics = {f"critic/{k}": float(v) for k, v in m.items()}
         metrics["critic/loss"] = masked_mean(token_loss.detach(), mask)
@@ -182,7 +186,9 @@ def sft_loss_fn(micro: TrainBatch, out: ForwardOutput, scale: LossScale) -> tupl
     return nll, {"sft/loss": masked_mean(-out.logprobs.detach(), mask)}
 
 
-def split_minibatches(group_ids: torch.Tensor, prompts_per_minibatch: int, generator: torch.Generator) -> list[list[int]]:
+def split_minibatches(
+    group_ids: torch.Tensor, prompts_per_minibatch: int, generator: torch.Generator
+) -> list[list[int]]:
     """Sequence indices of each mini-batch: whole groups, shuffled, ``prompts_per_minibatch`` groups each."""
     groups: dict[int, list[int]] = {}
     for i, g in enumerate(group_ids.tolist()):

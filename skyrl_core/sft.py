@@ -44,7 +44,7 @@ def _load_rows(files: list[str]) -> list[dict[str, Any]]:
 
 def encode_example(row: dict[str, Any], index: int, tokenizer: Any, source: str) -> tuple[list[int], list[int]]:
     """``(prompt_ids, response_ids)`` of one SFT row; the response ends with the end-of-turn token."""
-    if "messages" in row and row["messages"]:
+    if row.get("messages"):
         messages = list(row["messages"])
         if messages[-1].get("role") != "assistant":
             raise DataError(f"{source}: row {index}: field 'messages' must end with an assistant message")

@@ -34,9 +34,7 @@ class ConsoleConfig:
     """Options of the console tracker."""
 
     every: int = option(1, help="Print a table row every N steps.", check=positive)
-    columns: list[str] = option(
-        factory=list, help="Extra metric names to show as columns, besides the default ones."
-    )
+    columns: list[str] = option(factory=list, help="Extra metric names to show as columns, besides the default ones.")
 
 
 @attrs.define(kw_only=True)
@@ -108,7 +106,9 @@ class JsonlTracker:
 class TensorBoardTracker:
     """Writes scalars with ``torch.utils.tensorboard``."""
 
-    def __init__(self, config: TensorBoardConfig | None, run_dir: Path, run_config: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, config: TensorBoardConfig | None, run_dir: Path, run_config: dict[str, Any] | None = None
+    ) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
         self.config = config or TensorBoardConfig()

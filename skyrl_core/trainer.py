@@ -298,7 +298,9 @@ def rl_step(run: RunContext) -> dict[str, float]:
     metrics.update({f"policy/rollout_{k}": float(v) for k, v in mismatch.items()})
     if algo.kl.mode != "none":
         with run.timer("ref_logprobs"):
-            batch.tensors["ref_logprobs"] = strategy.forward(batch, role="ref", temperature=temperature).logprobs.float().cpu()
+            batch.tensors["ref_logprobs"] = (
+                strategy.forward(batch, role="ref", temperature=temperature).logprobs.float().cpu()
+            )
     if needs_critic(run):
         with run.timer("values"):
             batch.tensors["old_values"] = strategy.forward(batch, role="critic").values.float().cpu()
@@ -402,10 +404,19 @@ def mismatch_gate(run: RunContext, threshold: float) -> dict[str, float]:
 
     cfg = run.config
     rows = run.train_loader.peek_rows(min(MISMATCH_PROMPTS, len(run.train_loader)))
-    small = attrs.evolve(cfg, generator=attrs.evolve(cfg.generator, max_new_tokens=min(32, cfg.generator.max_new_tokens)))
+    small = attrs.evolve(
+        cfg, generator=attrs.evolve(cfg.generator, max_new_tokens=min(32, cfg.generator.max_new_tokens))
+    )
     batch = run.loop.run_until_complete(
-        generate_batch(rows, backend=run.backend, tokenizer=run.tokenizer, registry=run.registry, config=small,
-                       samples_per_prompt=1, policy_version=run.policy_version)
+        generate_batch(
+            rows,
+            backend=run.backend,
+            tokenizer=run.tokenizer,
+            registry=run.registry,
+            config=small,
+            samples_per_prompt=1,
+            policy_version=run.policy_version,
+        )
     )
     tb, _ = rollouts_to_batch(batch)
     mask = tb.tensors["loss_mask"]
@@ -442,8 +453,14 @@ def train(cfg: RunConfig, registry: Registry, config_path: str | None = None) ->
             run.log(start, 0)
             last = start
         run.pipeline = start_pipeline(run)  # background generation ([trainer] mode); None when sync
-        bar = tqdm(total=cfg.trainer.steps, initial=run.step, desc="train", unit="step", file=sys.stdout,
-                   disable=not sys.stdout.isatty())
+        bar = tqdm(
+            total=cfg.trainer.steps,
+            initial=run.step,
+            desc="train",
+            unit="step",
+            file=sys.stdout,
+            disable=not sys.stdout.isatty(),
+        )
         while run.step < cfg.trainer.steps:
             run.timings = {}
             t0 = time.perf_counter()

@@ -23,7 +23,7 @@ Check = Callable[[Any], "str | None"]
 def option(
     default: Any = attrs.NOTHING,
     *,
-    help: str,  # noqa: A002 - the natural name for it
+    help: str,
     factory: Callable[[], Any] | None = None,
     check: Check | None = None,
 ) -> Any:

@@ -110,7 +110,7 @@ def make_converter() -> cattrs.Converter:
         for i, item in enumerate(value):
             try:
                 out.append(conv.structure(item, item_type))
-            except Exception as exc:  # noqa: BLE001 - collected and reported below
+            except Exception as exc:
                 exc.__notes__ = [*getattr(exc, "__notes__", []), f"index {i}"]
                 errors.append((i, exc))
         if errors:
@@ -192,7 +192,7 @@ def structure(data: Any, cls: type, path: Sequence[str] = ()) -> tuple[Any, list
         return None, [ConfigIssue(_join(path), f"expected a table (section), got {_describe(data)}")]
     try:
         obj = CONVERTER.structure(data, cls)
-    except Exception as exc:  # noqa: BLE001 - translated into issues
+    except Exception as exc:
         # One type error must not hide the value checks of the parts that are fine.
         return None, _issues_from(exc, list(path), cls) + _checks_of_valid_parts(data, cls, path)
     return obj, check_fields(obj, path)
@@ -357,7 +357,7 @@ def parse_config(raw: dict[str, Any], registry: Registry | None = None, source: 
 
     # 1. Component tables: pull them out, remember name + options.
     chosen: dict[tuple[str, ...], tuple[str, dict[str, Any]]] = {}
-    for path, (kind, default) in COMPONENT_TABLES.items():
+    for path, (_kind, default) in COMPONENT_TABLES.items():
         table = _pop_path(raw, path)
         if table is None:
             table = {}
@@ -400,8 +400,12 @@ def parse_config(raw: dict[str, Any], registry: Registry | None = None, source: 
     envs: dict[str, Any] = {}
     for env_name, table in env_tables.items():
         obj, found = structure_component(
-            registry, Kind.ENVIRONMENT, env_name, table if isinstance(table, dict) else {},
-            ("environments", env_name), ("environments", env_name),
+            registry,
+            Kind.ENVIRONMENT,
+            env_name,
+            table if isinstance(table, dict) else {},
+            ("environments", env_name),
+            ("environments", env_name),
         )
         if not isinstance(table, dict):
             found = [ConfigIssue(f"environments.{env_name}", f"expected a table, got {_describe(table)}")]
@@ -440,8 +444,12 @@ def parse_config(raw: dict[str, Any], registry: Registry | None = None, source: 
             cfg.tracking.options[tname] = obj
 
     if cfg is not None:
-        cfg.backend = schema.ComponentRef(name=chosen.get(("backend",), ("native", {}))[0], config=configs.get(("backend",)))
-        cfg.strategy = schema.ComponentRef(name=chosen.get(("strategy",), ("local", {}))[0], config=configs.get(("strategy",)))
+        cfg.backend = schema.ComponentRef(
+            name=chosen.get(("backend",), ("native", {}))[0], config=configs.get(("backend",))
+        )
+        cfg.strategy = schema.ComponentRef(
+            name=chosen.get(("strategy",), ("local", {}))[0], config=configs.get(("strategy",))
+        )
         cfg.algorithm.advantage = schema.ComponentRef(
             name=chosen.get(("algorithm", "advantage"), ("grpo", {}))[0], config=configs.get(("algorithm", "advantage"))
         )
@@ -499,8 +507,11 @@ def apply_plugin_defaults(raw: dict[str, Any], registry: Registry) -> list[Confi
             )
         elif result is not None and not isinstance(result, dict):
             issues.append(
-                ConfigIssue("", f"plugin {who}: skyrl_config_defaults must return a dict of TOML values or None, "
-                                f"got {type(result).__name__}")
+                ConfigIssue(
+                    "",
+                    f"plugin {who}: skyrl_config_defaults must return a dict of TOML values or None, "
+                    f"got {type(result).__name__}",
+                )
             )
         elif result:
             conflicts: list[tuple[tuple[str, ...], str]] = []
@@ -557,9 +568,7 @@ def plugin_checks(cfg: schema.RunConfig, registry: Registry) -> list[ConfigIssue
     issues: list[ConfigIssue] = []
     for who, result in _each_impl(registry, "skyrl_check_config", lambda: {"config": cfg}):
         if isinstance(result, Exception):
-            issues.append(
-                ConfigIssue("", f"plugin {who}: skyrl_check_config raised {type(result).__name__}: {result}")
-            )
+            issues.append(ConfigIssue("", f"plugin {who}: skyrl_check_config raised {type(result).__name__}: {result}"))
             continue
         for item in result or []:
             if not isinstance(item, ConfigIssue):
@@ -578,8 +587,12 @@ def _check_generate(cfg: schema.RunConfig, registry: Registry) -> list[ConfigIss
     if name not in registry.components[Kind.DATASET_PREPARER]:
         return [ConfigIssue("data.generate", registry.unknown_message(Kind.DATASET_PREPARER, name))]
     _, found = structure_component(
-        registry, Kind.DATASET_PREPARER, name, dict(cfg.data.generate_options),
-        ("data", "generate_options"), ("data", "generate"),
+        registry,
+        Kind.DATASET_PREPARER,
+        name,
+        dict(cfg.data.generate_options),
+        ("data", "generate_options"),
+        ("data", "generate"),
     )
     return found
 

@@ -103,8 +103,7 @@ def plan_issues(cfg: RunConfig) -> list[ConfigIssue]:
             out.append(
                 ConfigIssue(
                     "trainer.prompts_per_minibatch",
-                    f"{per_mb} does not divide trainer.prompts_per_step = {t.prompts_per_step}; "
-                    f"use one of {divisors}",
+                    f"{per_mb} does not divide trainer.prompts_per_step = {t.prompts_per_step}; use one of {divisors}",
                 )
             )
     if cfg.eval.pass_k and max(cfg.eval.pass_k) > cfg.eval.samples_per_prompt:
@@ -116,7 +115,9 @@ def plan_issues(cfg: RunConfig) -> list[ConfigIssue]:
             )
         )
     if cfg.algorithm.kl.adaptive and cfg.algorithm.kl.mode != "reward":
-        out.append(ConfigIssue("algorithm.kl.adaptive", "the adaptive KL controller needs algorithm.kl.mode = 'reward'"))
+        out.append(
+            ConfigIssue("algorithm.kl.adaptive", "the adaptive KL controller needs algorithm.kl.mode = 'reward'")
+        )
     if len(t.betas) != 2 or not all(0 <= b < 1 for b in t.betas):
         out.append(ConfigIssue("trainer.betas", f"expected two numbers in [0, 1), got {t.betas!r}"))
     if cfg.generator.max_new_tokens >= cfg.generator.max_total_tokens:

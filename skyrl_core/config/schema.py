@@ -56,7 +56,9 @@ class TinyModelConfig:
     heads: int = option(4, help="Attention heads.", check=positive)
     kv_heads: int = option(2, help="Key/value heads (grouped-query attention).", check=positive)
     intermediate_size: int = option(256, help="MLP width.", check=positive)
-    vocab_size: int = option(512, help="Target BPE vocabulary size (the trained vocabulary may be smaller).", check=positive)
+    vocab_size: int = option(
+        512, help="Target BPE vocabulary size (the trained vocabulary may be smaller).", check=positive
+    )
     corpus: str = option(
         "arithmetic",
         help="Text the BPE tokenizer is trained on: 'arithmetic' (digits, operators, the "
@@ -66,7 +68,7 @@ class TinyModelConfig:
 
 def _check_target_modules(value: Any) -> str | None:
     if not value:
-        return "must name at least one module, e.g. [\"all-linear\"] or [\"q_proj\", \"v_proj\"]"
+        return 'must name at least one module, e.g. ["all-linear"] or ["q_proj", "v_proj"]'
     if "all-linear" in value and len(value) > 1:
         return "'all-linear' already selects every linear layer; give it alone (use exclude_modules to drop some)"
     return None
@@ -94,12 +96,12 @@ class LoraConfig:
     )
     target_modules: list[str] = option(
         factory=lambda: ["all-linear"],
-        help="Layers that get adapters: [\"all-linear\"] (every linear layer but the output layer) or "
-        "module names / suffixes such as [\"q_proj\", \"v_proj\"].",
+        help='Layers that get adapters: ["all-linear"] (every linear layer but the output layer) or '
+        'module names / suffixes such as ["q_proj", "v_proj"].',
         check=_check_target_modules,
     )
     exclude_modules: list[str] = option(
-        factory=list, help="Module names / suffixes left without adapters (e.g. [\"down_proj\"])."
+        factory=list, help='Module names / suffixes left without adapters (e.g. ["down_proj"]).'
     )
     sync: Literal["auto", "merged", "adapter"] = option(
         "auto",
@@ -145,9 +147,7 @@ class DataConfig:
         512, help="Rows whose templated prompt is longer are dropped (the count is reported).", check=positive
     )
     shuffle: bool = option(True, help="Shuffle the training rows each epoch (seeded).")
-    default_env_class: str | None = option(
-        None, help="Environment for rows whose `env_class` is missing or null."
-    )
+    default_env_class: str | None = option(None, help="Environment for rows whose `env_class` is missing or null.")
     generate: str | None = option(
         None,
         help="Create the data files when missing, with this dataset preparer (e.g. 'arithmetic'); "
@@ -172,7 +172,9 @@ class GeneratorConfig:
         "reason 'length' when reached.",
         check=positive,
     )
-    temperature: float = option(1.0, help="Sampling temperature (the trainer applies the same one to its log-probs).", check=non_negative)
+    temperature: float = option(
+        1.0, help="Sampling temperature (the trainer applies the same one to its log-probs).", check=non_negative
+    )
     top_p: float = option(1.0, help="Nucleus sampling threshold (1 = off).", check=unit_interval)
     top_k: int = option(-1, help="Top-k filter (-1 = off).")
     min_p: float = option(0.0, help="Min-p filter (0 = off).", check=unit_interval)
@@ -235,11 +237,14 @@ class AlgorithmConfig:
     )
     loss_norm_tokens: int | None = option(
         None,
-        help="The constant of seq_mean_token_sum_norm; defaults to data.max_prompt_tokens + generator.max_total_tokens.",
+        help="The constant of seq_mean_token_sum_norm; defaults to "
+        "data.max_prompt_tokens + generator.max_total_tokens.",
         check=positive,
     )
     kl: KLConfig = option(factory=KLConfig, help="[algorithm.kl]")
-    entropy_coef: float = option(0.0, help="Entropy bonus coefficient (0 = off; entropy is always logged).", check=non_negative)
+    entropy_coef: float = option(
+        0.0, help="Entropy bonus coefficient (0 = off; entropy is always logged).", check=non_negative
+    )
     use_rollout_logprobs: bool = option(
         False, help="Use the engine's log-probs as the old policy instead of recomputing them (saves a forward pass)."
     )
@@ -266,7 +271,9 @@ class TrainerConfig:
     weight_decay: float = option(0.01, help="AdamW weight decay.", check=non_negative)
     betas: list[float] = option(factory=lambda: [0.9, 0.999], help="AdamW betas.")
     grad_clip: float = option(1.0, help="Max gradient norm (0 = no clipping).", check=non_negative)
-    lr_schedule: Literal["constant", "cosine", "linear"] = option("constant", help="Learning-rate schedule after warmup.")
+    lr_schedule: Literal["constant", "cosine", "linear"] = option(
+        "constant", help="Learning-rate schedule after warmup."
+    )
     warmup_steps: int = option(0, help="Linear warmup in optimizer steps.", check=non_negative)
     gradient_checkpointing: bool = option(False, help="Recompute activations in the backward pass to save memory.")
     skip_nan: bool = option(True, help="Skip (and report) an optimizer step whose loss or gradient is not finite.")
@@ -321,8 +328,12 @@ class EvalConfig:
     samples_per_prompt: int = option(1, help="Samples per eval prompt (pass@k needs k or more).", check=positive)
     temperature: float = option(0.0, help="Eval sampling temperature (0 = greedy).", check=non_negative)
     top_p: float = option(1.0, help="Eval nucleus threshold.", check=unit_interval)
-    max_new_tokens: int | None = option(None, help="Per-turn limit for eval (default: generator.max_new_tokens).", check=positive)
-    pass_k: list[int] = option(factory=lambda: [1], help="k values reported as eval/<source>/pass@k.", check=all_positive)
+    max_new_tokens: int | None = option(
+        None, help="Per-turn limit for eval (default: generator.max_new_tokens).", check=positive
+    )
+    pass_k: list[int] = option(
+        factory=lambda: [1], help="k values reported as eval/<source>/pass@k.", check=all_positive
+    )
     max_rows: int | None = option(None, help="Evaluate at most this many rows.", check=positive)
     output: str | None = option(
         None, help="Where `skyrl eval` writes per-sample JSONL and the summary (default: <run dir>/eval)."
@@ -356,7 +367,9 @@ class TrackingConfig:
 class RuntimeConfig:
     """``[runtime]``: where the pieces run."""
 
-    mode: Literal["local", "ray"] = option("local", help="'local': one process; 'ray': workers and engines as Ray actors.")
+    mode: Literal["local", "ray"] = option(
+        "local", help="'local': one process; 'ray': workers and engines as Ray actors."
+    )
     address: str | None = option(None, help="Ray address ('auto' for an existing cluster); None starts a local one.")
     colocate: bool = option(True, help="Engines and trainers share GPUs (sleep/offload between phases).")
     train_gpus: int = option(1, help="GPUs (or CPU workers) for training.", check=positive)

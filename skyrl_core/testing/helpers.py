@@ -47,7 +47,7 @@ def check_plugin(module: Any) -> list[str]:
             continue
         try:
             specs = fn()
-        except Exception as exc:  # noqa: BLE001 - reported
+        except Exception as exc:
             problems.append(f"{kind.hook}() raised {type(exc).__name__}: {exc}")
             continue
         for spec in specs or []:
@@ -57,7 +57,7 @@ def check_plugin(module: Any) -> list[str]:
             if kind is not Kind.CONFIG_SECTION:
                 try:
                     spec.load()
-                except Exception as exc:  # noqa: BLE001 - reported
+                except Exception as exc:
                     problems.append(f"{kind.label} {spec.name!r}: implementation {spec.impl!r} does not import: {exc}")
             if not spec.summary:
                 problems.append(f"{kind.label} {spec.name!r}: empty summary")

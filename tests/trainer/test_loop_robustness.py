@@ -37,7 +37,7 @@ def test_nan_loss_step_is_skipped_and_reported(tmp_path: Path, registry) -> None
 
 
 def test_raising_environment_ends_only_its_trajectories(tmp_path: Path, registry) -> None:
-    cfg_path = write_config(tmp_path, steps=2, extra='\n[environments.flaky]\n')
+    cfg_path = write_config(tmp_path, steps=2, extra="\n[environments.flaky]\n")
     cfg = load_config(cfg_path, [], registry)
     # route every row to the flaky env
     import attrs

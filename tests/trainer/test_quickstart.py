@@ -18,8 +18,10 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_quickstart_raises_held_out_greedy_accuracy(tmp_path: Path) -> None:
     q = tmp_path.as_posix()
     overrides = [
-        f"run.dir={q}/run", f"model.path={q}/model",
-        f'data.train=["{q}/data/train.parquet"]', f'data.eval=["{q}/data/eval.parquet"]',
+        f"run.dir={q}/run",
+        f"model.path={q}/model",
+        f'data.train=["{q}/data/train.parquet"]',
+        f'data.eval=["{q}/data/eval.parquet"]',
         f'warm_start.data=["{q}/data/sft.parquet"]',
     ]
     cmd = [sys.executable, "-m", "skyrl_core.cli", "train", str(ROOT / "examples" / "quickstart.toml"), *overrides]

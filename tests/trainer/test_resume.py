@@ -65,9 +65,10 @@ def test_kill_after_checkpoint_then_resume_matches_an_uninterrupted_run(tmp_path
         torch.testing.assert_close(final[name], final_ref[name], rtol=1e-5, atol=1e-6)
     # the data position continued: the state after the last step equals the reference's
     last = f"step-{STEPS:06d}"
-    assert read_state(run / "checkpoints" / last)["loader"] == read_state(
-        tmp_path / "ref" / "run" / "checkpoints" / last
-    )["loader"]
+    assert (
+        read_state(run / "checkpoints" / last)["loader"]
+        == read_state(tmp_path / "ref" / "run" / "checkpoints" / last)["loader"]
+    )
 
 
 def test_resume_from_an_explicit_path_and_a_bad_path(tmp_path: Path, capsys) -> None:

@@ -14,8 +14,11 @@ from skyrl_core.cli import main
 
 
 def test_two_step_run_writes_metrics_checkpoint_export_plot(tmp_path: Path, capsys) -> None:
-    cfg = write_config(tmp_path, steps=2, extra='\n[warm_start]\ndata = ["%s/data/sft.parquet"]\n'
-                       'generate = "arithmetic"\nsteps = 3\nbatch_size = 8\nlr = 1e-3\n' % tmp_path.as_posix())
+    warm = (
+        f'\n[warm_start]\ndata = ["{tmp_path.as_posix()}/data/sft.parquet"]\n'
+        'generate = "arithmetic"\nsteps = 3\nbatch_size = 8\nlr = 1e-3\n'
+    )
+    cfg = write_config(tmp_path, steps=2, extra=warm)
     assert main(["train", str(cfg)]) == 0
     run = tmp_path / "run"
     rows = metrics(run)
@@ -25,8 +28,16 @@ def test_two_step_run_writes_metrics_checkpoint_export_plot(tmp_path: Path, caps
     assert "eval/all/score" in rows[0] and "eval/arithmetic/pass@1" in rows[0]
     for step in (1, 2):
         row = rows[step]
-        for key in ("reward/mean", "policy/pg_loss", "policy/grad_norm", "policy/entropy", "timing/generate",
-                    "timing/update", "timing/weight_sync", "rollout/response_length/mean"):
+        for key in (
+            "reward/mean",
+            "policy/pg_loss",
+            "policy/grad_norm",
+            "policy/entropy",
+            "timing/generate",
+            "timing/update",
+            "timing/weight_sync",
+            "rollout/response_length/mean",
+        ):
             assert key in row, (step, key)
         # the backend sampled with the weights the trainer scored with (in-process sync)
         assert row["policy/rollout_logprob_diff_max"] < 1e-3
