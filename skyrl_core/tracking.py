@@ -71,7 +71,7 @@ class ConsoleTracker:
     def log(self, metrics: dict[str, float], step: int) -> None:
         if step % self.config.every and not any(k.startswith("eval/") for k in metrics):
             return
-        cols = [(k, h, f) for k, h, f in self.columns if k in metrics or k == "reward/mean"]
+        cols = self.columns  # always the same columns, so rows line up under the header
         if self.rows % 20 == 0:
             _write("step  " + "  ".join(f"{h:>9}" for _, h, _ in cols))
         cells = []
