@@ -277,6 +277,19 @@ class StaticEngine:
         When ``should_abort()`` turns true (checked once per window) the live rows end with
         finish reason ``"abort"``.
         """
+        if self.device.type != "cuda":
+            return self._generate(prompts, rows, should_abort)
+        # The current CUDA device is per thread and defaults to cuda:0; graph capture and the
+        # capture stream must be on the engine's own device (e.g. cuda:1 beside a trainer).
+        with torch.cuda.device(self.device):
+            return self._generate(prompts, rows, should_abort)
+
+    def _generate(
+        self,
+        prompts: Sequence[Sequence[int]],
+        rows: Sequence[RowSpec],
+        should_abort: Callable[[], bool],
+    ) -> list[RowOutput]:
         outputs = [RowOutput() for _ in rows]
         if not rows:
             return outputs
