@@ -69,6 +69,10 @@ def test_native_abort_ends_running_and_queued_requests_with_their_partial_tokens
     backend.config = NativeBackendConfig(max_batch_size=1)  # the second request waits in the queue
     futures = [loop.submit(backend.generate([_request(prompt)])) for _ in range(2)]
     _wait_running(backend)
+    deadline = time.monotonic() + 30
+    while not backend._pending:  # the second request has reached the queue (submit is asynchronous)
+        assert time.monotonic() < deadline
+        time.sleep(0.002)
     backend.abort_requests()
     running, queued = (f.result(timeout=60)[0].completions[0] for f in futures)
     assert running.finish_reason == "abort" and len(running.token_ids) < LONG
