@@ -336,7 +336,7 @@ def rl_step(run: RunContext) -> dict[str, float]:
     # 6. weight sync (background generation first stops where no request runs)
     if run.pipeline is None:
         with run.timer("weight_sync"):
-            sync_weights(run)
+            metrics.update(sync_weights(run))
     else:
         run.pipeline.sync_weights()
     return metrics
@@ -351,20 +351,25 @@ def adaptive_kl(coef: float, current: float, kl_cfg: Any, n_steps: int) -> float
     return float(ctl.value)
 
 
-def sync_weights(run: RunContext, new_version: bool = True) -> None:
+def sync_weights(run: RunContext, new_version: bool = True) -> dict[str, float]:
     """Push the policy's weights to the backend (bucketed; the transport follows [runtime]
     placement), then drop its prefix cache.
 
     ``new_version`` counts the weights as a new policy version; a resume re-sends the
     checkpoint's weights under the version they were saved with, so sampling seeds (which
     include the version) continue exactly as in an uninterrupted run.
+
+    Returns:
+        ``transfer_weights``'s metrics (``weight_sync/bytes``, ``weight_sync/buckets``, ...;
+        ``weight_sync/adapter`` = 1 when only a LoRA adapter was sent).
     """
     from skyrl_core.runtime.weight_sync import transfer_weights
 
-    transfer_weights(run.strategy, run.backend, run.config.runtime)
+    stats = transfer_weights(run.strategy, run.backend, run.config.runtime)
     run.backend.reset_prefix_cache()
     if new_version:
         run.policy_version += 1
+    return stats
 
 
 def evaluate(run: RunContext, step: int) -> dict[str, float]:

@@ -45,19 +45,25 @@ STRATEGY_STATE = "strategy.json"
 # -- micro-batches ---------------------------------------------------------------------------
 
 
-def pack_by_token_budget(lengths: Sequence[int], budget: int, *, sort: bool = True) -> list[list[int]]:
-    """Group sequence indices into micro-batches whose *padded* size stays within ``budget``.
+def pack_by_token_budget(
+    lengths: Sequence[int], budget: int, *, sort: bool = True, packed: bool = False
+) -> list[list[int]]:
+    """Group sequence indices into micro-batches whose size stays within ``budget`` tokens.
 
-    The padded size of a group is ``len(group) * max(lengths[group])`` (what a right-padded
-    ``(b, L)`` tensor holds). Packing is greedy: with ``sort`` the sequences are taken
-    longest first (least padding), otherwise in their given order. A sequence longer than
-    the budget forms a micro-batch of its own.
+    The size of a group is its *padded* size ``len(group) * max(lengths[group])`` (what a
+    right-padded ``(b, L)`` tensor holds), or with ``packed`` the size of the rows
+    ``collate(..., packed=True)`` lays its sequences into (``pack_rows``: rows as wide as
+    the group's longest sequence, filled first-fit). Grouping is greedy: with ``sort`` (always
+    when ``packed``) the sequences are taken longest first (least padding), otherwise in
+    their given order. A sequence longer than the budget forms a micro-batch of its own.
 
     Returns:
         Lists of indices into ``lengths``; every index appears exactly once.
     """
     if budget <= 0:
         raise ValueError(f"micro-batch token budget must be > 0, got {budget}")
+    if packed:
+        return _pack_groups(lengths, budget)
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i]) if sort else list(range(len(lengths)))
     groups: list[list[int]] = []
     current: list[int] = []
@@ -74,6 +80,53 @@ def pack_by_token_budget(lengths: Sequence[int], budget: int, *, sort: bool = Tr
     return groups
 
 
+def _pack_groups(lengths: Sequence[int], budget: int) -> list[list[int]]:
+    """``pack_by_token_budget(packed=True)``: longest first; a sequence joins the current group
+    while the group's rows (first fit, as wide as its first sequence) stay within ``budget``."""
+    groups: list[list[int]] = []
+    current: list[int] = []
+    width = 0
+    free: list[int] = []  # room left in each row of the current group
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        n = max(lengths[i], 1)
+        row = next((r for r, room in enumerate(free) if n <= room), None)
+        if current and row is None and (len(free) + 1) * width > budget:
+            groups.append(current)
+            current, free = [], []
+        if not current:
+            width = n
+        if row is None or not free:
+            free.append(width - n)
+        else:
+            free[row] -= n
+        current.append(i)
+    if current:
+        groups.append(current)
+    return groups
+
+
+def pack_rows(lengths: Sequence[int], width: int) -> list[list[int]]:
+    """First-fit decreasing: sequence indices laid into rows of ``width`` tokens.
+
+    Every sequence must fit a row (``max(lengths) <= width``); rows keep their sequences in
+    the order they were placed (longest first)."""
+    rows: list[list[int]] = []
+    free: list[int] = []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        n = lengths[i]
+        if n > width:
+            raise ValueError(f"sequence {i} has {n} tokens, more than the row width {width}")
+        for r, room in enumerate(free):
+            if n <= room:
+                rows[r].append(i)
+                free[r] -= n
+                break
+        else:
+            rows.append([i])
+            free.append(width - n)
+    return rows
+
+
 def loss_scale(batch: TrainBatch) -> LossScale:
     """The mini-batch totals handed to a ``LossFn`` (from ``batch.tensors["loss_mask"]``)."""
     mask = batch.tensors.get("loss_mask")
@@ -88,19 +141,28 @@ def loss_scale(batch: TrainBatch) -> LossScale:
 
 @attrs.frozen
 class Collated:
-    """A right-padded micro-batch of ``b`` sequences of padded length ``L``.
+    """A micro-batch of ``B`` sequences laid out as ``(b, L)`` model inputs.
+
+    Right-padded (``collate``'s default): row ``i`` holds sequence ``i``, ``b = B``, ``L`` is
+    the longest sequence. Packed (``packed=True``): several sequences share a row, each with
+    position ids restarting at 0 and no attention mask, so Hugging Face models attend within
+    each sequence only (transformers derives a block-diagonal causal mask from the position
+    ids); no compute goes to padding beyond the tails of the rows.
 
     Attributes:
         input_ids: ``(b, L)`` prompt + response ids, padded with ``pad_id``.
-        attention_mask: ``(b, L)`` 1 on real tokens.
-        position_ids: ``(b, L)`` ``0..L-1`` on every row (padding sits on the right).
+        attention_mask: ``(b, L)`` 1 on real tokens (unused when packed).
+        position_ids: ``(b, L)`` ``0..L-1`` on every row, or restarting at every sequence.
         rows: ``(N,)`` row of each of the ``N`` response tokens of the micro-batch.
-        cols: ``(N,)`` position whose hidden state predicts that token (``prompt_len - 1 + j``).
+        cols: ``(N,)`` position whose hidden state predicts that token.
         targets: ``(N,)`` the response token ids.
         slots: ``(N,)`` index ``j`` of the token within its response, for scattering
-            per-token results back to ``(b, R)``.
+            per-token results back to ``(B, R)``.
+        seqs: ``(N,)`` index of the token's sequence in the micro-batch (``rows`` unless packed).
+        num_seqs: ``B``.
         response_len: ``R``, the longest response of the micro-batch.
-        padded: whether any row is shorter than ``L``.
+        padded: whether any row is shorter than ``L`` (and so needs the attention mask).
+        packed: whether rows hold several sequences.
     """
 
     input_ids: Tensor
@@ -110,52 +172,76 @@ class Collated:
     cols: Tensor
     targets: Tensor
     slots: Tensor
+    seqs: Tensor
+    num_seqs: int
     response_len: int
     padded: bool = True
+    packed: bool = False
 
     def model_inputs(self) -> dict[str, Tensor | None]:
-        """Keyword arguments for a Hugging Face model. Without padding the mask is left out, so
-        attention can take its plain causal path (flash kernels) instead of a masked one."""
-        mask = self.attention_mask if self.padded else None
+        """Keyword arguments for a Hugging Face model. Without padding, and when packed, the mask
+        is left out: attention takes its plain causal path (flash kernels), or the block-diagonal
+        mask transformers builds from the position ids."""
+        mask = self.attention_mask if self.padded and not self.packed else None
         return {"input_ids": self.input_ids, "attention_mask": mask, "position_ids": self.position_ids}
 
     def scatter(self, values: Tensor) -> Tensor:
-        """Place per-token ``values`` ``(N,)`` into a ``(b, R)`` float tensor, 0 elsewhere."""
-        out = torch.zeros(self.input_ids.shape[0], self.response_len, dtype=torch.float32, device=values.device)
-        out[self.rows, self.slots] = values.float()
+        """Place per-token ``values`` ``(N,)`` into a ``(B, R)`` float tensor, 0 elsewhere."""
+        out = torch.zeros(self.num_seqs, self.response_len, dtype=torch.float32, device=values.device)
+        out[self.seqs, self.slots] = values.float()
         return out
 
 
-def collate(batch: TrainBatch, device: torch.device | str, *, pad_id: int = 0) -> Collated:
-    """Right-pad ``prompt + response`` of every sequence and index the response tokens.
+def collate(batch: TrainBatch, device: torch.device | str, *, pad_id: int = 0, packed: bool = False) -> Collated:
+    """Lay out ``prompt + response`` of every sequence and index the response tokens.
+
+    Right-padded by default; with ``packed`` the sequences are laid into rows as wide as the
+    longest one (first-fit decreasing, ``pack_rows``), each with its own position ids.
 
     Raises:
         DataError: when a sequence with a response has an empty prompt (its first token
             would have nothing to be predicted from).
     """
     seqs = [list(p) + list(r) for p, r in zip(batch.prompt_ids, batch.response_ids, strict=True)]
-    width = max((len(s) for s in seqs), default=0)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    attn = torch.zeros((len(seqs), width), dtype=torch.long)
-    rows: list[int] = []
-    cols: list[int] = []
-    slots: list[int] = []
-    targets: list[int] = []
     for i, (prompt, response) in enumerate(zip(batch.prompt_ids, batch.response_ids, strict=True)):
         if response and not prompt:
             raise DataError(
                 f"sequence {i} of the batch has an empty prompt: its first response token has no context to be "
                 "scored from; give every sample at least one prompt token (e.g. a BOS token)"
             )
-        n = len(seqs[i])
-        ids[i, :n] = torch.tensor(seqs[i], dtype=torch.long)
-        attn[i, : max(n, 1)] = 1  # an empty row attends to one pad token, never to nothing (NaN)
-        start = len(prompt) - 1
-        rows.extend([i] * len(response))
-        cols.extend(range(start, start + len(response)))
-        slots.extend(range(len(response)))
-        targets.extend(response)
-    positions = torch.arange(width, dtype=torch.long).expand(len(seqs), width)
+    width = max((len(s) for s in seqs), default=0)
+    if packed:
+        layout = pack_rows([max(len(s), 1) for s in seqs], max(width, 1))
+    else:
+        layout = [[i] for i in range(len(seqs))]
+    width = max(width, 1) if packed else width
+    ids = torch.full((len(layout), width), pad_id, dtype=torch.long)
+    attn = torch.zeros((len(layout), width), dtype=torch.long)
+    positions = torch.zeros((len(layout), width), dtype=torch.long)
+    rows: list[int] = []
+    cols: list[int] = []
+    slots: list[int] = []
+    seq_of: list[int] = []
+    targets: list[int] = []
+    padded = False
+    for r, members in enumerate(layout):
+        offset = 0
+        for i in members:
+            prompt, response, n = batch.prompt_ids[i], batch.response_ids[i], len(seqs[i])
+            ids[r, offset : offset + n] = torch.tensor(seqs[i], dtype=torch.long)
+            positions[r, offset : offset + max(n, 1)] = torch.arange(max(n, 1))
+            start = offset + len(prompt) - 1
+            rows.extend([r] * len(response))
+            cols.extend(range(start, start + len(response)))
+            slots.extend(range(len(response)))
+            seq_of.extend([i] * len(response))
+            targets.extend(response)
+            offset += max(n, 1) if packed else n
+        attn[r, : max(offset, 1)] = 1  # an empty row attends to one pad token, never to nothing (NaN)
+        if offset < width:
+            padded = True
+            # the tail: its own segment when packed, plain positions otherwise (masked out)
+            positions[r, offset:] = torch.arange(width - offset) if packed else torch.arange(offset, width)
 
     def t(x: list[int]) -> Tensor:
         return torch.tensor(x, dtype=torch.long, device=device)
@@ -168,8 +254,11 @@ def collate(batch: TrainBatch, device: torch.device | str, *, pad_id: int = 0) -
         cols=t(cols),
         targets=t(targets),
         slots=t(slots),
+        seqs=t(seq_of),
+        num_seqs=len(seqs),
         response_len=batch.response_len,
-        padded=any(len(s) < width for s in seqs),
+        padded=padded,
+        packed=packed,
     )
 
 

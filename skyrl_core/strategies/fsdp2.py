@@ -153,7 +153,9 @@ class Fsdp2Strategy:
         lengths = [batch.seq_len(i) for i in range(len(batch))]
         shares = split_over_ranks(lengths, [bool(r) for r in batch.response_ids], self.world_size)
         groups = [
-            common.pack_by_token_budget([lengths[i] for i in share], budget, sort=self.config.sort_micro_batches)
+            common.pack_by_token_budget(
+                [lengths[i] for i in share], budget, sort=self.config.sort_micro_batches, packed=self.config.packing
+            )
             if share else []
             for share in shares
         ]

@@ -131,6 +131,8 @@ class LocalStrategy:
                 lora.enable_input_grads(policy)
 
         self.logits_mode = self._choose_logits_mode()
+        if self.config.packing:
+            self._check_packing()
         self._policy = self._trainable(policy, trainer.lr)
         self._critic = None
         if critic is not None:
@@ -175,6 +177,26 @@ class LocalStrategy:
         full = self._policy_logits(c, mode="full")
         ok = torch.allclose(sliced.float(), full.float(), rtol=1e-4, atol=1e-4)
         return "sliced" if ok else "full"
+
+    @torch.no_grad()
+    def _check_packing(self) -> None:
+        """``packing = true``: packed rows must give the padded rows' log-probs (the model's
+        attention must keep packed sequences apart), else a clear error at start-up."""
+        vocab = int(self.policy.get_input_embeddings().weight.shape[0])
+        probe = TrainBatch([[1, 2, 3], [4 % vocab], [2]], [[5 % vocab, 6 % vocab], [7 % vocab, 8 % vocab], [9 % vocab]])
+        self.policy.eval()
+        results = []
+        for packed in (False, True):
+            c = common.collate(probe, self.device, packed=packed)
+            with self._autocast():
+                logits = self._policy_logits(c, mode=self.logits_mode)
+            results.append(c.scatter(logprobs_and_entropy(logits, c.targets, 1.0, False)[0]))
+        if not torch.allclose(results[0], results[1], rtol=1e-3, atol=1e-3):
+            raise SkyrlError(
+                f"[strategy] packing = true: {type(self.policy).__name__} (attn_implementation "
+                f"{getattr(self.policy.config, '_attn_implementation', '?')!r}) does not keep packed sequences apart "
+                "(its attention ignores restarting position ids); set [strategy] packing = false"
+            )
 
     # -- passes -----------------------------------------------------------------------------
 
@@ -232,9 +254,10 @@ class LocalStrategy:
         results = {n: torch.zeros(len(batch), batch.response_len, dtype=torch.float32) for n in names}
         budget = self.config.forward_micro_batch_tokens or self.trainer.micro_batch_tokens
         lengths = [batch.seq_len(i) for i in range(len(batch))]
-        for idx in common.pack_by_token_budget(lengths, budget, sort=self.config.sort_micro_batches):
+        packed = self.config.packing
+        for idx in common.pack_by_token_budget(lengths, budget, sort=self.config.sort_micro_batches, packed=packed):
             micro = TrainBatch([batch.prompt_ids[i] for i in idx], [batch.response_ids[i] for i in idx])
-            c = common.collate(micro, self.device)
+            c = common.collate(micro, self.device, packed=packed)
             if c.targets.numel() == 0:
                 continue
             with self._autocast():
@@ -277,7 +300,7 @@ class LocalStrategy:
         scale = common.loss_scale(batch)
         lengths = [batch.seq_len(i) for i in range(len(batch))]
         groups = common.pack_by_token_budget(
-            lengths, self.trainer.micro_batch_tokens, sort=self.config.sort_micro_batches
+            lengths, self.trainer.micro_batch_tokens, sort=self.config.sort_micro_batches, packed=self.config.packing
         )
         trained.optimizer.zero_grad(set_to_none=True)
 
@@ -288,7 +311,7 @@ class LocalStrategy:
         bad_loss: str | None = None
         for k, idx in enumerate(groups):
             micro = common.to_device(batch.select(idx), self.device)
-            c = common.collate(micro, self.device)
+            c = common.collate(micro, self.device, packed=self.config.packing)
             if c.targets.numel() == 0:
                 continue  # only empty responses: nothing to score, nothing to learn
             with self._autocast():

@@ -23,6 +23,13 @@ class LocalStrategyConfig:
         True,
         help="Pack sequences into micro-batches longest first (least padding); false keeps the batch order.",
     )
+    packing: bool = option(
+        False,
+        help="Pack several sequences into each row of a micro-batch (position ids restart per sequence, "
+        "no padding between them) instead of one right-padded row per sequence; budgets then count real "
+        "tokens. Needs a model whose attention honours packed position ids (transformers' Llama/Qwen/"
+        "Mistral families do); checked at start-up.",
+    )
     forward_micro_batch_tokens: int | None = option(
         None,
         help="Token budget of the no-grad passes (old/ref log-probs, values); they keep no activations, so a "

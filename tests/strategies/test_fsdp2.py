@@ -36,7 +36,7 @@ def ray_cluster():
     ray.shutdown()
 
 
-def make_fsdp2(path, *, world_size: int = 2, seed: int = 0, **trainer_kw):
+def make_fsdp2(path, *, world_size: int = 2, seed: int = 0, strategy_config=None, **trainer_kw):
     """An Fsdp2Strategy over ``world_size`` CPU workers, trainer options as in ``make_strategy``."""
     from skyrl_core.strategies.fsdp2 import Fsdp2Strategy
 
@@ -44,7 +44,7 @@ def make_fsdp2(path, *, world_size: int = 2, seed: int = 0, **trainer_kw):
     runtime.configure(RuntimeConfig(mode="ray", train_gpus=world_size, colocate=False, inference_gpus=1))
     trainer = attrs.evolve(TrainerConfig(), **{"lr": 1e-2, "weight_decay": 0.0, **trainer_kw})
     model = ModelConfig(path=str(path), device="cpu")
-    return Fsdp2Strategy(None, model=model, trainer=trainer, seed=seed, **extra)
+    return Fsdp2Strategy(strategy_config, model=model, trainer=trainer, seed=seed, **extra)
 
 
 def rl_batch(make_batch, seed: int, reference) -> object:
@@ -147,6 +147,22 @@ def test_one_step_matches_local(ray_cluster, qwen2_dir, make_strategy, make_batc
     assert moved > 5e-3  # the step really moved the weights (by about lr = 1e-2)
     after = fsdp2.forward(batch)
     torch.testing.assert_close(after.logprobs, local.forward(batch).logprobs, atol=1e-4, rtol=1e-4)
+    fsdp2.shutdown()
+
+
+def test_packed_fsdp2_matches_padded_local(ray_cluster, qwen2_dir, make_strategy, make_batch):
+    """``[strategy] packing = true`` on the fsdp2 workers: the padded local strategy's log-probs and loss."""
+    from skyrl_core.strategies.fsdp2_config import Fsdp2StrategyConfig
+
+    local = make_strategy(qwen2_dir, micro_batch_tokens=MICRO_TOKENS)
+    fsdp2 = make_fsdp2(qwen2_dir, micro_batch_tokens=MICRO_TOKENS, strategy_config=Fsdp2StrategyConfig(packing=True))
+    batch = rl_batch(make_batch, 1, local)
+    a, b = fsdp2.forward(batch, need_entropy=True), local.forward(batch, need_entropy=True)
+    torch.testing.assert_close(a.logprobs, b.logprobs, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(a.entropy, b.entropy, atol=1e-5, rtol=1e-5)
+    m_fsdp2, m_local = fsdp2.train_step(batch, policy_loss()), local.train_step(batch, policy_loss())
+    for key in ("policy/loss", "grad_norm", "tokens"):
+        assert m_fsdp2[key] == pytest.approx(m_local[key], rel=1e-5, abs=1e-6), key
     fsdp2.shutdown()
 
 

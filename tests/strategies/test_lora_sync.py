@@ -34,9 +34,10 @@ NEW_TOKENS = 8
 class PeftNativeBackend(NativeBackend):
     """Test double of an engine that loads LoRA adapters (``capabilities.lora_adapters``).
 
-    No backend shipped with skyrl-core declares adapter loading yet, and the engines that do
-    (vLLM, SGLang) cannot run here. This is the real native engine plus adapter loading the
-    way vLLM's ``LoRARequest`` does it: from the peft folder ``LoraAdapter.save`` writes.
+    No backend shipped with skyrl-core declares adapter loading (the vLLM plugin does, and its
+    own CI stage tests it against real vLLM). This is the real native engine plus adapter
+    loading from the peft folder ``LoraAdapter.save`` writes, so the core suite covers the
+    adapter path without vLLM installed.
     """
 
     def __init__(self, *args, **kwargs) -> None:

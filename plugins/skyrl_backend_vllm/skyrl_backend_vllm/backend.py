@@ -18,6 +18,11 @@ How it works:
   (``worker.py``) inside vLLM's worker: directly when the worker runs in this process
   (``engine_core = "in_process"`` and one GPU or CPU), else through a safetensors file in
   ``/dev/shm`` (or ``weight_dir``). The prefix cache is reset after every update.
+* LoRA runs (``[model.lora] rank > 0`` and ``sync`` not ``"merged"``): the engine starts with
+  vLLM's LoRA support and declares ``capabilities.lora_adapters``, so the trainer sends only
+  the adapter. ``load_lora_adapter`` writes it as a peft folder, registers it under a new
+  integer id, drops the previous version and resets the prefix cache; every later request
+  runs base + that adapter.
 * ``sleep``/``wake`` use vLLM's sleep mode on GPUs when ``sleep_level`` > 0.
 
 Only one in-process engine can run per process (vLLM keeps its parallel state in module
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
@@ -101,6 +107,8 @@ class VllmBackend:
         self._seed_rng = random.Random(seed)
         self._weight_dir = Path(cfg.weight_dir) if cfg.weight_dir else None
         self._closed = False
+        self._lora_ids = 0  # the integer id of the adapter loaded last (vLLM's LoRARequest key)
+        self._lora_dir: Path | None = None  # the folder of that adapter
         self._set_num_threads = _torch_set_num_threads()
 
         def build() -> Any:
@@ -134,6 +142,7 @@ class VllmBackend:
             sleep=cfg.sleep_level > 0 and self.platform == "cuda",
             weight_transports=("in_process",),
             exact_stop_strings=True,
+            lora_adapters=bool(args.get("enable_lora")),
         )
         self.stats = self._thread.stats
         self.stats.update(weight_updates=0, weight_update_seconds=0.0)
@@ -163,6 +172,9 @@ class VllmBackend:
         }
         if in_process_worker:
             args["distributed_executor_backend"] = "uni"
+        lora = model.lora
+        if lora.rank > 0 and lora.sync != "merged":
+            args.update(enable_lora=True, max_lora_rank=lora_rank_slot(lora.rank), max_loras=1, max_cpu_loras=1)
         return {**args, **cfg.engine_kwargs}
 
     # -- generate ---------------------------------------------------------------------------
@@ -217,6 +229,56 @@ class VllmBackend:
         self.stats["weight_updates"] += 1
         self.stats["weight_update_seconds"] += time.perf_counter() - start
 
+    def load_lora_adapter(self, adapter: Any) -> None:
+        """Serve base + ``adapter`` (a ``skyrl_core.strategies.lora_sync.LoraAdapter``) from now on.
+
+        The adapter is written as a peft folder (under ``weight_dir``, else ``/dev/shm`` or the
+        temp dir), loaded under a new integer id once no sample runs, the previous version is
+        removed and the prefix cache reset (its entries were computed with the old adapter).
+
+        Raises:
+            RuntimeError: the engine was started without LoRA support (``[model.lora] rank`` 0
+                or ``sync = "merged"``).
+            ValueError: vLLM rejects the adapter (e.g. a rank above the engine's slot, or a
+                module vLLM cannot put an adapter on); the message is vLLM's.
+        """
+        from vllm.lora.request import LoRARequest
+
+        if not self.capabilities.lora_adapters:
+            raise RuntimeError(
+                "VllmBackend.load_lora_adapter: the engine was started without LoRA support; set [model.lora] "
+                "rank > 0 with sync = 'auto' or 'adapter' (or send merged weights with update_weights)"
+            )
+        start = time.perf_counter()
+        shm = self.weight_transfer == "shm"
+        folder = self._weight_dir or (Path("/dev/shm") if shm else Path(tempfile.gettempdir()))
+        path = adapter.save(Path(tempfile.mkdtemp(prefix="skyrl-lora-", dir=folder)))
+        new_id = self._lora_ids + 1
+        request = LoRARequest(lora_name=f"{adapter.name}-v{adapter.version}", lora_int_id=new_id, lora_path=str(path))
+        old_id, old_dir = self._lora_ids, self._lora_dir
+
+        def swap(engine: Any) -> None:
+            try:
+                if not engine.add_lora(request):
+                    raise ValueError(f"vLLM did not load the adapter from {path}")
+            except Exception as exc:
+                raise ValueError(f"VllmBackend.load_lora_adapter: vLLM rejected the adapter: {exc}") from exc
+            self._thread.lora_request = request
+            if old_id:
+                engine.remove_lora(old_id)
+            _reset_prefix_cache(engine)
+
+        try:
+            self._thread.call(swap)
+        except BaseException:
+            shutil.rmtree(path, ignore_errors=True)
+            raise
+        self._lora_ids, self._lora_dir = new_id, path
+        if old_dir is not None:
+            shutil.rmtree(old_dir, ignore_errors=True)  # vLLM read the files when it loaded them
+        self.stats["weight_updates"] += 1
+        self.stats["weight_update_seconds"] += time.perf_counter() - start
+
     def _write_file(self, named: list[tuple[str, Any]]) -> Path:
         """A safetensors file with ``named`` where the engine's worker process can read it."""
         folder = self._weight_dir
@@ -246,6 +308,23 @@ class VllmBackend:
             return
         self._closed = True
         self._thread.close()
+        if self._lora_dir is not None:
+            shutil.rmtree(self._lora_dir, ignore_errors=True)
+
+
+#: The adapter ranks a vLLM engine can be started for (``LoRAConfig.max_lora_rank``).
+LORA_RANK_SLOTS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+
+
+def lora_rank_slot(rank: int) -> int:
+    """The smallest rank slot vLLM accepts that holds adapters of ``rank``."""
+    for slot in LORA_RANK_SLOTS:
+        if rank <= slot:
+            return slot
+    raise ValueError(
+        f"[model.lora] rank = {rank}: vLLM serves adapters up to rank {LORA_RANK_SLOTS[-1]}; lower the rank "
+        "or set [model.lora] sync = 'merged'"
+    )
 
 
 def _reset_prefix_cache(engine: Any) -> None:

@@ -110,6 +110,9 @@ class EngineThread:
         self._held: collections.deque[Any] = collections.deque()  # items waiting for the engine to idle
         self._broken: BaseException | None = None
         self._closed = False
+        #: The LoRA adapter (vLLM ``LoRARequest``) every request added from now on uses; set
+        #: through ``call`` (on this thread, while nothing runs), so a sample never mixes two.
+        self.lora_request: Any = None
         ready: concurrent.futures.Future = concurrent.futures.Future()
         self._thread = threading.Thread(target=self._main, args=(build, ready), name=name, daemon=True)
         self._thread.start()
@@ -209,7 +212,12 @@ class EngineThread:
                 rid = f"skyrl-{next(self._ids)}"
                 watch = StopStringWatch(self.tokenizer, params.stop) if params.stop else None
                 sample = Sample(rid, stop_ids, watch)
-                engine.add_request(rid, {"prompt_token_ids": list(job.request.prompt_ids)}, self._sampling(kw))
+                engine.add_request(
+                    rid,
+                    {"prompt_token_ids": list(job.request.prompt_ids)},
+                    self._sampling(kw),
+                    lora_request=self.lora_request,
+                )
                 job.samples.append(sample)
                 self._live[rid] = (job, sample)
         except Exception as exc:  # a request vLLM rejects fails alone

