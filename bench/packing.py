@@ -10,7 +10,10 @@ The batch: ``--sequences`` sequences of a 128-token prompt and a response of uni
 random length in ``[--min-response, --max-response]`` (RL responses vary that much). For
 each layout it prints the cells the model computes on (rows x width, summed over
 micro-batches), the no-grad log-prob pass time and one optimizer step's time (median of
-``--reps`` after a warm-up), real tokens per second, and the packed / padded ratios.
+``--reps`` after a warm-up), real tokens per second, and the speed-ups over the padded
+layout. Layouts: padded (sdpa); packed into rows as wide as the longest sequence (sdpa,
+block-diagonal mask); packed into rows as wide as the update budget on ``--wide-attn``
+(default flex_attention, which skips the masked blocks).
 """
 
 from __future__ import annotations
@@ -54,29 +57,31 @@ def pg_loss(micro, out, scale):
     return -(micro.tensors["advantages"] * out.logprobs * mask).sum() / scale.num_tokens, {}
 
 
-def cells(batch, budget: int, packed: bool) -> int:
+def cells(batch, budget: int, packed: bool, width: int | None) -> int:
     from skyrl_core.strategies import common
 
     lengths = [batch.seq_len(i) for i in range(len(batch))]
     total = 0
-    for group in common.pack_by_token_budget(lengths, budget, packed=packed):
+    for group in common.pack_by_token_budget(lengths, budget, packed=packed, row_width=width):
         if packed:
-            width = max(lengths[i] for i in group)
-            total += len(common.pack_rows([lengths[i] for i in group], width)) * width
+            w = max(max(lengths[i] for i in group), width or 0)
+            total += len(common.pack_rows([lengths[i] for i in group], w)) * w
         else:
             total += len(group) * max(lengths[i] for i in group)
     return total
 
 
-def measure(model_dir: Path, device: str, batch, args, packed: bool) -> dict[str, float]:
+def measure(model_dir: Path, device: str, batch, args, packed: bool, width: int | None = None,
+            attn: str = "sdpa") -> dict[str, float]:
     from skyrl_core.config.schema import ModelConfig, TrainerConfig
     from skyrl_core.strategies.local import LocalStrategy
     from skyrl_core.strategies.local_config import LocalStrategyConfig
 
     dtype = "bfloat16" if device.startswith("cuda") else "float32"
     strategy = LocalStrategy(
-        LocalStrategyConfig(packing=packed, forward_micro_batch_tokens=args.forward_micro_batch_tokens),
-        model=ModelConfig(path=str(model_dir), device=device, dtype=dtype),
+        LocalStrategyConfig(packing=packed, packing_width=width,
+                            forward_micro_batch_tokens=args.forward_micro_batch_tokens),
+        model=ModelConfig(path=str(model_dir), device=device, dtype=dtype, attn_implementation=attn),
         trainer=TrainerConfig(micro_batch_tokens=args.micro_batch_tokens, gradient_checkpointing=True),
         seed=0,
     )
@@ -97,9 +102,9 @@ def measure(model_dir: Path, device: str, batch, args, packed: bool) -> dict[str
     peak = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else 0.0
     tokens = sum(batch.seq_len(i) for i in range(len(batch)))
     out = {
-        "layout": "packed" if packed else "padded",
-        "cells_fwd": cells(batch, args.forward_micro_batch_tokens, packed),
-        "cells_update": cells(batch, args.micro_batch_tokens, packed),
+        "layout": ("packed" if packed else "padded") + (f"-w{width}" if width else "") + f"-{attn}",
+        "cells_fwd": cells(batch, args.forward_micro_batch_tokens, packed, width),
+        "cells_update": cells(batch, args.micro_batch_tokens, packed, width),
         "tokens": tokens,
         "logprob_pass_s": statistics.median(fwd),
         "update_s": statistics.median(upd),
@@ -122,6 +127,9 @@ def main() -> int:
     parser.add_argument("--micro-batch-tokens", type=int, default=16384)
     parser.add_argument("--forward-micro-batch-tokens", type=int, default=32768)
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--wide-attn", default="flex_attention",
+                        help="also run packing with rows as wide as the update budget on this attention "
+                        "implementation ('' to skip)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
 
@@ -132,25 +140,27 @@ def main() -> int:
         vocab = AutoConfig.from_pretrained(model_dir).vocab_size
         batch = make_batch(args.sequences, args.prompt_len, args.min_response, args.max_response, vocab)
         padded = measure(model_dir, args.device, batch, args, packed=False)
-        gc.collect()
-        if args.device.startswith("cuda"):
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats()
-        packed = measure(model_dir, args.device, batch, args, packed=True)
-    ratios = {
-        "cells_update_packed_over_padded": packed["cells_update"] / padded["cells_update"],
-        "logprob_speedup": padded["logprob_pass_s"] / packed["logprob_pass_s"],
-        "update_speedup": padded["update_s"] / packed["update_s"],
-    }
-    print(json.dumps(ratios), flush=True)
-    print(f"{'layout':8} {'cells(upd)':>11} {'tokens':>8} {'logprob s':>10} {'update s':>9} {'peak GiB':>9}")
-    for r in (padded, packed):
-        print(f"{r['layout']:8} {r['cells_update']:>11} {r['tokens']:>8} {r['logprob_pass_s']:>10.3f} "
-              f"{r['update_s']:>9.3f} {r['peak_gib']:>9}")
-    print(f"packed vs padded: {ratios['logprob_speedup']:.2f}x log-prob pass, {ratios['update_speedup']:.2f}x update, "
-          f"{ratios['cells_update_packed_over_padded']:.3f} of the cells")
+        runs = [padded]
+        layouts = [(None, "sdpa")]
+        if args.wide_attn:
+            layouts.append((args.micro_batch_tokens, args.wide_attn))
+        for width, attn in layouts:
+            gc.collect()
+            if args.device.startswith("cuda"):
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats()
+            try:
+                runs.append(measure(model_dir, args.device, batch, args, packed=True, width=width, attn=attn))
+            except Exception as exc:  # report and go on: the other layouts still count
+                print(json.dumps({"layout": f"packed-w{width}-{attn}", "error": f"{type(exc).__name__}: {exc}"[:800]}))
+    print(f"{'layout':28} {'cells(upd)':>11} {'tokens':>8} {'logprob s':>10} {'update s':>9} {'peak GiB':>9}"
+          f" {'logprob x':>9} {'update x':>9}")
+    for r in runs:
+        print(f"{r['layout']:28} {r['cells_update']:>11} {r['tokens']:>8} {r['logprob_pass_s']:>10.3f} "
+              f"{r['update_s']:>9.3f} {r['peak_gib']:>9} {padded['logprob_pass_s'] / r['logprob_pass_s']:>9.2f}"
+              f" {padded['update_s'] / r['update_s']:>9.2f}")
     if args.out:
-        Path(args.out).write_text(json.dumps({"padded": padded, "packed": packed, "ratios": ratios}, indent=2))
+        Path(args.out).write_text(json.dumps(runs, indent=2))
     return 0
 
 

@@ -46,16 +46,17 @@ STRATEGY_STATE = "strategy.json"
 
 
 def pack_by_token_budget(
-    lengths: Sequence[int], budget: int, *, sort: bool = True, packed: bool = False
+    lengths: Sequence[int], budget: int, *, sort: bool = True, packed: bool = False, row_width: int | None = None
 ) -> list[list[int]]:
     """Group sequence indices into micro-batches whose size stays within ``budget`` tokens.
 
     The size of a group is its *padded* size ``len(group) * max(lengths[group])`` (what a
     right-padded ``(b, L)`` tensor holds), or with ``packed`` the size of the rows
-    ``collate(..., packed=True)`` lays its sequences into (``pack_rows``: rows as wide as
-    the group's longest sequence, filled first-fit). Grouping is greedy: with ``sort`` (always
-    when ``packed``) the sequences are taken longest first (least padding), otherwise in
-    their given order. A sequence longer than the budget forms a micro-batch of its own.
+    ``collate(..., packed=True, row_width=...)`` lays its sequences into (``pack_rows``: rows
+    as wide as the group's longest sequence or ``row_width`` if wider, filled first-fit).
+    Grouping is greedy: with ``sort`` (always when ``packed``) the sequences are taken
+    longest first (least padding), otherwise in their given order. A sequence longer than
+    the budget forms a micro-batch of its own.
 
     Returns:
         Lists of indices into ``lengths``; every index appears exactly once.
@@ -63,7 +64,7 @@ def pack_by_token_budget(
     if budget <= 0:
         raise ValueError(f"micro-batch token budget must be > 0, got {budget}")
     if packed:
-        return _pack_groups(lengths, budget)
+        return _pack_groups(lengths, budget, row_width or 0)
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i]) if sort else list(range(len(lengths)))
     groups: list[list[int]] = []
     current: list[int] = []
@@ -80,9 +81,10 @@ def pack_by_token_budget(
     return groups
 
 
-def _pack_groups(lengths: Sequence[int], budget: int) -> list[list[int]]:
+def _pack_groups(lengths: Sequence[int], budget: int, row_width: int) -> list[list[int]]:
     """``pack_by_token_budget(packed=True)``: longest first; a sequence joins the current group
-    while the group's rows (first fit, as wide as its first sequence) stay within ``budget``."""
+    while the group's rows (first fit, as wide as its first sequence or ``row_width``) stay
+    within ``budget``."""
     groups: list[list[int]] = []
     current: list[int] = []
     width = 0
@@ -94,7 +96,7 @@ def _pack_groups(lengths: Sequence[int], budget: int) -> list[list[int]]:
             groups.append(current)
             current, free = [], []
         if not current:
-            width = n
+            width = max(n, row_width)
         if row is None or not free:
             free.append(width - n)
         else:
@@ -192,11 +194,19 @@ class Collated:
         return out
 
 
-def collate(batch: TrainBatch, device: torch.device | str, *, pad_id: int = 0, packed: bool = False) -> Collated:
+def collate(
+    batch: TrainBatch,
+    device: torch.device | str,
+    *,
+    pad_id: int = 0,
+    packed: bool = False,
+    row_width: int | None = None,
+) -> Collated:
     """Lay out ``prompt + response`` of every sequence and index the response tokens.
 
     Right-padded by default; with ``packed`` the sequences are laid into rows as wide as the
-    longest one (first-fit decreasing, ``pack_rows``), each with its own position ids.
+    longest one, or ``row_width`` when wider (first-fit decreasing, ``pack_rows``), each with
+    its own position ids.
 
     Raises:
         DataError: when a sequence with a response has an empty prompt (its first token
@@ -210,11 +220,8 @@ def collate(batch: TrainBatch, device: torch.device | str, *, pad_id: int = 0, p
                 "scored from; give every sample at least one prompt token (e.g. a BOS token)"
             )
     width = max((len(s) for s in seqs), default=0)
-    if packed:
-        layout = pack_rows([max(len(s), 1) for s in seqs], max(width, 1))
-    else:
-        layout = [[i] for i in range(len(seqs))]
-    width = max(width, 1) if packed else width
+    width = max(width, 1, row_width or 0) if packed else width
+    layout = pack_rows([max(len(s), 1) for s in seqs], width) if packed else [[i] for i in range(len(seqs))]
     ids = torch.full((len(layout), width), pad_id, dtype=torch.long)
     attn = torch.zeros((len(layout), width), dtype=torch.long)
     positions = torch.zeros((len(layout), width), dtype=torch.long)

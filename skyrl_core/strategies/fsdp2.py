@@ -154,7 +154,11 @@ class Fsdp2Strategy:
         shares = split_over_ranks(lengths, [bool(r) for r in batch.response_ids], self.world_size)
         groups = [
             common.pack_by_token_budget(
-                [lengths[i] for i in share], budget, sort=self.config.sort_micro_batches, packed=self.config.packing
+                [lengths[i] for i in share],
+                budget,
+                sort=self.config.sort_micro_batches,
+                packed=self.config.packing,
+                row_width=self.config.packing_width,
             )
             if share else []
             for share in shares

@@ -253,7 +253,7 @@ class Fsdp2Worker:
             idx = groups[k] if real else []
             micro = TrainBatch([batch.prompt_ids[i] for i in idx], [batch.response_ids[i] for i in idx])
             micro = micro if real else DUMMY
-            c = common.collate(micro, self.device, packed=self.config.packing)
+            c = common.collate(micro, self.device, packed=self.config.packing, row_width=self.config.packing_width)
             per_token = self._outputs(role, c, temperature, need_entropy and real)
             if real:
                 index = torch.tensor(idx, dtype=torch.long)
@@ -302,7 +302,7 @@ class Fsdp2Worker:
         for k in range(n_micro):
             real = k < len(groups)
             micro = common.to_device(batch.select(groups[k]) if real else DUMMY, self.device)
-            c = common.collate(micro, self.device, packed=self.config.packing)
+            c = common.collate(micro, self.device, packed=self.config.packing, row_width=self.config.packing_width)
             per_token = self._outputs(role, c, temperature, need_entropy and real)
             if real:
                 out = ForwardOutput(**{name: c.scatter(v) for name, v in per_token.items()})

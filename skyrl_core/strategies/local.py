@@ -254,10 +254,11 @@ class LocalStrategy:
         results = {n: torch.zeros(len(batch), batch.response_len, dtype=torch.float32) for n in names}
         budget = self.config.forward_micro_batch_tokens or self.trainer.micro_batch_tokens
         lengths = [batch.seq_len(i) for i in range(len(batch))]
-        packed = self.config.packing
-        for idx in common.pack_by_token_budget(lengths, budget, sort=self.config.sort_micro_batches, packed=packed):
+        packed, width = self.config.packing, self.config.packing_width
+        sort = self.config.sort_micro_batches
+        for idx in common.pack_by_token_budget(lengths, budget, sort=sort, packed=packed, row_width=width):
             micro = TrainBatch([batch.prompt_ids[i] for i in idx], [batch.response_ids[i] for i in idx])
-            c = common.collate(micro, self.device, packed=packed)
+            c = common.collate(micro, self.device, packed=packed, row_width=width)
             if c.targets.numel() == 0:
                 continue
             with self._autocast():
@@ -300,7 +301,11 @@ class LocalStrategy:
         scale = common.loss_scale(batch)
         lengths = [batch.seq_len(i) for i in range(len(batch))]
         groups = common.pack_by_token_budget(
-            lengths, self.trainer.micro_batch_tokens, sort=self.config.sort_micro_batches, packed=self.config.packing
+            lengths,
+            self.trainer.micro_batch_tokens,
+            sort=self.config.sort_micro_batches,
+            packed=self.config.packing,
+            row_width=self.config.packing_width,
         )
         trained.optimizer.zero_grad(set_to_none=True)
 
@@ -311,7 +316,7 @@ class LocalStrategy:
         bad_loss: str | None = None
         for k, idx in enumerate(groups):
             micro = common.to_device(batch.select(idx), self.device)
-            c = common.collate(micro, self.device, packed=self.config.packing)
+            c = common.collate(micro, self.device, packed=self.config.packing, row_width=self.config.packing_width)
             if c.targets.numel() == 0:
                 continue  # only empty responses: nothing to score, nothing to learn
             with self._autocast():

@@ -30,6 +30,14 @@ class LocalStrategyConfig:
         "tokens. Needs a model whose attention honours packed position ids (transformers' Llama/Qwen/"
         "Mistral families do); checked at start-up.",
     )
+    packing_width: int | None = option(
+        None,
+        help="With packing: row width in tokens (default: the micro-batch's longest sequence). Wide rows (e.g. "
+        "the whole micro-batch token budget) leave almost no padding but attention then runs over the whole "
+        "row, which only pays off with an attention implementation that skips masked blocks "
+        "([model] attn_implementation = 'flex_attention').",
+        check=positive,
+    )
     forward_micro_batch_tokens: int | None = option(
         None,
         help="Token budget of the no-grad passes (old/ref log-probs, values); they keep no activations, so a "

@@ -32,6 +32,10 @@ def test_packed_budget_counts_packed_rows() -> None:
     assert packed == [[0, 3], [2, 5, 1, 6, 4]]  # rows 6 | 4 and 3 | 3 | 2 | 2 + 1: 2 x 6 | 4 x 3
     c = common.collate(TrainBatch([[1] * n for n in (3, 3, 2, 2, 1)], [[]] * 5), "cpu", packed=True)
     assert c.input_ids.shape == (4, 3)  # the budget's estimate is the layout collate builds
+    wide = common.pack_by_token_budget(lengths, 12, packed=True, row_width=12)
+    assert wide == [[0, 3], [2, 5, 1, 6, 4]]  # one row of 12 each: 6 + 4 | 3 + 3 + 2 + 2 + 1
+    c = common.collate(TrainBatch([[1] * n for n in (6, 4)], [[]] * 2), "cpu", packed=True, row_width=12)
+    assert c.input_ids.shape == (1, 12) and c.position_ids[0].tolist() == [*range(6), *range(4), 0, 1]
 
 
 def test_collate_packed_layout() -> None:
@@ -64,22 +68,27 @@ def packing_batch(seed: int) -> TrainBatch:
     return TrainBatch(prompts, responses, {"loss_mask": mask, "advantages": advantages})
 
 
-@pytest.mark.parametrize("logits_mode", ["sliced", "full"])
-def test_packed_passes_equal_padded_ones(qwen2_dir, make_strategy, pg_loss, logits_mode) -> None:
+@pytest.mark.parametrize(("logits_mode", "width"), [("sliced", None), ("full", None), ("sliced", 40)])
+def test_packed_passes_equal_padded_ones(qwen2_dir, make_strategy, pg_loss, logits_mode, width) -> None:
     def build(packing: bool):
-        cfg = LocalStrategyConfig(packing=packing, logits=logits_mode, forward_micro_batch_tokens=40)
+        cfg = LocalStrategyConfig(
+            packing=packing, packing_width=width if packing else None, logits=logits_mode, forward_micro_batch_tokens=40
+        )
         return make_strategy(qwen2_dir, strategy_config=cfg, micro_batch_tokens=40, need_ref=True)
 
     padded, packed = build(False), build(True)
     batch = packing_batch(0)
     lengths = [batch.seq_len(i) for i in range(len(batch))]
     pad_groups = common.pack_by_token_budget(lengths, 40)
-    pack_groups = common.pack_by_token_budget(lengths, 40, packed=True)
+    pack_groups = common.pack_by_token_budget(lengths, 40, packed=True, row_width=width)
     pad_cells = sum(len(g) * max(lengths[i] for i in g) for g in pad_groups)
     pack_cells = sum(
-        common.collate(batch.select(g), "cpu", packed=True).input_ids.numel() for g in pack_groups
+        common.collate(batch.select(g), "cpu", packed=True, row_width=width).input_ids.numel() for g in pack_groups
     )
-    assert pack_cells < pad_cells  # less compute spent on padding
+    if width is None:
+        assert pack_cells < pad_cells  # less compute spent on padding
+    else:
+        assert pack_cells == 40 * len(pack_groups)  # one row as wide as the budget per micro-batch
 
     for role in ("policy", "ref"):
         a = padded.forward(batch, role=role, temperature=0.8, need_entropy=True)
