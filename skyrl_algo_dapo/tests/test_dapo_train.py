@@ -24,6 +24,7 @@ SHORT = [
     "model.tiny.layers=2",
     "model.tiny.intermediate_size=128",
     "warm_start.steps=40",
+    "data.generate_options.sft_unboxed=0.0",  # every warm-start answer boxed: a short warm start suffices
     "warm_start.batch_size=8",
     "environments.arithmetic.format_reward=0.1",
     "trainer.steps=2",
