@@ -338,7 +338,7 @@ def rl_step(run: RunContext) -> dict[str, float]:
         with run.timer("weight_sync"):
             metrics.update(sync_weights(run))
     else:
-        run.pipeline.sync_weights()
+        metrics.update(run.pipeline.sync_weights())
     return metrics
 
 

@@ -231,7 +231,7 @@ class AsyncPipeline:
         batch.metrics["rollout/continued_requests"] = float(self.gate.stats["continued"])
         return batch
 
-    def sync_weights(self) -> None:
+    def sync_weights(self) -> dict[str, float]:
         """Pause generation (``in_flight``), sync, resume (``timing/drain_requests`` is the pause)."""
         from skyrl_core.trainer import sync_weights
 
@@ -240,7 +240,7 @@ class AsyncPipeline:
             run.loop.run_until_complete(self.gate.pause(self.abort))
         try:
             with run.timer("weight_sync"):
-                sync_weights(run)
+                return sync_weights(run)
         finally:
             run.loop.run_until_complete(self._resume(run.config.trainer.steps - run.step - 1))
 

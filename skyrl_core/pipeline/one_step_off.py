@@ -75,7 +75,7 @@ class OneStepOff:
             self._start()
         return batch
 
-    def sync_weights(self) -> None:
+    def sync_weights(self) -> dict[str, float]:
         """Wait for the running collection, then sync (``timing/weight_sync`` is the sync alone)."""
         from skyrl_core.trainer import sync_weights
 
@@ -84,7 +84,7 @@ class OneStepOff:
             with run.timer("wait_rollouts"):
                 concurrent.futures.wait([self._next])
         with run.timer("weight_sync"):
-            sync_weights(run)
+            return sync_weights(run)
 
     def close(self) -> None:
         """Stop collecting (a running collection ends when the loop closes; nothing waits for it)."""

@@ -269,6 +269,46 @@ def collate(
     )
 
 
+def packing_probe(vocab: int) -> TrainBatch:
+    """Three short sequences that ``collate(packed=True)`` lays into two rows (5 | 3 + 2 tokens):
+    packed log-probs equal padded ones only if attention keeps the sequences of a row apart."""
+    return TrainBatch([[1, 2, 3], [4 % vocab], [2]], [[5 % vocab, 6 % vocab], [7 % vocab, 8 % vocab], [9 % vocab]])
+
+
+def packing_agrees(padded: Tensor, packed: Tensor, *, low_precision: bool) -> bool:
+    """Whether the probe's packed log-probs ``(B, R)`` match the padded ones (bf16/fp16 kernels
+    differ by rounding; sequences that see each other differ by far more)."""
+    tol = 2e-2 if low_precision else 1e-3
+    return bool(torch.allclose(padded.float(), packed.float(), rtol=tol, atol=tol))
+
+
+def packing_error(model: nn.Module) -> SkyrlError:
+    """The start-up error for a model whose attention mixes packed sequences."""
+    inner = getattr(model, "config", None)
+    attn = getattr(inner, "_attn_implementation", "?")
+    return SkyrlError(
+        f"[strategy] packing = true: {type(model).__name__} (attn_implementation {attn!r}) does not keep packed "
+        "sequences apart (its attention ignores restarting position ids, e.g. flash attention with several rows "
+        "per micro-batch); set [strategy] packing = false or [model] attn_implementation = 'sdpa'"
+    )
+
+
+def check_packing_width(config: Any, trainer: Any) -> None:
+    """``packing_width`` must fit the micro-batch budgets (a row is the smallest micro-batch)."""
+    width = getattr(config, "packing_width", None)
+    if not getattr(config, "packing", False) or width is None:
+        return
+    budgets = {"trainer.micro_batch_tokens": trainer.micro_batch_tokens}
+    if config.forward_micro_batch_tokens is not None:
+        budgets["strategy.forward_micro_batch_tokens"] = config.forward_micro_batch_tokens
+    for key, budget in budgets.items():
+        if width > budget:
+            raise SkyrlError(
+                f"[strategy] packing_width = {width} is wider than {key} = {budget}: every micro-batch would "
+                f"exceed its budget; lower packing_width to at most {budget} or raise {key}"
+            )
+
+
 def effective_temperature(temperature: float) -> float:
     """The divisor the sampler applied: greedy decoding (0) reports raw log-softmax, so it is 1."""
     if temperature < 0:

@@ -112,6 +112,7 @@ class Fsdp2Strategy:
         self.config = config if config is not None else Fsdp2StrategyConfig()
         self.model_config = model
         self.trainer = trainer
+        common.check_packing_width(self.config, trainer)
         self.need_ref = need_ref
         self.need_critic = need_critic
         self.optimizer_steps = 0

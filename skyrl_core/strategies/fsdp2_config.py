@@ -22,14 +22,15 @@ class Fsdp2StrategyConfig:
     sort_micro_batches: bool = option(
         True,
         help="Pack each worker's sequences into micro-batches longest first (least padding); false keeps "
-        "the batch order.",
+        "the batch order (ignored with packing, which always sorts).",
     )
     packing: bool = option(
         False,
         help="Pack several sequences into each row of a micro-batch (position ids restart per sequence, "
-        "no padding between them) instead of one right-padded row per sequence; budgets then count real "
-        "tokens. Needs a model whose attention honours packed position ids (transformers' Llama/Qwen/"
-        "Mistral families do); the local strategy checks it at start-up, fsdp2 does not.",
+        "no padding between them) instead of one right-padded row per sequence; budgets then count the "
+        "cells of those rows, and micro-batches are always formed longest first. Needs attention that keeps "
+        "packed sequences apart (transformers' sdpa/eager/flex paths; flash attention only with one row); "
+        "checked at start-up.",
     )
     packing_width: int | None = option(
         None,

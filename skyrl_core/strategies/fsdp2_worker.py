@@ -135,6 +135,8 @@ class Fsdp2Worker:
             self.critic = self._trainable(critic, self.config.critic_lr or t.lr)
         del lm
         self.sliced = self._choose_sliced()
+        if self.config.packing:
+            self._check_packing()
         self.weights = dict(fm.unique_weights(policy))
         if self.lora:  # merged weights under the base model's names
             self.merged = lora.merged_sources(policy.lm)
@@ -206,6 +208,27 @@ class Fsdp2Worker:
         dist.all_reduce(ok, op=dist.ReduceOp.MIN)
         return bool(ok.item() > 0)
 
+    @torch.no_grad()
+    def _check_packing(self) -> None:
+        """``packing = true``: packed rows must give the padded rows' log-probs on every rank
+        (the model's attention must keep packed sequences apart), else a clear error."""
+        import torch.distributed as dist
+
+        assert self.policy is not None
+        root = self.policy.root
+        probe = common.packing_probe(int(root.lm.get_input_embeddings().weight.shape[0]))
+        root.eval()
+        out = []
+        for packed in (False, True):
+            c = common.collate(probe, self.device, packed=packed)
+            logits = root(**c.model_inputs(), rows=c.rows, cols=c.cols, sliced=self.sliced)
+            out.append(c.scatter(token_logprobs(logits[None], c.targets[None], 1.0)[0]))
+        agree = common.packing_agrees(*out, low_precision=self.param_dtype is not None)
+        ok = torch.tensor([1.0 if agree else 0.0], device=self.device)
+        dist.all_reduce(ok, op=dist.ReduceOp.MIN)
+        if ok.item() <= 0:
+            raise common.packing_error(root.lm)
+
     def _meta(self, name: str, tensor: Tensor) -> Any:
         from skyrl_core.runtime.weight_sync import TensorMeta, dtype_name
 
@@ -226,6 +249,13 @@ class Fsdp2Worker:
             return self.ref
         assert self.critic is not None
         return self.critic.root
+
+    def _collate(self, micro: TrainBatch, real: bool) -> common.Collated:
+        """A micro-batch in the configured layout; the dummy pass of a rank with fewer micro-batches
+        stays as small as possible (no wide packed row)."""
+        if not real:
+            return common.collate(micro, self.device)
+        return common.collate(micro, self.device, packed=self.config.packing, row_width=self.config.packing_width)
 
     def _outputs(self, role: str, c: common.Collated, temperature: float, need_entropy: bool) -> dict[str, Tensor]:
         root = self._root(role)
@@ -253,7 +283,7 @@ class Fsdp2Worker:
             idx = groups[k] if real else []
             micro = TrainBatch([batch.prompt_ids[i] for i in idx], [batch.response_ids[i] for i in idx])
             micro = micro if real else DUMMY
-            c = common.collate(micro, self.device, packed=self.config.packing, row_width=self.config.packing_width)
+            c = self._collate(micro, real)
             per_token = self._outputs(role, c, temperature, need_entropy and real)
             if real:
                 index = torch.tensor(idx, dtype=torch.long)
@@ -302,7 +332,7 @@ class Fsdp2Worker:
         for k in range(n_micro):
             real = k < len(groups)
             micro = common.to_device(batch.select(groups[k]) if real else DUMMY, self.device)
-            c = common.collate(micro, self.device, packed=self.config.packing, row_width=self.config.packing_width)
+            c = self._collate(micro, real)
             per_token = self._outputs(role, c, temperature, need_entropy and real)
             if real:
                 out = ForwardOutput(**{name: c.scatter(v) for name, v in per_token.items()})

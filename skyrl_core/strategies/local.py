@@ -87,6 +87,7 @@ class LocalStrategy:
         self.config = config if config is not None else LocalStrategyConfig()
         self.model_config = model
         self.trainer = trainer
+        common.check_packing_width(self.config, trainer)
         self.seed = seed
         self.total_optimizer_steps = max(1, int(total_optimizer_steps))
         self.device = resolve_device(model.device)
@@ -182,8 +183,7 @@ class LocalStrategy:
     def _check_packing(self) -> None:
         """``packing = true``: packed rows must give the padded rows' log-probs (the model's
         attention must keep packed sequences apart), else a clear error at start-up."""
-        vocab = int(self.policy.get_input_embeddings().weight.shape[0])
-        probe = TrainBatch([[1, 2, 3], [4 % vocab], [2]], [[5 % vocab, 6 % vocab], [7 % vocab, 8 % vocab], [9 % vocab]])
+        probe = common.packing_probe(int(self.policy.get_input_embeddings().weight.shape[0]))
         self.policy.eval()
         results = []
         for packed in (False, True):
@@ -191,12 +191,8 @@ class LocalStrategy:
             with self._autocast():
                 logits = self._policy_logits(c, mode=self.logits_mode)
             results.append(c.scatter(logprobs_and_entropy(logits, c.targets, 1.0, False)[0]))
-        if not torch.allclose(results[0], results[1], rtol=1e-3, atol=1e-3):
-            raise SkyrlError(
-                f"[strategy] packing = true: {type(self.policy).__name__} (attn_implementation "
-                f"{getattr(self.policy.config, '_attn_implementation', '?')!r}) does not keep packed sequences apart "
-                "(its attention ignores restarting position ids); set [strategy] packing = false"
-            )
+        if not common.packing_agrees(*results, low_precision=self._autocast_dtype is not None):
+            raise common.packing_error(self.policy)
 
     # -- passes -----------------------------------------------------------------------------
 

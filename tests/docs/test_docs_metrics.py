@@ -1,8 +1,8 @@
 """docs/metrics.md names every key a training run writes to metrics.jsonl.
 
-A short real run (tiny model, arithmetic task) with the options that switch most metric
+Short real runs (tiny model, arithmetic task) with the options that switch most metric
 families on (a critic through ``gae``, the KL term in the loss, evaluation every step,
-verified weight sync) writes metrics.jsonl; every key in it must match a documented row
+verified weight sync; then the same in ``one_step_off`` mode) write metrics.jsonl; every key in it must match a documented row
 (``<env>``, ``<source>``, ``<reason>``, ``<metric>``, ``<k>`` match one path segment).
 """
 
@@ -98,16 +98,23 @@ def test_the_page_documents_the_main_families() -> None:
         assert key in keys, key
 
 
-@pytest.fixture(scope="module")
-def written(tmp_path_factory) -> set[str]:
-    root: Path = tmp_path_factory.mktemp("metrics")
+def run_keys(root: Path, extra: list[str]) -> set[str]:
     cfg = root / "run.toml"
     cfg.write_text(CONFIG.format(root=root.as_posix()))
-    assert main(["train", str(cfg)]) == 0
+    assert main(["train", str(cfg), *extra]) == 0
     keys: set[str] = set()
     for line in (root / "run" / "metrics.jsonl").read_text().splitlines():
         keys |= set(json.loads(line))
     return keys - {"step"}
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory) -> set[str]:
+    """Keys of a synchronous run with a critic and a KL term, and of a one_step_off run."""
+    sync = run_keys(tmp_path_factory.mktemp("metrics-sync"), [])
+    off = run_keys(tmp_path_factory.mktemp("metrics-off"), ["trainer.mode=one_step_off", "trainer.steps=3"])
+    assert "weight_sync/bytes" in off and "rollout/staleness/max" in off  # the pipeline reports its syncs too
+    return sync | off
 
 
 def test_every_written_key_is_documented(written) -> None:
@@ -120,5 +127,6 @@ def test_the_run_covered_the_families(written) -> None:
     """The run really switched the families on (so the check above was not vacuous)."""
     for key in ("reward/mean", "reward/arithmetic/correct", "policy/kl_ref", "critic/explained_variance",
                 "eval/all/pass@1", "timing/values", "timing/ref_logprobs", "weight_sync/verified",
-                "startup/logprob_diff_max", "rollout/finish_reason/stop"):
+                "startup/logprob_diff_max", "rollout/finish_reason/stop", "rollout/staleness/max",
+                "timing/wait_rollouts", "policy/tis_weight_mean"):
         assert key in written, key

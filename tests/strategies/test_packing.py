@@ -127,3 +127,12 @@ def test_a_model_that_mixes_packed_sequences_is_refused(qwen2_dir, make_strategy
     monkeypatch.setattr(mu, "find_packed_sequence_indices", lambda position_ids: None)
     with pytest.raises(SkyrlError, match=r"packing = true.*does not keep packed sequences apart"):
         make_strategy(qwen2_dir, strategy_config=LocalStrategyConfig(packing=True))
+
+
+def test_packing_width_wider_than_a_budget_is_refused(qwen2_dir, make_strategy) -> None:
+    cfg = LocalStrategyConfig(packing=True, packing_width=64, forward_micro_batch_tokens=256)
+    with pytest.raises(SkyrlError, match=r"packing_width = 64 is wider than trainer.micro_batch_tokens = 32"):
+        make_strategy(qwen2_dir, strategy_config=cfg, micro_batch_tokens=32)
+    cfg = LocalStrategyConfig(packing=True, packing_width=64, forward_micro_batch_tokens=48)
+    with pytest.raises(SkyrlError, match=r"wider than strategy.forward_micro_batch_tokens = 48"):
+        make_strategy(qwen2_dir, strategy_config=cfg, micro_batch_tokens=64)

@@ -174,6 +174,12 @@ class VllmBackend:
             args["distributed_executor_backend"] = "uni"
         lora = model.lora
         if lora.rank > 0 and lora.sync != "merged":
+            if cfg.sleep_level == 2 and not cpu:
+                raise ValueError(
+                    "[backend] sleep_level = 2 discards the base weights while asleep, and a LoRA run with "
+                    "adapter sync ([model.lora] sync = 'auto' or 'adapter') only sends the adapter afterwards; "
+                    "use sleep_level = 1, or [model.lora] sync = 'merged'"
+                )
             args.update(enable_lora=True, max_lora_rank=lora_rank_slot(lora.rank), max_loras=1, max_cpu_loras=1)
         return {**args, **cfg.engine_kwargs}
 
@@ -252,28 +258,32 @@ class VllmBackend:
         start = time.perf_counter()
         shm = self.weight_transfer == "shm"
         folder = self._weight_dir or (Path("/dev/shm") if shm else Path(tempfile.gettempdir()))
-        path = adapter.save(Path(tempfile.mkdtemp(prefix="skyrl-lora-", dir=folder)))
+        path = Path(tempfile.mkdtemp(prefix="skyrl-lora-", dir=folder))
         new_id = self._lora_ids + 1
         request = LoRARequest(lora_name=f"{adapter.name}-v{adapter.version}", lora_int_id=new_id, lora_path=str(path))
         old_id, old_dir = self._lora_ids, self._lora_dir
 
         def swap(engine: Any) -> None:
             try:
-                if not engine.add_lora(request):
-                    raise ValueError(f"vLLM did not load the adapter from {path}")
+                loaded = engine.add_lora(request)
             except Exception as exc:
                 raise ValueError(f"VllmBackend.load_lora_adapter: vLLM rejected the adapter: {exc}") from exc
+            if not loaded:
+                raise ValueError(f"VllmBackend.load_lora_adapter: vLLM did not load the adapter from {path}")
+            # From here on the new adapter is the one served, whatever happens to the old one.
             self._thread.lora_request = request
+            self._lora_ids, self._lora_dir = new_id, path
             if old_id:
-                engine.remove_lora(old_id)
+                engine.remove_lora(old_id)  # False when vLLM's cache already evicted it
             _reset_prefix_cache(engine)
 
         try:
+            adapter.save(path)
             self._thread.call(swap)
         except BaseException:
-            shutil.rmtree(path, ignore_errors=True)
+            if self._lora_dir != path:  # not loaded: nothing refers to the folder
+                shutil.rmtree(path, ignore_errors=True)
             raise
-        self._lora_ids, self._lora_dir = new_id, path
         if old_dir is not None:
             shutil.rmtree(old_dir, ignore_errors=True)  # vLLM read the files when it loaded them
         self.stats["weight_updates"] += 1
