@@ -2,8 +2,9 @@
 
 Short real runs (tiny model, arithmetic task) with the options that switch most metric
 families on (a critic through ``gae``, the KL term in the loss, evaluation every step,
-verified weight sync; then the same in ``one_step_off`` mode) write metrics.jsonl; every key in it must match a documented row
-(``<env>``, ``<source>``, ``<reason>``, ``<metric>``, ``<k>`` match one path segment).
+verified weight sync; then the same in ``one_step_off`` mode) write metrics.jsonl; every
+key in it must match a documented row (``<env>``, ``<source>``, ``<reason>``, ``<metric>``,
+``<k>`` match one path segment).
 """
 
 from __future__ import annotations
@@ -16,67 +17,20 @@ import pytest
 from docs_support import DOCS
 
 from skyrl_core.cli import main
+from skyrl_core.testing.runs import write_tiny_config
 
 PAGE = DOCS / "metrics.md"
 PLACEHOLDER = re.compile(r"<[a-z]+>")
 
-CONFIG = """
-[run]
-name = "metrics"
-seed = 0
-dir = "{root}/run"
-
-[model]
-path = "{root}/model"
-
-[model.tiny]
-hidden_size = 64
-layers = 2
-heads = 4
-kv_heads = 2
-intermediate_size = 128
-vocab_size = 400
-
-[data]
-train = ["{root}/data/train.parquet"]
-eval = ["{root}/data/eval.parquet"]
-generate = "arithmetic"
-max_prompt_tokens = 64
-
-[data.generate_options]
-digits = 1
-train_rows = 32
-eval_rows = 4
-
-[generator]
-max_new_tokens = 8
-max_total_tokens = 80
-
-[algorithm.advantage]
-name = "gae"
-
-[algorithm.kl]
-mode = "loss"
-
-[trainer]
-steps = 2
-prompts_per_step = 2
-samples_per_prompt = 4
-lr = 1e-3
-
-[runtime]
-verify_weights = true
-
-[eval]
-every = 1
-
-[checkpoint]
-every = 0
-
-[tracking]
-trackers = ["jsonl"]
-plot = false
-"""
+#: On top of the tiny test run: a critic (gae), the KL term in the loss, eval every step, verified sync.
+OPTIONS = [
+    "algorithm.advantage.name=gae",
+    "algorithm.kl.mode=loss",
+    "runtime.verify_weights=true",
+    "eval.every=1",
+    "checkpoint.every=0",
+    "tracking.plot=false",
+]
 
 
 def documented() -> list[tuple[str, re.Pattern[str]]]:
@@ -99,9 +53,8 @@ def test_the_page_documents_the_main_families() -> None:
 
 
 def run_keys(root: Path, extra: list[str]) -> set[str]:
-    cfg = root / "run.toml"
-    cfg.write_text(CONFIG.format(root=root.as_posix()))
-    assert main(["train", str(cfg), *extra]) == 0
+    cfg = write_tiny_config(root, steps=2)
+    assert main(["train", str(cfg), *OPTIONS, *extra]) == 0
     keys: set[str] = set()
     for line in (root / "run" / "metrics.jsonl").read_text().splitlines():
         keys |= set(json.loads(line))

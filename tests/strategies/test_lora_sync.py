@@ -19,16 +19,13 @@ import torch
 from skyrl_core.backends.native import NativeBackend
 from skyrl_core.backends.native_config import NativeBackendConfig
 from skyrl_core.config.schema import LoraConfig, ModelConfig, RuntimeConfig, TrainerConfig
-from skyrl_core.protocols.backend import GenerateRequest, SamplingParams
-from skyrl_core.protocols.strategy import TrainBatch
 from skyrl_core.runtime.weight_sync import transfer_weights, verify_engine_weights
 from skyrl_core.strategies import lora, lora_sync
-from skyrl_core.testing.conformance import generate, make_unit_scale_copy
+from skyrl_core.testing.conformance import make_unit_scale_copy
+from skyrl_core.testing.lora import assert_same_outputs, engine_greedy, greedy_oracle, pg_batch, pg_loss
 
 pytest.importorskip("peft")
 
-PROMPTS = [[5, 17, 3, 40], [8, 2], [30, 31, 32, 33, 34, 35]]
-NEW_TOKENS = 8
 
 
 class PeftNativeBackend(NativeBackend):
@@ -65,20 +62,6 @@ def model_dir(tiny_model_dir, tmp_path_factory):
     return make_unit_scale_copy(tiny_model_dir, tmp_path_factory.mktemp("lora-sync") / "model")
 
 
-def pg_batch(seed: int) -> TrainBatch:
-    """Four random sequences with random per-sequence advantages (no padding subtleties needed here)."""
-    g = torch.Generator().manual_seed(seed)
-    prompts = [torch.randint(0, 60, (int(n),), generator=g).tolist() for n in (3, 5, 2, 4)]
-    responses = [torch.randint(0, 60, (int(n),), generator=g).tolist() for n in (4, 2, 6, 3)]
-    mask = torch.zeros(4, 6)
-    for i, r in enumerate(responses):
-        mask[i, : len(r)] = 1.0
-    return TrainBatch(prompts, responses, {"loss_mask": mask, "advantages": torch.randn(4, 1, generator=g) * mask})
-
-
-def pg_loss(micro, out, scale):
-    mask = micro.tensors["loss_mask"]
-    return -(micro.tensors["advantages"] * out.logprobs * mask).sum() / scale.num_tokens, {}
 
 
 @pytest.fixture(scope="module")
@@ -95,37 +78,7 @@ def trained(model_dir):
     return strategy
 
 
-def greedy_oracle(model_dir: Path, adapter_dir: Path) -> list[tuple[list[int], list[float]]]:
-    """Greedy tokens and their log-probs from peft's own merge of the exported adapter."""
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
 
-    base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload().eval()
-    out = []
-    with torch.no_grad():
-        for prompt in PROMPTS:
-            ids, tokens, logprobs = list(prompt), [], []
-            for _ in range(NEW_TOKENS):
-                logp = torch.log_softmax(merged(torch.tensor([ids])).logits[0, -1].double(), -1)
-                token = int(logp.argmax())
-                ids.append(token)
-                tokens.append(token)
-                logprobs.append(float(logp[token]))
-            out.append((tokens, logprobs))
-    return out
-
-
-def engine_greedy(backend) -> list[tuple[list[int], list[float]]]:
-    params = SamplingParams(max_new_tokens=NEW_TOKENS, temperature=0.0)
-    results = generate(backend, [GenerateRequest(p, params) for p in PROMPTS])
-    return [(list(r.completions[0].token_ids), list(r.completions[0].logprobs)) for r in results]
-
-
-def assert_same_outputs(got, want) -> None:
-    for (tokens, logprobs), (ref_tokens, ref_logprobs) in zip(got, want, strict=True):
-        assert tokens == ref_tokens
-        torch.testing.assert_close(torch.tensor(logprobs), torch.tensor(ref_logprobs), rtol=0, atol=1e-4)
 
 
 @pytest.fixture(scope="module")
