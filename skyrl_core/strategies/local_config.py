@@ -15,6 +15,30 @@ import attrs
 from skyrl_core.config.fields import option, positive
 
 
+def packing_option() -> bool:
+    """``[strategy] packing`` (shared by the strategies that pack micro-batches)."""
+    return option(
+        False,
+        help="Pack several sequences into each row of a micro-batch (position ids restart per sequence, "
+        "no padding between them) instead of one right-padded row per sequence; budgets then count the "
+        "cells of those rows, and micro-batches are always formed longest first. Needs attention that keeps "
+        "packed sequences apart (transformers' sdpa/eager/flex paths; flash attention only with one row); "
+        "checked at start-up.",
+    )
+
+
+def packing_width_option() -> int | None:
+    """``[strategy] packing_width``."""
+    return option(
+        None,
+        help="With packing: row width in tokens (default: the micro-batch's longest sequence). Wide rows (e.g. "
+        "the whole micro-batch token budget) leave almost no padding but attention then runs over the whole "
+        "row, which only pays off with an attention implementation that skips masked blocks "
+        "([model] attn_implementation = 'flex_attention').",
+        check=positive,
+    )
+
+
 @attrs.define(kw_only=True)
 class LocalStrategyConfig:
     """``[strategy]`` options of ``local``: one process, CPU or one GPU."""
@@ -24,22 +48,8 @@ class LocalStrategyConfig:
         help="Pack sequences into micro-batches longest first (least padding); false keeps the batch order "
         "(ignored with packing, which always sorts).",
     )
-    packing: bool = option(
-        False,
-        help="Pack several sequences into each row of a micro-batch (position ids restart per sequence, "
-        "no padding between them) instead of one right-padded row per sequence; budgets then count the "
-        "cells of those rows, and micro-batches are always formed longest first. Needs attention that keeps "
-        "packed sequences apart (transformers' sdpa/eager/flex paths; flash attention only with one row); "
-        "checked at start-up.",
-    )
-    packing_width: int | None = option(
-        None,
-        help="With packing: row width in tokens (default: the micro-batch's longest sequence). Wide rows (e.g. "
-        "the whole micro-batch token budget) leave almost no padding but attention then runs over the whole "
-        "row, which only pays off with an attention implementation that skips masked blocks "
-        "([model] attn_implementation = 'flex_attention').",
-        check=positive,
-    )
+    packing: bool = packing_option()
+    packing_width: int | None = packing_width_option()
     forward_micro_batch_tokens: int | None = option(
         None,
         help="Token budget of the no-grad passes (old/ref log-probs, values); they keep no activations, so a "

@@ -1,4 +1,4 @@
-"""A 2-step GRPO run with ``backend = "vllm"`` on CPU: examples/cpu_tiny.toml, made small.
+"""2-step GRPO runs with ``backend = "vllm"`` on CPU (full and LoRA): examples/cpu_tiny.toml, made small.
 
 The real loop end to end: tiny model built locally, arithmetic data generated, rollouts
 from a real in-process vLLM engine, two policy updates with a weight sync into the engine
@@ -22,7 +22,10 @@ pytestmark = [needs_vllm, pytest.mark.slow]
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "cpu_tiny.toml"
 
 
-def test_two_grpo_steps_with_vllm(tmp_path):
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+def test_two_grpo_steps_with_vllm(tmp_path, lora):
+    """With ``lora`` the engine gets only the adapter (vLLM LoRA), so step 2's agreement shows
+    it really serves the synced adapter (skipping the load gives a difference of ~1.6 there)."""
     from safetensors.torch import load_file
 
     from skyrl_core.config.loader import load_config
@@ -45,7 +48,8 @@ def test_two_grpo_steps_with_vllm(tmp_path):
         # A random tiny model earns no reward (no policy gradient): an entropy bonus and a large
         # learning rate move the weights, so step 2's rollouts depend on step 1's sync.
         "algorithm.entropy_coef=0.5",
-        "trainer.lr=0.01",
+        "trainer.lr=0.05" if lora else "trainer.lr=0.01",
+        *(["model.lora.rank=8", "model.lora.alpha=16"] if lora else []),
     ]
     cfg = load_config(EXAMPLE, overrides, registry)
     assert cfg.backend.name == "vllm"
@@ -59,6 +63,9 @@ def test_two_grpo_steps_with_vllm(tmp_path):
     assert all(math.isfinite(r["policy/loss"]) for r in steps.values())
     assert all(r["timing/weight_sync"] > 0 for r in steps.values())
     assert steps[2]["policy/rollout_logprob_diff_max"] < 1e-3, steps[2]
+    if lora:
+        assert all(r["weight_sync/adapter"] == 1.0 for r in steps.values())  # only the adapter was sent
+        return  # the export is the merged model; the full run checks that weights moved
 
     before = load_file(str(tmp_path / "model" / "model.safetensors"))
     after = load_file(str(tmp_path / "run" / "export" / "model.safetensors"))
