@@ -52,6 +52,10 @@ class DataError(SkyrlError):
     """A dataset file or row is unusable."""
 
 
+class MissingDependencyError(SkyrlError, ImportError):
+    """A selected component needs a package that is not installed; the message says how to install it."""
+
+
 def did_you_mean(word: str, candidates: Iterable[str]) -> str:
     """Return " Did you mean 'x'?" for the closest candidate, or ''."""
     matches = difflib.get_close_matches(word, sorted(set(candidates)), n=1, cutoff=0.6)

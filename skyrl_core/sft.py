@@ -58,9 +58,9 @@ def encode_example(row: dict[str, Any], index: int, tokenizer: Any, source: str)
         )
     if not isinstance(response, str):
         raise DataError(f"{source}: row {index}: field 'response' must be text, got {type(response).__name__}")
-    prompt_ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True)
-    if hasattr(prompt_ids, "keys"):  # transformers 5 may return a BatchEncoding
-        prompt_ids = prompt_ids["input_ids"]
+    from skyrl_core.data.chat import prompt_token_ids
+
+    prompt_ids = prompt_token_ids(tokenizer, prompt)  # a clear error when there is no chat template
     response_ids = tokenizer.encode(response, add_special_tokens=False)
     if tokenizer.eos_token_id is not None:
         response_ids = [*response_ids, tokenizer.eos_token_id]

@@ -82,7 +82,9 @@ def eval_main(path: str, overrides: Sequence[str]) -> int:
     registry = _registry()
     cfg = load_config(path, overrides, registry)
     ensure_model(cfg.model)
+    check_backend_installed(cfg, registry)  # before a warm start that would be wasted
     prepare_data(cfg, registry)
+    check_data_sources(cfg)
     metrics = run_eval(cfg, registry, show_progress=True)
     for key in sorted(metrics):
         print(f"{key:<40} {metrics[key]:.4f}")
@@ -177,6 +179,33 @@ def build_components(run: RunContext, model_path: str, with_backend: bool = True
             run.backend = backend_cls(backend_config, model=model_cfg, seed=cfg.run.seed)
 
 
+def check_backend_installed(cfg: RunConfig, registry: Registry) -> None:
+    """Fail before any training when the selected backend cannot run here.
+
+    A backend class may define ``check_installed(config)`` (a static or class method taking
+    its validated ``[backend]`` options) that raises ``MissingDependencyError`` when a package
+    it needs is missing; it must be cheap (no engine start, ideally no heavy import). Backends
+    run inside Ray actors (``[runtime] mode = "ray"``) are checked there instead.
+    """
+    if cfg.runtime.mode == "ray":
+        return
+    from skyrl_core.config.loader import component_config
+
+    backend_cls = registry.get(Kind.BACKEND, cfg.backend.name).load()
+    check = getattr(backend_cls, "check_installed", None)
+    if callable(check):
+        check(component_config(registry, Kind.BACKEND, cfg.backend.name, cfg.backend.config))
+
+
+def check_data_sources(cfg: RunConfig) -> None:
+    """Missing or unsupported data files fail here, before a warm start (hub names are read later)."""
+    from skyrl_core.data.rows import check_source
+
+    for key, sources in (("data.train", cfg.data.train), ("data.eval", cfg.data.eval)):
+        for source in sources or []:
+            check_source(source, key)
+
+
 def needs_critic(run: RunContext) -> bool:
     """Whether the selected advantage estimator declares ``requires_critic = True`` (e.g. gae)."""
     estimator = run.registry.get(Kind.ADVANTAGE_ESTIMATOR, run.config.algorithm.advantage.name).load()
@@ -201,7 +230,9 @@ def setup_run(cfg: RunConfig, registry: Registry, config_path: str | None = None
     seed_everything(cfg.run.seed)
     write_manifest(run.run_dir, cfg, registry, config_path)
     ensure_model(cfg.model)
+    check_backend_installed(cfg, registry)  # before a warm start that would be wasted
     prepare_data(cfg, registry)
+    check_data_sources(cfg)
 
     resume_from = run.checkpoints.resolve(cfg.checkpoint.resume)
     state = read_state(resume_from) if resume_from else None

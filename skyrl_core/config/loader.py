@@ -300,8 +300,24 @@ def read_toml(path: str | Path) -> dict[str, Any]:
 def load_config(path: str | Path, overrides: Iterable[str] = (), registry: Registry | None = None) -> schema.RunConfig:
     """Read, override and validate a run config file."""
     raw = read_toml(path)
+    overrides = list(overrides)
     apply_overrides(raw, overrides)
-    return parse_config(raw, registry=registry, source=str(path))
+    try:
+        return parse_config(raw, registry=registry, source=str(path))
+    except ConfigError as exc:
+        set_here = {".".join(parse_override(text)[0]): text for text in overrides}
+        issues = [_blame_override(issue, set_here) for issue in exc.issues]
+        if issues == exc.issues:
+            raise
+        raise ConfigError(issues, f"{path} (with command-line overrides)") from exc
+
+
+def _blame_override(issue: ConfigIssue, set_here: dict[str, str]) -> ConfigIssue:
+    """Say so when a problem is at a key (or inside a table) that a command-line override set."""
+    for key, text in set_here.items():
+        if issue.path == key or issue.path.startswith(key + "."):
+            return ConfigIssue(issue.path, f"{issue.message} (from the command-line override {text!r})")
+    return issue
 
 
 def _pop_path(raw: dict[str, Any], path: tuple[str, ...]) -> Any:

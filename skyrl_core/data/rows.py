@@ -81,6 +81,43 @@ def split_source(source: str) -> tuple[str, str | None]:
     return source, None
 
 
+def check_source(source: str, what: str = "data") -> None:
+    """Fail fast (before any training) on a file source that is missing, of an unsupported type,
+    or (JSON Lines) has a line that is not a JSON object."""
+    path = Path(source)
+    suffix = path.suffix.lower()
+    if suffix in FILE_BUILDERS and not path.is_file():
+        raise DataError(
+            f"{what}: file not found: {source}. Check the path (relative paths are relative to the "
+            "current directory), or set [data] generate to create it."
+        )
+    if path.is_file() and suffix not in FILE_BUILDERS:
+        raise DataError(
+            f"{what}: {source}: unsupported file type {suffix or '(no extension)'!r}; use "
+            f"{', '.join(FILE_BUILDERS)} (e.g. convert a CSV with pandas: "
+            "pd.read_csv(path).to_parquet('data.parquet'); the prompt column must hold chat messages)"
+        )
+    if suffix == ".jsonl" and (bad := _first_bad_json_line(path)) is not None:
+        raise DataError(f"{what}: {source}: {bad}. Every line must be one JSON object (one row).")
+
+
+def _first_bad_json_line(path: Path) -> str | None:
+    """``"line N: <reason>"`` for the first line of a JSON Lines file that is not a JSON object."""
+    import json
+
+    with path.open(encoding="utf-8", errors="replace") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line.rstrip("\r\n"))
+            except json.JSONDecodeError as exc:
+                return f"line {number}: {exc.msg} (column {exc.colno})"
+            if not isinstance(value, dict):
+                return f"line {number}: expected a JSON object per line, got {type(value).__name__}"
+    return None
+
+
 def read_source(source: str, what: str = "data") -> list[dict[str, Any]]:
     """Read every row of one source as plain Python dicts (raises ``DataError``)."""
     import datasets
@@ -88,13 +125,9 @@ def read_source(source: str, what: str = "data") -> list[dict[str, Any]]:
     datasets.disable_progress_bars()
     path = Path(source)
     builder = FILE_BUILDERS.get(path.suffix.lower())
+    check_source(source, what)
     try:
         if builder is not None:
-            if not path.is_file():
-                raise DataError(
-                    f"{what}: file not found: {source}. Check the path (relative paths are relative to the "
-                    "current directory), or set [data] generate to create it."
-                )
             ds = datasets.load_dataset(builder, data_files=[str(path)], split="train")
         else:
             name, split = split_source(source)
@@ -108,7 +141,8 @@ def read_source(source: str, what: str = "data") -> list[dict[str, Any]]:
             else "Use a .parquet/.json/.jsonl file, a local dataset folder, or a hub id `name[:split]` "
             "(the hub must be reachable)."
         )
-        raise DataError(f"{what}: could not read {source}: {type(exc).__name__}: {exc}. {hint}") from exc
+        detail = str(exc).rstrip(". ")
+        raise DataError(f"{what}: could not read {source}: {type(exc).__name__}: {detail}. {hint}") from exc
     return ds.to_list()
 
 

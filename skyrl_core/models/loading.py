@@ -63,6 +63,10 @@ def _chat_template_text(spec: str) -> str:
     )
 
 
+#: Files of which a tokenizer folder has at least one (fast, slow BPE/WordPiece, SentencePiece).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "vocab.txt", "tokenizer.model")
+
+
 def load_tokenizer(model_cfg: ModelConfig) -> Any:
     """Load the tokenizer of ``model_cfg`` (``tokenizer`` or else ``path``).
 
@@ -80,11 +84,19 @@ def load_tokenizer(model_cfg: ModelConfig) -> Any:
                 f"[model] tokenizer = {source!r}: no such folder. Fix the path, or remove `tokenizer` "
                 "to use the model folder's tokenizer."
             )
+    key = "tokenizer" if model_cfg.tokenizer is not None else "path"
+    folder = Path(source).expanduser()
+    if folder.is_dir() and not any((folder / name).exists() for name in TOKENIZER_FILES):
+        raise SkyrlError(
+            f"[model] {key} = {source!r}: the folder has no tokenizer files (none of {', '.join(TOKENIZER_FILES)}). "
+            "Save the tokenizer there (tokenizer.save_pretrained), point [model] tokenizer at a tokenizer folder, "
+            "or, for a tiny test model, remove the folder and set [model.tiny] to build one."
+        )
     try:
         tok = AutoTokenizer.from_pretrained(source, trust_remote_code=model_cfg.trust_remote_code)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         raise SkyrlError(
-            f"[model] could not load a tokenizer from {source!r}: {exc}\nA local folder needs tokenizer.json "
+            f"[model] {key} = {source!r}: could not load a tokenizer: {exc}\nA local folder needs tokenizer.json "
             "(or vocab files) and tokenizer_config.json; a hub id needs the hub to be reachable."
         ) from exc
     if model_cfg.chat_template is not None:

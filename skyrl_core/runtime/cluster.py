@@ -127,6 +127,14 @@ class RayRuntime:
         self.resources = dict(ray.cluster_resources())
         self.gpu = float(self.resources.get("GPU", 0.0)) > 0
         check_resources(cfg, self.resources, where=where)
+        need, cores = devices_needed(cfg), os.cpu_count() or 1
+        if not self.gpu and need > cores:
+            print(
+                f"warning: [runtime] asks for {need} devices (train_gpus + inference_gpus) but {where} has no GPU: "
+                f"running {need} CPU workers (gloo) on {cores} cores, which is slow. This mode is meant for tests; "
+                "on GPUs each worker gets its own device.",
+                file=sys.stderr,
+            )
         self._groups: dict[str, Any] = {}
         self._actors: list[Any] = []
         self._trainer: Any = None

@@ -135,6 +135,19 @@ def test_missing_file_and_unreadable_source(tmp_path):
         load_prompt_rows([])
 
 
+def test_unsupported_file_types_and_broken_json_lines_name_the_problem(tmp_path):
+    (tmp_path / "t.csv").write_text("prompt\nhi\n")
+    with pytest.raises(DataError, match=r"data.train: .*t.csv: unsupported file type '.csv'; use .parquet"):
+        load_prompt_rows([str(tmp_path / "t.csv")], what="data.train")
+    good = json.dumps({"prompt": [{"role": "user", "content": "hi"}]})
+    (tmp_path / "b.jsonl").write_text(f"{good}\n\n{good[:-1]}\n{good}\n")
+    with pytest.raises(DataError, match=r"b.jsonl: line 3: Expecting ',' delimiter .*one JSON object"):
+        load_prompt_rows([str(tmp_path / "b.jsonl")])
+    (tmp_path / "c.jsonl").write_text(f"{good}\n[1, 2]\n")
+    with pytest.raises(DataError, match=r"c.jsonl: line 2: expected a JSON object per line, got list"):
+        load_prompt_rows([str(tmp_path / "c.jsonl")])
+
+
 def test_dataset_folder_with_split(tmp_path, registry):
     folder = tmp_path / "my_dataset"
     folder.mkdir()

@@ -227,7 +227,10 @@ def test_overrides_are_validated_like_the_file(registry, tmp_path):
         load_config(path, ["algorithm.kl.cof=0.1", "trainer.lr=fast"], registry=registry)
     found = {i.path: i.message for i in exc.value.issues}
     assert found["algorithm.kl.cof"].startswith("unknown key. Did you mean 'coef'?")
-    assert found["trainer.lr"] == "expected a number, got 'fast' (str)"
+    assert found["algorithm.kl.cof"].endswith("(from the command-line override 'algorithm.kl.cof=0.1')")
+    override = "(from the command-line override 'trainer.lr=fast')"
+    assert found["trainer.lr"] == f"expected a number, got 'fast' (str) {override}"
+    assert exc.value.source == f"{path} (with command-line overrides)"  # not blamed on the file alone
 
 
 @pytest.mark.parametrize("text", ["trainer.lr", "=3", "trainer..lr=1", ".lr=1", "trainer.=1"])

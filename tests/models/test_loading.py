@@ -76,6 +76,17 @@ def test_missing_folders_are_clear_errors(tmp_path):
         load_tokenizer(ModelConfig(path=str(tmp_path), tokenizer=str(tmp_path / "nope" / "tok")))
 
 
+def test_a_folder_without_tokenizer_files_is_a_clear_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "config-only").mkdir()
+    (tmp_path / "config-only" / "config.json").write_text("{}")
+    for name in ("empty", "config-only"):
+        with pytest.raises(SkyrlError, match=r"\[model\] path = .*: the folder has no tokenizer files"):
+            load_tokenizer(ModelConfig(path=str(tmp_path / name)))
+    with pytest.raises(SkyrlError, match=r"\[model\] tokenizer = .*: the folder has no tokenizer files"):
+        load_tokenizer(ModelConfig(path=str(tmp_path / "empty"), tokenizer=str(tmp_path / "config-only")))
+
+
 def test_missing_tiny_model_is_built_on_load(tmp_path):
     cfg = ModelConfig(
         path=str(tmp_path / "tiny"),

@@ -55,6 +55,24 @@ def skyrl_register_environments():
     return [ComponentSpec("flaky", FlakyEnv, "Arithmetic that raises on odd operands (test).", ArithmeticEnvConfig)]
 
 
+class UninstalledBackend:
+    """Test double of a backend whose engine package is not installed: only its pre-flight check."""
+
+    @staticmethod
+    def check_installed(config):
+        from skyrl_core.errors import MissingDependencyError
+
+        raise MissingDependencyError("[backend] name = 'uninstalled' needs the package 'nothere': pip install nothere")
+
+    def __init__(self, *args, **kwargs):
+        raise AssertionError("the pre-flight check should have stopped the run before the backend is built")
+
+
+@hookimpl
+def skyrl_register_backends():
+    return [ComponentSpec("uninstalled", UninstalledBackend, "A backend whose engine is missing (test).")]
+
+
 @hookimpl
 def skyrl_run_start(run):
     CALLS.append(("run_start", run.step))

@@ -73,3 +73,14 @@ def test_pipeline_hooks_are_called_in_order(tmp_path: Path, registry) -> None:
     assert names.index("collect_rollouts") < names.index("shape_rewards") < step_1
     rows = metrics(tmp_path / "run")
     assert rows[1]["test/shaped"] == 1.0 and rows[2]["test/step_end"] == 2.0
+
+
+def test_a_backend_that_cannot_run_here_fails_before_the_warm_start(tmp_path: Path, registry) -> None:
+    from skyrl_core.errors import MissingDependencyError
+
+    warm = f'\n[warm_start]\ndata = ["{tmp_path.as_posix()}/data/sft.parquet"]\ngenerate = "arithmetic"\nsteps = 3\n'
+    cfg = load_config(write_config(tmp_path, steps=1, extra=warm), ["backend.name=uninstalled"], registry)
+    with pytest.raises(MissingDependencyError, match="pip install nothere"):
+        train(cfg, registry)
+    assert not (tmp_path / "run" / "warm_start").exists()  # no minutes spent before the error
+

@@ -45,7 +45,7 @@ from skyrl_backend_sglang.weights import WeightSync
 from skyrl_core.backends.sampling import sample_seed
 from skyrl_core.backends.stops import StopStringWatch, decode_text
 from skyrl_core.config.schema import ModelConfig
-from skyrl_core.errors import SkyrlError
+from skyrl_core.errors import MissingDependencyError, SkyrlError
 from skyrl_core.models.loading import load_tokenizer
 from skyrl_core.protocols.backend import (
     BackendCapabilities,
@@ -58,6 +58,12 @@ from skyrl_core.protocols.backend import (
 #: top_k sent with seeded rows in 'engine' mode: keeps every token but puts each batch on SGLang's
 #: sorted sampling path, so a seeded draw does not depend on whether greedy rows share the batch.
 KEEP_ALL_TOP_K = 1 << 29
+#: What to do when SGLang is missing (engine mode).
+SGLANG_MISSING = (
+    "[backend] name = 'sglang' (mode = 'engine') needs SGLang, which is not installed here: on GPU machines "
+    "`pip install sglang`; on a CPU-only machine `bash plugins/skyrl_backend_sglang/scripts/setup_cpu_venv.sh` "
+    "(its own venv). Or set [backend] mode = 'server' with url = 'http://HOST:PORT' of a running SGLang server."
+)
 
 
 @attrs.define(eq=False)
@@ -102,6 +108,16 @@ class SGLangBackend:
         version: the SGLang version (engine) or the server's reported version.
         seeded_sampling: the effective seeding mode ('engine', 'serial' or 'off').
     """
+
+    @staticmethod
+    def check_installed(config: SGLangBackendConfig | None = None) -> None:
+        """Engine mode needs SGLang here: raise ``MissingDependencyError`` (before any training) when it is
+        not installed. Server mode talks to a running server and needs nothing."""
+        import importlib.util
+
+        mode = (config or SGLangBackendConfig()).mode
+        if mode != "server" and importlib.util.find_spec("sglang") is None:
+            raise MissingDependencyError(SGLANG_MISSING)
 
     def __init__(self, config: SGLangBackendConfig | None = None, *, model: ModelConfig, seed: int) -> None:
         self.config = config or SGLangBackendConfig()

@@ -50,7 +50,13 @@ class EngineClient:
     remote = False
 
     def __init__(self, server_args: dict[str, Any]) -> None:
-        import sglang
+        try:
+            import sglang
+        except ImportError as exc:
+            from skyrl_backend_sglang.backend import SGLANG_MISSING
+            from skyrl_core.errors import MissingDependencyError
+
+            raise MissingDependencyError(f"{SGLANG_MISSING} ({exc})") from exc
 
         self.version = getattr(sglang, "__version__", "unknown")
         before = _child_pids()

@@ -45,6 +45,7 @@ from skyrl_backend_vllm.sampling import sample_seeds, validation_problems, vllm_
 from skyrl_backend_vllm.weights import write_safetensors
 from skyrl_backend_vllm.worker import SkyrlWorkerExtension, describe
 from skyrl_core.config.schema import ModelConfig
+from skyrl_core.errors import MissingDependencyError
 from skyrl_core.protocols.backend import BackendCapabilities, GenerateRequest, GenerateResult
 
 #: What to run when vLLM is missing (the install script handles the CPU build's pitfalls).
@@ -61,7 +62,7 @@ def import_vllm() -> Any:
     try:
         import vllm
     except ImportError as exc:
-        raise ImportError(
+        raise MissingDependencyError(
             f"[backend] name = 'vllm' needs vLLM, which does not import here ({exc}); {INSTALL_HINT}"
         ) from exc
     return vllm
@@ -84,6 +85,16 @@ class VllmBackend:
         stats: counters: ``steps``, ``requests``, ``sequences``, ``generated_tokens``,
             ``weight_updates``, ``weight_update_seconds``.
     """
+
+    @staticmethod
+    def check_installed(config: VllmBackendConfig | None = None) -> None:
+        """Raise ``MissingDependencyError`` (before any training) when vLLM is not installed."""
+        import importlib.util
+
+        if importlib.util.find_spec("vllm") is None:
+            raise MissingDependencyError(
+                f"[backend] name = 'vllm' needs vLLM, which is not installed here; {INSTALL_HINT}"
+            )
 
     def __init__(self, config: VllmBackendConfig | None = None, *, model: ModelConfig, seed: int) -> None:
         from skyrl_core.models.loading import load_tokenizer

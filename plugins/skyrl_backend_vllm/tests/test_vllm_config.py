@@ -172,8 +172,25 @@ def test_vllm_backend_without_vllm_says_how_to_install(model_dir):
 
     from skyrl_core.config.schema import ModelConfig
 
-    with pytest.raises(ImportError, match=r"install_cpu\.sh"):
+    from skyrl_core.errors import MissingDependencyError
+
+    with pytest.raises(MissingDependencyError, match=r"install_cpu\.sh"):  # an ImportError and a SkyrlError
         VllmBackend(None, model=ModelConfig(path=str(model_dir)), seed=0)
+    with pytest.raises(MissingDependencyError, match=r"not installed here.*install_cpu\.sh"):
+        VllmBackend.check_installed()  # what `skyrl train` calls before the warm start
+
+
+def test_train_fails_before_the_warm_start_without_vllm(tmp_path, capsys):
+    if HAVE_VLLM:
+        pytest.skip("vLLM is installed here")
+    from skyrl_core.cli import main
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "cpu_tiny.toml"
+    code = main(["train", str(example), f"run.dir={tmp_path / 'run'}", f"model.path={tmp_path / 'model'}",
+                 f"data.train=['{tmp_path / 'train.parquet'}']", f"data.eval=['{tmp_path / 'eval.parquet'}']"])
+    assert code == 2
+    assert "needs vLLM, which is not installed here" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "warm_start").exists() and not (tmp_path / "train.parquet").exists()
 
 
 def test_requests_are_validated_like_the_native_backend():
