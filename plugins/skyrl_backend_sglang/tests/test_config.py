@@ -106,3 +106,17 @@ def test_doctor_reports_the_sglang_version():
 def test_sglang_check_starts_an_engine_and_generates():
     out = _skyrl("sglang-check", "--device", "cpu")
     assert "engine can start: yes" in out and "generate      8 tokens" in out, out
+
+
+def test_check_installed_needs_sglang_only_in_engine_mode():
+    from conftest import HAVE_SGLANG
+    from skyrl_backend_sglang.backend import SGLangBackend
+
+    from skyrl_core.errors import MissingDependencyError
+
+    SGLangBackend.check_installed(SGLangBackendConfig(mode="server", url="http://127.0.0.1:1"))  # nothing needed
+    if HAVE_SGLANG:
+        SGLangBackend.check_installed(SGLangBackendConfig())
+    else:
+        with pytest.raises(MissingDependencyError, match=r"needs SGLang, which is not installed here.*setup_cpu_venv"):
+            SGLangBackend.check_installed(SGLangBackendConfig())

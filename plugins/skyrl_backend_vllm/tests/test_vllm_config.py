@@ -171,7 +171,6 @@ def test_vllm_backend_without_vllm_says_how_to_install(model_dir):
     from skyrl_backend_vllm.backend import VllmBackend
 
     from skyrl_core.config.schema import ModelConfig
-
     from skyrl_core.errors import MissingDependencyError
 
     with pytest.raises(MissingDependencyError, match=r"install_cpu\.sh"):  # an ImportError and a SkyrlError
