@@ -266,8 +266,13 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.split("."), value
 
 
-def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> None:
-    """Apply ``key.path=value`` overrides to a parsed TOML document in place."""
+def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, str]:
+    """Apply ``key.path=value`` overrides to a parsed TOML document in place.
+
+    Returns:
+        ``{dotted key: override text}`` of what was set (to attribute errors to the command line).
+    """
+    applied: dict[str, str] = {}
     for text in overrides:
         keys, value = parse_override(text)
         node = raw
@@ -280,6 +285,8 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> None:
                 )
             node = child
         node[keys[-1]] = value
+        applied[".".join(keys)] = text
+    return applied
 
 
 # -- the loader ------------------------------------------------------------------------------
@@ -300,12 +307,10 @@ def read_toml(path: str | Path) -> dict[str, Any]:
 def load_config(path: str | Path, overrides: Iterable[str] = (), registry: Registry | None = None) -> schema.RunConfig:
     """Read, override and validate a run config file."""
     raw = read_toml(path)
-    overrides = list(overrides)
-    apply_overrides(raw, overrides)
+    set_here = apply_overrides(raw, overrides)
     try:
         return parse_config(raw, registry=registry, source=str(path))
     except ConfigError as exc:
-        set_here = {".".join(parse_override(text)[0]): text for text in overrides}
         issues = [_blame_override(issue, set_here) for issue in exc.issues]
         if issues == exc.issues:
             raise

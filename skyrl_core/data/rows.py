@@ -81,9 +81,9 @@ def split_source(source: str) -> tuple[str, str | None]:
     return source, None
 
 
-def check_source(source: str, what: str = "data") -> None:
+def check_source(source: str, what: str = "data", *, scan_lines: bool = True) -> None:
     """Fail fast (before any training) on a file source that is missing, of an unsupported type,
-    or (JSON Lines) has a line that is not a JSON object."""
+    or (JSON Lines, with ``scan_lines``) has a line that is not a JSON object."""
     path = Path(source)
     suffix = path.suffix.lower()
     if suffix in FILE_BUILDERS and not path.is_file():
@@ -97,7 +97,12 @@ def check_source(source: str, what: str = "data") -> None:
             f"{', '.join(FILE_BUILDERS)} (e.g. convert a CSV with pandas: "
             "pd.read_csv(path).to_parquet('data.parquet'); the prompt column must hold chat messages)"
         )
-    if suffix == ".jsonl" and (bad := _first_bad_json_line(path)) is not None:
+    if scan_lines and suffix == ".jsonl":
+        _raise_on_bad_json_line(path, source, what)
+
+
+def _raise_on_bad_json_line(path: Path, source: str, what: str) -> None:
+    if (bad := _first_bad_json_line(path)) is not None:
         raise DataError(f"{what}: {source}: {bad}. Every line must be one JSON object (one row).")
 
 
@@ -125,7 +130,7 @@ def read_source(source: str, what: str = "data") -> list[dict[str, Any]]:
     datasets.disable_progress_bars()
     path = Path(source)
     builder = FILE_BUILDERS.get(path.suffix.lower())
-    check_source(source, what)
+    check_source(source, what, scan_lines=False)  # the reader finds a broken line; we name it below
     try:
         if builder is not None:
             ds = datasets.load_dataset(builder, data_files=[str(path)], split="train")
@@ -135,6 +140,8 @@ def read_source(source: str, what: str = "data") -> list[dict[str, Any]]:
     except DataError:
         raise
     except Exception as exc:  # every reader failure becomes a DataError naming the source
+        if path.suffix.lower() == ".jsonl":
+            _raise_on_bad_json_line(path, source, what)
         hint = (
             "Check that the file is valid and that every row has the same column types."
             if builder is not None

@@ -196,6 +196,16 @@ class LocalStrategy:
 
     # -- passes -----------------------------------------------------------------------------
 
+    def _micro_batches(self, lengths: list[int], budget: int) -> list[list[int]]:
+        """Indices of each micro-batch, in the configured layout (padded or packed)."""
+        cfg = self.config
+        return common.pack_by_token_budget(
+            lengths, budget, sort=cfg.sort_micro_batches, packed=cfg.packing, row_width=cfg.packing_width
+        )
+
+    def _collate(self, micro: TrainBatch) -> common.Collated:
+        return common.collate(micro, self.device, packed=self.config.packing, row_width=self.config.packing_width)
+
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self._autocast_dtype is None:
             return contextlib.nullcontext()
@@ -250,11 +260,9 @@ class LocalStrategy:
         results = {n: torch.zeros(len(batch), batch.response_len, dtype=torch.float32) for n in names}
         budget = self.config.forward_micro_batch_tokens or self.trainer.micro_batch_tokens
         lengths = [batch.seq_len(i) for i in range(len(batch))]
-        packed, width = self.config.packing, self.config.packing_width
-        sort = self.config.sort_micro_batches
-        for idx in common.pack_by_token_budget(lengths, budget, sort=sort, packed=packed, row_width=width):
+        for idx in self._micro_batches(lengths, budget):
             micro = TrainBatch([batch.prompt_ids[i] for i in idx], [batch.response_ids[i] for i in idx])
-            c = common.collate(micro, self.device, packed=packed, row_width=width)
+            c = self._collate(micro)
             if c.targets.numel() == 0:
                 continue
             with self._autocast():
@@ -296,13 +304,7 @@ class LocalStrategy:
         trained.module.train()
         scale = common.loss_scale(batch)
         lengths = [batch.seq_len(i) for i in range(len(batch))]
-        groups = common.pack_by_token_budget(
-            lengths,
-            self.trainer.micro_batch_tokens,
-            sort=self.config.sort_micro_batches,
-            packed=self.config.packing,
-            row_width=self.config.packing_width,
-        )
+        groups = self._micro_batches(lengths, self.trainer.micro_batch_tokens)
         trained.optimizer.zero_grad(set_to_none=True)
 
         start = time.perf_counter()
@@ -312,7 +314,7 @@ class LocalStrategy:
         bad_loss: str | None = None
         for k, idx in enumerate(groups):
             micro = common.to_device(batch.select(idx), self.device)
-            c = common.collate(micro, self.device, packed=self.config.packing, row_width=self.config.packing_width)
+            c = self._collate(micro)
             if c.targets.numel() == 0:
                 continue  # only empty responses: nothing to score, nothing to learn
             with self._autocast():

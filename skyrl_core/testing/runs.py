@@ -9,7 +9,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 TINY_RUN_TOML = """
 [run]
@@ -69,3 +71,12 @@ def write_tiny_config(root: Path, *, steps: int = 2, ckpt_every: int = 1, extra:
     path = root / "run.toml"
     path.write_text(TINY_RUN_TOML.format(root=root.as_posix(), steps=steps, ckpt_every=ckpt_every) + extra)
     return path
+
+
+def read_metrics(run_dir: Path) -> dict[int, dict[str, Any]]:
+    """``metrics.jsonl`` of a run by step (later lines for a step win, as after a resume)."""
+    out: dict[int, dict[str, Any]] = {}
+    for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        out.setdefault(row["step"], {}).update(row)
+    return out

@@ -9,7 +9,6 @@ key in it must match a documented row (``<env>``, ``<source>``, ``<reason>``, ``
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import pytest
 from docs_support import DOCS
 
 from skyrl_core.cli import main
-from skyrl_core.testing.runs import write_tiny_config
+from skyrl_core.testing.runs import read_metrics, write_tiny_config
 
 PAGE = DOCS / "metrics.md"
 PLACEHOLDER = re.compile(r"<[a-z]+>")
@@ -55,10 +54,7 @@ def test_the_page_documents_the_main_families() -> None:
 def run_keys(root: Path, extra: list[str]) -> set[str]:
     cfg = write_tiny_config(root, steps=2)
     assert main(["train", str(cfg), *OPTIONS, *extra]) == 0
-    keys: set[str] = set()
-    for line in (root / "run" / "metrics.jsonl").read_text().splitlines():
-        keys |= set(json.loads(line))
-    return keys - {"step"}
+    return set().union(*read_metrics(root / "run").values()) - {"step"}
 
 
 @pytest.fixture(scope="module")

@@ -26,6 +26,7 @@ from skyrl_core import ComponentSpec, hookimpl
 from skyrl_core.algorithms.configs import PPOClipConfig
 from skyrl_core.algorithms.policy_losses import ppo_clip
 from skyrl_core.config.fields import non_negative, option
+from skyrl_core.testing.runs import read_metrics as metrics  # noqa: F401  (the tests' name for it)
 
 TRAINED_LOG = "SKYRL_TEST_TRAINED_LOG"  # where the collect hook appends {"step", "uids"} lines
 
@@ -188,14 +189,6 @@ def train_file(path: Path, overrides: list[str] | None = None, *plugins: Any) ->
     reg = registry(*plugins)
     return train(load_config(path, overrides or [], reg), reg, config_path=str(path))
 
-
-def metrics(run_dir: Path) -> dict[int, dict[str, Any]]:
-    """metrics.jsonl by step (later lines for a step win, as after a resume)."""
-    out: dict[int, dict[str, Any]] = {}
-    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
-        row = json.loads(line)
-        out.setdefault(row["step"], {}).update(row)
-    return out
 
 
 def trained(log: Path) -> dict[int, list[str]]:
