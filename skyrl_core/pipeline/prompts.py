@@ -37,7 +37,7 @@ class TrackedLoader:
         self.loader = loader
         self.track = track
         self.ticket: Hashable = None  # the ticket of plain next_rows() calls (one_step_off sets it)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # state_dict holds it across the loader state and pending()
         self._requeued: collections.deque[Any] = collections.deque()
         self._outstanding: dict[Hashable, list[Any]] = {}
 
@@ -87,9 +87,9 @@ class TrackedLoader:
 
     def state_dict(self) -> dict[str, Any]:
         """The loader's state plus ``pending``: the uids of ``pending()`` rows."""
-        with self._lock:
+        with self._lock:  # one consistent snapshot of both
             state = dict(self.loader.state_dict())
-            rows = [*self._requeued, *(row for rows in self._outstanding.values() for row in rows)]
+            rows = self.pending()
         state["pending"] = [_uid(row) for row in rows]
         return state
 
