@@ -229,8 +229,9 @@ def grpo_parts(model_path: Path, device: torch.device, args: argparse.Namespace)
 def grpo_step(backend: Any, parts: dict[str, Any], prompts: list[list[int]], args: argparse.Namespace,
               step: int) -> dict[str, float]:
     """One GRPO step, timed by phase (seconds) with each phase's peak GPU memory (GiB)."""
+    from skyrl_core.batches import compute_advantages
+    from skyrl_core.losses import make_policy_loss_fn
     from skyrl_core.protocols.strategy import TrainBatch
-    from skyrl_core.rl_step import compute_advantages, make_policy_loss_fn
 
     strategy, dev = parts["strategy"], backend.device
     t: dict[str, float] = {}

@@ -20,8 +20,8 @@ import torch
 
 from skyrl_core.checkpoint import atomic_write_text
 from skyrl_core.errors import DataError, SkyrlError
+from skyrl_core.losses import sft_loss
 from skyrl_core.protocols.strategy import TrainBatch
-from skyrl_core.rl_step import sft_loss_fn
 from skyrl_core.run import RunContext
 from skyrl_core.specs import Kind
 
@@ -124,7 +124,7 @@ def run_warm_start(run: RunContext) -> Path:
             mask = torch.zeros(len(idx), width)
             for j, r in enumerate(responses):
                 mask[j, : len(r)] = 1.0
-            metrics = strategy.train_step(TrainBatch(prompts, responses, {"loss_mask": mask}), sft_loss_fn)
+            metrics = strategy.train_step(TrainBatch(prompts, responses, {"loss_mask": mask}), sft_loss)
             losses.append(metrics.get("sft/loss", float("nan")))
             log.write(json.dumps({"step": step, **metrics}) + "\n")
             if step == 1 or step % max(1, ws.steps // 10) == 0 or step == ws.steps:

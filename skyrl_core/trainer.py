@@ -31,23 +31,22 @@ from typing import Any
 import attrs
 import torch
 
+from skyrl_core.algorithms.masked import masked_mean
 from skyrl_core.algorithms.offpolicy import mismatch_metrics
-from skyrl_core.checkpoint import read_state
-from skyrl_core.config.loader import load_config
-from skyrl_core.config.schema import RunConfig
-from skyrl_core.errors import SkyrlError
-from skyrl_core.pipeline import event_loop, start_pipeline, track_prompts
-from skyrl_core.plugins import Registry, build_registry
-from skyrl_core.rl_step import (
+from skyrl_core.batches import (
     compute_advantages,
-    make_policy_loss_fn,
-    make_value_loss_fn,
-    masked_mean,
     mean_metrics,
     penalise_rewards_with_kl,
     rollouts_to_batch,
     split_minibatches,
 )
+from skyrl_core.checkpoint import read_state
+from skyrl_core.config.loader import load_config
+from skyrl_core.config.schema import RunConfig
+from skyrl_core.errors import SkyrlError
+from skyrl_core.losses import make_policy_loss_fn, make_value_loss_fn
+from skyrl_core.pipeline import event_loop, start_pipeline, track_prompts
+from skyrl_core.plugins import Registry, build_registry
 from skyrl_core.rollout import RolloutBatch
 from skyrl_core.run import RunContext, new_context, seed_everything, write_manifest
 from skyrl_core.specs import Kind
@@ -458,7 +457,7 @@ def mismatch_gate(run: RunContext, threshold: float) -> dict[str, float]:
     mask = tb.tensors["loss_mask"]
     trainer_lp = run.strategy.forward(tb, temperature=cfg.generator.temperature).logprobs.float().cpu()
     diff = (trainer_lp - tb.tensors["rollout_logprobs"]).abs() * mask
-    mean, worst = masked_mean(diff, mask), float(diff.max()) if diff.numel() else 0.0
+    mean, worst = float(masked_mean(diff, mask)), float(diff.max()) if diff.numel() else 0.0
     if mean > threshold:
         print(
             f"warning: the backend's log-probs differ from the trainer's by {mean:.4f} on average "

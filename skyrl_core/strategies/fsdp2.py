@@ -422,5 +422,5 @@ def _pickle_loss(loss_fn: LossFn) -> bytes:
         raise SkyrlError(
             f"the fsdp2 strategy sends the loss function to its Ray workers by reference, but {loss_fn!r} cannot be "
             f"pickled that way ({exc}). Use a module-level function or an instance of a module-level class "
-            "(like skyrl_core.rl_step.PolicyLossFn), not a closure or lambda."
+            "(like skyrl_core.losses.PolicyLossFn), not a closure or lambda."
         ) from exc

@@ -8,7 +8,7 @@ each forward and backward pass is a sequence of collectives all ranks must join.
 
 Only plain data crosses into the worker: config tables (validated again by the worker's
 own config classes), batches (token id lists and tensors), and the loss function pickled
-*by reference* (``rl_step.PolicyLossFn`` etc.: its class and the loss function are
+*by reference* (``losses.PolicyLossFn`` etc.: its class and the loss function are
 imported here by module and name).
 """
 

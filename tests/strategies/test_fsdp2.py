@@ -18,7 +18,7 @@ from skyrl_core.algorithms.configs import PPOClipConfig
 from skyrl_core.algorithms.policy_losses import ppo_clip
 from skyrl_core.config.schema import AlgorithmConfig, ModelConfig, RuntimeConfig, TrainerConfig
 from skyrl_core.errors import SkyrlError
-from skyrl_core.rl_step import make_policy_loss_fn, make_value_loss_fn
+from skyrl_core.losses import make_policy_loss_fn, make_value_loss_fn
 from skyrl_core.strategies.fsdp2 import _pickle_loss, split_over_ranks
 
 ray = pytest.importorskip("ray")

@@ -19,7 +19,7 @@ from skyrl_core import runtime
 from skyrl_core.algorithms.configs import PPOClipConfig
 from skyrl_core.algorithms.policy_losses import ppo_clip
 from skyrl_core.config.schema import AlgorithmConfig, LoraConfig, ModelConfig, RuntimeConfig, TrainerConfig
-from skyrl_core.rl_step import make_policy_loss_fn, make_value_loss_fn
+from skyrl_core.losses import make_policy_loss_fn, make_value_loss_fn
 
 ray = pytest.importorskip("ray")
 pytest.importorskip("peft")
