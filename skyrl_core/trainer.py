@@ -20,11 +20,10 @@ docs/async.md); the rest of the step is the same.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +44,9 @@ from skyrl_core.config.loader import load_config
 from skyrl_core.config.schema import RunConfig
 from skyrl_core.errors import SkyrlError
 from skyrl_core.losses import make_policy_loss_fn, make_value_loss_fn
-from skyrl_core.pipeline import event_loop, start_pipeline, track_prompts
+from skyrl_core.pipeline import LoopThread, start_pipeline, track_prompts
+from skyrl_core.pipeline.collect import sync_weights
 from skyrl_core.plugins import Registry, build_registry
-from skyrl_core.rollout import RolloutBatch
 from skyrl_core.run import RunContext, new_context, seed_everything, write_manifest
 from skyrl_core.specs import Kind
 
@@ -264,56 +263,15 @@ def setup_run(cfg: RunConfig, registry: Registry, config_path: str | None = None
 # -- one step, in order ----------------------------------------------------------------------
 
 
-def sample_rollouts(run: RunContext, num_prompts: int) -> RolloutBatch:
-    """Draw ``num_prompts`` prompts, generate ``samples_per_prompt`` each, shape rewards."""
-    from skyrl_core.generator import generate_batch
-
-    cfg = run.config
-    rows = run.train_loader.next_rows(num_prompts)
-    batch = run.loop.run_until_complete(
-        generate_batch(
-            rows,
-            backend=run.backend,
-            tokenizer=run.tokenizer,
-            registry=run.registry,
-            config=cfg,
-            samples_per_prompt=cfg.trainer.samples_per_prompt,
-            policy_version=run.policy_version,
-        )
-    )
-    run.registry.hook.skyrl_shape_rewards(run=run, batch=batch)
-    return batch
-
-
-def collect_rollouts(run: RunContext, sample: Callable[[int], RolloutBatch] | None = None) -> RolloutBatch:
-    """One step's rollouts: a plugin's ``skyrl_collect_rollouts`` or a single sampling round.
-
-    ``sample(k)`` returns ``k`` prompt groups (default: ``sample_rollouts``, generating them;
-    ``[trainer] mode = "async"`` takes them from its buffer instead).
-    """
-    quota = run.config.trainer.prompts_per_step
-    if sample is None:
-
-        def sample(k: int) -> RolloutBatch:
-            return sample_rollouts(run, k)
-
-    batch = run.registry.hook.skyrl_collect_rollouts(run=run, sample=sample, num_prompts=quota)
-    return batch if batch is not None else sample(quota)
-
-
 def rl_step(run: RunContext) -> dict[str, float]:
     """Generate, score, compute advantages, update, sync. Returns the step's metrics."""
     cfg, algo, strategy = run.config, run.config.algorithm, run.strategy
     temperature = cfg.generator.temperature
     metrics: dict[str, float] = {}
 
-    # 1-2. rollouts (reward shaping and group filtering happen inside); with [trainer] mode =
-    # "one_step_off" / "async" they were generated in the background (skyrl_core.pipeline)
-    if run.pipeline is None:
-        with run.timer("generate"):
-            rollouts = collect_rollouts(run)
-    else:
-        rollouts = run.pipeline.next_batch()
+    # 1-2. rollouts (reward shaping and group filtering happen inside); generated now, or in the
+    # background while earlier steps trained, as [trainer] mode says (skyrl_core.pipeline)
+    rollouts = run.pipeline.next_batch()
     metrics.update(rollouts.metrics)
     batch, group_ids = rollouts_to_batch(rollouts)
     mask = batch.tensors["loss_mask"]
@@ -364,11 +322,7 @@ def rl_step(run: RunContext) -> dict[str, float]:
         run.kl_coef = adaptive_kl(run.kl_coef, metrics["policy/kl_ref"], algo.kl, run.plan.sequences_per_step)
 
     # 6. weight sync (background generation first stops where no request runs)
-    if run.pipeline is None:
-        with run.timer("weight_sync"):
-            metrics.update(sync_weights(run))
-    else:
-        metrics.update(run.pipeline.sync_weights())
+    metrics.update(run.pipeline.sync_weights())
     return metrics
 
 
@@ -379,27 +333,6 @@ def adaptive_kl(coef: float, current: float, kl_cfg: Any, n_steps: int) -> float
     ctl = AdaptiveKLController(coef, kl_cfg.target, kl_cfg.horizon)
     ctl.update(current, n_steps)
     return float(ctl.value)
-
-
-def sync_weights(run: RunContext, new_version: bool = True) -> dict[str, float]:
-    """Push the policy's weights to the backend (bucketed; the transport follows [runtime]
-    placement), then drop its prefix cache.
-
-    ``new_version`` counts the weights as a new policy version; a resume re-sends the
-    checkpoint's weights under the version they were saved with, so sampling seeds (which
-    include the version) continue exactly as in an uninterrupted run.
-
-    Returns:
-        ``transfer_weights``'s metrics (``weight_sync/bytes``, ``weight_sync/buckets``, ...;
-        ``weight_sync/adapter`` = 1 when only a LoRA adapter was sent).
-    """
-    from skyrl_core.runtime.weight_sync import transfer_weights
-
-    stats = transfer_weights(run.strategy, run.backend, run.config.runtime)
-    run.backend.reset_prefix_cache()
-    if new_version:
-        run.policy_version += 1
-    return stats
 
 
 def evaluate(run: RunContext, step: int) -> dict[str, float]:
@@ -476,7 +409,7 @@ def train(cfg: RunConfig, registry: Registry, config_path: str | None = None) ->
     from tqdm import tqdm
 
     run = setup_run(cfg, registry, config_path)
-    run.loop = event_loop(cfg)  # a plain loop; in the off-policy modes one with a thread of its own
+    run.loop = LoopThread()  # the run's event loop, served by a thread of its own (every mode)
     last: dict[str, float] = {}
     try:
         registry.hook.skyrl_run_start(run=run)
@@ -487,7 +420,7 @@ def train(cfg: RunConfig, registry: Registry, config_path: str | None = None) ->
                 start.update(evaluate(run, 0))
             run.log(start, 0)
             last = start
-        run.pipeline = start_pipeline(run)  # background generation ([trainer] mode); None when sync
+        run.pipeline = start_pipeline(run)  # [trainer] mode: generate on demand, or in the background
         bar = tqdm(
             total=cfg.trainer.steps,
             initial=run.step,
@@ -530,14 +463,9 @@ def train(cfg: RunConfig, registry: Registry, config_path: str | None = None) ->
             run.pipeline.close()
         for tracker in run.trackers:
             tracker.close()
-        pending = asyncio.all_tasks(run.loop)
-        for task in pending:
-            task.cancel()
-        if pending:
-            run.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         if run.backend is not None:
             run.backend.shutdown()
-        run.loop.close()
+        run.loop.close()  # cancels what is left on it (a backend's batching task, abandoned trajectories)
         from skyrl_core import runtime
 
         runtime.shutdown()  # Ray actors and placement groups of this run (no-op when local)

@@ -8,7 +8,6 @@ order, so it also knows which prompts each sampling round draws.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections import defaultdict
 from pathlib import Path
@@ -24,11 +23,13 @@ from skyrl_core import ComponentSpec, hookimpl
 from skyrl_core.config.loader import parse_config
 from skyrl_core.data import PromptLoader, load_prompts
 from skyrl_core.models.loading import load_tokenizer
+from skyrl_core.pipeline import LoopThread
+from skyrl_core.pipeline.collect import collect_rollouts as collect
+from skyrl_core.pipeline.collect import sample_rollouts
 from skyrl_core.protocols.env import StepOutput, TextEnv
 from skyrl_core.run import RunContext, new_context
 from skyrl_core.specs import Kind
 from skyrl_core.testing import fresh_registry
-from skyrl_core.trainer import collect_rollouts
 
 SAMPLES = 2
 
@@ -86,18 +87,18 @@ def make_run(tiny_model_dir, tmp_path):
                                   seed=0)
         rows = load_prompts(cfg, registry, run.tokenizer, cfg.data.train)
         run.train_loader = PromptLoader(rows, seed=0, shuffle=False)
-        run.loop = asyncio.new_event_loop()
+        run.loop = LoopThread()
         runs.append(run)
         return run
 
     yield make
-    for run in runs:  # as the trainer ends a run: cancel the backend's tasks, then close
-        pending = asyncio.all_tasks(run.loop)
-        for task in pending:
-            task.cancel()
-        run.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    for run in runs:  # as the trainer ends a run
         run.backend.shutdown()
         run.loop.close()
+
+
+def collect_rollouts(run: RunContext) -> Any:
+    return collect(run, lambda k: sample_rollouts(run, k))
 
 
 def row_ids(batch: Any) -> list[int]:

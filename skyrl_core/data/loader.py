@@ -56,6 +56,14 @@ class PromptLoader(Generic[T]):
         batch, self.epoch, self.position = self._take(k)
         return batch
 
+    def draw(self, k: int, ticket: Any = None) -> list[T]:
+        """``next_rows(k)``: the interface the pipelines draw through (a plain loader tracks no
+        tickets; ``skyrl_core.pipeline.prompts.TrackedLoader`` does)."""
+        return self.next_rows(k)
+
+    def release(self, ticket: Any) -> None:
+        """Nothing to forget: a plain loader remembers no drawn rows."""
+
     def peek_rows(self, k: int) -> list[T]:
         """The rows ``next_rows(k)`` would return, without advancing."""
         batch, _, _ = self._take(k)

@@ -1,41 +1,45 @@
-"""Asynchronous training: generation overlaps training (``[trainer] mode``, docs/async.md).
+"""Where a step's rollouts come from: one interface for every ``[trainer] mode`` (docs/async.md).
 
-* ``sync`` (default): the loop of ``skyrl_core.trainer`` as written; nothing here runs.
+Every mode is a ``Pipeline``: the step asks it for the next batch and, after its updates,
+for a weight sync; nothing in the step depends on the mode.
+
+* ``sync`` (``SyncPipeline``): the trivial case; the batch is generated when asked for.
 * ``one_step_off`` (``OneStepOff``): the next step's rollouts are collected in the
   background while the current step trains; samples are exactly one version old.
 * ``async`` (``AsyncPipeline``): prompt groups are generated continuously into a buffer;
   each step takes groups at most ``max_staleness`` versions old.
 
-The trainer asks for three things and otherwise runs as in ``sync`` mode::
+::
 
-    run.loop = event_loop(cfg)                  # a LoopThread in the off-policy modes
+    run.loop = LoopThread()                         # every mode: the run's event loop
     run.train_loader = track_prompts(loader, mode, resume_state)
-    run.pipeline = start_pipeline(run)          # after the first weight sync; None in sync
-    ...
-    rollouts = run.pipeline.next_batch()        # instead of collect_rollouts(run)
-    run.pipeline.sync_weights()                 # instead of sync_weights(run)
+    run.pipeline = start_pipeline(run)              # after the first weight sync
+    rollouts = run.pipeline.next_batch()            # in each step
+    metrics = run.pipeline.sync_weights()           # at its end
 
-Pieces: ``loop`` (the event loop in a thread of its own), ``prompts`` (pending-prompt
-bookkeeping for resume), ``gate`` (no request runs while weights are written),
-``one_step_off`` and ``asynchronous`` (the two modes).
+Pieces: ``collect`` (sampling, collection and weight sync, used by every mode), ``loop``
+(the event loop in a thread of its own), ``prompts`` (pending-prompt bookkeeping for
+resume), ``gate`` (no request runs while weights are written), and the three modes.
 """
 
 from __future__ import annotations
 
-import asyncio
 import sys
-from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from skyrl_core.errors import SkyrlError
+from skyrl_core.pipeline.collect import staleness_metrics
 from skyrl_core.pipeline.loop import LoopThread
 from skyrl_core.pipeline.prompts import TrackedLoader, track_prompts
-from skyrl_core.rollout import Trajectory
+from skyrl_core.rollout import RolloutBatch
+
+if TYPE_CHECKING:
+    from skyrl_core.run import RunContext
 
 __all__ = [
     "LoopThread",
+    "Pipeline",
     "TrackedLoader",
-    "event_loop",
     "staleness_metrics",
     "start_pipeline",
     "startup_warnings",
@@ -43,18 +47,22 @@ __all__ = [
 ]
 
 
-def event_loop(cfg: Any) -> Any:
-    """The run's event loop: a plain one in ``sync`` mode, a ``LoopThread`` otherwise."""
-    return asyncio.new_event_loop() if cfg.trainer.mode == "sync" else LoopThread()
+class Pipeline(Protocol):
+    """What the training step asks of its source of rollouts."""
 
+    def next_batch(self) -> RolloutBatch:
+        """This step's rollouts (``prompts_per_step`` groups); adds its ``timing/`` entries to
+        ``run.timings``."""
+        ...
 
-def staleness_metrics(trajectories: Sequence[Trajectory], version: int) -> dict[str, float]:
-    """``rollout/staleness/mean`` and ``/max``: how many versions each sample's weights lag behind
-    ``version`` (the weights the step trains from)."""
-    lags = [version - t.policy_version for t in trajectories]
-    if not lags:
-        return {}
-    return {"rollout/staleness/mean": sum(lags) / len(lags), "rollout/staleness/max": float(max(lags))}
+    def sync_weights(self) -> dict[str, float]:
+        """Push the trained weights to the backend once nothing generates with the old ones;
+        returns the sync's metrics."""
+        ...
+
+    def close(self) -> None:
+        """Stop whatever runs in the background (idempotent)."""
+        ...
 
 
 def startup_warnings(cfg: Any) -> list[str]:
@@ -77,21 +85,22 @@ def startup_warnings(cfg: Any) -> list[str]:
     return out
 
 
-def start_pipeline(run: Any) -> Any:
-    """The background generation for ``[trainer] mode`` (None in ``sync`` mode)."""
+def start_pipeline(run: RunContext) -> Pipeline:
+    """The pipeline of ``[trainer] mode``; off-policy ones start generating at once, so call this
+    after the first weight sync."""
     cfg = run.config
     mode = cfg.trainer.mode
     if mode == "sync":
-        return None
+        from skyrl_core.pipeline.sync import SyncPipeline
+
+        return SyncPipeline(run)
     for line in startup_warnings(cfg):
         print(f"warning: {line}", file=sys.stderr)
-    if not isinstance(run.loop, LoopThread):
-        raise SkyrlError(f"[trainer] mode = {mode!r} needs run.loop = event_loop(cfg) (a LoopThread)")
     if mode == "one_step_off":
         from skyrl_core.pipeline.one_step_off import OneStepOff
 
         return OneStepOff(run)
-    if cfg.trainer.in_flight == "abort" and not getattr(run.backend.capabilities, "abort", False):
+    if cfg.trainer.in_flight == "abort" and not run.backend.capabilities.abort:
         raise SkyrlError(
             f"[trainer] in_flight = 'abort': the {cfg.backend.name!r} backend cannot abort running requests "
             "(its capabilities.abort is false). Use in_flight = 'finish', or a backend that implements "

@@ -3,8 +3,8 @@
 On the run's loop thread a producer keeps prompt groups (one prompt x ``samples_per_prompt``
 samples) generating through the ``Gate``; each finished group has its rewards shaped
 (``skyrl_shape_rewards``) and goes to the buffer, tagged with the policy version it started
-with. A step takes ``prompts_per_step`` groups (the oldest versions first) through the
-trainer's ``collect_rollouts``, so a ``skyrl_collect_rollouts`` plugin such as DAPO's
+with. A step takes ``prompts_per_step`` groups (the oldest versions first) through
+``collect_rollouts`` (``skyrl_core.pipeline.collect``), so a ``skyrl_collect_rollouts`` plugin such as DAPO's
 dynamic sampling still decides what a batch is: its ``sample(k)`` takes ``k`` groups from
 the buffer instead of generating them.
 
@@ -38,6 +38,7 @@ from typing import Any
 import attrs
 
 from skyrl_core.errors import SkyrlError
+from skyrl_core.pipeline.collect import collect_rollouts, staleness_metrics, sync_weights
 from skyrl_core.pipeline.gate import Gate
 from skyrl_core.pipeline.prompts import TrackedLoader
 from skyrl_core.rollout import RolloutBatch
@@ -216,9 +217,6 @@ class AsyncPipeline:
     def next_batch(self) -> RolloutBatch:
         """This step's rollouts from the buffer. Adds ``timing/wait_rollouts``, ``timing/generate``
         (the time any of the batch's groups was generating) and ``rollout/`` buffer metrics."""
-        from skyrl_core.pipeline import staleness_metrics
-        from skyrl_core.trainer import collect_rollouts
-
         run = self.run
         self._intervals = []
         requeued = self.requeued
@@ -233,8 +231,6 @@ class AsyncPipeline:
 
     def sync_weights(self) -> dict[str, float]:
         """Pause generation (``in_flight``), sync, resume (``timing/drain_requests`` is the pause)."""
-        from skyrl_core.trainer import sync_weights
-
         run = self.run
         with run.timer("drain_requests"):
             run.loop.run_until_complete(self.gate.pause(self.abort))

@@ -12,9 +12,11 @@ trains. Before its weight sync it waits for that collection to end: every sample
 comes from one version, and no request runs while the weights are written (see ``gate``
 for why that matters). A step then lasts about max(generation, training) + sync.
 
-Collection is the trainer's own ``collect_rollouts`` run on a background thread, so the
-``skyrl_collect_rollouts`` and ``skyrl_shape_rewards`` hooks work as in ``sync`` mode
-(DAPO's dynamic sampling included); they run on that thread while the step before trains.
+Collection is ``collect_rollouts`` (``skyrl_core.pipeline.collect``, as in ``sync`` mode) run
+on a background thread, so the ``skyrl_collect_rollouts`` and ``skyrl_shape_rewards`` hooks
+work as in ``sync`` mode (DAPO's dynamic sampling included); they run on that thread while
+the step before trains. Each collection draws its prompts under a ticket of its own, passed
+down as an argument.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import concurrent.futures
 import time
 from typing import Any
 
+from skyrl_core.pipeline.collect import collect_rollouts, sample_rollouts, staleness_metrics, sync_weights
 from skyrl_core.pipeline.prompts import TrackedLoader
 from skyrl_core.rollout import RolloutBatch
 
@@ -45,11 +48,9 @@ class OneStepOff:
         self._tickets = 0
 
     def _collect(self, ticket: int) -> tuple[RolloutBatch, int, float]:
-        from skyrl_core.trainer import collect_rollouts
-
-        self.loader.ticket = ticket  # rows drawn by this collection belong to its batch
+        run = self.run
         start = time.perf_counter()
-        batch = collect_rollouts(self.run)
+        batch = collect_rollouts(run, lambda k: sample_rollouts(run, k, ticket))  # rows belong to this ticket
         return batch, ticket, time.perf_counter() - start
 
     def _start(self) -> None:
@@ -59,8 +60,6 @@ class OneStepOff:
     def next_batch(self) -> RolloutBatch:
         """This step's rollouts (collected in the background, or now for the first step); starts
         collecting the next step's. Adds ``timing/generate`` and ``timing/wait_rollouts``."""
-        from skyrl_core.pipeline import staleness_metrics
-
         run = self.run
         if self._next is None:
             self._start()
@@ -77,8 +76,6 @@ class OneStepOff:
 
     def sync_weights(self) -> dict[str, float]:
         """Wait for the running collection, then sync (``timing/weight_sync`` is the sync alone)."""
-        from skyrl_core.trainer import sync_weights
-
         run = self.run
         if self._next is not None:
             with run.timer("wait_rollouts"):

@@ -23,7 +23,7 @@ from skyrl_core.errors import DataError
 
 
 class TrackedLoader:
-    """Wraps a ``PromptLoader`` (same ``next_rows`` / ``peek_rows`` / ``state_dict`` interface).
+    """Wraps a ``PromptLoader`` (same ``draw`` / ``release`` / ``peek_rows`` / ``state_dict`` interface).
 
     Thread-safe: the background generation draws while the trainer thread checkpoints.
 
@@ -36,7 +36,6 @@ class TrackedLoader:
     def __init__(self, loader: Any, *, track: bool = True) -> None:
         self.loader = loader
         self.track = track
-        self.ticket: Hashable = None  # the ticket of plain next_rows() calls (one_step_off sets it)
         self._lock = threading.RLock()  # state_dict holds it across the loader state and pending()
         self._requeued: collections.deque[Any] = collections.deque()
         self._outstanding: dict[Hashable, list[Any]] = {}
@@ -58,12 +57,8 @@ class TrackedLoader:
                 self._outstanding.setdefault(ticket, []).extend(rows)
             return rows
 
-    def next_rows(self, k: int) -> list[Any]:
-        """``draw(k, self.ticket)``: the ``PromptLoader`` interface ``sample_rollouts`` uses."""
-        return self.draw(k, self.ticket)
-
     def peek_rows(self, k: int) -> list[Any]:
-        """The rows ``next_rows(k)`` would return, without drawing them."""
+        """The rows ``draw(k, ...)`` would return, without drawing them."""
         with self._lock:
             rows = list(self._requeued)[:k]
             return rows + (self.loader.peek_rows(k - len(rows)) if len(rows) < k else [])
