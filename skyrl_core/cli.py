@@ -45,7 +45,7 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
-    registry = build_registry()
+    registry = args.registry
     if args.json:
         _print_json(
             [
@@ -71,8 +71,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
             if p.status == "failed":
                 print(f"error: plugin {p.describe()} failed to load ({p.module}): {p.error}", file=sys.stderr)
         for conflict in registry.conflicts:
-            print(f"error: conflict: {conflict}", file=sys.stderr)
-    return 2 if registry.failed() or registry.conflicts else 0
+            print(f"warning: conflict: {conflict}", file=sys.stderr)
+    return 2 if registry.failed() else 0
 
 
 def _parse_kind(text: str) -> Kind:
@@ -89,7 +89,7 @@ def _parse_kind(text: str) -> Kind:
 
 
 def cmd_components(args: argparse.Namespace) -> int:
-    registry = build_registry()
+    registry = args.registry
     kinds = [_parse_kind(args.kind)] if args.kind else list(Kind)
     if args.json:
         _print_json(
@@ -136,26 +136,22 @@ def _options_of(cls: type | None) -> list[dict[str, Any]]:
 # -- config ----------------------------------------------------------------------------------
 
 
-def _load(path: str, overrides: Sequence[str], registry: Registry | None = None) -> Any:
-    from skyrl_core.config.loader import load_config
-
-    registry = registry or build_registry()
-    registry.raise_on_conflicts()
-    return load_config(path, overrides, registry), registry
-
-
 def cmd_config_validate(args: argparse.Namespace) -> int:
-    _, registry = _load(args.file, args.overrides)
-    _warn_failed_plugins(registry)
+    from skyrl_core.commands import load_run_config
+    from skyrl_core.components import resolve_components
+
+    cfg, registry = load_run_config(args.file, args.overrides, args.registry)
+    resolve_components(cfg, registry)  # every selected component imports and keeps its contract
     print(f"{args.file}: OK")
     return 0
 
 
 def cmd_config_show(args: argparse.Namespace) -> int:
+    from skyrl_core.commands import load_run_config
     from skyrl_core.config.plan import make_plan
     from skyrl_core.config.render import providers, to_dict
 
-    cfg, registry = _load(args.file, args.overrides)
+    cfg, registry = load_run_config(args.file, args.overrides, args.registry)
     plan = make_plan(cfg)
     prov = providers(cfg, registry)
     if args.json:
@@ -183,18 +179,13 @@ def cmd_config_reference(args: argparse.Namespace) -> int:
     return 0
 
 
-def _warn_failed_plugins(registry: Registry) -> None:
-    for p in registry.failed():
-        print(f"warning: plugin {p.describe()} failed to load: {p.error}", file=sys.stderr)
-
-
 # -- doctor ----------------------------------------------------------------------------------
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     from skyrl_core.doctor import report
 
-    lines, problems = report()
+    lines, problems = report(args.registry)
     print("\n".join(lines))
     return 1 if problems and args.strict else 0
 
@@ -203,33 +194,33 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from skyrl_core.trainer import train_main
+    from skyrl_core.commands import train_main
 
-    return train_main(args.file, args.overrides)
+    return train_main(args.file, args.overrides, args.registry)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from skyrl_core.trainer import eval_main
+    from skyrl_core.commands import eval_main
 
-    return eval_main(args.file, args.overrides)
+    return eval_main(args.file, args.overrides, args.registry)
 
 
 def cmd_sft(args: argparse.Namespace) -> int:
-    from skyrl_core.trainer import sft_main
+    from skyrl_core.commands import sft_main
 
-    return sft_main(args.file, args.overrides)
+    return sft_main(args.file, args.overrides, args.registry)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from skyrl_core.trainer import export_main
+    from skyrl_core.commands import export_main
 
-    return export_main(args.file, args.overrides, checkpoint=args.checkpoint, out=args.out)
+    return export_main(args.file, args.overrides, checkpoint=args.checkpoint, out=args.out, registry=args.registry)
 
 
 def cmd_data_prepare(args: argparse.Namespace) -> int:
     from skyrl_core.prepare import prepare_main
 
-    return prepare_main(args.name, args.out, args.options)
+    return prepare_main(args.name, args.out, args.options, args.registry)
 
 
 # -- parser ----------------------------------------------------------------------------------
@@ -323,9 +314,12 @@ def _version() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``skyrl`` console script."""
+    registry: Registry | None = None
     try:
-        parser = build_parser()
+        registry = build_registry()
+        parser = build_parser(registry)
         args, extra = parser.parse_known_args(argv)
+        args.registry = registry
         if extra and not getattr(args, "takes_options", False):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         if extra:
@@ -341,6 +335,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        # A plugin's own code failed: name it (distribution, component, where) instead of a bare
+        # traceback; an exception from skyrl-core itself is a bug and keeps its traceback.
+        from skyrl_core.blame import report_plugin_exception
+
+        if registry is None or not report_plugin_exception(exc, registry):
+            raise
+        return 1
 
 
 if __name__ == "__main__":

@@ -35,8 +35,8 @@ import attrs
 
 from skyrl_core.data.chat import ChatTokens, encode, prompt_token_ids
 from skyrl_core.data.rows import PromptRow, validate_rows
-from skyrl_core.protocols.backend import GenerateRequest, GenerateResult, SamplingParams
-from skyrl_core.protocols.env import StepOutput
+from skyrl_core.protocols.backend import GenerateRequest, GenerateResult, KnowsModelLength, SamplingParams
+from skyrl_core.protocols.env import AggregatesMetrics, Closeable, HasStopStrings, ReportsMetrics, StepOutput
 from skyrl_core.rollout import RolloutBatch, Trajectory
 from skyrl_core.specs import Kind
 
@@ -140,6 +140,17 @@ def _as_step_output(out: Any) -> StepOutput:
     return StepOutput(observations=messages, reward=reward, done=bool(done), metadata=dict(meta or {}))
 
 
+def _method(env: Any, name: str) -> Any:
+    """A required method of an environment; a missing one fails the trajectory, not the run."""
+    try:
+        return getattr(env, name)
+    except AttributeError as exc:
+        raise EnvFailure(
+            f"{type(env).__name__} has no {name}() method; an environment implements init(prompt) and "
+            "step(action) (see skyrl_core.api.Environment)"
+        ) from exc
+
+
 def _messages(value: Any, what: str) -> list[dict[str, Any]]:
     """Check chat messages returned by an environment (``EnvFailure`` when malformed)."""
     if not isinstance(value, (list, tuple)):
@@ -192,6 +203,10 @@ class Generator:
             self._env_cls[name] = (comp.load(), config)
         return self._env_cls[name]
 
+    def _new_env(self, name: str, config: Any, extras: dict[str, Any]) -> Any:
+        """One environment instance, built by the registry (``Environment(config, extras)``)."""
+        return self.registry.create(Kind.ENVIRONMENT, name, config, extras)
+
     async def _env_call(self, phase: str, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn`` (async, or sync in the thread pool) with the env timeout; failures -> ``EnvFailure``."""
         timeout = self.gen.env_timeout_s
@@ -224,12 +239,12 @@ class Generator:
         )
         traj.extra["sample"] = sample
         env: Any = None
-        env_cls, env_cfg = self.env_class(row.env_class)
+        _, env_cfg = self.env_class(row.env_class)
         max_turns = int(row.extras.get("max_turns") or self.gen.max_turns)
         extras = {**copy.deepcopy(row.extras), "max_turns": max_turns}
         try:
-            env = await self._env_call("__init__", env_cls, env_cfg, extras)
-            init_out = await self._env_call("init", env.init, copy.deepcopy(row.prompt))
+            env = await self._env_call("__init__", self._new_env, row.env_class, env_cfg, extras)
+            init_out = await self._env_call("init", _method(env, "init"), copy.deepcopy(row.prompt))
             if not (isinstance(init_out, (tuple, list)) and len(init_out) == 2):
                 raise EnvFailure("init() must return (prompt, metadata)")
             prompt = _messages(init_out[0], "init() prompt message")
@@ -241,7 +256,8 @@ class Generator:
                 raise EnvFailure(f"init() returned a prompt the chat template cannot render: {exc}") from exc
             traj.messages = [dict(m) for m in prompt]
             traj.extra["prompt_messages"] = len(prompt)
-            stops = tuple(dict.fromkeys([*params.stop, *(getattr(env, "stop_strings", None) or ())]))
+            own_stops = tuple(env.stop_strings or ()) if isinstance(env, HasStopStrings) else ()
+            stops = tuple(dict.fromkeys([*params.stop, *own_stops]))
             await self._turns(traj, env, attrs.evolve(params, stop=stops, n=1), max_turns)
         except EnvFailure as exc:
             traj.error = f"{row.env_class}: {exc}"
@@ -254,7 +270,8 @@ class Generator:
         return traj
 
     async def _turns(self, traj: Trajectory, env: Any, params: SamplingParams, max_turns: int) -> None:
-        limit = min(self.gen.max_total_tokens, getattr(self.backend, "max_model_len", None) or math.inf)
+        engine_limit = self.backend.max_model_len if isinstance(self.backend, KnowsModelLength) else None
+        limit = min(self.gen.max_total_tokens, engine_limit or math.inf)
         for turn in range(max_turns):
             budget = limit - len(traj.prompt_ids) - len(traj.response_ids)
             if budget <= 0:
@@ -279,7 +296,7 @@ class Generator:
             traj.finish_reason = completion.finish_reason
             if completion.finish_reason == "abort":
                 return
-            out = _as_step_output(await self._env_call("step", env.step, text))
+            out = _as_step_output(await self._env_call("step", _method(env, "step"), text))
             self._credit(traj, out.reward)
             if out.metadata:
                 traj.extra.setdefault("step_metadata", []).append(out.metadata)
@@ -315,7 +332,8 @@ class Generator:
         """Metrics, drift check and ``close``; failures here are recorded, never raised."""
         if traj.error is None:
             try:
-                metrics = await self._env_call("get_metrics", env.get_metrics) if hasattr(env, "get_metrics") else {}
+                has = isinstance(env, ReportsMetrics)
+                metrics = await self._env_call("get_metrics", env.get_metrics) if has else {}
                 traj.env_metrics = {k: float(v) for k, v in dict(metrics or {}).items()}
             except (EnvFailure, TypeError, ValueError) as exc:
                 traj.extra["metrics_error"] = str(exc)
@@ -325,7 +343,7 @@ class Generator:
                     traj.extra["retokenize_drift"] = not self.chat.matches_template(ids, traj.messages)
                 except Exception as exc:  # a diagnostic must never fail the batch
                     traj.extra["drift_check_error"] = f"{type(exc).__name__}: {exc}"
-        if hasattr(env, "close"):
+        if isinstance(env, Closeable):
             try:
                 await self._env_call("close", env.close)
             except EnvFailure as exc:
@@ -383,9 +401,9 @@ class Generator:
             if not metrics:
                 continue
             cls = self.env_class(name)[0]
-            aggregate = getattr(cls, "aggregate_metrics", None)
+            own = isinstance(cls, AggregatesMetrics)
             try:
-                values = aggregate(metrics) if aggregate is not None else _mean_metrics(metrics)
+                values = cls.aggregate_metrics(metrics) if own else _mean_metrics(metrics)
             except Exception as exc:  # a broken aggregate must not lose the batch
                 values = _mean_metrics(metrics)
                 out[f"reward/{name}/aggregate_error"] = 1.0

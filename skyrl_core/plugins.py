@@ -5,11 +5,16 @@ builtin components (``skyrl_core.builtins``, always loaded) plus every entry poi
 ``skyrl`` group. There are no import-time globals, so every process (tests, Ray workers)
 builds its own; only component *names* cross process boundaries.
 
-Loading is guarded: a plugin that fails to import, implements a hook that does not exist,
-or returns malformed specs is recorded as failed (distribution, version, error) and the
-others still load. Two providers of one component name is an error naming both.
-``SKYRL_LOAD_PLUGINS`` (comma-separated entry-point names) restricts which third-party
-plugins load; builtins always load.
+Loading is guarded: a plugin that fails to import (the error names the file and line),
+implements a hook that does not exist, registers no hook at all, or returns malformed
+specs is recorded as failed (distribution, version, error) and the others still load.
+
+Two distributions providing one component name are both kept: the name is *ambiguous*.
+That is an error naming both only for a run that selects it (``Registry.get``); every other
+run goes on (``conflicts`` lists such names, and the commands warn). A name qualified by its
+distribution, ``"skyrl-env-foo:gsm8k"``, selects one provider. ``SKYRL_LOAD_PLUGINS``
+(comma-separated entry-point names) restricts which third-party plugins load and
+``SKYRL_EXCLUDE_PLUGINS`` leaves some out; builtins always load.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata as md
 import os
+import sys
 import traceback
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -93,6 +99,20 @@ class UnknownComponentError(PluginError):
     """A name in the config does not match any registered component."""
 
 
+class AmbiguousComponentError(PluginError):
+    """A selected name is provided by several distributions."""
+
+
+def normalize_dist(name: str) -> str:
+    """A distribution name as PEP 503 compares them (``Skyrl_Env.Foo`` -> ``skyrl-env-foo``)."""
+    import re
+
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+QUALIFIER = ":"  # "distribution:name" selects one provider of an ambiguous name
+
+
 class Registry:
     """The plugin manager plus every registered component, by kind and name."""
 
@@ -100,16 +120,32 @@ class Registry:
         self.pm = pm
         self.plugins = plugins
         self.components: dict[Kind, dict[str, Component]] = {kind: {} for kind in Kind}
-        self.conflicts: list[str] = []
+        # Every provider of a name claimed by several distributions (the first also sits in
+        # ``components``, so listings show it); selecting such a name needs a qualifier.
+        self.ambiguous: dict[Kind, dict[str, list[Component]]] = {kind: {} for kind in Kind}
 
     @property
     def hook(self) -> Any:
         """The pluggy hook relay, e.g. ``registry.hook.skyrl_step_end(...)``."""
         return self.pm.hook
 
+    @property
+    def conflicts(self) -> list[str]:
+        """One line per name that several distributions provide (see ``ambiguous_message``)."""
+        return [
+            self.ambiguous_message(kind, name) for kind in Kind for name in sorted(self.ambiguous[kind])
+        ]
+
     def names(self, kind: Kind) -> list[str]:
         """Sorted names of every registered component of ``kind``."""
         return sorted(self.components[kind])
+
+    def providers(self, kind: Kind, name: str) -> list[Component]:
+        """Every component registered under ``name`` (several when the name is ambiguous)."""
+        if name in self.ambiguous[kind]:
+            return list(self.ambiguous[kind][name])
+        found = self.components[kind].get(name)
+        return [found] if found is not None else []
 
     def failed(self) -> list[PluginInfo]:
         """Plugins that failed to load."""
@@ -118,12 +154,45 @@ class Registry:
     def get(self, kind: Kind, name: str, where: str = "") -> Component:
         """Return the component ``name`` of ``kind`` or raise a helpful error.
 
-        ``where`` is prefixed to the message (e.g. ``'[backend] name = "vlm"'``).
+        ``name`` may be qualified by its distribution (``"skyrl-env-foo:gsm8k"``); an
+        unqualified name that several distributions provide raises
+        ``AmbiguousComponentError`` naming them. ``where`` is prefixed to the message
+        (e.g. ``'[backend] name = "vlm"'``).
         """
+        prefix = f"{where}: " if where else ""
+        dist, sep, short = name.rpartition(QUALIFIER)
+        if sep and dist:
+            matches = [c for c in self.providers(kind, short) if normalize_dist(c.provider.distribution) ==
+                       normalize_dist(dist)]
+            if matches:
+                return matches[0]
+            found = ", ".join(f"{c.provider.distribution}{QUALIFIER}{short}" for c in self.providers(kind, short))
+            raise UnknownComponentError(
+                f"{prefix}no {kind.label} {short!r} from the distribution {dist!r}."
+                + (f" Available: {found}." if found else "")
+                + ("" if found else " " + self.unknown_message(kind, short))
+            )
+        if name in self.ambiguous[kind]:
+            raise AmbiguousComponentError(prefix + self.ambiguous_message(kind, name))
         found = self.components[kind].get(name)
         if found is not None:
             return found
         raise UnknownComponentError(self.unknown_message(kind, name, where))
+
+    def create(self, kind: Kind, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Import the component ``name`` of ``kind`` and call it with the given arguments: how every
+        class-like component (backend, strategy, environment, tracker) is constructed."""
+        return self.get(kind, name).load()(*args, **kwargs)
+
+    def ambiguous_message(self, kind: Kind, name: str) -> str:
+        """What to do about a name several distributions provide."""
+        providers = self.ambiguous[kind].get(name, [])
+        both = " and ".join(c.provider.describe() for c in providers)
+        example = f"{providers[0].provider.distribution}{QUALIFIER}{name}" if providers else name
+        return (
+            f"{kind.label} {name!r} is provided by both {both}; select one by its distribution, e.g. "
+            f"{example!r}, or uninstall one (or leave one out with SKYRL_EXCLUDE_PLUGINS)"
+        )
 
     def unknown_message(self, kind: Kind, name: str, where: str = "") -> str:
         """The message for an unknown name: suggestions, what is available, what to install."""
@@ -144,14 +213,14 @@ class Registry:
             msg += f" Plugins that failed to load (see `skyrl plugins`): {names}."
         return msg
 
-    def raise_on_conflicts(self) -> None:
-        """Raise if two plugins registered the same name for one kind."""
-        if self.conflicts:
-            raise PluginError("conflicting plugins:\n  - " + "\n  - ".join(self.conflicts))
+    def warn_conflicts(self, file: Any = None) -> None:
+        """Print a warning per ambiguous name (runs that do not select one go on)."""
+        for line in self.conflicts:
+            print(f"warning: {line}", file=file or sys.stderr)
 
 
-def _allow_list() -> set[str] | None:
-    raw = os.environ.get("SKYRL_LOAD_PLUGINS")
+def _name_list(variable: str) -> set[str] | None:
+    raw = os.environ.get(variable)
     if raw is None:
         return None
     return {item.strip() for item in raw.split(",") if item.strip()}
@@ -170,6 +239,19 @@ def _fail(info: PluginInfo, exc: BaseException, what: str) -> None:
     info.detail = "".join(traceback.format_exception(exc))
 
 
+def error_location(exc: BaseException) -> str | None:
+    """``file:line`` where ``exc`` was raised, skipping Python's import machinery (a syntax
+    error: where the bad line is)."""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f"{exc.filename}:{exc.lineno}"
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not _is_machinery(f.filename)]
+    return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else None
+
+
+def _is_machinery(filename: str) -> bool:
+    return filename.startswith("<frozen") or "/importlib/" in filename.replace("\\", "/")
+
+
 def _register_checked(pm: pluggy.PluginManager, module: Any, info: PluginInfo) -> bool:
     """Register ``module``; on an invalid hook implementation, unregister it and record why."""
     try:
@@ -180,7 +262,18 @@ def _register_checked(pm: pluggy.PluginManager, module: Any, info: PluginInfo) -
     except ValueError as exc:  # same plugin name registered twice
         _fail(info, exc, "could not register")
         return False
-    for caller in pm.get_hookcallers(module) or []:
+    callers = pm.get_hookcallers(module) or []
+    if not callers:
+        undecorated = sorted(n for n in dir(module) if n.startswith("skyrl_") and callable(getattr(module, n, None)))
+        hint = (
+            f" ({', '.join(undecorated)} lack the @hookimpl decorator)" if undecorated
+            else "; decorate hook functions with @skyrl_core.hookimpl"
+        )
+        info.status = "failed"
+        info.error = f"{info.module} implements no hook{hint}, so it provides nothing"
+        pm.unregister(module)
+        return False
+    for caller in callers:
         if not caller.has_spec():
             known = [n for n in dir(hookspecs) if n.startswith("skyrl_")]
             hint = did_you_mean(caller.name, known)
@@ -208,15 +301,12 @@ def _collect(registry: Registry, infos: Mapping[str, PluginInfo]) -> None:
                 _drop_provider(registry, info)
                 continue
             for spec in specs:
+                component = Component(kind, spec, info)
                 existing = registry.components[kind].get(spec.name)
-                if existing is not None:
-                    registry.conflicts.append(
-                        f"{kind.label} {spec.name!r} is provided by both "
-                        f"{existing.provider.describe()} and {info.describe()}; uninstall one of them "
-                        f"or restrict loading with SKYRL_LOAD_PLUGINS"
-                    )
-                    continue
-                registry.components[kind][spec.name] = Component(kind, spec, info)
+                if existing is not None:  # ambiguous: kept, selectable only by a qualified name
+                    registry.ambiguous[kind].setdefault(spec.name, [existing]).append(component)
+                else:
+                    registry.components[kind][spec.name] = component
                 info.components.setdefault(kind.value, []).append(spec.name)
 
 
@@ -224,6 +314,14 @@ def _drop_provider(registry: Registry, info: PluginInfo) -> None:
     for kind in Kind:
         for name in [n for n, c in registry.components[kind].items() if c.provider is info]:
             del registry.components[kind][name]
+        for name, providers in list(registry.ambiguous[kind].items()):
+            rest = [c for c in providers if c.provider is not info]
+            if len(rest) > 1:
+                registry.ambiguous[kind][name] = rest
+            else:
+                del registry.ambiguous[kind][name]
+                if rest:
+                    registry.components[kind][name] = rest[0]
     info.components.clear()
 
 
@@ -276,17 +374,20 @@ def build_registry(
         _register_checked(pm, importlib.import_module("skyrl_core.builtins"), info)
 
     if entry_points:
-        allow = _allow_list()
+        allow = _name_list("SKYRL_LOAD_PLUGINS")
+        exclude = _name_list("SKYRL_EXCLUDE_PLUGINS") or set()
         seen: dict[str, PluginInfo] = {}
         for ep in md.entry_points(group=ENTRY_POINT_GROUP):
             dist, version = _dist_of(ep)
             info = PluginInfo(ep.name, dist, version, ep.value)
             if ep.name in seen:
                 # Keep both visible: silently skipping a second distribution hides a conflict.
+                first = seen[ep.name]
                 info.status = "failed"
                 info.error = (
-                    f"entry point name {ep.name!r} is also used by {seen[ep.name].describe()}; "
-                    "uninstall one of them"
+                    f"not loaded: its entry point name {ep.name!r} is also used by {first.describe()}, which was "
+                    f"loaded instead (entry-point names must be unique). Uninstall one of the two, or ask the "
+                    f"authors of {info.distribution} to rename the entry point"
                 )
                 info.name = f"{ep.name}#{len(plugins)}"
                 add(info)
@@ -297,10 +398,17 @@ def build_registry(
                 info.status = "disabled"
                 info.error = "not listed in SKYRL_LOAD_PLUGINS"
                 continue
+            if ep.name in exclude or info.distribution in exclude:
+                info.status = "disabled"
+                info.error = "listed in SKYRL_EXCLUDE_PLUGINS"
+                continue
             try:
                 module = ep.load()
             except Exception as exc:
                 _fail(info, exc, "import failed")
+                location = error_location(exc)
+                if location:  # where to look: the plugin's file and line, not Python's import machinery
+                    info.error = f"{info.error} (at {location})"
                 continue
             _register_checked(pm, module, info)
 

@@ -56,8 +56,9 @@ def run_preparer(
     return comp.load()(config, out)
 
 
-def prepare_main(name: str, out_dir: str, options: Sequence[str]) -> int:
-    files = run_preparer(name, out_dir, parse_options(options))
+def prepare_main(name: str, out_dir: str, options: Sequence[str], registry: Registry | None = None) -> int:
+    """``skyrl data prepare``: print each written split and its file."""
+    files = run_preparer(name, out_dir, parse_options(options), registry)
     for split, path in files.items():
         print(f"{split}: {path}", file=sys.stdout)
     return 0

@@ -19,11 +19,11 @@ import attrs
 import torch
 
 from skyrl_core.checkpoint import atomic_write_text
+from skyrl_core.components import build_strategy
 from skyrl_core.errors import DataError, SkyrlError
 from skyrl_core.losses import sft_loss
 from skyrl_core.protocols.strategy import TrainBatch
 from skyrl_core.run import RunContext
-from skyrl_core.specs import Kind
 
 
 def _load_rows(files: list[str]) -> list[dict[str, Any]]:
@@ -100,15 +100,11 @@ def run_warm_start(run: RunContext) -> Path:
     trainer = attrs.evolve(
         cfg.trainer, lr=ws.lr, lr_schedule="cosine", warmup_steps=max(1, ws.steps // 20), grad_clip=1.0
     )
-    strategy_cls = run.registry.get(Kind.STRATEGY, cfg.strategy.name).load()
     # The RL phase loads the warm-started model as its base: a LoRA warm start exports merged.
     model_cfg = attrs.evolve(cfg.model, lora=attrs.evolve(cfg.model.lora, export="merged"))
-    strategy = strategy_cls(
-        run.component_config(Kind.STRATEGY, cfg.strategy.name, cfg.strategy.config),
-        model=model_cfg,
-        trainer=trainer,
-        seed=cfg.run.seed,
-        total_optimizer_steps=ws.steps,
+    assert run.components is not None, "run_warm_start needs a run opened by skyrl_core.startup.open_run"
+    strategy = build_strategy(
+        cfg, run.registry, run.components.strategy, model_cfg, trainer=trainer, total_optimizer_steps=ws.steps
     )
     gen = torch.Generator().manual_seed(cfg.run.seed)
     log_path = run.run_dir / "warm_start" / "metrics.jsonl"

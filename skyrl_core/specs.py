@@ -61,12 +61,15 @@ class ComponentSpec:
         config_cls: an attrs class validating the component's TOML section, or None when
             the component takes no options.
         summary: one line shown by ``skyrl components``.
+        requires_critic: advantage estimators only: the estimator needs critic values
+            (``AdvantageInput.values``), so the run trains a value model (``gae``).
     """
 
     name: str
     impl: Any
     summary: str
     config_cls: type | None = None
+    requires_critic: bool = attrs.field(default=False, kw_only=True)
 
     def load(self) -> Any:
         """Return the implementation, importing it if it was given lazily."""

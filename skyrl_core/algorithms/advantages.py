@@ -195,7 +195,7 @@ def gae(inp: AdvantageInput, config: GAEConfig | None = None) -> AdvantageOutput
     if inp.values is None:
         raise ValueError(
             "advantage estimator 'gae' needs critic values, but AdvantageInput.values is None. "
-            "The loop runs a critic when the estimator declares `requires_critic = True` (gae does): "
+            "The loop runs a critic when the estimator's spec declares `requires_critic=True` (gae's does): "
             "check that a critic is configured, or choose a critic-free estimator in [algorithm.advantage] "
             "(e.g. name = \"grpo\")."
         )
@@ -219,6 +219,3 @@ def gae(inp: AdvantageInput, config: GAEConfig | None = None) -> AdvantageOutput
     if cfg.whiten:
         advantages = masked_whiten(advantages, mask, cfg.epsilon)
     return AdvantageOutput(advantages=advantages, returns=returns)
-
-
-gae.requires_critic = True  # type: ignore[attr-defined]  # read by the loop to build a critic

@@ -155,6 +155,8 @@ class NativeBackend:
         stats: counters: ``batches``, ``requests``, ``sequences``, ``generated_tokens``.
     """
 
+    capabilities: BackendCapabilities
+
     def __init__(self, config: NativeBackendConfig | None = None, *, model: ModelConfig, seed: int) -> None:
         self.config = config or NativeBackendConfig()
         self.device = resolve_device(self.config.device or model.device)
@@ -427,6 +429,19 @@ class NativeBackend:
             lines += [f"  - shape mismatch {m}" for m in mismatched]
             lines.append("Send Hugging Face parameter names of this model (see model.state_dict()).")
             raise ValueError("\n".join(lines))
+
+    def weight_dtypes(self) -> dict[str, str]:
+        """``{name: dtype}`` of the model's tensors (``ReportsWeights``: what sent weights are cast to)."""
+        from skyrl_core.runtime.weight_sync import held_dtypes, module_tensors
+
+        return held_dtypes(self.model, module_tensors(self.model))
+
+    def weight_checksums(self, names: Sequence[str]) -> list[tuple[str, dict[str, tuple[str, str]]]]:
+        """This engine's ``(label, {name: (dtype, checksum)})`` for ``names`` (``ReportsWeights``)."""
+        from skyrl_core.runtime.weight_sync import held_checksums
+
+        with self._lock:
+            return [(type(self).__name__, held_checksums(self.model, names))]
 
     def abort_requests(self) -> None:
         """End every request queued or running now: each returns with finish reason ``"abort"``

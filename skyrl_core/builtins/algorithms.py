@@ -21,7 +21,8 @@ ADVANTAGE_ESTIMATORS: list[ComponentSpec] = [
                   "REINFORCE++: discounted token returns, whitened over the batch.", c.ReinforcePPConfig),
     ComponentSpec("reinforce++_baseline", f"{_ADV}:reinforce_pp_baseline",
                   "REINFORCE++ with the group mean score subtracted first.", c.ReinforcePPConfig),
-    ComponentSpec("gae", f"{_ADV}:gae", "Generalised advantage estimation with a critic (PPO).", c.GAEConfig),
+    ComponentSpec("gae", f"{_ADV}:gae", "Generalised advantage estimation with a critic (PPO).", c.GAEConfig,
+                  requires_critic=True),
 ]
 
 POLICY_LOSSES: list[ComponentSpec] = [

@@ -24,7 +24,8 @@ from cattrs.errors import (
 )
 
 from skyrl_core.config import schema
-from skyrl_core.errors import ConfigError, ConfigIssue, did_you_mean
+from skyrl_core.config.slots import SLOTS, Slot
+from skyrl_core.errors import ConfigError, ConfigIssue, PluginError, did_you_mean
 from skyrl_core.plugins import KNOWN_PROVIDERS, Registry
 from skyrl_core.specs import Kind
 
@@ -32,15 +33,6 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
-
-# Tables that choose a component by ``name``; the rest of the table is its options.
-COMPONENT_TABLES: dict[tuple[str, ...], tuple[Kind, str]] = {
-    ("backend",): (Kind.BACKEND, "native"),
-    ("strategy",): (Kind.STRATEGY, "local"),
-    ("algorithm", "advantage"): (Kind.ADVANTAGE_ESTIMATOR, "grpo"),
-    ("algorithm", "policy_loss"): (Kind.POLICY_LOSS, "ppo_clip"),
-}
-
 
 # -- a strict converter ---------------------------------------------------------------------
 
@@ -336,13 +328,13 @@ def _pop_path(raw: dict[str, Any], path: tuple[str, ...]) -> Any:
     return node.pop(path[-1], None)
 
 
-def _set_path(raw: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
-    node = raw
-    for key in path[:-1]:
-        node = node.setdefault(key, {})
-        if not isinstance(node, dict):
-            return
-    node[path[-1]] = value
+def _get_path(raw: dict[str, Any], path: tuple[str, ...]) -> Any:
+    node: Any = raw
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return node
 
 
 def structure_component(
@@ -350,11 +342,13 @@ def structure_component(
 ) -> tuple[Any, list[ConfigIssue]]:
     """Validate a component's options against its config class; ``(config, issues)``.
 
-    ``path`` locates the options table, ``name_path`` the key that chose the name.
+    Absent options give the config class's defaults (None when the component takes no
+    options). ``path`` locates the options table, ``name_path`` the key that chose the name.
     """
-    comp = registry.components[kind].get(name)
-    if comp is None:
-        return None, [ConfigIssue(_join(name_path), registry.unknown_message(kind, name))]
+    try:
+        comp = registry.get(kind, name)
+    except PluginError as exc:  # unknown, or provided by two distributions
+        return None, [ConfigIssue(_join(name_path), str(exc))]
     cls = comp.spec.config_cls
     if cls is None:
         if options:
@@ -364,77 +358,134 @@ def structure_component(
     return structure(options, cls, path)
 
 
-def parse_config(raw: dict[str, Any], registry: Registry | None = None, source: str = "<config>") -> schema.RunConfig:
-    """Validate a parsed TOML document; raise ``ConfigError`` with every problem found."""
-    if registry is None:
-        from skyrl_core.plugins import build_registry
+@attrs.define
+class _Chosen:
+    """What the component slots of one document chose, before and after validation."""
 
-        registry = build_registry()
-    raw = _deepcopy(raw)
-    issues: list[ConfigIssue] = []
+    named: dict[Kind, tuple[str, dict[str, Any]]] = attrs.field(factory=dict)
+    keyed: dict[str, Any] = attrs.field(factory=dict)  # environments: name -> options table
+    listed: dict[str, Any] = attrs.field(factory=dict)  # trackers: name -> options table
+    sections: dict[str, Any] = attrs.field(factory=dict)  # plugin sections: name -> table
 
-    # 0. Defaults the document implies through plugins (presets); the user's keys win.
-    issues += apply_plugin_defaults(raw, registry)
 
-    # 1. Component tables: pull them out, remember name + options.
-    chosen: dict[tuple[str, ...], tuple[str, dict[str, Any]]] = {}
-    for path, (_kind, default) in COMPONENT_TABLES.items():
-        table = _pop_path(raw, path)
-        if table is None:
-            table = {}
-        if not isinstance(table, dict):
-            issues.append(ConfigIssue(_join(path), f"expected a table with `name = ...`, got {_describe(table)}"))
-            continue
-        table = dict(table)
-        name = table.pop("name", default)
-        if not isinstance(name, str):
-            issues.append(ConfigIssue(_join([*path, "name"]), f"expected a string, got {_describe(name)}"))
-            continue
-        chosen[path] = (name, table)
-
-    # 2. Environment tables, tracker tables, plugin sections.
-    env_tables = raw.pop("environments", {}) or {}
-    if not isinstance(env_tables, dict):
-        issues.append(ConfigIssue("environments", "expected tables like [environments.<name>]"))
-        env_tables = {}
-    tracking = raw.get("tracking")
-    tracker_tables: dict[str, Any] = {}
-    if isinstance(tracking, dict):
-        own = {f.name for f in attrs.fields(schema.TrackingConfig)} - {"options"}
-        for key in [k for k, v in tracking.items() if k not in own and isinstance(v, dict)]:
-            tracker_tables[key] = tracking.pop(key)
+def _take_slots(raw: dict[str, Any], issues: list[ConfigIssue]) -> _Chosen:
+    """Pull every component table out of ``raw`` (the fixed schema validates the rest)."""
+    chosen = _Chosen()
+    for slot in SLOTS:
+        if slot.shape == "named":
+            table = _pop_path(raw, slot.path)
+            table = {} if table is None else table
+            if not isinstance(table, dict):
+                message = f"expected a table with `name = ...`, got {_describe(table)}"
+                issues.append(ConfigIssue(_join(slot.path), message))
+                continue
+            table = dict(table)
+            name = table.pop(slot.name_key, slot.default)
+            if not isinstance(name, str):
+                message = f"expected a string, got {_describe(name)}"
+                issues.append(ConfigIssue(_join([*slot.path, slot.name_key]), message))
+                continue
+            chosen.named[slot.kind] = (name, table)
+        elif slot.shape == "keyed":
+            tables = _pop_path(raw, slot.path) or {}
+            if not isinstance(tables, dict):
+                issues.append(ConfigIssue(_join(slot.path), f"expected tables like [{_join(slot.path)}.<name>]"))
+                tables = {}
+            chosen.keyed = tables
+        elif slot.shape == "listed":
+            parent = _get_path(raw, slot.path)
+            if isinstance(parent, dict):
+                own = {f.name for f in attrs.fields(schema.TrackingConfig)} - {"options"}
+                for key in [k for k, v in parent.items() if k not in own and isinstance(v, dict)]:
+                    chosen.listed[key] = parent.pop(key)
     own_sections = {f.name for f in attrs.fields(schema.RunConfig)} - {"sections", "environments"}
-    plugin_tables = {k: raw.pop(k) for k in [k for k in raw if k not in own_sections]}
+    chosen.sections = {k: raw.pop(k) for k in [k for k in raw if k not in own_sections]}
+    return chosen
 
-    # 3. The fixed schema.
-    cfg, found = structure(raw, schema.RunConfig)
-    issues += found
 
-    # 4. Components.
-    configs: dict[tuple[str, ...], Any] = {}
-    for path, (name, options) in chosen.items():
-        kind = COMPONENT_TABLES[path][0]
-        obj, found = structure_component(registry, kind, name, options, path, (*path, "name"))
-        issues += found
-        configs[path] = obj
+def _validate_slots(cfg: schema.RunConfig | None, chosen: _Chosen, registry: Registry) -> list[ConfigIssue]:
+    """Validate every chosen component's options with its own config class and store the result
+    (defaults filled in) on ``cfg``. When the fixed schema failed (``cfg`` None) the component
+    tables are still checked, so that one file's errors are reported together."""
+    issues: list[ConfigIssue] = []
+    for slot in SLOTS:
+        if slot.shape == "named":
+            name, options = chosen.named.get(slot.kind, (slot.default, {}))
+            obj, found = structure_component(
+                registry, slot.kind, name, options, slot.path, (*slot.path, slot.name_key)
+            )
+            issues += found
+            if cfg is not None:
+                _set_ref(cfg, slot, schema.ComponentRef(name=name, config=obj))
+        elif slot.shape == "keyed":
+            issues += _validate_keyed(cfg, slot, chosen.keyed, registry)
+        elif slot.shape == "listed" and cfg is not None:
+            issues += _validate_listed(cfg, slot, chosen.listed, registry)
+        elif slot.shape == "option" and cfg is not None:
+            issues += _check_generate(cfg, registry)
+        elif slot.shape == "section":
+            issues += _validate_sections(cfg, chosen.sections, registry)
+    return issues
 
+
+def _set_ref(cfg: schema.RunConfig, slot: Slot, ref: schema.ComponentRef) -> None:
+    owner: Any = cfg
+    for key in slot.path[:-1]:
+        owner = getattr(owner, key)
+    setattr(owner, slot.path[-1], ref)
+
+
+def _validate_keyed(
+    cfg: schema.RunConfig | None, slot: Slot, tables: dict[str, Any], registry: Registry
+) -> list[ConfigIssue]:
+    issues: list[ConfigIssue] = []
     envs: dict[str, Any] = {}
-    for env_name, table in env_tables.items():
-        obj, found = structure_component(
-            registry,
-            Kind.ENVIRONMENT,
-            env_name,
-            table if isinstance(table, dict) else {},
-            ("environments", env_name),
-            ("environments", env_name),
-        )
+    for env_name, table in tables.items():
+        where = (*slot.path, env_name)
         if not isinstance(table, dict):
-            found = [ConfigIssue(f"environments.{env_name}", f"expected a table, got {_describe(table)}")]
+            issues.append(ConfigIssue(_join(where), f"expected a table, got {_describe(table)}"))
+            continue
+        obj, found = structure_component(registry, slot.kind, env_name, table, where, where)
         issues += found
         envs[env_name] = obj
+    if cfg is None:
+        return issues
+    default_env = cfg.data.default_env_class
+    if default_env and default_env not in envs:
+        name_path = ("data", "default_env_class")
+        obj, found = structure_component(registry, slot.kind, default_env, {}, (*slot.path, default_env), name_path)
+        issues += found
+        if not found:
+            envs[default_env] = obj
+    cfg.environments = envs
+    return issues
 
+
+def _validate_listed(
+    cfg: schema.RunConfig, slot: Slot, tables: dict[str, Any], registry: Registry
+) -> list[ConfigIssue]:
+    issues: list[ConfigIssue] = []
+    names = cfg.tracking.trackers
+    for tname in tables:
+        if tname not in names:
+            issues.append(ConfigIssue(f"{_join(slot.path)}.{tname}", f"options given but {tname!r} is not listed in "
+                                      f"{_join([*slot.path, slot.options_key or ''])}"))
+    for tname in names:
+        obj, found = structure_component(
+            registry, slot.kind, tname, tables.get(tname, {}), (*slot.path, tname), (*slot.path, slot.options_key or "")
+        )
+        issues += found
+        cfg.tracking.options[tname] = obj
+    return issues
+
+
+def _validate_sections(
+    cfg: schema.RunConfig | None, tables: dict[str, Any], registry: Registry
+) -> list[ConfigIssue]:
+    issues: list[ConfigIssue] = []
+    own_sections = {f.name for f in attrs.fields(schema.RunConfig)} - {"sections", "environments"}
     sections: dict[str, Any] = {}
-    for sec_name, table in plugin_tables.items():
+    for sec_name, table in tables.items():
         comp = registry.components[Kind.CONFIG_SECTION].get(sec_name)
         if comp is None:
             hint = did_you_mean(sec_name, list(own_sections) + registry.names(Kind.CONFIG_SECTION))
@@ -447,50 +498,40 @@ def parse_config(raw: dict[str, Any], registry: Registry | None = None, source: 
         obj, found = structure(table, comp.spec.config_cls, (sec_name,)) if comp.spec.config_cls else (table, [])
         issues += found
         sections[sec_name] = obj
-
     if cfg is not None:
-        for name in cfg.tracking.trackers:
-            if name not in registry.components[Kind.TRACKER]:
-                issues.append(ConfigIssue("tracking.trackers", registry.unknown_message(Kind.TRACKER, name)))
-        for tname, table in tracker_tables.items():
-            if tname not in cfg.tracking.trackers:
-                issues.append(
-                    ConfigIssue(f"tracking.{tname}", f"options given but {tname!r} is not listed in tracking.trackers")
-                )
-                continue
-            obj, found = structure_component(
-                registry, Kind.TRACKER, tname, table, ("tracking", tname), ("tracking", "trackers")
-            )
-            issues += found
-            cfg.tracking.options[tname] = obj
-
-    if cfg is not None:
-        cfg.backend = schema.ComponentRef(
-            name=chosen.get(("backend",), ("native", {}))[0], config=configs.get(("backend",))
-        )
-        cfg.strategy = schema.ComponentRef(
-            name=chosen.get(("strategy",), ("local", {}))[0], config=configs.get(("strategy",))
-        )
-        cfg.algorithm.advantage = schema.ComponentRef(
-            name=chosen.get(("algorithm", "advantage"), ("grpo", {}))[0], config=configs.get(("algorithm", "advantage"))
-        )
-        cfg.algorithm.policy_loss = schema.ComponentRef(
-            name=chosen.get(("algorithm", "policy_loss"), ("ppo_clip", {}))[0],
-            config=configs.get(("algorithm", "policy_loss")),
-        )
-        cfg.environments = envs
         cfg.sections = sections
+    return issues
+
+
+def parse_config(raw: dict[str, Any], registry: Registry | None = None, source: str = "<config>") -> schema.RunConfig:
+    """Validate a parsed TOML document; raise ``ConfigError`` with every problem found.
+
+    Every selected component's options are validated by its own config class and stored,
+    defaults filled in, on the returned config (``cfg.backend.config``,
+    ``cfg.tracking.options[name]``, ``cfg.environments[name]`` for the environments the file
+    configures or names as ``data.default_env_class``, ...), so nothing later looks defaults up.
+    """
+    if registry is None:
+        from skyrl_core.plugins import build_registry
+
+        registry = build_registry()
+    raw = _deepcopy(raw)
+    issues: list[ConfigIssue] = []
+
+    # 0. Defaults the document implies through plugins (presets); the user's keys win.
+    issues += apply_plugin_defaults(raw, registry)
+    # 1. Component tables (see skyrl_core.config.slots): pulled out, validated once the rest is.
+    chosen = _take_slots(raw, issues)
+    # 2. The fixed schema.
+    cfg, found = structure(raw, schema.RunConfig)
+    issues += found
+    # 3. Components, each against its own config class; then cross-table checks.
+    issues += _validate_slots(cfg, chosen, registry)
+    if cfg is not None:
         from skyrl_core.config.plan import plan_issues
 
         issues += plan_issues(cfg)
-        issues += _check_generate(cfg, registry)
-        for env_name in [cfg.data.default_env_class] if cfg.data.default_env_class else []:
-            if env_name not in registry.components[Kind.ENVIRONMENT]:
-                issues.append(
-                    ConfigIssue("data.default_env_class", registry.unknown_message(Kind.ENVIRONMENT, env_name))
-                )
         issues += plugin_checks(cfg, registry)
-
     if issues:
         raise ConfigError(issues, source)
     assert cfg is not None
@@ -616,14 +657,6 @@ def _check_generate(cfg: schema.RunConfig, registry: Registry) -> list[ConfigIss
         ("data", "generate"),
     )
     return found
-
-
-def component_config(registry: Registry, kind: Kind, name: str, given: Any) -> Any:
-    """The validated config of a component, or its config class's defaults when not given."""
-    if given is not None:
-        return given
-    cls = registry.get(kind, name).spec.config_cls
-    return cls() if cls is not None else None
 
 
 def _deepcopy(obj: Any) -> Any:

@@ -31,6 +31,7 @@ class BatchPlan:
     micro_batch_tokens: int
     min_sequences_per_micro_batch: int
     max_micro_batches_per_minibatch: int
+    loss_norm_tokens: int
 
     def rows(self) -> list[tuple[str, str]]:
         """(label, value) pairs for printing."""
@@ -48,6 +49,7 @@ class BatchPlan:
             ("micro-batch token budget", str(self.micro_batch_tokens)),
             ("sequences per micro-batch (worst case)", str(self.min_sequences_per_micro_batch)),
             ("micro-batches per mini-batch (worst case)", str(self.max_micro_batches_per_minibatch)),
+            ("loss normaliser of seq_mean_token_sum_norm (tokens)", str(self.loss_norm_tokens)),
         ]
 
 
@@ -67,6 +69,8 @@ def make_plan(cfg: RunConfig) -> BatchPlan:
     minibatches = max(1, t.prompts_per_step // per_mb)
     longest = max_sequence_tokens(cfg)
     seqs_per_mb = per_mb * t.samples_per_prompt
+    # the constant of seq_mean_token_sum_norm: the most tokens a sequence may hold
+    norm_tokens = cfg.algorithm.loss_norm_tokens or (cfg.data.max_prompt_tokens + cfg.generator.max_total_tokens)
     per_micro = max(1, t.micro_batch_tokens // max(1, longest))
     return BatchPlan(
         prompts_per_step=t.prompts_per_step,
@@ -82,6 +86,7 @@ def make_plan(cfg: RunConfig) -> BatchPlan:
         micro_batch_tokens=t.micro_batch_tokens,
         min_sequences_per_micro_batch=per_micro,
         max_micro_batches_per_minibatch=math.ceil(seqs_per_mb / per_micro),
+        loss_norm_tokens=norm_tokens,
     )
 
 

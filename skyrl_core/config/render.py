@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 
 from skyrl_core.config import schema
-from skyrl_core.config.loader import COMPONENT_TABLES
+from skyrl_core.config.slots import SLOTS, named_slots
 from skyrl_core.plugins import Registry
 from skyrl_core.specs import Kind
 
@@ -81,16 +81,12 @@ def to_toml(data: dict[str, Any], prefix: str = "") -> str:
 def providers(cfg: schema.RunConfig, registry: Registry) -> dict[str, dict[str, str]]:
     """Which distribution provides each selected component."""
     out: dict[str, dict[str, str]] = {}
-    refs = {
-        "backend": cfg.backend,
-        "strategy": cfg.strategy,
-        "algorithm.advantage": cfg.algorithm.advantage,
-        "algorithm.policy_loss": cfg.algorithm.policy_loss,
-    }
-    kinds = {".".join(p): k for p, (k, _) in COMPONENT_TABLES.items()}
-    for role, ref in refs.items():
-        comp = registry.components[kinds[role]].get(ref.name)
-        out[role] = {"name": ref.name, "provider": comp.provider.describe() if comp else "?"}
+    for slot in named_slots():
+        ref: Any = cfg
+        for key in slot.path:
+            ref = getattr(ref, key)
+        comp = registry.components[slot.kind].get(ref.name)
+        out[".".join(slot.path)] = {"name": ref.name, "provider": comp.provider.describe() if comp else "?"}
     for name in cfg.tracking.trackers:
         comp = registry.components[Kind.TRACKER].get(name)
         out[f"tracker {name}"] = {"name": name, "provider": comp.provider.describe() if comp else "?"}
@@ -199,9 +195,8 @@ def reference_markdown(registry: Registry | None = None) -> str:
     for section, cls in SECTIONS:
         out += class_table(cls, section)
     out += ["## Component options (builtin components)", ""]
-    table_of = {k: ".".join(p) for p, (k, _) in COMPONENT_TABLES.items()}
-    table_of[Kind.ENVIRONMENT] = "environments.<name>"
-    table_of[Kind.TRACKER] = "tracking.<name>"
+    table_of = {s.kind: ".".join(s.path) for s in named_slots()}
+    table_of |= {s.kind: ".".join(s.path) + ".<name>" for s in SLOTS if s.shape in ("keyed", "listed")}
     for kind in Kind:
         for comp in sorted(registry.components[kind].values(), key=lambda c: c.name):
             if comp.spec.config_cls is None:

@@ -23,6 +23,8 @@ from skyrl_core.config.fields import (
     positive,
     unit_interval,
 )
+from skyrl_core.config.slots import default_name
+from skyrl_core.specs import Kind
 
 
 @attrs.define(kw_only=True)
@@ -216,20 +218,21 @@ class TISConfig:
     cap: float = option(2.0, help="Upper bound of the importance weight.", check=positive)
 
 
-def _default_advantage() -> ComponentRef:
-    return ComponentRef(name="grpo")
-
-
-def _default_policy_loss() -> ComponentRef:
-    return ComponentRef(name="ppo_clip")
+def _default_ref(kind: Kind) -> Any:
+    """A factory for the ``ComponentRef`` of a named slot's default (``skyrl_core.config.slots``)."""
+    return lambda: ComponentRef(name=default_name(kind))
 
 
 @attrs.define(kw_only=True)
 class AlgorithmConfig:
     """``[algorithm]``: advantage estimator, policy loss and regularisers."""
 
-    advantage: ComponentRef = option(factory=_default_advantage, help="[algorithm.advantage] name + options.")
-    policy_loss: ComponentRef = option(factory=_default_policy_loss, help="[algorithm.policy_loss] name + options.")
+    advantage: ComponentRef = option(
+        factory=_default_ref(Kind.ADVANTAGE_ESTIMATOR), help="[algorithm.advantage] name + options."
+    )
+    policy_loss: ComponentRef = option(
+        factory=_default_ref(Kind.POLICY_LOSS), help="[algorithm.policy_loss] name + options."
+    )
     loss_reduction: Literal["token_mean", "sequence_mean", "seq_mean_token_sum_norm"] = option(
         "token_mean",
         help="How per-token losses become one number: mean over all tokens of the mini-batch "
@@ -391,14 +394,6 @@ class RuntimeConfig:
     )
 
 
-def _default_backend() -> ComponentRef:
-    return ComponentRef(name="native")
-
-
-def _default_strategy() -> ComponentRef:
-    return ComponentRef(name="local")
-
-
 @attrs.define(kw_only=True)
 class RunConfig:
     """The whole run: one TOML file."""
@@ -407,8 +402,8 @@ class RunConfig:
     model: ModelConfig = option(help="[model] (required)")
     data: DataConfig = option(factory=DataConfig, help="[data]")
     generator: GeneratorConfig = option(factory=GeneratorConfig, help="[generator]")
-    backend: ComponentRef = option(factory=_default_backend, help="[backend] name + options (default: native).")
-    strategy: ComponentRef = option(factory=_default_strategy, help="[strategy] name + options (default: local).")
+    backend: ComponentRef = option(factory=_default_ref(Kind.BACKEND), help="[backend] name + options.")
+    strategy: ComponentRef = option(factory=_default_ref(Kind.STRATEGY), help="[strategy] name + options.")
     algorithm: AlgorithmConfig = option(factory=AlgorithmConfig, help="[algorithm]")
     trainer: TrainerConfig = option(factory=TrainerConfig, help="[trainer]")
     warm_start: SFTConfig | None = option(None, help="[warm_start] (optional supervised phase before RL)")

@@ -31,6 +31,7 @@ from skyrl_core.errors import SkyrlError
 from skyrl_core.pipeline.collect import staleness_metrics
 from skyrl_core.pipeline.loop import LoopThread
 from skyrl_core.pipeline.prompts import TrackedLoader, track_prompts
+from skyrl_core.protocols.backend import AbortsRequests
 from skyrl_core.rollout import RolloutBatch
 
 if TYPE_CHECKING:
@@ -100,7 +101,8 @@ def start_pipeline(run: RunContext) -> Pipeline:
         from skyrl_core.pipeline.one_step_off import OneStepOff
 
         return OneStepOff(run)
-    if cfg.trainer.in_flight == "abort" and not run.backend.capabilities.abort:
+    can_abort = isinstance(run.backend, AbortsRequests) and run.backend.capabilities.abort
+    if cfg.trainer.in_flight == "abort" and not can_abort:
         raise SkyrlError(
             f"[trainer] in_flight = 'abort': the {cfg.backend.name!r} backend cannot abort running requests "
             "(its capabilities.abort is false). Use in_flight = 'finish', or a backend that implements "

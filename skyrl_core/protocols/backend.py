@@ -22,7 +22,7 @@ Stop rules (every backend must follow them exactly; the conformance suite in
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
@@ -97,7 +97,12 @@ class BackendCapabilities:
 
 
 class InferenceBackend(Protocol):
-    """The methods the loop calls on a backend."""
+    """The methods the loop calls on a backend (checked before a run starts: ``skyrl_core.contracts``).
+
+    Optional capabilities are separate protocols a backend may also implement:
+    ``AbortsRequests``, ``KnowsModelLength``, ``LoadsLoraAdapters``, ``ReportsWeights`` and
+    ``EngineGroup`` (``skyrl_core.protocols.weights``), and ``ChecksInstallation`` on the class.
+    """
 
     capabilities: BackendCapabilities
 
@@ -127,4 +132,37 @@ class InferenceBackend(Protocol):
 
     def shutdown(self) -> None:
         """Free every resource; the backend is unusable afterwards."""
+        ...
+
+
+# -- optional capabilities (declared by implementing them; checked with isinstance) ---------------
+
+
+@runtime_checkable
+class AbortsRequests(Protocol):
+    """A backend that can end its running requests early (``[trainer] in_flight = "abort"``);
+    it also sets ``capabilities.abort``."""
+
+    def abort_requests(self) -> None:
+        """End every queued and running request now: each returns with finish reason ``"abort"``
+        and the tokens (and log-probs) generated so far. Thread-safe; does not wait."""
+        ...
+
+
+@runtime_checkable
+class KnowsModelLength(Protocol):
+    """A backend whose engine has a context limit: the generator ends a trajectory at
+    ``max_model_len`` prompt + response tokens (finish reason ``length``) instead of failing."""
+
+    max_model_len: int
+
+
+@runtime_checkable
+class LoadsLoraAdapters(Protocol):
+    """A backend that generates with the base model plus a LoRA adapter it is given (and sets
+    ``capabilities.lora_adapters``): a LoRA run then syncs only the adapter."""
+
+    def load_lora_adapter(self, adapter: Any) -> None:
+        """Load ``adapter`` (a ``skyrl_core.api.LoraAdapter``, replacing the previous version) for
+        every later request."""
         ...

@@ -21,7 +21,7 @@ a recorded failure; it never stops the run.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
@@ -69,6 +69,43 @@ class Environment(Protocol):
     def aggregate_metrics(metrics: Sequence[dict[str, float]]) -> dict[str, float]:
         """Combine ``get_metrics()`` of many trajectories (default: mean of each key)."""
         ...
+
+
+@runtime_checkable
+class ReportsMetrics(Protocol):
+    """An environment with per-trajectory metrics (logged under ``reward/<env>/``)."""
+
+    def get_metrics(self) -> dict[str, float]:
+        """Metrics of the finished trajectory; may be ``async def``."""
+        ...
+
+
+@runtime_checkable
+class AggregatesMetrics(Protocol):
+    """An environment class that combines its trajectories' metrics itself (default: the mean
+    of each key). Checked on the class."""
+
+    @staticmethod
+    def aggregate_metrics(metrics: Sequence[dict[str, float]]) -> dict[str, float]:
+        """Combine ``get_metrics()`` of many trajectories."""
+        ...
+
+
+@runtime_checkable
+class Closeable(Protocol):
+    """An environment holding resources (connections, files) to release after its trajectory."""
+
+    def close(self) -> None:
+        """Release them; may be ``async def``."""
+        ...
+
+
+@runtime_checkable
+class HasStopStrings(Protocol):
+    """An environment whose turns end at strings of its own (e.g. ``</tool_call>``), added to
+    ``[generator] stop`` for its trajectories."""
+
+    stop_strings: Sequence[str]
 
 
 class TextEnv:

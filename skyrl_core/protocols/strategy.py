@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import attrs
 
@@ -105,7 +105,11 @@ class LossFn(Protocol):
 
 
 class TrainingStrategy(Protocol):
-    """The methods the loop calls on a strategy."""
+    """The methods the loop calls on a strategy (checked before a run starts: ``skyrl_core.contracts``).
+
+    Optional capabilities are separate protocols a strategy may also implement:
+    ``TrainsLoraAdapters`` and ``ShardedWeightSource`` (``skyrl_core.protocols.weights``).
+    """
 
     def forward(
         self, batch: TrainBatch, *, role: ModelRole = "policy", temperature: float = 1.0, need_entropy: bool = False
@@ -155,4 +159,19 @@ class TrainingStrategy(Protocol):
 
     def onload(self) -> None:
         """Undo ``offload``."""
+        ...
+
+
+@runtime_checkable
+class TrainsLoraAdapters(Protocol):
+    """A strategy that can train LoRA adapters instead of every weight (``[model.lora] rank > 0``)
+    and hand the current adapter to an engine that loads adapters (``LoadsLoraAdapters``)."""
+
+    def lora_config(self) -> Any:
+        """The ``[model.lora]`` section (``skyrl_core.api.LoraConfig``) when this strategy trains
+        adapters, else None (``named_weights`` is then the only sync path)."""
+        ...
+
+    def lora_adapter(self) -> Any:
+        """The current adapter as a ``skyrl_core.api.LoraAdapter`` (a new version each call)."""
         ...

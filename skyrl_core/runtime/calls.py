@@ -242,3 +242,33 @@ def check_same_plugins(driver: list[tuple[str, str, str]], workers: dict[str, li
             + "\n  - ".join(problems)
             + "\nInstall the same versions on every node (and the same SKYRL_LOAD_PLUGINS), then restart."
         )
+
+
+class RayPending:
+    """Calls on the actors of a group as one ``Pending`` operation (``skyrl_core.protocols.weights``).
+
+    ``result`` waits with the group's fail-fast ``wait``; ``cancel`` stops the group (its
+    actors may be blocked in a collective whose other side failed). ``reduce`` turns the
+    per-actor results into the operation's result (default: the list).
+    """
+
+    def __init__(
+        self, group: ActorGroup, refs: Sequence[Any], what: str, reduce: Callable[[list[Any]], Any] | None = None
+    ) -> None:
+        self.group = group
+        self.refs = list(refs)
+        self.what = what
+        self.reduce = reduce
+
+    def done(self) -> bool:
+        ray = import_ray()
+        ready, _ = ray.wait(self.refs, num_returns=len(self.refs), timeout=0)
+        return len(ready) == len(self.refs)
+
+    def result(self, timeout: float | None = None) -> Any:
+        results = self.group.wait(self.refs, what=self.what)
+        return self.reduce(results) if self.reduce is not None else results
+
+    def cancel(self) -> bool:
+        self.group.stop(f"a peer failed during {self.what}")
+        return True

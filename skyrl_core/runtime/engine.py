@@ -26,7 +26,16 @@ import attrs
 from skyrl_core.config.schema import ModelConfig
 from skyrl_core.errors import SkyrlError
 from skyrl_core.protocols.backend import BackendCapabilities, GenerateRequest, GenerateResult
-from skyrl_core.runtime.calls import ActorGroup, WorkerDiedError, check_same_plugins, import_ray, plugin_table
+from skyrl_core.runtime.calls import (
+    ActorGroup,
+    RayPending,
+    WorkerDiedError,
+    check_same_plugins,
+    import_ray,
+    plugin_table,
+)
+
+GROUP_TIMEOUT_S = 1800.0  # how long engines wait in the broadcast group's collectives
 
 
 def worker_env() -> dict[str, Any]:
@@ -103,27 +112,25 @@ class EngineActor:
 
     # -- direct weight transports (see skyrl_core.runtime.weight_sync) -----------------------
 
-    def _model(self) -> Any:
-        from torch import nn
+    def _reporter(self) -> Any:
+        from skyrl_core.protocols.weights import ReportsWeights
 
-        model = getattr(self.backend, "model", None)
-        if not isinstance(model, nn.Module):
+        if not isinstance(self.backend, ReportsWeights):
             raise SkyrlError(
-                f"{type(self.backend).__name__} exposes no torch `model`, so weight checksums are unavailable; "
-                "turn [runtime] verify_weights off"
+                f"{type(self.backend).__name__} does not report the weights it holds (no weight_dtypes()/"
+                "weight_checksums()), so they cannot be verified; turn [runtime] verify_weights off"
             )
-        return model
+        return self.backend
 
     async def weight_dtypes(self) -> dict[str, str]:
-        from skyrl_core.runtime.weight_sync import held_dtypes, module_tensors
-
-        model = self._model()
-        return held_dtypes(model, module_tensors(model))
+        return self._reporter().weight_dtypes()
 
     async def weight_checksums(self, names: list[str]) -> dict[str, tuple[str, str]]:
-        from skyrl_core.runtime.weight_sync import held_checksums
-
-        return await self._run(held_checksums, self._model(), names)
+        reports = await self._run(self._reporter().weight_checksums, names)
+        held: dict[str, tuple[str, str]] = {}
+        for _, tensors in reports:  # one engine inside this actor
+            held.update(tensors)
+        return held
 
     async def join_sync_group(self, host: str, port: int, rank: int, size: int, timeout_s: float) -> None:
         """Join the weight broadcast group (rank 0 is the trainer)."""
@@ -174,6 +181,8 @@ class RayBackend:
         runtime: the Ray runtime (default: ``skyrl_core.runtime.ray_runtime()``).
     """
 
+    capabilities: BackendCapabilities
+
     def __init__(self, name: str, config: Any, *, model: ModelConfig, seed: int, runtime: Any = None) -> None:
         from skyrl_core.config.render import to_dict
         from skyrl_core.plugins import build_registry
@@ -198,12 +207,10 @@ class RayBackend:
         check_same_plugins(plugin_table(build_registry()), tables)
         inner = BackendCapabilities(**{k: tuple(v) if isinstance(v, list) else v
                                        for k, v in infos[0]["capabilities"].items()})
-        transports = ("object_store", "broadcast", "disk", *(("cuda_ipc",) if self.runtime.gpu else ()))
-        self.capabilities = attrs.evolve(inner, weight_transports=transports)
+        self.capabilities = attrs.evolve(inner, weight_transports=("object_store", *self.direct_transports()))
         self.nodes = [(i["ip"], i["pid"]) for i in infos]
         self._seed_rng = random.Random(seed)
         self._in_flight = [0] * len(actors)
-        self._sync_group_of: Any = None
         self._closed = False
         self.runtime.register(engines=self)
 
@@ -272,19 +279,36 @@ class RayBackend:
         held = self.engines.call("weight_checksums", names)
         return list(zip(self.engines.names, held, strict=True))
 
-    def ensure_sync_group(self, strategy: Any) -> None:
-        """Form the broadcast group of ``strategy``'s rank 0 and every engine (once per strategy)."""
-        if self._sync_group_of is strategy:
-            return
-        host, port = strategy.rendezvous()
-        size = 1 + len(self.engines)
-        timeout = float(getattr(strategy.config, "timeout_s", 1800.0))
-        e_refs = self.engines.submit(
-            "join_sync_group", per_actor=[(host, port, 1 + e, size, timeout) for e in range(len(self.engines))]
-        )
-        w_refs = strategy.workers.submit("join_sync_group", host, port, size, timeout)
-        strategy.workers.wait(w_refs, what="forming the weight broadcast group", others=[(self.engines, e_refs)])
-        self._sync_group_of = strategy
+    # -- the engine side of direct weight transfers (skyrl_core.protocols.weights.EngineGroup) --
+
+    def direct_transports(self) -> tuple[str, ...]:
+        """``broadcast`` and ``disk`` always; ``cuda_ipc`` when the engines have GPUs."""
+        return ("broadcast", "disk", *(("cuda_ipc",) if self.runtime.gpu else ()))
+
+    def engine_names(self) -> list[str]:
+        return list(self.engines.names)
+
+    def join_weight_group(self, host: str, port: int, first_rank: int, world_size: int) -> RayPending:
+        """Every engine joins the broadcast group at ``host:port`` (engine ``e`` as rank ``first_rank + e``)."""
+        per_actor = [(host, port, first_rank + e, world_size, GROUP_TIMEOUT_S) for e in range(len(self.engines))]
+        return RayPending(self.engines, self.engines.submit("join_sync_group", per_actor=per_actor),
+                          "forming the weight broadcast group")
+
+    def receive_bucket(
+        self, metas: Sequence[Any], transport: str, *, path: str | None = None, handles: Sequence[Any] = ()
+    ) -> RayPending:
+        """Every engine receives one bucket by ``transport`` and loads it (see ``EngineActor``)."""
+        metas = list(metas)
+        if transport == "broadcast":
+            refs = self.engines.submit("receive_broadcast", metas)
+        elif transport == "disk":
+            refs = self.engines.submit("receive_file", path)
+        elif transport == "cuda_ipc":  # engine e shares a GPU with source rank e (colocated bundles)
+            per_engine = [(metas, handles[e % len(handles)]) for e in range(len(self.engines))]
+            refs = self.engines.submit("receive_ipc", per_actor=per_engine)
+        else:
+            raise ValueError(f"unknown weight transport {transport!r}")
+        return RayPending(self.engines, refs, f"weight sync ({transport})")
 
     def reset_prefix_cache(self) -> None:
         self.engines.call("call", "reset_prefix_cache")

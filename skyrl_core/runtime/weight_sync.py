@@ -1,23 +1,31 @@
-"""Weight sync: moving the trainer's weights into the inference engines, chosen by placement.
+"""Weight sync: moving the trainer's weights into the inference engines.
 
-Transports (``[runtime] weight_sync``):
+The transport is chosen from what the two components declare (``skyrl_core.protocols.weights``)
+and from ``[runtime]``, never from their classes:
 
-* ``in_process``: strategy and backend live in one process (``mode = "local"``, or the
-  ``local`` strategy with engines that take tensors): ``named_weights`` buckets are copied
-  straight into the backend.
-* ``object_store``: buckets go through the driver and Ray's object store to every engine.
-  Works everywhere; two copies per bucket.
-* ``broadcast``: a ``torch.distributed`` group of trainer rank 0 and every engine (NCCL on
-  GPUs, across nodes too; gloo on CPU). Each bucket is packed into one flat buffer per
-  dtype, which rank 0 broadcasts; the driver only sends names, shapes and dtypes.
-* ``cuda_ipc``: colocated on one GPU. Every rank holds the gathered bucket on its GPU and
-  hands the engine sharing that GPU a CUDA IPC handle; the engine copies from it.
-* ``disk``: rank 0 writes each bucket as a safetensors file that the engines load (the
-  fallback; needs a filesystem that both see, e.g. one node or a shared mount).
+* through the driver, which every strategy and backend support: the strategy's
+  ``named_weights`` buckets go to the backend's ``update_weights``. Called ``in_process``
+  when both live in this process, ``object_store`` when the backend's engines are Ray
+  actors (each bucket then crosses Ray's object store once for all engines);
+* direct, when the strategy is a ``ShardedWeightSource`` and the backend an ``EngineGroup``
+  that share a transport: the strategy's ranks send each bucket straight to the engines and
+  the driver only sends names, shapes and dtypes.
 
-With ``verify_weights`` every engine reports a checksum of each tensor it holds, which is
-compared with the trainer's tensor cast to the engine's dtype: the engine must hold
-exactly the trainer's weights.
+  - ``broadcast``: a ``torch.distributed`` group of the source's rank 0 and every engine
+    (NCCL on GPUs, across nodes too; gloo on CPU). Each bucket is packed into one flat
+    buffer per dtype (``pack``), which rank 0 broadcasts (``SyncGroup``).
+  - ``cuda_ipc``: colocated on one GPU. Every rank holds the gathered bucket on its GPU and
+    hands the engine sharing that GPU a CUDA IPC handle; the engine copies from it.
+  - ``disk``: rank 0 writes each bucket as a safetensors file that the engines load (needs
+    a filesystem both see, e.g. one node or a shared mount).
+
+``[runtime] weight_sync = "auto"`` takes ``cuda_ipc`` when both sides offer it and the run is
+colocated, else ``broadcast`` when both offer it, else the driver path. A direct transport
+named explicitly must be offered by both sides.
+
+With ``verify_weights`` every engine reports a checksum of each tensor it holds
+(``ReportsWeights``), which is compared with the trainer's tensor cast to the engine's dtype:
+the engine must hold exactly the trainer's weights.
 """
 
 from __future__ import annotations
@@ -27,19 +35,27 @@ import os
 import shutil
 import tempfile
 import time
+import weakref
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import attrs
 import torch
 from torch import Tensor, nn
 
 from skyrl_core.config.schema import RuntimeConfig
 from skyrl_core.errors import SkyrlError
+from skyrl_core.protocols.weights import (
+    DIRECT_TRANSPORTS,
+    EngineGroup,
+    Pending,
+    ReportsWeights,
+    ShardedWeightSource,
+    TensorMeta,
+)
 
-TRANSPORTS = ("in_process", "object_store", "broadcast", "cuda_ipc", "disk")
+TRANSPORTS = ("in_process", "object_store", *DIRECT_TRANSPORTS)
 
 
 class WeightSyncError(SkyrlError):
@@ -117,26 +133,6 @@ def compare_checksums(
             f"'{transport}' sync ({len(bad)} of {len(expected)} tensors):\n  - {shown}\nTry [runtime] weight_sync = "
             "'object_store' to rule out the transport, and check that the engine loads every name it is sent."
         )
-
-
-@attrs.frozen
-class TensorMeta:
-    """Name, shape and dtype of one tensor of a bucket (what receivers allocate)."""
-
-    name: str
-    shape: tuple[int, ...]
-    dtype: str
-
-    @property
-    def numel(self) -> int:
-        n = 1
-        for d in self.shape:
-            n *= d
-        return n
-
-    @property
-    def nbytes(self) -> int:
-        return self.numel * dtype_of(self.dtype).itemsize
 
 
 def plan_buckets(metas: Sequence[TensorMeta], bucket_bytes: int) -> list[list[TensorMeta]]:
@@ -278,32 +274,46 @@ def read_bucket(path: Path) -> list[tuple[str, Tensor]]:
 # -- driver: choose and run a transport ------------------------------------------------------
 
 
-def choose_transport(cfg: RuntimeConfig, *, direct: bool, gpu: bool) -> str:
-    """The transport for this placement.
+def direct_transports(strategy: Any, backend: Any) -> tuple[str, ...]:
+    """The direct transports both sides declare (``ShardedWeightSource`` / ``EngineGroup``), in
+    ``DIRECT_TRANSPORTS`` order; empty when either side has no direct path."""
+    if not isinstance(strategy, ShardedWeightSource) or not isinstance(backend, EngineGroup):
+        return ()
+    source, engines = set(strategy.direct_transports()), set(backend.direct_transports())
+    return tuple(t for t in DIRECT_TRANSPORTS if t in source and t in engines)
 
-    Args:
-        cfg: ``[runtime]``.
-        direct: the strategy's workers and the engines are both Ray actors (``fsdp2`` with
-            ``mode = "ray"``), so tensors can go from trainer rank 0 to the engines directly.
-        gpu: the actors have GPUs.
+
+def choose_transport(cfg: RuntimeConfig, offered: tuple[str, ...]) -> str:
+    """The transport for ``[runtime]`` and the direct transports both sides ``offered``.
+
+    Returns a direct transport, or ``in_process`` / ``object_store`` for the path through the
+    driver (``object_store`` when the engines are Ray actors, ``mode = "ray"``).
+
+    Raises:
+        SkyrlError: ``weight_sync`` names a direct transport the components do not both offer.
     """
-    if cfg.mode == "local":
-        return "in_process"
+    driver = "object_store" if cfg.mode == "ray" else "in_process"
     wanted = cfg.weight_sync
-    if not direct:
-        if wanted not in ("auto", "object_store"):
-            raise SkyrlError(
-                f"[runtime] weight_sync = {wanted!r} needs the trainer to run in Ray workers ([strategy] name = "
-                "'fsdp2'); with a strategy in the driver process weights go through the object store: use 'auto' "
-                "or 'object_store'"
-            )
-        return "object_store"
     if wanted == "auto":
-        return "cuda_ipc" if gpu and cfg.colocate else "broadcast"
-    if wanted == "cuda_ipc" and not (gpu and cfg.colocate):
+        if cfg.mode == "local":
+            return driver  # one process: a plain copy is the cheapest transfer
+        if "cuda_ipc" in offered and cfg.colocate:
+            return "cuda_ipc"
+        return "broadcast" if "broadcast" in offered else driver
+    if wanted == "object_store":
+        return driver
+    if wanted not in offered:
+        if wanted == "cuda_ipc" and offered:
+            why = ("it shares GPU memory between a trainer and an engine on the same GPU, so it needs GPUs and "
+                   "colocate = true")
+        elif offered:
+            why = f"the strategy and the backend both offer only {', '.join(offered)}"
+        else:
+            why = ("the strategy and the backend share no direct transport (a direct transfer needs a strategy "
+                   "that is a ShardedWeightSource, like fsdp2, and a backend that is an EngineGroup, like engines "
+                   "in Ray actors)")
         raise SkyrlError(
-            "[runtime] weight_sync = 'cuda_ipc' shares GPU memory between a trainer and an engine on the same GPU: "
-            "it needs GPUs and colocate = true; use 'broadcast' (or 'auto')"
+            f"[runtime] weight_sync = {wanted!r}: {why}; use 'auto' or 'object_store' (through the driver)"
         )
     return wanted
 
@@ -316,12 +326,11 @@ def transfer_weights(
     A LoRA run (``[model.lora] rank > 0``) sends merged weights like any other run, or, when
     ``lora_sync.sync_mode`` chooses ``adapter``, only the adapter (``backend.load_lora_adapter``).
     ``bucket_bytes`` overrides ``cfg.weight_sync_bucket_mb``. Metrics:
-    ``weight_sync/bytes``, ``weight_sync/buckets``, ``weight_sync/seconds`` and
-    ``weight_sync/verified`` (1.0 when checksums were compared).
+    ``weight_sync/bytes``, ``weight_sync/buckets``, ``weight_sync/seconds``,
+    ``weight_sync/verified`` (1.0 when checksums were compared) and ``weight_sync/direct``
+    (1.0 when the strategy's ranks sent straight to the engines).
     """
-    from skyrl_core.runtime.engine import RayBackend
     from skyrl_core.strategies import lora_sync
-    from skyrl_core.strategies.fsdp2 import Fsdp2Strategy
 
     start = time.perf_counter()
     if lora_sync.sync_mode(strategy, backend) == "adapter":  # LoRA run, engine loads adapters: send only those
@@ -329,15 +338,12 @@ def transfer_weights(
         stats["weight_sync/seconds"] = time.perf_counter() - start
         return stats
     bucket_bytes = bucket_bytes or cfg.weight_sync_bucket_mb << 20
-    direct = isinstance(strategy, Fsdp2Strategy) and isinstance(backend, RayBackend)
-    if isinstance(strategy, Fsdp2Strategy) and not direct and cfg.mode == "ray":
-        raise SkyrlError("the fsdp2 strategy with [runtime] mode = 'ray' needs the backend built by the runtime")
-    gpu = bool(getattr(strategy, "gpu", False))
-    transport = choose_transport(cfg, direct=direct, gpu=gpu) if cfg.mode == "ray" else "in_process"
-    if direct and transport != "object_store":
+    transport = choose_transport(cfg, direct_transports(strategy, backend))
+    if transport in DIRECT_TRANSPORTS:
         stats = _direct(strategy, backend, transport, bucket_bytes, cfg.verify_weights)
     else:
         stats = _through_driver(strategy, backend, transport, bucket_bytes, cfg.verify_weights)
+    stats["weight_sync/direct"] = float(transport in DIRECT_TRANSPORTS)
     stats["weight_sync/seconds"] = time.perf_counter() - start
     return stats
 
@@ -352,75 +358,122 @@ def _through_driver(
     for bucket in strategy.named_weights(bucket_bytes):
         if verify:
             if dtypes is None:
-                dtypes = _engine_dtypes(backend)
+                dtypes = _reporter(backend).weight_dtypes()
             expected.update(expected_checksums(bucket, dtypes))
         backend.update_weights(bucket)
         nbytes += sum(t.numel() * t.element_size() for _, t in bucket)
         buckets += 1
     if verify:
-        for engine, held in _engine_checksums(backend, list(expected)):
+        for engine, held in _reporter(backend).weight_checksums(list(expected)):
             compare_checksums(expected, held, engine=engine, transport=transport)
     return _stats(nbytes, buckets, verify)
 
 
-def _engine_dtypes(backend: Any) -> dict[str, str]:
-    if hasattr(backend, "weight_dtypes"):
-        return backend.weight_dtypes()
-    model = getattr(backend, "model", None)
-    if isinstance(model, nn.Module):
-        return held_dtypes(model, module_tensors(model))
-    raise SkyrlError(
-        f"[runtime] verify_weights: the {type(backend).__name__} backend exposes neither weight_dtypes()/"
-        "weight_checksums() nor a torch `model`, so its weights cannot be checked; turn verify_weights off"
+def _reporter(backend: Any) -> ReportsWeights:
+    if not isinstance(backend, ReportsWeights):
+        raise SkyrlError(
+            f"[runtime] verify_weights: the {type(backend).__name__} backend does not report the weights it holds "
+            "(it implements no weight_dtypes()/weight_checksums(), skyrl_core.api.ReportsWeights), so they cannot "
+            "be checked; turn verify_weights off"
+        )
+    return backend
+
+
+# Broadcast groups already formed: engine group -> the source it was formed with.
+_GROUPS: weakref.WeakKeyDictionary[Any, weakref.ref[Any]] = weakref.WeakKeyDictionary()
+
+
+def _ensure_group(source: ShardedWeightSource, engines: EngineGroup) -> None:
+    """Form the broadcast group of the source's rank 0 and every engine (once per pair)."""
+    formed = _GROUPS.get(engines)
+    if formed is not None and formed() is source:
+        return
+    host, port = source.rendezvous()
+    size = 1 + len(engines.engine_names())
+    wait_together(
+        [source.join_weight_group(host, port, size), engines.join_weight_group(host, port, 1, size)],
+        what="forming the weight broadcast group",
     )
-
-
-def _engine_checksums(backend: Any, names: list[str]) -> list[tuple[str, dict[str, tuple[str, str]]]]:
-    if hasattr(backend, "weight_checksums"):
-        return backend.weight_checksums(names)
-    return [(type(backend).__name__, held_checksums(backend.model, names))]
+    _GROUPS[engines] = weakref.ref(source)
 
 
 def _direct(strategy: Any, backend: Any, transport: str, bucket_bytes: int, verify: bool) -> dict[str, float]:
-    """Trainer workers send straight to the engines; the driver only sends metadata."""
-    workers, engines = strategy.workers, backend.engines
-    workers.link(engines)
-    strategy.enter_train()
-    plan = strategy.weight_plan(bucket_bytes)
-    dtypes = backend.weight_dtypes() if verify else None
+    """The strategy's ranks send straight to the engines; the driver only sends metadata."""
+    source: ShardedWeightSource = strategy
+    engines: EngineGroup = backend
+    plan = source.weight_plan(bucket_bytes)
+    dtypes = _reporter(backend).weight_dtypes() if verify else None
     expected: dict[str, str] = {}
     if transport == "broadcast":
-        backend.ensure_sync_group(strategy)
+        _ensure_group(source, engines)
     tmp_dir = Path(tempfile.mkdtemp(prefix="skyrl-weights-")) if transport == "disk" else None
     try:
         for i, metas in enumerate(plan):
             names = [m.name for m in metas]
+            what = f"weight sync ({transport}, bucket {i + 1} of {len(plan)})"
             if transport == "broadcast":
-                w_refs = workers.submit("send_bucket", names, "broadcast", None, dtypes)
-                e_refs = engines.submit("receive_broadcast", metas)
-                results = workers.wait(w_refs, what="weight sync (broadcast)", others=[(engines, e_refs)])
+                sent, _ = wait_together(
+                    [source.send_bucket(names, "broadcast", dtypes=dtypes), engines.receive_bucket(metas, "broadcast")],
+                    what=what,
+                )
             elif transport == "disk":
+                assert tmp_dir is not None
                 path = str(tmp_dir / f"bucket-{i:05d}.safetensors")
-                results = workers.call("send_bucket", names, "disk", path, dtypes)
-                engines.call("receive_file", path)
+                (sent,) = wait_together([source.send_bucket(names, "disk", path=path, dtypes=dtypes)], what=what)
+                wait_together([engines.receive_bucket(metas, "disk", path=path)], what=what)
                 os.unlink(path)
-            elif transport == "cuda_ipc":
-                results = workers.call("send_bucket", names, "cuda_ipc", None, dtypes)
-                per_engine = [(metas, results[e % len(results)]["handles"]) for e in range(len(engines))]
-                engines.wait(engines.submit("receive_ipc", per_actor=per_engine), what="weight sync (cuda_ipc)")
-                workers.call("release_bucket")
-            else:  # pragma: no cover - choose_transport guards this
-                raise SkyrlError(f"unknown weight transport {transport!r}")
+            else:  # cuda_ipc
+                (sent,) = wait_together([source.send_bucket(names, "cuda_ipc", dtypes=dtypes)], what=what)
+                wait_together([engines.receive_bucket(metas, "cuda_ipc", handles=sent.handles)], what=what)
+                source.release_bucket()
             if verify:
-                expected.update(results[0]["checksums"])
+                expected.update(sent.checksums)
     finally:
         if tmp_dir is not None:
             shutil.rmtree(tmp_dir, ignore_errors=True)
     if verify:
-        for engine, held in backend.weight_checksums(list(expected)):
+        for engine, held in _reporter(backend).weight_checksums(list(expected)):
             compare_checksums(expected, held, engine=engine, transport=transport)
     nbytes = sum(m.nbytes for metas in plan for m in metas)
     return _stats(nbytes, len(plan), verify)
+
+
+def wait_together(pendings: Sequence[Pending], *, what: str, poll_s: float = 0.2) -> list[Any]:
+    """Wait for operations that belong together (the two sides of a collective); return their results.
+
+    As soon as one fails, the others are cancelled (they would otherwise wait forever for the
+    failed peer) and its error is raised.
+    """
+    delay = 0.001
+    while not all(p.done() for p in pendings):
+        for p in pendings:
+            if p.done() and _failed(p):
+                _cancel_others(pendings, p)
+                p.result()  # raises the failure
+        time.sleep(delay)
+        delay = min(poll_s, delay * 2)
+    results = []
+    for p in pendings:
+        try:
+            results.append(p.result())
+        except BaseException:
+            _cancel_others(pendings, p)
+            raise
+    return results
+
+
+def _failed(p: Pending) -> bool:
+    try:
+        p.result(timeout=0)
+    except Exception:
+        return True
+    return False
+
+
+def _cancel_others(pendings: Sequence[Pending], failed: Pending) -> None:
+    for other in pendings:
+        if other is not failed and not other.done():
+            other.cancel()
 
 
 def _stats(nbytes: int, buckets: int, verified: bool) -> dict[str, float]:
@@ -440,10 +493,11 @@ def verify_engine_weights(strategy: Any, backend: Any, bucket_bytes: int = 1 << 
     Raises:
         WeightSyncError: naming every tensor that differs.
     """
-    dtypes = _engine_dtypes(backend)
+    reporter = _reporter(backend)
+    dtypes = reporter.weight_dtypes()
     expected: dict[str, str] = {}
     for bucket in strategy.named_weights(bucket_bytes):
         expected.update(expected_checksums(bucket, dtypes))
-    for engine, held in _engine_checksums(backend, list(expected)):
+    for engine, held in reporter.weight_checksums(list(expected)):
         compare_checksums(expected, held, engine=engine, transport="none (verification only)")
     return len(expected)

@@ -1,23 +1,26 @@
 """How a LoRA run's weights reach an inference engine: merged weights, or the adapter alone.
 
 ``transfer_weights`` (``skyrl_core.runtime.weight_sync``) asks ``sync_mode`` first: without
-LoRA, or when the engine cannot load adapters, the strategy's ``named_weights`` (merged for
-LoRA) are sent as usual; when ``[model.lora] sync`` and the engine's
-``capabilities.lora_adapters`` choose ``adapter``, ``push_adapter`` hands the engine a
-``LoraAdapter`` through its ``load_lora_adapter`` method (``LoraAdapterBackend``).
+LoRA (a strategy that is not ``TrainsLoraAdapters``, or one whose ``lora_config()`` is None),
+or when the engine cannot load adapters, the strategy's ``named_weights`` (merged for LoRA)
+are sent as usual; when ``[model.lora] sync`` and the engine (``LoadsLoraAdapters`` with
+``capabilities.lora_adapters``) choose ``adapter``, ``push_adapter`` hands the engine a
+``LoraAdapter`` through its ``load_lora_adapter`` method.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 from torch import Tensor
 
 from skyrl_core.config.schema import LoraConfig
-from skyrl_core.strategies.lora import ADAPTER, Gather, LoraError, adapter_state, enabled, no_gather
+from skyrl_core.protocols.backend import LoadsLoraAdapters
+from skyrl_core.protocols.strategy import TrainsLoraAdapters
+from skyrl_core.strategies.lora import ADAPTER, Gather, LoraError, adapter_state, no_gather
 
 if TYPE_CHECKING:
     from peft import PeftModel
@@ -70,15 +73,6 @@ def adapter_payload(peft_model: PeftModel, version: int, *, full: Gather = no_ga
     return LoraAdapter(name="skyrl-policy", version=version, config=config, tensors=tensors)
 
 
-class LoraAdapterBackend(Protocol):
-    """What an inference backend with ``capabilities.lora_adapters = True`` implements: its
-    generations use the base model plus the last adapter it was given."""
-
-    def load_lora_adapter(self, adapter: LoraAdapter) -> None:
-        """Load ``adapter`` (replacing the previous version) for every later request."""
-        ...
-
-
 def choose_sync(lora_cfg: LoraConfig, capabilities: BackendCapabilities | None, backend_name: str) -> SyncMode:
     """``merged`` or ``adapter`` for ``[model.lora] sync`` and the engine's capabilities.
 
@@ -87,7 +81,7 @@ def choose_sync(lora_cfg: LoraConfig, capabilities: BackendCapabilities | None, 
     Raises:
         LoraError: ``sync = "adapter"`` with an engine that cannot load adapters.
     """
-    supports = bool(getattr(capabilities, "lora_adapters", False))
+    supports = capabilities is not None and capabilities.lora_adapters
     if lora_cfg.sync == "merged":
         return "merged"
     if lora_cfg.sync == "adapter" and not supports:
@@ -100,22 +94,17 @@ def choose_sync(lora_cfg: LoraConfig, capabilities: BackendCapabilities | None, 
 
 def sync_mode(strategy: Any, backend: Any) -> SyncMode:
     """How ``strategy``'s weights reach ``backend``: ``full`` without LoRA, else ``choose_sync``."""
-    model_cfg = getattr(strategy, "model_config", None)
-    if model_cfg is None or not enabled(model_cfg):
+    lora_cfg = strategy.lora_config() if isinstance(strategy, TrainsLoraAdapters) else None
+    if lora_cfg is None or lora_cfg.rank <= 0:
         return "full"
-    return choose_sync(model_cfg.lora, getattr(backend, "capabilities", None), type(backend).__name__)
+    capabilities = backend.capabilities if isinstance(backend, LoadsLoraAdapters) else None
+    return choose_sync(lora_cfg, capabilities, type(backend).__name__)
 
 
 def push_adapter(strategy: Any, backend: Any) -> dict[str, float]:
     """Hand ``strategy.lora_adapter()`` to ``backend.load_lora_adapter``; return sync metrics."""
     adapter = strategy.lora_adapter()
-    loader = getattr(backend, "load_lora_adapter", None)
-    if loader is None:
-        raise LoraError(
-            f"the {type(backend).__name__} backend declares capabilities.lora_adapters but has no "
-            "load_lora_adapter(adapter) method; fix the backend, or set [model.lora] sync = 'merged'"
-        )
-    loader(adapter)
+    backend.load_lora_adapter(adapter)
     nbytes = sum(t.numel() * t.element_size() for _, t in adapter.tensors)
     return {"weight_sync/bytes": float(nbytes), "weight_sync/buckets": 1.0, "weight_sync/verified": 0.0,
             "weight_sync/adapter": 1.0}

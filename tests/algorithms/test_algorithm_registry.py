@@ -17,7 +17,7 @@ from skyrl_core import ComponentSpec, hookimpl
 from skyrl_core.algorithms.reductions import reduce_loss
 from skyrl_core.cli import main as skyrl_main
 from skyrl_core.config.fields import option, positive
-from skyrl_core.config.loader import component_config, parse_config
+from skyrl_core.config.loader import parse_config
 from skyrl_core.errors import ConfigError
 from skyrl_core.plugins import Registry
 from skyrl_core.protocols.algorithms import AdvantageInput, AdvantageOutput, PolicyLossInput, PolicyLossOutput
@@ -97,7 +97,7 @@ def test_every_builtin_is_registered(registry: Registry) -> None:
 def test_defaults_are_grpo_and_ppo_clip(registry: Registry) -> None:
     cfg = parse_config({"model": {"path": "m"}}, registry)
     assert (cfg.algorithm.advantage.name, cfg.algorithm.policy_loss.name) == ("grpo", "ppo_clip")
-    adv_cfg = component_config(registry, Kind.ADVANTAGE_ESTIMATOR, "grpo", cfg.algorithm.advantage.config)
+    adv_cfg = cfg.algorithm.advantage.config  # the loader fills in the component's defaults
     assert adv_cfg.norm_by_std is True
 
 
@@ -157,7 +157,7 @@ def test_wrong_option_type_for_a_builtin(registry: Registry) -> None:
 def test_each_builtin_estimator_runs_through_the_registry(registry: Registry, name: str) -> None:
     cfg = parse_config(base({"advantage": {"name": name}}), registry)
     fn = registry.get(Kind.ADVANTAGE_ESTIMATOR, name).spec.load()
-    config = component_config(registry, Kind.ADVANTAGE_ESTIMATOR, name, cfg.algorithm.advantage.config)
+    config = cfg.algorithm.advantage.config
     rewards = torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.5, 0.0]])
     mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
     out = fn(AdvantageInput(rewards, mask, torch.tensor([0, 0, 1]), torch.full((3, 3), 0.25)), config)
@@ -169,7 +169,7 @@ def test_each_builtin_estimator_runs_through_the_registry(registry: Registry, na
 def test_each_builtin_loss_runs_through_the_registry(registry: Registry, name: str) -> None:
     cfg = parse_config(base({"policy_loss": {"name": name}}), registry)
     fn = registry.get(Kind.POLICY_LOSS, name).spec.load()
-    config = component_config(registry, Kind.POLICY_LOSS, name, cfg.algorithm.policy_loss.config)
+    config = cfg.algorithm.policy_loss.config
     logp = torch.tensor([[-1.0, -0.5, -2.0]], requires_grad=True)
     out = fn(PolicyLossInput(logp, torch.tensor([[-1.1, -0.4, -2.0]]), torch.tensor([[1.0, 1.0, 1.0]]),
                              torch.tensor([[1.0, 1.0, 0.0]])), config)

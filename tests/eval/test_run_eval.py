@@ -12,7 +12,7 @@ import pytest
 from skyrl_core.config.loader import load_config
 from skyrl_core.envs.arithmetic import ArithmeticEnv
 from skyrl_core.envs.arithmetic_data import ArithmeticDataConfig, prepare_arithmetic
-from skyrl_core.evaluate import pass_at_k, run_eval
+from skyrl_core.evaluation import pass_at_k, run_eval
 from skyrl_core.protocols.backend import Completion, GenerateResult
 from skyrl_core.testing import fresh_registry
 

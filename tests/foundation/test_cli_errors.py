@@ -85,13 +85,21 @@ def test_a_failed_plugin_does_not_stop_a_valid_config(skyrl, write_toml):
 
 
 def test_two_plugins_claiming_one_name(skyrl, write_toml):
+    # a run that does not select the name goes on, with a warning
     write_toml()
-    err = skyrl("config", "validate", "run.toml", dists=["everything", "dup_a", "dup_b"]).single_error()
-    assert "error: conflicting plugins:" in err
-    assert "advantage estimator 't_dup' is provided by both" in err
+    ok = skyrl("config", "validate", "run.toml", dists=["everything", "dup_a", "dup_b"])
+    assert ok.code == 0, ok.err
+    assert "warning: advantage estimator 't_dup' is provided by both" in ok.err
+    # a run that selects it gets one error naming both, and how to pick one
+    dists = ["everything", "dup_a", "dup_b"]
+    err = skyrl("config", "validate", "run.toml", "algorithm.advantage.name=t_dup", dists=dists).single_error()
+    assert "algorithm.advantage.name: advantage estimator 't_dup' is provided by both" in err
     assert "skyrl-test-dup-a 0.1.0" in err and "skyrl-test-dup-b 0.2.0" in err
+    assert "'skyrl-test-dup-a:t_dup'" in err or "'skyrl-test-dup-b:t_dup'" in err  # how to pick one
+    # a qualified name selects one provider
+    assert skyrl("config", "validate", "run.toml", "algorithm.advantage.name=skyrl-test-dup-b:t_dup", dists=dists).code == 0
     listing = skyrl("plugins", dists=["dup_a", "dup_b"])
-    assert listing.code == 2 and "error: conflict: advantage estimator 't_dup'" in listing.err
+    assert listing.code == 0 and "warning: conflict: advantage estimator 't_dup'" in listing.err
     assert "Traceback" not in listing.err
 
 

@@ -78,9 +78,34 @@ def test_two_plugins_claiming_one_name_is_an_error_naming_both(use_dists):
     conflict = registry.conflicts[0]
     assert "advantage estimator 't_dup'" in conflict
     assert "skyrl-test-dup-a 0.1.0" in conflict and "skyrl-test-dup-b 0.2.0" in conflict
+    # an error only where the name is selected; the rest of the registry works
     with pytest.raises(PluginError) as exc:
-        registry.raise_on_conflicts()
+        registry.get(Kind.ADVANTAGE_ESTIMATOR, "t_dup")
     assert "skyrl-test-dup-a 0.1.0" in str(exc.value) and "skyrl-test-dup-b 0.2.0" in str(exc.value)
+    assert "'skyrl-test-dup-a:t_dup'" in str(exc.value) or "'skyrl-test-dup-b:t_dup'" in str(exc.value)
+    assert registry.get(Kind.ADVANTAGE_ESTIMATOR, "grpo").provider.distribution == "skyrl-core"
+
+
+def test_a_name_qualified_by_its_distribution_picks_one_provider(use_dists):
+    use_dists("dup_a", "dup_b")
+    registry = build_registry()
+    for dist in ("skyrl-test-dup-a", "skyrl-test-dup-b", "Skyrl_Test_Dup_B"):
+        found = registry.get(Kind.ADVANTAGE_ESTIMATOR, f"{dist}:t_dup")
+        assert found.name == "t_dup" and found.provider.distribution.lower() == dist.lower().replace("_", "-")
+    with pytest.raises(UnknownComponentError, match="no advantage estimator 't_dup' from the distribution 'nope'"):
+        registry.get(Kind.ADVANTAGE_ESTIMATOR, "nope:t_dup")
+
+
+def test_exclude_list_leaves_a_plugin_out(use_dists, monkeypatch):
+    use_dists("dup_a", "dup_b")
+    monkeypatch.setenv("SKYRL_EXCLUDE_PLUGINS", "skyrl-test-dup-a")
+    registry = build_registry()
+    assert registry.conflicts == []
+    assert registry.get(Kind.ADVANTAGE_ESTIMATOR, "t_dup").provider.distribution == "skyrl-test-dup-b"
+    assert (plugin(registry, "skyrl-test-dup-a").status, plugin(registry, "skyrl-test-dup-a").error) == (
+        "disabled",
+        "listed in SKYRL_EXCLUDE_PLUGINS",
+    )
 
 
 def test_allow_list_resolves_the_conflict(use_dists, monkeypatch):
@@ -98,7 +123,9 @@ def test_two_distributions_with_one_entry_point_name_are_both_visible(use_dists)
     infos = [p for p in registry.plugins if p.distribution in ("skyrl-test-dup-a", "skyrl-test-impostor")]
     assert sorted(p.status for p in infos) == ["failed", "ok"]
     failed = next(p for p in infos if p.status == "failed")
+    loaded = next(p for p in infos if p.status == "ok")
     assert "entry point name 'skyrl-test-dup-a' is also used by" in failed.error
+    assert f"{loaded.describe()}, which was loaded instead" in failed.error  # says plainly which one loaded
 
 
 def test_misspelled_hook_name_fails_the_plugin_with_did_you_mean(use_dists):

@@ -64,8 +64,21 @@ class UninstalledBackend:
 
         raise MissingDependencyError("[backend] name = 'uninstalled' needs the package 'nothere': pip install nothere")
 
-    def __init__(self, *args, **kwargs):
+    capabilities: object  # the backend contract, on paper: it is never built
+
+    def __init__(self, config, *, model, seed):
         raise AssertionError("the pre-flight check should have stopped the run before the backend is built")
+
+    async def generate(self, requests):
+        raise AssertionError("never built")
+
+    def update_weights(self, named_tensors):
+        raise AssertionError("never built")
+
+    def reset_prefix_cache(self):
+        raise AssertionError("never built")
+
+    sleep = wake = shutdown = reset_prefix_cache
 
 
 @hookimpl

@@ -43,7 +43,7 @@ def test_raising_environment_ends_only_its_trajectories(tmp_path: Path, registry
     import attrs
     import pyarrow.parquet as pq
 
-    from skyrl_core.trainer import prepare_data
+    from skyrl_core.startup import prepare_data
 
     prepare_data(cfg, registry)
     table = pq.read_table(tmp_path / "data" / "train.parquet").to_pylist()

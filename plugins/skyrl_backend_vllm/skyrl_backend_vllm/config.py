@@ -100,13 +100,6 @@ def _check_sleep_level(value: Any) -> str | None:
 class VllmBackendConfig:
     """``[backend]`` options of the in-process vLLM engine (``name = "vllm"``)."""
 
-    @staticmethod
-    def readiness() -> tuple[bool, str]:
-        """For ``skyrl doctor``: whether an engine can start here, from installed packages only."""
-        from skyrl_backend_vllm.checks import readiness
-
-        return readiness()
-
     tensor_parallel_size: int = option(
         1,
         help="GPUs one engine shards the model over (vLLM tensor parallelism). Above 1 the engine's "

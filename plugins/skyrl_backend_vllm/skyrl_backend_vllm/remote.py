@@ -69,6 +69,8 @@ class VllmRemoteBackend:
         seed: seeds requests that carry no seed of their own, in arrival order.
     """
 
+    capabilities: BackendCapabilities
+
     def __init__(self, config: VllmRemoteConfig, *, model: ModelConfig, seed: int) -> None:
         from skyrl_core.models.loading import load_tokenizer
 

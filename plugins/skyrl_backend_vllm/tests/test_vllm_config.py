@@ -138,15 +138,20 @@ def test_trim_keeps_the_shortest_prefix_that_contains_the_stop(tokenizer):
 
 
 def test_readiness_describes_what_is_installed():
+    from skyrl_backend_vllm.backend import VllmBackend
     from skyrl_backend_vllm.checks import readiness
-    from skyrl_backend_vllm.config import VllmBackendConfig
 
-    ok, line = VllmBackendConfig.readiness()
-    assert (ok, line) == readiness()
+    from skyrl_core.errors import MissingDependencyError
+
+    ok, line = readiness()
     if HAVE_VLLM:
         assert ok and "can start" in line, line
+        assert VllmBackend.check_installed() == line  # the one install check returns the status
     else:
         assert not ok and "not installed" in line
+        with pytest.raises(MissingDependencyError) as err:
+            VllmBackend.check_installed()
+        assert str(err.value) == line
 
 
 def test_remote_backend_says_when_the_server_is_unreachable(model_dir):

@@ -111,11 +111,13 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def _build_backend(cfg: Any, registry: Any) -> Any:
-    from skyrl_core.config.loader import component_config
+    """``[backend]`` for ``[model]``, placed as ``[runtime]`` says (the caller shuts Ray down)."""
+    from skyrl_core import runtime
+    from skyrl_core.components import build_backend, choose
 
-    cls = registry.get(Kind.BACKEND, cfg.backend.name, "[backend] name").load()
-    options = component_config(registry, Kind.BACKEND, cfg.backend.name, cfg.backend.config)
-    return cls(options, model=cfg.model, seed=cfg.run.seed)
+    runtime.configure(cfg.runtime)
+    chosen = choose(registry, Kind.BACKEND, cfg.backend.name, cfg.backend.config, "[backend] name")
+    return build_backend(cfg, registry, chosen, cfg.model)
 
 
 def run_eval(
@@ -134,8 +136,8 @@ def run_eval(
     Args:
         cfg: the ``RunConfig``.
         registry: resolves the backend (when built here) and the environments.
-        backend: an existing backend (the trainer's); None builds ``[backend]`` here and
-            shuts it down afterwards.
+        backend: an existing backend (the trainer's); None builds ``[backend]`` here (placed as
+            ``[runtime]`` says) and shuts it down afterwards.
         tokenizer: the tokenizer; None loads the one of ``[model]``.
         step: the training step, recorded in the summary.
         output_dir: where the files go (default: ``eval.output`` or ``<run dir>/eval``).
