@@ -10,7 +10,7 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 export PYTHONPATH=$PWD:/tmp/site
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 python3 -m pytest -p skyrl_core.testing.pytest_plugin -q -p no:cacheprovider \
-  tests/backends/test_fast.py tests/backends/test_native.py tests/algorithms/test_fused_logprobs.py \
+  tests/backends/test_static_engine.py tests/backends/test_native.py tests/algorithms/test_fused_logprobs.py \
   tests/strategies/test_local_cuda.py ${EXTRA_TESTS:-} -k "CUDA or cuda or sleep" > "$OUT/pytest.txt" 2>&1
 tail -25 "$OUT/pytest.txt"
 python3 bench/gpu_bench.py --out "$OUT/bench.json" ${BENCH_ARGS:-} 2>&1 | grep -v "Loading weights\|Writing model" \

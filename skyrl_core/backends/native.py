@@ -10,16 +10,18 @@ How it works:
   ``max_tokens_in_flight`` tokens) into a batch and runs it in a single-thread executor,
   so the event loop keeps serving environments while the model computes. Concurrent
   callers (multi-turn trajectories awaiting one request each) thus share batches.
-* A batch is decoded by a hand-written loop over the Hugging Face model with a KV cache:
-  the prompts are left-padded (attention mask + position ids), prefilled once per request
-  and the cache is expanded to the request's ``n`` samples; every step samples one token
-  per row with per-row parameters (``skyrl_core.backends.sampling``), checks stop tokens,
-  exact stop strings (``skyrl_core.backends.stops``) and length, and drops finished rows
-  from the cache.
-* The model calls live in ``HFDecoder`` (prefill / decode / select rows).
-* On CUDA (``[backend] engine = "auto"``, or ``"static"`` anywhere) a batch goes to the
-  static engine of ``skyrl_core.backends.fast`` instead: preallocated KV cache, decode
-  steps captured in CUDA graphs, sampling on the device, host checks once per window.
+* A batch is turned into rows, one per sample (``skyrl_core.backends.rows.RowSpec``: its
+  prompt, parameters, length limit and seed ``sampling.sample_seed(request_seed, j)``),
+  and decoded by the engine ``[backend] engine`` selects:
+  - ``hf`` (``skyrl_core.backends.hf_engine``): the Hugging Face model with a KV cache,
+    one host check per token; any causal LM;
+  - ``static`` (``skyrl_core.backends.static``): preallocated KV cache, decode steps
+    captured in CUDA graphs, host checks once per window; Llama-family models. ``auto``
+    uses it on CUDA when the model is supported.
+  Both engines sample with ``skyrl_core.backends.sampling.sample`` (per-row filters,
+  counter-based random numbers) and end rows with ``skyrl_core.backends.stops.StopChecker``
+  (stop token ids, exact stop strings, length), so one seed gives the same samples on
+  either engine.
 
 Stop token ids are only those of the request: the EOS token ends a sample only if the
 caller lists it in ``stop_token_ids``.
@@ -31,7 +33,6 @@ import asyncio
 import collections
 import concurrent.futures
 import gc
-import inspect
 import random
 import threading
 from collections.abc import Iterable, Sequence
@@ -39,12 +40,14 @@ from typing import Any
 
 import attrs
 import torch
-from torch import Tensor
 
-from skyrl_core.backends.fast import RowSpec, make_engine
+from skyrl_core.backends.hf_engine import HFEngine
 from skyrl_core.backends.native_config import NativeBackendConfig
-from skyrl_core.backends.sampling import RowSampling, draw, filtered_logprobs, sample_seed
-from skyrl_core.backends.stops import StopStringWatch, decode_text
+from skyrl_core.backends.rows import DecodeEngine, RowOutput, RowSpec
+from skyrl_core.backends.sampling import sample_seed
+from skyrl_core.backends.static import make_engine
+from skyrl_core.backends.stops import decode_text
+from skyrl_core.backends.validation import check_requests
 from skyrl_core.config.schema import ModelConfig
 from skyrl_core.errors import did_you_mean
 from skyrl_core.models.loading import load_causal_lm, load_tokenizer, resolve_device, resolve_dtype
@@ -53,47 +56,7 @@ from skyrl_core.protocols.backend import (
     Completion,
     GenerateRequest,
     GenerateResult,
-    SamplingParams,
 )
-
-
-class HFDecoder:
-    """Forward passes of a Hugging Face causal LM with a ``DynamicCache``.
-
-    Shapes: ``B`` rows, ``L`` prompt length, ``S`` cached length, ``V`` vocabulary.
-    """
-
-    def __init__(self, model: Any) -> None:
-        self.model = model
-        # transformers >= 5.2x names the cache argument `cache`; older releases `past_key_values`.
-        params = inspect.signature(model.forward).parameters
-        self._cache_arg = "cache" if "cache" in params else "past_key_values"
-
-    def prefill(self, input_ids: Tensor, attention_mask: Tensor, position_ids: Tensor) -> tuple[Tensor, Any]:
-        """Run the prompts ``(B, L)``; return the last position's logits ``(B, V)`` and the cache."""
-        from transformers import DynamicCache
-
-        cache = DynamicCache(config=self.model.config)
-        return self._forward(input_ids, attention_mask, position_ids, cache), cache
-
-    def decode(self, cache: Any, input_ids: Tensor, attention_mask: Tensor, position_ids: Tensor) -> Tensor:
-        """One step: ``input_ids`` ``(B, 1)``, ``attention_mask`` ``(B, S + 1)``; returns logits ``(B, V)``."""
-        return self._forward(input_ids, attention_mask, position_ids, cache)
-
-    def select(self, cache: Any, rows: Tensor) -> None:
-        """Keep (or repeat) the cache rows ``rows`` ``(B',)``, in place."""
-        cache.batch_select_indices(rows)
-
-    def _forward(self, input_ids: Tensor, attention_mask: Tensor, position_ids: Tensor, cache: Any) -> Tensor:
-        out = self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            use_cache=True,
-            logits_to_keep=1,
-            **{self._cache_arg: cache},
-        )
-        return out.logits[:, -1, :]
 
 
 @attrs.define(eq=False)
@@ -114,33 +77,6 @@ class _Pending:
         return self.request.params.n * (len(self.request.prompt_ids) + self.request.params.max_new_tokens)
 
 
-@attrs.define(eq=False)
-class _Row:
-    """One sample being decoded."""
-
-    params: SamplingParams
-    limit: int  # max new tokens for this row (max_new_tokens capped by max_model_len)
-    generator: torch.Generator | None
-    watch: StopStringWatch | None
-    stop_ids: frozenset[int]
-    ids: list[int] = attrs.field(factory=list)
-    logprobs: list[float] = attrs.field(factory=list)
-    finish_reason: str | None = None
-    stop_reason: str | int | None = None
-
-    def add(self, token: int, logprob: float) -> bool:
-        """Append a token; return True when the row has finished."""
-        self.ids.append(token)
-        self.logprobs.append(logprob)
-        if token in self.stop_ids:
-            self.finish_reason, self.stop_reason = "stop", token
-        elif self.watch is not None and (hit := self.watch.append(token)) is not None:
-            self.finish_reason, self.stop_reason = "stop", hit
-        elif len(self.ids) >= self.limit:
-            self.finish_reason = "length"
-        return self.finish_reason is not None
-
-
 class NativeBackend:
     """Batched sampling with a KV cache over a transformers model (see the module docstring).
 
@@ -152,6 +88,7 @@ class NativeBackend:
     Attributes:
         tokenizer: the loaded tokenizer (used for stop strings and ``Completion.text``).
         model: the transformers model (the weights ``update_weights`` writes).
+        engine: the decode engine, ``HFEngine`` or ``StaticEngine`` (``[backend] engine``).
         stats: counters: ``batches``, ``requests``, ``sequences``, ``generated_tokens``.
     """
 
@@ -163,12 +100,14 @@ class NativeBackend:
         self.dtype = resolve_dtype(self.config.dtype, default=model.dtype)
         self.tokenizer = load_tokenizer(model)
         self.model = load_causal_lm(model, dtype=self.dtype, device=self.device)
-        self.decoder = HFDecoder(self.model)
-        self.engine = make_engine(self.config, self.model, self.tokenizer, self.device)  # None: the HF loop
         self.vocab_size = self.model.get_input_embeddings().num_embeddings
         self.max_model_len = self.config.max_model_len or getattr(self.model.config, "max_position_embeddings", 4096)
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None and pad < self.vocab_size else 0
+        static = make_engine(self.config, self.model, self.tokenizer, self.device)  # None: not asked for / can't
+        self.engine: DecodeEngine | None = static or HFEngine(
+            self.model, self.tokenizer, device=self.device, pad_id=self.pad_id
+        )
         self.capabilities = BackendCapabilities(
             logprobs=True, sleep=self.device.type == "cuda", weight_transports=("in_process",), exact_stop_strings=True,
             abort=True,
@@ -192,8 +131,9 @@ class NativeBackend:
         if self._closed:
             raise RuntimeError("NativeBackend.generate: the backend was shut down; create a new one.")
         requests = list(requests)
-        for i, request in enumerate(requests):
-            self._validate(request, i)
+        check_requests(
+            requests, backend="NativeBackend", vocab_size=self.vocab_size, max_model_len=self.max_model_len
+        )
         if not requests:
             return []
         loop = asyncio.get_running_loop()
@@ -207,30 +147,6 @@ class NativeBackend:
         assert self._wakeup is not None
         self._wakeup.set()
         return list(await asyncio.gather(*futures))
-
-    def _validate(self, request: GenerateRequest, index: int) -> None:
-        p, ids = request.params, request.prompt_ids
-        where = f"NativeBackend.generate: request {index}"
-        if not ids:
-            raise ValueError(f"{where}: prompt_ids is empty; a prompt needs at least one token.")
-        bad = [t for t in ids if not 0 <= t < self.vocab_size]
-        if bad:
-            raise ValueError(f"{where}: prompt token ids {bad[:5]} are outside the vocabulary [0, {self.vocab_size}).")
-        if len(ids) >= self.max_model_len:
-            raise ValueError(
-                f"{where}: the prompt has {len(ids)} tokens; the model takes at most {self.max_model_len} "
-                "(prompt + response). Shorten it or raise [backend] max_model_len."
-            )
-        problems = [
-            f"max_new_tokens must be >= 1 (got {p.max_new_tokens})" if p.max_new_tokens < 1 else "",
-            f"n must be >= 1 (got {p.n})" if p.n < 1 else "",
-            f"temperature must be >= 0 (got {p.temperature})" if p.temperature < 0 else "",
-            f"top_p must be in (0, 1] (got {p.top_p})" if not 0 < p.top_p <= 1 else "",
-            f"min_p must be in [0, 1] (got {p.min_p})" if not 0 <= p.min_p <= 1 else "",
-        ]
-        problems = [x for x in problems if x]
-        if problems:
-            raise ValueError(f"{where}: " + "; ".join(problems))
 
     def _attach(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start the batching worker on this event loop (a new loop gets a new worker)."""
@@ -290,108 +206,37 @@ class NativeBackend:
                 raise RuntimeError("NativeBackend.generate: the backend is asleep; call wake() first.")
             if self._closed or self._abort_epoch > epoch:
                 return [_aborted(p.request) for p in batch]
-            results = self._decode_batch(batch, epoch) if self.engine is None else self._engine_batch(batch, epoch)
+            assert self.engine is not None
+            rows = self._rows(batch)
+            outputs = self.engine.generate(
+                [p.request.prompt_ids for p in batch], rows, lambda: self._closed or self._abort_epoch > epoch
+            )
+        per_request: list[list[Completion]] = [[] for _ in batch]
+        for row, out in zip(rows, outputs, strict=True):
+            per_request[row.prompt].append(self._completion(out))
+        results = [GenerateResult(c) for c in per_request]
         self.stats["batches"] += 1
         self.stats["requests"] += len(batch)
-        self.stats["sequences"] += sum(len(r.completions) for r in results)
-        self.stats["generated_tokens"] += sum(len(c.token_ids) for r in results for c in r.completions)
+        self.stats["sequences"] += len(rows)
+        self.stats["generated_tokens"] += sum(len(out.ids) for out in outputs)
         return results
 
-    def _decode_batch(self, batch: list[_Pending], epoch: int = 0) -> list[GenerateResult]:
-        dev = self.device
-        prompts = [p.request.prompt_ids for p in batch]
-        width = max(len(ids) for ids in prompts)
-        input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for i, ids in enumerate(prompts):
-            input_ids[i, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
-            mask[i, width - len(ids) :] = 1
-        input_ids, mask = input_ids.to(dev), mask.to(dev)
-        positions = (mask.cumsum(-1) - 1).clamp_(min=0)
-        logits, cache = self.decoder.prefill(input_ids, mask, positions)
-
-        # One row per sample; the prompt's cache is shared by repeating its row.
-        rows: list[_Row] = []
-        owner: list[int] = []
+    def _rows(self, batch: list[_Pending]) -> list[RowSpec]:
+        """One row per sample: sample ``j`` of a request seeded ``s`` gets the seed ``sample_seed(s, j)``."""
+        rows = []
         for i, p in enumerate(batch):
             params = p.request.params
             limit = min(params.max_new_tokens, self.max_model_len - len(p.request.prompt_ids))
-            for j in range(params.n):
-                generator = None
-                if params.temperature > 0:
-                    generator = torch.Generator().manual_seed(sample_seed(p.seed, j))
-                watch = StopStringWatch(self.tokenizer, params.stop) if params.stop else None
-                rows.append(_Row(params, limit, generator, watch, frozenset(params.stop_token_ids)))
-                owner.append(i)
-        if len(rows) != len(batch):
-            expand = torch.tensor(owner, device=dev)
-            self.decoder.select(cache, expand)
-            logits, mask, positions = logits[expand], mask[expand], positions[expand]
-        last_pos = positions[:, -1]
-        rs = RowSampling.build([r.params for r in rows], dev)
-        active = rows
+            rows.extend(RowSpec(i, params, limit, sample_seed(p.seed, j)) for j in range(params.n))
+        return rows
 
-        while True:
-            uniforms = torch.tensor(
-                [0.0 if r.generator is None else torch.rand((), generator=r.generator).item() for r in active]
-            )
-            tokens, token_lps = draw(filtered_logprobs(logits, rs), rs, uniforms)
-            keep = [
-                i
-                for i, (row, t, lp) in enumerate(zip(active, tokens.tolist(), token_lps.tolist(), strict=True))
-                if not row.add(t, lp)
-            ]
-            if self._closed or self._abort_epoch > epoch:  # shutdown() or abort_requests(): end what runs
-                for i in keep:
-                    active[i].finish_reason = "abort"
-                break
-            if not keep:
-                break
-            if len(keep) < len(active):
-                sel = torch.tensor(keep, device=dev)
-                self.decoder.select(cache, sel)
-                mask, last_pos, tokens, rs = mask[sel], last_pos[sel], tokens[sel], rs.select(sel)
-                active = [active[i] for i in keep]
-            mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
-            last_pos = last_pos + 1
-            logits = self.decoder.decode(cache, tokens[:, None], mask, last_pos[:, None])
-
-        per_request: list[list[_Row]] = [[] for _ in batch]
-        for row, i in zip(rows, owner, strict=True):
-            per_request[i].append(row)
-        return [GenerateResult([self._completion(r) for r in mine]) for mine in per_request]
-
-    def _engine_batch(self, batch: list[_Pending], epoch: int = 0) -> list[GenerateResult]:
-        """Run ``batch`` on the static engine; the same rows, limits and per-sample seeds as the HF loop."""
-        assert self.engine is not None
-        specs = []
-        for i, p in enumerate(batch):
-            params = p.request.params
-            limit = min(params.max_new_tokens, self.max_model_len - len(p.request.prompt_ids))
-            specs.extend(RowSpec(i, params, limit, sample_seed(p.seed, j)) for j in range(params.n))
-        outputs = self.engine.generate(
-            [p.request.prompt_ids for p in batch], specs, lambda: self._closed or self._abort_epoch > epoch
-        )
-        per_request: list[list[Completion]] = [[] for _ in batch]
-        for spec, out in zip(specs, outputs, strict=True):
-            per_request[spec.prompt].append(
-                Completion(
-                    token_ids=out.ids,
-                    logprobs=out.logprobs,
-                    finish_reason=out.finish_reason or "abort",
-                    stop_reason=out.stop_reason,
-                    text=decode_text(self.tokenizer, out.ids),
-                )
-            )
-        return [GenerateResult(c) for c in per_request]
-
-    def _completion(self, row: _Row) -> Completion:
+    def _completion(self, out: RowOutput) -> Completion:
         return Completion(
-            token_ids=row.ids,
-            logprobs=row.logprobs,
-            finish_reason=row.finish_reason or "abort",
-            stop_reason=row.stop_reason,
-            text=decode_text(self.tokenizer, row.ids),
+            token_ids=out.ids,
+            logprobs=out.logprobs,
+            finish_reason=out.finish_reason or "abort",
+            stop_reason=out.stop_reason,
+            text=decode_text(self.tokenizer, out.ids),
         )
 
     # -- weights and lifecycle --------------------------------------------------------------
@@ -479,7 +324,7 @@ class NativeBackend:
             return
         with self._lock:
             if self.engine is not None:
-                self.engine.release()  # its cache and graphs point at GPU memory about to move
+                self.engine.release()  # the static engine's cache and graphs point at GPU memory about to move
             self.model.to("cpu")
             torch.cuda.empty_cache()
             self._asleep = True
@@ -515,7 +360,7 @@ class NativeBackend:
                 loop.call_soon_threadsafe(finish)
         if self.engine is not None:
             self.engine.release()
-        self.model = self.decoder = self.engine = None
+        self.model = self.engine = None
         if self.device.type == "cuda":
             gc.collect()  # drop reference cycles that still hold GPU tensors
             torch.cuda.empty_cache()

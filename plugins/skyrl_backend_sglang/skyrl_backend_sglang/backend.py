@@ -44,6 +44,7 @@ from skyrl_backend_sglang.server_args import engine_kwargs, resolve_device, reso
 from skyrl_backend_sglang.weights import WeightSync
 from skyrl_core.backends.sampling import sample_seed
 from skyrl_core.backends.stops import StopStringWatch, decode_text
+from skyrl_core.backends.validation import check_requests
 from skyrl_core.config.schema import ModelConfig
 from skyrl_core.errors import MissingDependencyError, SkyrlError
 from skyrl_core.models.loading import load_tokenizer
@@ -194,8 +195,13 @@ class SGLangBackend:
         if self._closed:
             raise RuntimeError("SGLangBackend.generate: the backend was shut down; create a new one.")
         requests = list(requests)
-        for i, request in enumerate(requests):
-            self._validate(request, i)
+        check_requests(
+            requests,
+            backend="SGLangBackend",
+            vocab_size=self.vocab_size,
+            max_model_len=self.max_model_len,
+            length_option="context_length",
+        )
         if not requests:
             return []
         rows: list[_Row] = []
@@ -216,30 +222,6 @@ class SGLangBackend:
         self.stats["sequences"] += len(rows)
         self.stats["generated_tokens"] += sum(len(c.token_ids) for c in outs)
         return [GenerateResult(c) for c in per_request]
-
-    def _validate(self, request: GenerateRequest, index: int) -> None:
-        p, ids = request.params, request.prompt_ids
-        where = f"SGLangBackend.generate: request {index}"
-        if not ids:
-            raise ValueError(f"{where}: prompt_ids is empty; a prompt needs at least one token.")
-        bad = [t for t in ids if not 0 <= t < self.vocab_size]
-        if bad:
-            raise ValueError(f"{where}: prompt token ids {bad[:5]} are outside the vocabulary [0, {self.vocab_size}).")
-        if len(ids) >= self.max_model_len:
-            raise ValueError(
-                f"{where}: the prompt has {len(ids)} tokens; the engine takes at most {self.max_model_len} "
-                "(prompt + response). Shorten it or raise [backend] context_length."
-            )
-        problems = [
-            f"max_new_tokens must be >= 1 (got {p.max_new_tokens})" if p.max_new_tokens < 1 else "",
-            f"n must be >= 1 (got {p.n})" if p.n < 1 else "",
-            f"temperature must be >= 0 (got {p.temperature})" if p.temperature < 0 else "",
-            f"top_p must be in (0, 1] (got {p.top_p})" if not 0 < p.top_p <= 1 else "",
-            f"min_p must be in [0, 1] (got {p.min_p})" if not 0 <= p.min_p <= 1 else "",
-        ]
-        problems = [x for x in problems if x]
-        if problems:
-            raise ValueError(f"{where}: " + "; ".join(problems))
 
     def _payload(self, prompt: Sequence[int], row: _Row) -> dict[str, Any]:
         """The SGLang ``/generate`` request of one row."""

@@ -41,9 +41,10 @@ from pathlib import Path
 from typing import Any
 
 from skyrl_backend_vllm.config import VllmBackendConfig, engine_kwargs_problems
-from skyrl_backend_vllm.sampling import sample_seeds, validation_problems, vllm_sampling_kwargs, warn_filter_order
+from skyrl_backend_vllm.sampling import sample_seeds, vllm_sampling_kwargs, warn_filter_order
 from skyrl_backend_vllm.weights import write_safetensors
 from skyrl_backend_vllm.worker import SkyrlWorkerExtension, describe
+from skyrl_core.backends.validation import check_requests
 from skyrl_core.config.schema import ModelConfig
 from skyrl_core.errors import MissingDependencyError
 from skyrl_core.protocols.backend import BackendCapabilities, GenerateRequest, GenerateResult
@@ -211,10 +212,7 @@ class VllmBackend:
         if self._closed:
             raise RuntimeError("VllmBackend.generate: the backend was shut down; create a new one.")
         requests = list(requests)
-        for i, request in enumerate(requests):
-            problems = validation_problems(request, self.vocab_size, self.max_model_len)
-            if problems:
-                raise ValueError(f"VllmBackend.generate: request {i}: " + "; ".join(problems))
+        check_requests(requests, backend="VllmBackend", vocab_size=self.vocab_size, max_model_len=self.max_model_len)
         futures = []
         for request in requests:
             p = request.params

@@ -37,15 +37,10 @@ from pathlib import Path
 from typing import Any
 
 from skyrl_backend_vllm.config import VllmRemoteConfig
-from skyrl_backend_vllm.sampling import (
-    sample_seeds,
-    trim_at_stop,
-    validation_problems,
-    vllm_sampling_kwargs,
-    warn_filter_order,
-)
+from skyrl_backend_vllm.sampling import sample_seeds, trim_at_stop, vllm_sampling_kwargs, warn_filter_order
 from skyrl_backend_vllm.weights import write_safetensors
 from skyrl_core.backends.stops import decode_text
+from skyrl_core.backends.validation import check_requests
 from skyrl_core.config.schema import ModelConfig
 from skyrl_core.errors import SkyrlError
 from skyrl_core.protocols.backend import BackendCapabilities, Completion, GenerateRequest, GenerateResult
@@ -133,10 +128,9 @@ class VllmRemoteBackend:
         if self._closed:
             raise RuntimeError("VllmRemoteBackend.generate: the backend was shut down; create a new one.")
         requests = list(requests)
-        for i, request in enumerate(requests):
-            problems = validation_problems(request, self.vocab_size, self.max_model_len)
-            if problems:
-                raise ValueError(f"VllmRemoteBackend.generate: request {i}: " + "; ".join(problems))
+        check_requests(
+            requests, backend="VllmRemoteBackend", vocab_size=self.vocab_size, max_model_len=self.max_model_len
+        )
         loop = asyncio.get_running_loop()
         jobs = []
         for request in requests:

@@ -30,7 +30,7 @@ from typing import Any
 
 from skyrl_core.backends.sampling import sample_seed
 from skyrl_core.backends.stops import StopStringWatch
-from skyrl_core.protocols.backend import GenerateRequest, SamplingParams
+from skyrl_core.protocols.backend import SamplingParams
 
 
 def sample_seeds(params: SamplingParams, request_seed: int) -> list[int]:
@@ -85,30 +85,6 @@ def vllm_sampling_kwargs(params: SamplingParams, seed: int, max_tokens: int, voc
         "presence_penalty": 0.0,
         "frequency_penalty": 0.0,
     }
-
-
-def validation_problems(request: GenerateRequest, vocab_size: int, max_model_len: int) -> list[str]:
-    """What is wrong with a request for a model with this vocabulary and length (empty if fine)."""
-    p, ids = request.params, request.prompt_ids
-    problems = []
-    if not ids:
-        problems.append("prompt_ids is empty; a prompt needs at least one token")
-    bad = [t for t in ids if not 0 <= t < vocab_size]
-    if bad:
-        problems.append(f"prompt token ids {bad[:5]} are outside the vocabulary [0, {vocab_size})")
-    if len(ids) >= max_model_len:
-        problems.append(
-            f"the prompt has {len(ids)} tokens; the model takes at most {max_model_len} (prompt + response). "
-            "Shorten it or raise [backend] max_model_len"
-        )
-    checks = [
-        (p.max_new_tokens < 1, f"max_new_tokens must be >= 1 (got {p.max_new_tokens})"),
-        (p.n < 1, f"n must be >= 1 (got {p.n})"),
-        (p.temperature < 0, f"temperature must be >= 0 (got {p.temperature})"),
-        (not 0 < p.top_p <= 1, f"top_p must be in (0, 1] (got {p.top_p})"),
-        (not 0 <= p.min_p <= 1, f"min_p must be in [0, 1] (got {p.min_p})"),
-    ]
-    return problems + [message for failed, message in checks if failed]
 
 
 def trim_at_stop(

@@ -198,9 +198,11 @@ def test_train_fails_before_the_warm_start_without_vllm(tmp_path, capsys):
 
 
 def test_requests_are_validated_like_the_native_backend():
-    from skyrl_backend_vllm.sampling import validation_problems
+    from skyrl_core.backends.validation import request_problems
 
-    problems = validation_problems(GenerateRequest([1, 2, 999], SamplingParams(n=0, min_p=2)), 512, 3)
+    problems = request_problems(
+        GenerateRequest([1, 2, 999], SamplingParams(n=0, min_p=2)), vocab_size=512, max_model_len=3
+    )
     assert problems == [
         "prompt token ids [999] are outside the vocabulary [0, 512)",
         "the prompt has 3 tokens; the model takes at most 3 (prompt + response). Shorten it or raise "

@@ -15,15 +15,17 @@ How a batch runs (``StaticEngine.generate``):
    ``(bucket, span, sampling flags)`` in a CUDA graph and replayed, where ``span`` (the
    cache positions attended to) is the longest row rounded up to ``span_step``.
 4. **Host check, once per window.** The window's tokens come to the host in one copy;
-   stop token ids, stop strings and length limits are applied in order, so outputs are
-   cut exactly where they would be if checked after every token. ``k`` never exceeds a
-   live row's remaining length budget, so no row outruns its limit or the cache.
+   each row's ``StopChecker`` (``skyrl_core.backends.stops``) applies its stop token ids,
+   stop strings and length limit in order, so outputs are cut exactly where they would be
+   if checked after every token. ``k`` never exceeds a live row's remaining length
+   budget, so no row outruns its limit or the cache.
 5. **Retirement.** Finished rows leave by moving the survivors' cache rows and state to
    the front (and to a smaller bucket); nothing is recompiled, and graphs already
    captured for that bucket are reused.
 
-Random numbers come from ``sampler.counter_uniform(seed, token_index)``, so a seeded
-sample is the same whatever else is in the batch.
+Sampling is ``skyrl_core.backends.sampling.sample``, the sampler of the Hugging Face
+engine too: row ``r`` draws its ``i``-th token with ``counter_uniform(seed_r, i)``, so a
+seeded sample is the same whatever else is in the batch and whichever engine runs it.
 """
 
 from __future__ import annotations
@@ -32,14 +34,13 @@ import bisect
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import attrs
 import torch
 from torch import Tensor
 
-from skyrl_core.backends.fast.model import StaticDecoder, StaticKVCache
-from skyrl_core.backends.fast.sampler import SamplingFlags, SamplingState, sample
-from skyrl_core.backends.stops import StopStringWatch
-from skyrl_core.protocols.backend import SamplingParams
+from skyrl_core.backends.rows import RowOutput, RowSpec
+from skyrl_core.backends.sampling import RowSampling, SamplingFlags, sample
+from skyrl_core.backends.static.model import StaticDecoder, StaticKVCache
+from skyrl_core.backends.stops import StopChecker
 
 #: Row counts decode steps are compiled for; more rows than the last use multiples of 128.
 BUCKETS = (1, 2, 4, 8, 16, 32, 48, 64, 96, 128, 192, 256, 384, 512)
@@ -54,70 +55,8 @@ def bucket_size(rows: int) -> int:
 
 
 def round_up(x: int, step: int) -> int:
+    """``x`` rounded up to a multiple of ``step``."""
     return -(-x // step) * step
-
-
-@attrs.define(eq=False)
-class RowSpec:
-    """One sample to generate: which prompt, how, and how far.
-
-    Attributes:
-        prompt: index into the ``prompts`` handed to ``generate``.
-        params: the request's sampling parameters.
-        limit: most new tokens (``max_new_tokens`` capped by the model length), ``>= 1``.
-        seed: this sample's own seed (``sampling.sample_seed(request_seed, j)``).
-    """
-
-    prompt: int
-    params: SamplingParams
-    limit: int
-    seed: int
-
-
-@attrs.define(eq=False)
-class RowOutput:
-    """What one sample produced (``finish_reason`` None only if the batch was cut short)."""
-
-    ids: list[int] = attrs.field(factory=list)
-    logprobs: list[float] = attrs.field(factory=list)
-    finish_reason: str | None = None
-    stop_reason: str | int | None = None
-
-
-class _RowCheck:
-    """Applies a row's stop rules to the tokens of one window, in order."""
-
-    def __init__(self, spec: RowSpec, out: RowOutput, tokenizer: Any) -> None:
-        self.spec, self.out = spec, out
-        self.stop_ids = frozenset(spec.params.stop_token_ids)
-        stops = [s for s in spec.params.stop if s]
-        self.watch = StopStringWatch(tokenizer, stops) if stops else None
-
-    def feed(self, tokens: list[int], logprobs: list[float]) -> bool:
-        """Append the window's tokens up to (and including) the first that ends the row; True if it ended."""
-        out, cut, reason = self.out, len(tokens), None
-        if self.watch is not None:
-            for i, t in enumerate(tokens):
-                if t in self.stop_ids:
-                    cut, reason = i + 1, t
-                    break
-                hit = self.watch.append(t)
-                if hit is not None:
-                    cut, reason = i + 1, hit
-                    break
-        elif self.stop_ids and not self.stop_ids.isdisjoint(tokens):
-            cut = next(i for i, t in enumerate(tokens) if t in self.stop_ids) + 1
-            reason = tokens[cut - 1]
-        room = self.spec.limit - len(out.ids)
-        if cut > room:
-            cut, reason = room, None
-        out.ids.extend(tokens[:cut])
-        out.logprobs.extend(logprobs[:cut])
-        if reason is not None:
-            out.finish_reason, out.stop_reason = "stop", reason
-        elif len(out.ids) >= self.spec.limit:
-            out.finish_reason = "length"
-        return out.finish_reason is not None
 
 
 class _Bucket:
@@ -134,14 +73,14 @@ class _Bucket:
         self.counters = torch.zeros(rows, **long)
         self.live = torch.zeros(rows, **long)
         self.win = torch.zeros(1, **long)
-        self.state = SamplingState.empty(rows, device)
+        self.state = RowSampling.empty(rows, device)
         self.hist_tokens = torch.zeros(rows, window, **long)
         self.hist_logprobs = torch.zeros(rows, window, dtype=torch.float32, device=device)
 
     def mutable(self) -> list[Tensor]:
         return [self.tokens, self.positions, self.counters, self.win]
 
-    def load(self, tokens: Tensor, positions: Tensor, counters: Tensor, state: SamplingState) -> None:
+    def load(self, tokens: Tensor, positions: Tensor, counters: Tensor, state: RowSampling) -> None:
         """Make rows ``0..n-1`` hold the given live rows (``n = tokens.shape[0]``) and reset the rest."""
         n = tokens.shape[0]
         for dst, src in ((self.tokens, tokens), (self.positions, positions), (self.counters, counters)):
@@ -224,10 +163,10 @@ class StaticEngine:
 
     # -- one decode step ------------------------------------------------------------------
 
-    def _step_eager(self, b: _Bucket, span: int, flags: SamplingFlags) -> None:
+    def _step_eager(self, b: _Bucket, span: int) -> None:
         assert self._cache is not None
         logits = self.decoder.decode(self._cache, b.tokens, b.positions, span)
-        nxt, lp = sample(logits, b.state, flags, b.counters)
+        nxt, lp = sample(logits, b.state, b.counters)
         b.hist_tokens.index_copy_(1, b.win, nxt[:, None])
         b.hist_logprobs.index_copy_(1, b.win, lp[:, None])
         b.tokens.copy_(nxt)
@@ -235,17 +174,18 @@ class StaticEngine:
         b.counters.add_(1)
         b.win.add_(1)
 
-    def _step(self, b: _Bucket, span: int, flags: SamplingFlags) -> None:
+    def _step(self, b: _Bucket, span: int) -> None:
         if not self.use_graphs:
-            self._step_eager(b, span, flags)
+            self._step_eager(b, span)
             return
-        key = (b.rows, span, flags)
+        # The flags pick the sampler's branches, which a captured graph has baked in.
+        key = (b.rows, span, b.state.flags)
         graph = self._graphs.get(key)
         if graph is None:
-            graph = self._graphs[key] = self._capture(b, span, flags)
+            graph = self._graphs[key] = self._capture(b, span)
         graph.replay()
 
-    def _capture(self, b: _Bucket, span: int, flags: SamplingFlags) -> Any:
+    def _capture(self, b: _Bucket, span: int) -> Any:
         """Capture one step. A warm-up step runs first on a side stream (lazy library set-up
         must not happen during capture); the small state it advanced is restored, and what
         it wrote to the cache and history is rewritten identically by the real step."""
@@ -253,14 +193,14 @@ class StaticEngine:
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
-            self._step_eager(b, span, flags)
+            self._step_eager(b, span)
         torch.cuda.current_stream().wait_stream(side)
         for t, v in zip(b.mutable(), saved, strict=True):
             t.copy_(v)
         graph = torch.cuda.CUDAGraph()
         # thread_local: CUDA calls of other threads (the event loop's) must not void the capture.
         with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
-            self._step_eager(b, span, flags)
+            self._step_eager(b, span)
         self.stats["graphs_captured"] += 1
         return graph
 
@@ -290,7 +230,8 @@ class StaticEngine:
         rows: Sequence[RowSpec],
         should_abort: Callable[[], bool],
     ) -> list[RowOutput]:
-        outputs = [RowOutput() for _ in rows]
+        checks = [StopChecker(self.tokenizer, r.params, r.limit) for r in rows]
+        outputs = [c.output for c in checks]
         if not rows:
             return outputs
         dev = self.device
@@ -299,14 +240,12 @@ class StaticEngine:
         lengths = [len(p) for p in prompts]
         need = max(lengths[r.prompt] + r.limit for r in rows)
         cache = self._ensure_cache(bucket_size(len(rows)), need)
-        flags = SamplingFlags.of([r.params for r in rows])
-        checks = [_RowCheck(r, out, self.tokenizer) for r, out in zip(rows, outputs, strict=True)]
 
         # Prefill, then the first token of every row.
         prompt_logits = self._prefill(cache, prompts, rows)
         owner = torch.tensor([r.prompt for r in rows], device=dev)
-        state = SamplingState.build([r.params for r in rows], [r.seed for r in rows], dev)
-        first, first_lp = sample(prompt_logits.index_select(0, owner), state, flags, torch.zeros_like(owner))
+        state = RowSampling.build([r.params for r in rows], dev, [r.seed for r in rows])
+        first, first_lp = sample(prompt_logits.index_select(0, owner), state, torch.zeros_like(owner))
         del prompt_logits
         live = [i for i, (t, lp) in enumerate(zip(first.tolist(), first_lp.tolist(), strict=True))
                 if not checks[i].feed([t], [lp])]
@@ -336,7 +275,7 @@ class StaticEngine:
             span = min(round_up(longest + k - 1, self.span_step), cache.max_len)
             b.win.zero_()
             for _ in range(k):
-                self._step(b, span, flags)
+                self._step(b, span)
             self.stats["decode_steps"] += k
             self.stats["windows"] += 1
             hist = b.hist_tokens[:n, :k].tolist()  # the one host sync of the window

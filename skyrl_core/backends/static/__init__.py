@@ -1,23 +1,24 @@
-"""The native backend's fast path on CUDA: a static KV cache, decode steps in CUDA graphs,
-sampling on the device, host checks once per window (see ``engine``).
+"""The native backend's static engine (``[backend] engine = "static"``): a static KV cache, decode
+steps in CUDA graphs, sampling on the device, host checks once per window (see ``engine``).
 
 Selected with ``[backend] engine``: ``"auto"`` (the default) uses it on CUDA for supported
-models (Llama, Qwen2, Qwen3, Mistral) and the Hugging Face loop otherwise; ``"static"``
+models (Llama, Qwen2, Qwen3, Mistral) and the Hugging Face engine otherwise; ``"static"``
 forces it (also on CPU, without graphs: how its logic is tested); ``"hf"`` never uses it.
+It samples and stops exactly as the Hugging Face engine does (``skyrl_core.backends.rows``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from skyrl_core.backends.fast.engine import RowOutput, RowSpec, StaticEngine
-from skyrl_core.backends.fast.model import unsupported_reason
+from skyrl_core.backends.static.engine import StaticEngine
+from skyrl_core.backends.static.model import unsupported_reason
 
-__all__ = ["RowOutput", "RowSpec", "StaticEngine", "make_engine", "unsupported_reason"]
+__all__ = ["StaticEngine", "make_engine", "unsupported_reason"]
 
 
 def make_engine(config: Any, model: Any, tokenizer: Any, device: Any) -> StaticEngine | None:
-    """The engine ``[backend] engine`` asks for: a ``StaticEngine``, or None for the HF loop.
+    """The static engine if ``[backend] engine`` asks for it: a ``StaticEngine``, or None for the HF engine.
 
     Raises:
         ValueError: ``engine = "static"`` with a model the static engine cannot run.
@@ -30,7 +31,7 @@ def make_engine(config: Any, model: Any, tokenizer: Any, device: Any) -> StaticE
         if choice == "static":
             raise ValueError(
                 f"[backend] engine = 'static': {reason}. Use engine = 'auto' (falls back to the Hugging Face "
-                "loop) or 'hf'."
+                "engine) or 'hf'."
             )
         return None
     return StaticEngine(

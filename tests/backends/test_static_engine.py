@@ -1,6 +1,7 @@
-"""The static engine (skyrl_core.backends.fast): the conformance suite on CPU (eager steps), the
-sampler against the reference sampler, the decoder against the HF forward, retirement and
-windowed stop checks against solo runs; on CUDA (skipped elsewhere) the suite with CUDA graphs."""
+"""The static engine (skyrl_core.backends.static): the conformance suite on CPU (eager steps), the
+decoder against the HF forward, retirement and windowed stop checks against solo runs; on CUDA
+(skipped elsewhere) the suite with CUDA graphs. Its sampler is skyrl_core.backends.sampling
+(test_sampling.py); that it agrees with the HF engine is in test_native.py."""
 
 from __future__ import annotations
 
@@ -10,17 +11,17 @@ import attrs
 import pytest
 import torch
 
-from skyrl_core.backends import sampling as ref_sampling
-from skyrl_core.backends.fast import make_engine, unsupported_reason
-from skyrl_core.backends.fast.engine import BUCKETS, RowSpec, StaticEngine, bucket_size
-from skyrl_core.backends.fast.model import StaticDecoder
-from skyrl_core.backends.fast.sampler import SamplingFlags, SamplingState, counter_uniform, filtered_logprobs, sample
+from skyrl_core.backends.hf_engine import HFEngine
 from skyrl_core.backends.native import NativeBackend
 from skyrl_core.backends.native_config import NativeBackendConfig
+from skyrl_core.backends.rows import RowSpec
+from skyrl_core.backends.static import StaticEngine, make_engine, unsupported_reason
+from skyrl_core.backends.static.engine import BUCKETS, bucket_size
+from skyrl_core.backends.static.model import StaticDecoder
 from skyrl_core.config.schema import ModelConfig, TinyModelConfig
 from skyrl_core.models.tiny import build_tiny_model
 from skyrl_core.protocols.backend import GenerateRequest, SamplingParams
-from skyrl_core.testing.conformance import SAMPLED_SETTINGS, BackendConformance, Reference, make_unit_scale_copy
+from skyrl_core.testing.conformance import BackendConformance, Reference, make_unit_scale_copy
 
 CUDA = torch.cuda.is_available()
 
@@ -60,7 +61,7 @@ class TestStaticEngineConformanceCUDA(BackendConformance):
 
 @pytest.fixture(scope="module")
 def model_dir(tiny_model_dir, tmp_path_factory):
-    return make_unit_scale_copy(tiny_model_dir, tmp_path_factory.mktemp("fast") / "model")
+    return make_unit_scale_copy(tiny_model_dir, tmp_path_factory.mktemp("static") / "model")
 
 
 @pytest.fixture(scope="module")
@@ -85,10 +86,10 @@ def _gen(backend, requests):
 # -- selection ---------------------------------------------------------------------------------
 
 
-def test_auto_keeps_the_hf_loop_on_cpu(model_dir):
+def test_auto_keeps_the_hf_engine_on_cpu(model_dir):
     backend = _backend(model_dir)
     try:
-        assert backend.engine is None
+        assert isinstance(backend.engine, HFEngine)
     finally:
         backend.shutdown()
 
@@ -111,48 +112,7 @@ def test_bucket_sizes_cover_every_row_count():
     assert bucket_size(256) == 256 and bucket_size(65) == 96
 
 
-# -- sampler -----------------------------------------------------------------------------------
-
-
-def test_counter_uniform_is_deterministic_uniform_and_seed_dependent():
-    seeds = torch.arange(4000, dtype=torch.long) * 7919
-    counters = torch.arange(4000, dtype=torch.long) % 13
-    u = counter_uniform(seeds, counters)
-    assert torch.equal(u, counter_uniform(seeds, counters))
-    assert float(u.min()) >= 0 and float(u.max()) < 1
-    assert abs(float(u.mean()) - 0.5) < 0.02 and abs(float(u.var()) - 1 / 12) < 0.01
-    big = torch.tensor([2**63 - 1, -(2**63)], dtype=torch.long)  # int64 wrap-around stays in range
-    assert torch.all(counter_uniform(big, torch.zeros(2, dtype=torch.long)) >= 0)
-    assert not torch.equal(counter_uniform(seeds + 1, counters), u)
-
-
-def test_filtered_logprobs_match_the_reference_sampler():
-    gen = torch.Generator().manual_seed(0)
-    logits = torch.randn(len(SAMPLED_SETTINGS) + 1, 300, generator=gen) * 3
-    params = [SamplingParams(**s) for s in SAMPLED_SETTINGS] + [SamplingParams(temperature=0)]
-    st = SamplingState.build(params, list(range(len(params))), "cpu")
-    got = filtered_logprobs(logits, st, SamplingFlags.of(params))
-    expected = ref_sampling.filtered_logprobs(logits, ref_sampling.RowSampling.build(params, "cpu"))
-    assert torch.equal(torch.isinf(got), torch.isinf(expected))
-    finite = torch.isfinite(expected)
-    torch.testing.assert_close(got[finite], expected[finite], rtol=0, atol=1e-5)
-
-
-@pytest.mark.parametrize("p", [SamplingParams(temperature=0.8, top_k=4), SamplingParams(temperature=0.7)])
-def test_sample_draws_from_the_filtered_distribution_and_greedy_rows_take_argmax(p):
-    gen = torch.Generator().manual_seed(1)
-    logits = torch.randn(1, 6, generator=gen).expand(20000, 6).contiguous()
-    rows = [p] * 19999 + [SamplingParams(temperature=0)]
-    st = SamplingState.build(rows, list(range(20000)), "cpu")
-    flags = SamplingFlags.of(rows)
-    tokens, lps = sample(logits, st, flags, torch.zeros(20000, dtype=torch.long))
-    expected = filtered_logprobs(logits[:1], st.select(torch.tensor([0])), flags)[0].exp()
-    freq = torch.bincount(tokens[:-1], minlength=6).float() / 19999
-    assert float((freq - expected).abs().max()) < 0.015
-    assert float(freq[expected == 0].sum()) == 0  # filtered tokens are never drawn
-    assert int(tokens[-1]) == int(logits[0].argmax())
-    torch.testing.assert_close(lps[:-1], expected.log()[tokens[:-1]])
-    torch.testing.assert_close(lps[-1], torch.log_softmax(logits[0], -1).max())
+# -- decoder -----------------------------------------------------------------------------------
 
 
 @torch.no_grad()
@@ -171,9 +131,6 @@ def test_fused_projections_alias_the_model_parameters(model_dir):
     assert dec.fuse() is False
     attn.q_proj.weight.data = attn.q_proj.weight.data.clone()  # storage replaced, as model.to() does
     assert dec.fuse() is True and attn.q_proj.weight.data_ptr() == dec._fused[0].qkv_w.data_ptr()
-
-
-# -- decoder -----------------------------------------------------------------------------------
 
 
 @torch.no_grad()
