@@ -6,96 +6,59 @@ capabilities are small runtime-checkable protocols a component implements when i
 (``AbortsRequests``, ``EngineGroup``, ``ShardedWeightSource``, ...).
 """
 
-from skyrl_core.protocols.algorithms import (
-    AdvantageEstimator,
-    AdvantageInput,
-    AdvantageOutput,
-    PolicyLoss,
-    PolicyLossInput,
-    PolicyLossOutput,
-)
-from skyrl_core.protocols.backend import (
-    FINISH_REASONS,
-    AbortsRequests,
-    BackendCapabilities,
-    Completion,
-    GenerateRequest,
-    GenerateResult,
-    InferenceBackend,
-    KnowsModelLength,
-    LoadsLoraAdapters,
-    SamplingParams,
-)
-from skyrl_core.protocols.env import (
-    AggregatesMetrics,
-    Closeable,
-    Environment,
-    HasStopStrings,
-    ReportsMetrics,
-    StepOutput,
-    TextEnv,
-)
-from skyrl_core.protocols.install import ChecksInstallation
-from skyrl_core.protocols.preparer import DatasetPreparer
-from skyrl_core.protocols.strategy import (
-    ForwardOutput,
-    LossFn,
-    LossScale,
-    ModelRole,
-    TrainBatch,
-    TrainingStrategy,
-    TrainsLoraAdapters,
-)
-from skyrl_core.protocols.tracker import Tracker
-from skyrl_core.protocols.weights import (
-    DIRECT_TRANSPORTS,
-    BucketSent,
-    EngineGroup,
-    Pending,
-    ReportsWeights,
-    ShardedWeightSource,
-    TensorMeta,
-)
+from __future__ import annotations
 
-__all__ = [
-    "DIRECT_TRANSPORTS",
-    "FINISH_REASONS",
-    "AbortsRequests",
-    "AdvantageEstimator",
-    "AdvantageInput",
-    "AdvantageOutput",
-    "AggregatesMetrics",
-    "BackendCapabilities",
-    "BucketSent",
-    "ChecksInstallation",
-    "Closeable",
-    "Completion",
-    "DatasetPreparer",
-    "EngineGroup",
-    "Environment",
-    "ForwardOutput",
-    "GenerateRequest",
-    "GenerateResult",
-    "HasStopStrings",
-    "InferenceBackend",
-    "KnowsModelLength",
-    "LoadsLoraAdapters",
-    "LossFn",
-    "LossScale",
-    "ModelRole",
-    "Pending",
-    "PolicyLoss",
-    "PolicyLossInput",
-    "PolicyLossOutput",
-    "ReportsMetrics",
-    "ReportsWeights",
-    "SamplingParams",
-    "ShardedWeightSource",
-    "StepOutput",
-    "TensorMeta",
-    "TextEnv",
-    "Tracker",
-    "TrainBatch",
-    "TrainingStrategy",
-    "TrainsLoraAdapters",
-]
+import importlib
+from typing import Any
+
+_MODULES: dict[str, str] = {
+    "AdvantageEstimator": "skyrl_core.protocols.algorithms",
+    "AdvantageInput": "skyrl_core.protocols.algorithms",
+    "AdvantageOutput": "skyrl_core.protocols.algorithms",
+    "PolicyLoss": "skyrl_core.protocols.algorithms",
+    "PolicyLossInput": "skyrl_core.protocols.algorithms",
+    "PolicyLossOutput": "skyrl_core.protocols.algorithms",
+    "FINISH_REASONS": "skyrl_core.protocols.backend",
+    "AbortsRequests": "skyrl_core.protocols.backend",
+    "BackendCapabilities": "skyrl_core.protocols.backend",
+    "Completion": "skyrl_core.protocols.backend",
+    "GenerateRequest": "skyrl_core.protocols.backend",
+    "GenerateResult": "skyrl_core.protocols.backend",
+    "InferenceBackend": "skyrl_core.protocols.backend",
+    "KnowsModelLength": "skyrl_core.protocols.backend",
+    "LoadsLoraAdapters": "skyrl_core.protocols.backend",
+    "SamplingParams": "skyrl_core.protocols.backend",
+    "AggregatesMetrics": "skyrl_core.protocols.env",
+    "Closeable": "skyrl_core.protocols.env",
+    "Environment": "skyrl_core.protocols.env",
+    "HasStopStrings": "skyrl_core.protocols.env",
+    "ReportsMetrics": "skyrl_core.protocols.env",
+    "StepOutput": "skyrl_core.protocols.env",
+    "TextEnv": "skyrl_core.protocols.env",
+    "ChecksInstallation": "skyrl_core.protocols.install",
+    "DatasetPreparer": "skyrl_core.protocols.preparer",
+    "ForwardOutput": "skyrl_core.protocols.strategy",
+    "LossFn": "skyrl_core.protocols.strategy",
+    "LossScale": "skyrl_core.protocols.strategy",
+    "ModelRole": "skyrl_core.protocols.strategy",
+    "TrainBatch": "skyrl_core.protocols.strategy",
+    "TrainingStrategy": "skyrl_core.protocols.strategy",
+    "TrainsLoraAdapters": "skyrl_core.protocols.strategy",
+    "Tracker": "skyrl_core.protocols.tracker",
+    "DIRECT_TRANSPORTS": "skyrl_core.protocols.weights",
+    "BucketSent": "skyrl_core.protocols.weights",
+    "EngineGroup": "skyrl_core.protocols.weights",
+    "Pending": "skyrl_core.protocols.weights",
+    "ReportsWeights": "skyrl_core.protocols.weights",
+    "ShardedWeightSource": "skyrl_core.protocols.weights",
+    "TensorMeta": "skyrl_core.protocols.weights",
+}
+__all__ = sorted(_MODULES)
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: importing one contract (e.g. the torch-free environment protocol) imports no other.
+    module = _MODULES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'skyrl_core.protocols' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -97,7 +97,8 @@ def test_two_plugins_claiming_one_name(skyrl, write_toml):
     assert "skyrl-test-dup-a 0.1.0" in err and "skyrl-test-dup-b 0.2.0" in err
     assert "'skyrl-test-dup-a:t_dup'" in err or "'skyrl-test-dup-b:t_dup'" in err  # how to pick one
     # a qualified name selects one provider
-    assert skyrl("config", "validate", "run.toml", "algorithm.advantage.name=skyrl-test-dup-b:t_dup", dists=dists).code == 0
+    qualified = "algorithm.advantage.name=skyrl-test-dup-b:t_dup"
+    assert skyrl("config", "validate", "run.toml", qualified, dists=dists).code == 0
     listing = skyrl("plugins", dists=["dup_a", "dup_b"])
     assert listing.code == 0 and "warning: conflict: advantage estimator 't_dup'" in listing.err
     assert "Traceback" not in listing.err
