@@ -33,18 +33,30 @@ from typing import Any
 
 #: Public name -> the module that defines it.
 EXPORTS: dict[str, str] = {}
+#: Group title -> its names, in the order of this file (the API reference follows it).
+GROUPS: dict[str, list[str]] = {}
+_group = ""
+
+
+def _section(title: str) -> None:
+    global _group
+    _group = title
+    GROUPS.setdefault(title, [])
 
 
 def _export(module: str, *names: str) -> None:
     for name in names:
         EXPORTS[name] = module
+        GROUPS[_group].append(name)
 
 
 # -- markers and specs ----------------------------------------------------------------------
+_section("Markers, specs and the registry")
 _export("skyrl_core.plugins", "hookimpl", "build_registry", "Registry", "Component", "PluginInfo")
 _export("skyrl_core.specs", "ComponentSpec", "Kind")
 
 # -- contracts: one protocol per kind, and the optional capabilities ------------------------
+_section("Contracts and optional capabilities")
 _export(
     "skyrl_core.protocols.backend",
     "InferenceBackend",
@@ -101,15 +113,17 @@ _export(
     "BucketSent",
     "DIRECT_TRANSPORTS",
 )
-_export("skyrl_core.contracts", "ContractError", "check_impl")
+_export("skyrl_core.contracts", "check_impl", "CONTRACTS")
 
 # -- data types of a run --------------------------------------------------------------------
+_section("Data of a run")
 _export("skyrl_core.rollout", "RolloutBatch", "Trajectory")
 _export("skyrl_core.run", "RunContext")
 _export("skyrl_core.strategies.lora_sync", "LoraAdapter")
 _export("skyrl_core.data.rows", "PromptRow", "read_source", "validate_rows", "load_prompt_rows")
 
 # -- the run's config (what a config check reads) -------------------------------------------
+_section("The run's config")
 _export(
     "skyrl_core.config.schema",
     "RunConfig",
@@ -132,6 +146,7 @@ _export(
 )
 
 # -- errors ---------------------------------------------------------------------------------
+_section("Errors")
 _export(
     "skyrl_core.errors",
     "SkyrlError",
@@ -142,20 +157,25 @@ _export(
     "MissingDependencyError",
     "did_you_mean",
 )
+_export("skyrl_core.contracts", "ContractError")
 
 # -- config helpers -------------------------------------------------------------------------
+_section("Config helpers")
 _export("skyrl_core.config.fields", "option", "positive", "non_negative", "unit_interval", "at_least", "all_positive")
 _export("skyrl_core.config.loader", "load_config", "parse_config")
 _export("skyrl_core.config.plan", "BatchPlan", "make_plan")
 _export("skyrl_core.prepare", "run_preparer")
 
 # -- helpers for backends -------------------------------------------------------------------
+_section("Helpers for backends")
 _export("skyrl_core.backends.stops", "decode_text", "StopStringWatch")
-_export("skyrl_core.backends.sampling", "sample_seed")
+_export("skyrl_core.backends.sampling", "sample_seed", "counter_uniform", "RowSampling", "filtered_logprobs")
+_export("skyrl_core.backends.validation", "check_requests", "request_problems")
 _export("skyrl_core.models.loading", "load_tokenizer")
 _export("skyrl_core.models.tiny", "build_tiny_model")
 
 # -- helpers for weight transfer (both sides of a direct transport) --------------------------
+_section("Helpers for weight transfer")
 _export(
     "skyrl_core.runtime.weight_sync",
     "WeightSyncError",

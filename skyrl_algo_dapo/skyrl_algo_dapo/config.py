@@ -17,7 +17,7 @@ from typing import Literal
 
 import attrs
 
-from skyrl_core.config.fields import non_negative, option, positive
+from skyrl_core.api import non_negative, option, positive
 
 DAPO_EPS_LOW = 0.2
 DAPO_EPS_HIGH = 0.28

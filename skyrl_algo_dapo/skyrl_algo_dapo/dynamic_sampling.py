@@ -14,8 +14,7 @@ from collections.abc import Callable, Sequence
 import attrs
 
 from skyrl_algo_dapo.overlong import RAW_REWARD
-from skyrl_core.errors import SkyrlError
-from skyrl_core.rollout import RolloutBatch, Trajectory
+from skyrl_core.api import RolloutBatch, SkyrlError, Trajectory
 
 EQUAL_ATOL = 1e-9  # rewards within this of each other count as equal (sums of float token rewards)
 

@@ -17,8 +17,7 @@ sampling can compare the task's own scores (``[dapo] filter_on = "raw_reward"``)
 from __future__ import annotations
 
 from skyrl_algo_dapo.config import DEFAULT_BUFFER_FRACTION, DapoConfig
-from skyrl_core.config.schema import GeneratorConfig
-from skyrl_core.rollout import RolloutBatch, Trajectory
+from skyrl_core.api import GeneratorConfig, RolloutBatch, Trajectory
 
 RAW_REWARD = "dapo_raw_reward"
 

@@ -23,9 +23,7 @@ from skyrl_algo_dapo.config import DapoConfig
 from skyrl_algo_dapo.dynamic_sampling import SamplingPlan, collect_informative
 from skyrl_algo_dapo.overlong import shape_overlong
 from skyrl_algo_dapo.presets import dapo_defaults, dapo_issues
-from skyrl_core import ComponentSpec, hookimpl
-from skyrl_core.errors import ConfigIssue
-from skyrl_core.rollout import RolloutBatch
+from skyrl_core.api import ComponentSpec, ConfigIssue, RolloutBatch, hookimpl
 
 SECTION = "dapo"
 

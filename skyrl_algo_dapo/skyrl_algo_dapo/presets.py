@@ -14,8 +14,7 @@ from typing import Any
 
 from skyrl_algo_dapo.config import DAPO_EPS_HIGH, DAPO_EPS_LOW, DapoConfig
 from skyrl_algo_dapo.overlong import overlong_limits
-from skyrl_core.config.schema import RunConfig
-from skyrl_core.errors import ConfigIssue
+from skyrl_core.api import ConfigIssue, RunConfig
 
 PPO_CLIP_LOSSES = ("clip_cov", "dual_clip", "ppo_clip")
 """Builtin policy losses that clip the token ratio to ``[1 - eps_low, 1 + eps_high]`` PPO-style."""

@@ -7,11 +7,7 @@ from pathlib import Path
 import tomllib
 
 from skyrl_algo_dapo import plugin
-from skyrl_core.config.loader import parse_config
-from skyrl_core.config.plan import make_plan
-from skyrl_core.config.schema import RunConfig
-from skyrl_core.rollout import Trajectory
-from skyrl_core.run import RunContext
+from skyrl_core.api import RunConfig, RunContext, Trajectory, make_plan, parse_config
 from skyrl_core.testing import fresh_registry
 
 REPO = Path(__file__).resolve().parents[2]

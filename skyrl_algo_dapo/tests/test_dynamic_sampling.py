@@ -15,7 +15,7 @@ from skyrl_algo_dapo.dynamic_sampling import (
 )
 from skyrl_algo_dapo.overlong import RAW_REWARD
 
-from skyrl_core.rollout import RolloutBatch
+from skyrl_core.api import RolloutBatch
 
 
 def round_of(*groups: Sequence[float], metrics: dict[str, float] | None = None) -> RolloutBatch:

@@ -7,8 +7,7 @@ from dapo_support import config, run_context, traj
 from skyrl_algo_dapo.config import DapoConfig
 from skyrl_algo_dapo.overlong import RAW_REWARD, overlong_limits, overlong_penalty, shape_overlong
 
-from skyrl_core.config.schema import GeneratorConfig
-from skyrl_core.rollout import RolloutBatch
+from skyrl_core.api import GeneratorConfig, RolloutBatch
 
 
 def test_penalty_follows_the_paper():

@@ -7,7 +7,7 @@ import skyrl_algo_dapo.plugin
 from dapo_support import config
 from skyrl_algo_dapo.config import DapoConfig
 
-from skyrl_core.errors import ConfigError
+from skyrl_core.api import ConfigError
 from skyrl_core.testing import check_plugin
 
 

@@ -1,4 +1,4 @@
-"""Dynamic sampling inside the real loop: ``trainer.collect_rollouts`` with the native backend, a
+"""Dynamic sampling inside the real loop: one step's collection with the native backend, a
 tiny model, the real generator, and an environment whose rewards the test scripts per prompt.
 
 The environment ``scripted`` gives the ``i``-th sample of a prompt the reward ``rewards[i]`` of
@@ -8,6 +8,7 @@ order, so it also knows which prompts each sampling round draws.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import defaultdict
 from pathlib import Path
@@ -19,17 +20,8 @@ from skyrl_algo_dapo.dynamic_sampling import DynamicSamplingError
 from skyrl_algo_dapo.overlong import RAW_REWARD
 
 from skyrl_algo_dapo import plugin
-from skyrl_core import ComponentSpec, hookimpl
-from skyrl_core.config.loader import parse_config
-from skyrl_core.data import PromptLoader, load_prompts
-from skyrl_core.models.loading import load_tokenizer
-from skyrl_core.pipeline import LoopThread
-from skyrl_core.pipeline.collect import collect_rollouts as collect
-from skyrl_core.pipeline.collect import sample_rollouts
-from skyrl_core.protocols.env import StepOutput, TextEnv
-from skyrl_core.run import RunContext, new_context
-from skyrl_core.specs import Kind
-from skyrl_core.testing import fresh_registry
+from skyrl_core.api import ComponentSpec, StepOutput, TextEnv, hookimpl, parse_config
+from skyrl_core.testing import collect_rollouts, fresh_registry, generation_run
 
 SAMPLES = 2
 
@@ -65,14 +57,16 @@ def write_rows(path: Path, rewards: list[list[float]]) -> Path:
 
 @pytest.fixture
 def make_run(tiny_model_dir, tmp_path):
-    """``make_run(rewards, dapo_toml)``: a RunContext with a real backend over rows scripted by ``rewards``."""
-    runs: list[RunContext] = []
+    """``make_run(rewards, dapo_toml)``: a run with a real backend over rows scripted by ``rewards``."""
+    stack = contextlib.ExitStack()
     ScriptedEnv.handed_out.clear()
 
-    def make(rewards: list[list[float]], dapo: str, prompts_per_step: int = 2) -> RunContext:
+    def make(rewards: list[list[float]], dapo: str, prompts_per_step: int = 2) -> Any:
         data = write_rows(tmp_path / "rows.jsonl", rewards)
+        # run.seed = 1: the sampling seeds under which the tiny random model runs into max_new_tokens
+        # on every sample (the overlong-shaping checks below rely on it)
         toml = (
-            f'[run]\ndir = "{tmp_path / "run"}"\n'
+            f'[run]\nseed = 1\ndir = "{tmp_path / "run"}"\n'
             f'[model]\npath = "{tiny_model_dir}"\ndevice = "cpu"\n'
             f'[data]\ntrain = ["{data}"]\nshuffle = false\nmax_prompt_tokens = 64\n'
             "[generator]\nmax_new_tokens = 4\nmax_total_tokens = 96\n"
@@ -80,25 +74,10 @@ def make_run(tiny_model_dir, tmp_path):
         )
         registry = fresh_registry(plugin, ScriptedEnvPlugin())
         cfg = parse_config(tomllib.loads(toml), registry=registry)
-        run = new_context(cfg, registry)
-        run.tokenizer = load_tokenizer(cfg.model)
-        backend_cls = registry.get(Kind.BACKEND, cfg.backend.name).load()
-        run.backend = backend_cls(run.component_config(Kind.BACKEND, "native", cfg.backend.config), model=cfg.model,
-                                  seed=0)
-        rows = load_prompts(cfg, registry, run.tokenizer, cfg.data.train)
-        run.train_loader = PromptLoader(rows, seed=0, shuffle=False)
-        run.loop = LoopThread()
-        runs.append(run)
-        return run
+        return stack.enter_context(generation_run(cfg, registry))
 
-    yield make
-    for run in runs:  # as the trainer ends a run
-        run.backend.shutdown()
-        run.loop.close()
-
-
-def collect_rollouts(run: RunContext) -> Any:
-    return collect(run, lambda k: sample_rollouts(run, k))
+    with stack:
+        yield make
 
 
 def row_ids(batch: Any) -> list[int]:

@@ -35,3 +35,29 @@ def tiny_model_cfg(tiny_model_dir):
     from skyrl_core.config.schema import ModelConfig
 
     return ModelConfig(path=str(tiny_model_dir), device="cpu", dtype="float32")
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A local Ray cluster shared by every test of the session (``skyrl_core.testing.ray``).
+
+    Started on first use and shut down when the session ends; each test using it gets the
+    cluster with no skyrl actors left over from the tests before it.
+    """
+    pytest.importorskip("ray")
+    from skyrl_core.testing.ray import release_runtime, start_cluster
+
+    ray = start_cluster()
+    yield ray
+    release_runtime()
+    ray.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def _release_ray_actors(request):
+    """After a test that used the session's Ray cluster, kill the actors it left behind."""
+    yield
+    if "ray_cluster" in request.fixturenames:
+        from skyrl_core.testing.ray import release_runtime
+
+        release_runtime()

@@ -1,15 +1,18 @@
-"""A tiny, fast ``skyrl train`` config for tests (tiny Qwen2, 1-digit arithmetic, seconds per step).
+"""Runs in tests: a tiny, fast ``skyrl train`` config (tiny Qwen2, 1-digit arithmetic, seconds per
+step), the real CLI and training loop, and a run that only collects rollouts.
 
 ::
 
     cfg = write_tiny_config(tmp_path, steps=2)
-    assert skyrl_core.cli.main(["train", str(cfg), "eval.every=1"]) == 0
-    rows = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert run_skyrl(["train", str(cfg), "eval.every=1"]) == 0
+    rows = read_metrics(tmp_path / "run")
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -80,3 +83,67 @@ def read_metrics(run_dir: Path) -> dict[int, dict[str, Any]]:
         row = json.loads(line)
         out.setdefault(row["step"], {}).update(row)
     return out
+
+
+# -- running the real commands and loop from a test ------------------------------------------
+
+
+def run_skyrl(argv: list[str]) -> int:
+    """``skyrl ARGV...`` in this process (the real CLI, errors printed as users see them); the exit code."""
+    from skyrl_core.cli import main
+
+    return main(argv)
+
+
+def cli_parser(registry: Any = None) -> Any:
+    """The ``skyrl`` argument parser with the commands plugins add (``skyrl_add_commands``) of
+    ``registry`` (default: every installed plugin)."""
+    from skyrl_core.cli import build_parser
+
+    return build_parser(registry)
+
+
+def train(cfg: Any, registry: Any, config_path: str | None = None) -> dict[str, float]:
+    """Run RL training on a validated config, as ``skyrl train`` does; return the last metrics."""
+    from skyrl_core.trainer import train as run_training
+
+    return run_training(cfg, registry, config_path=config_path)
+
+
+@contextmanager
+def generation_run(cfg: Any, registry: Any) -> Iterator[Any]:
+    """A ``RunContext`` that can collect rollouts and nothing more: components resolved and
+    checked, tokenizer, backend, training prompt loader and event loop, but no strategy. Closed
+    (backend shut down, loop stopped) on exit.
+
+    ::
+
+        with generation_run(cfg, registry) as run:
+            batch = collect_rollouts(run)      # one step's rollouts, plugin hooks included
+    """
+    from skyrl_core.components import build_backend
+    from skyrl_core.data import PromptLoader, load_prompts
+    from skyrl_core.models.loading import load_tokenizer
+    from skyrl_core.pipeline import LoopThread, track_prompts
+    from skyrl_core.startup import close_run, open_run
+
+    run = open_run(cfg, registry)
+    try:
+        assert run.components is not None
+        run.tokenizer = load_tokenizer(cfg.model)
+        run.backend = build_backend(cfg, registry, run.components.backend, cfg.model)
+        rows = load_prompts(cfg, registry, run.tokenizer, cfg.data.train, min_rows=cfg.trainer.prompts_per_step)
+        loader = PromptLoader(rows, seed=cfg.run.seed, shuffle=cfg.data.shuffle)
+        run.train_loader = track_prompts(loader, cfg.trainer.mode, None)
+        run.loop = LoopThread()
+        yield run
+    finally:
+        close_run(run)
+
+
+def collect_rollouts(run: Any) -> Any:
+    """One step's rollouts of ``run``, collected as a ``sync`` run does (``skyrl_collect_rollouts``
+    and ``skyrl_shape_rewards`` hooks included)."""
+    from skyrl_core.pipeline.sync import SyncPipeline
+
+    return SyncPipeline(run).next_batch()

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import attrs
 
-from skyrl_core.config.fields import non_negative, option, positive, unit_interval
+from skyrl_core.api import non_negative, option, positive, unit_interval
 
 #: Appended to every question. The worked example helps small models: with SmolLM2-135M-Instruct
 #: it gave 5 of 8 greedy replies in the `#### N` form, against 2 of 8 for SkyRL's wording

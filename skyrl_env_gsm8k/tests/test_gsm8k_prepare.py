@@ -10,12 +10,9 @@ from skyrl_env_gsm8k.config import INSTRUCTION, Gsm8kPrepareConfig
 from skyrl_env_gsm8k.prepare import final_answer, load_hub, prepare_gsm8k, strip_calculator
 from skyrl_env_gsm8k.synthetic import make_problems, write_jsonl
 
-from skyrl_core.cli import main as skyrl
-from skyrl_core.data.rows import load_prompt_rows, read_source
-from skyrl_core.errors import ConfigError, DataError
-from skyrl_core.prepare import run_preparer
-from skyrl_core.specs import Kind
+from skyrl_core.api import ConfigError, DataError, Kind, load_prompt_rows, read_source, run_preparer
 from skyrl_core.testing import fresh_registry
+from skyrl_core.testing import run_skyrl as skyrl
 from skyrl_env_gsm8k import plugin
 
 

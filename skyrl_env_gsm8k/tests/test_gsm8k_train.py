@@ -13,11 +13,8 @@ import pytest
 from skyrl_env_gsm8k.config import Gsm8kEnvConfig, Gsm8kMultiTurnConfig
 from skyrl_env_gsm8k.env import Gsm8kEnv, Gsm8kMultiTurnEnv
 
-from skyrl_core.config.loader import load_config
-from skyrl_core.data.rows import read_source
-from skyrl_core.prepare import run_preparer
-from skyrl_core.testing import fresh_registry
-from skyrl_core.trainer import train
+from skyrl_core.api import load_config, read_source, run_preparer
+from skyrl_core.testing import fresh_registry, train
 from skyrl_env_gsm8k import plugin
 
 SMOKE = Path(__file__).resolve().parents[2] / "examples" / "gsm8k" / "smoke_tiny.toml"

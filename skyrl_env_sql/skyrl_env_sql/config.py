@@ -11,7 +11,7 @@ from typing import Literal
 
 import attrs
 
-from skyrl_core.config.fields import non_negative, option, positive
+from skyrl_core.api import non_negative, option, positive
 
 #: Where the OmniSQL ``data.zip`` (used by SkyRL-SQL) keeps each family's databases,
 #: relative to ``db_root``. A family not listed here lives in ``<db_root>/<family>``.

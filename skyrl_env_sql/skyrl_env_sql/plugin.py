@@ -8,8 +8,7 @@ listing components imports nothing but the config classes.
 
 from __future__ import annotations
 
-from skyrl_core.plugins import hookimpl
-from skyrl_core.specs import ComponentSpec
+from skyrl_core.api import ComponentSpec, hookimpl
 from skyrl_env_sql.config import SkyRLSQLDataConfig, SyntheticDataConfig, Text2SQLConfig
 
 

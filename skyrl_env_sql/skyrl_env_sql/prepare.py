@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from skyrl_core.errors import DataError
+from skyrl_core.api import DataError
 from skyrl_env_sql.config import OMNISQL_FAMILY_DIRS, SkyRLSQLDataConfig, SyntheticDataConfig
 from skyrl_env_sql.executor import DatabaseNotFound, QueryLimits, execute
 from skyrl_env_sql.layout import resolve_db_path
@@ -191,7 +191,7 @@ def convert_row(
 
 
 def _convert_split(source: str, split: str, cfg: SkyRLSQLDataConfig) -> list[dict[str, Any]]:
-    from skyrl_core.data.rows import read_source
+    from skyrl_core.api import read_source
 
     raw = read_source(source, what=f"skyrl data prepare text2sql ({split})")
     out, errors = [], []

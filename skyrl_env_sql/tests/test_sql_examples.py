@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from skyrl_env_sql.config import Text2SQLConfig
 
-from skyrl_core.config.loader import load_config
+from skyrl_core.api import load_config
 from skyrl_core.testing import fresh_registry
 from skyrl_env_sql import plugin
 

@@ -19,9 +19,7 @@ from skyrl_env_sql.prepare import prepare_skyrl_sql, prepare_synthetic
 from skyrl_env_sql.protocol import parse_reply
 from sql_fixtures import DB_ID, sha256
 
-from skyrl_core.data.rows import validate_rows
-from skyrl_core.errors import DataError
-from skyrl_core.plugins import build_registry
+from skyrl_core.api import DataError, build_registry, validate_rows
 from skyrl_env_sql import plugin
 
 SMALL = {"train_databases": 2, "eval_databases": 1, "questions_per_database": 6, "seed": 5}

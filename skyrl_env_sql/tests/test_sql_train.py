@@ -15,11 +15,8 @@ import pytest
 from skyrl_env_sql.env import Text2SQLEnv
 from sql_fixtures import sha256
 
-from skyrl_core.config.loader import load_config
-from skyrl_core.data.rows import read_source
-from skyrl_core.prepare import run_preparer
-from skyrl_core.testing import fresh_registry
-from skyrl_core.trainer import train
+from skyrl_core.api import load_config, read_source, run_preparer
+from skyrl_core.testing import fresh_registry, train
 from skyrl_env_sql import plugin
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sql" / "cpu_tiny.toml"

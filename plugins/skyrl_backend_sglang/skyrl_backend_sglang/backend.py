@@ -42,18 +42,20 @@ import attrs
 from skyrl_backend_sglang.config import SGLangBackendConfig
 from skyrl_backend_sglang.server_args import engine_kwargs, resolve_device, resolve_seeded_sampling
 from skyrl_backend_sglang.weights import WeightSync
-from skyrl_core.backends.sampling import sample_seed
-from skyrl_core.backends.stops import StopStringWatch, decode_text
-from skyrl_core.backends.validation import check_requests
-from skyrl_core.config.schema import ModelConfig
-from skyrl_core.errors import MissingDependencyError, SkyrlError
-from skyrl_core.models.loading import load_tokenizer
-from skyrl_core.protocols.backend import (
+from skyrl_core.api import (
     BackendCapabilities,
     Completion,
     GenerateRequest,
     GenerateResult,
+    MissingDependencyError,
+    ModelConfig,
     SamplingParams,
+    SkyrlError,
+    StopStringWatch,
+    check_requests,
+    decode_text,
+    load_tokenizer,
+    sample_seed,
 )
 
 #: top_k sent with seeded rows in 'engine' mode: keeps every token but puts each batch on SGLang's

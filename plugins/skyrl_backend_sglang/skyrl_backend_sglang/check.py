@@ -23,13 +23,12 @@ def run_check(model: str | None, device: str) -> int:
         return 1
     from skyrl_backend_sglang.backend import SGLangBackend
     from skyrl_backend_sglang.config import SGLangBackendConfig
-    from skyrl_core.config.schema import ModelConfig, TinyModelConfig
-    from skyrl_core.protocols.backend import GenerateRequest, SamplingParams
+    from skyrl_core.api import GenerateRequest, ModelConfig, SamplingParams, TinyModelConfig
 
     with tempfile.TemporaryDirectory(prefix="skyrl-sglang-check-") as tmp:
         path = model
         if path is None:
-            from skyrl_core.models.tiny import build_tiny_model
+            from skyrl_core.api import build_tiny_model
 
             path = str(build_tiny_model(Path(tmp) / "tiny", TinyModelConfig(hidden_size=64, layers=2)))
             print(f"model         tiny Qwen2 built in {path}")

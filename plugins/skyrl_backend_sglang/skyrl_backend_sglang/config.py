@@ -19,8 +19,7 @@ from typing import Any, Literal
 
 import attrs
 
-from skyrl_core.config.fields import non_negative, option, positive, unit_interval
-from skyrl_core.errors import did_you_mean
+from skyrl_core.api import did_you_mean, non_negative, option, positive, unit_interval
 
 #: ServerArgs set by the plugin itself (from [model] and the fields below); not allowed in ``server_args``.
 MANAGED_ARGS = frozenset({"model_path", "tokenizer_path", "skip_tokenizer_init", "device", "log_level"})

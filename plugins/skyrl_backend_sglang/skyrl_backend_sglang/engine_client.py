@@ -54,7 +54,7 @@ class EngineClient:
             import sglang
         except ImportError as exc:
             from skyrl_backend_sglang.backend import SGLANG_MISSING
-            from skyrl_core.errors import MissingDependencyError
+            from skyrl_core.api import MissingDependencyError
 
             raise MissingDependencyError(f"{SGLANG_MISSING} ({exc})") from exc
 

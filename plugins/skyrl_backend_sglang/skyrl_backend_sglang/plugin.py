@@ -11,8 +11,7 @@ import argparse
 import importlib.metadata as md
 
 from skyrl_backend_sglang.config import SGLangBackendConfig
-from skyrl_core import hookimpl
-from skyrl_core.specs import ComponentSpec
+from skyrl_core.api import ComponentSpec, hookimpl
 
 
 def sglang_version() -> str | None:

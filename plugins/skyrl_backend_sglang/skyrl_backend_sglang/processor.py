@@ -44,8 +44,7 @@ class ContractSampler(CustomLogitProcessor):
     def __call__(self, logits: Any, custom_param_list: list[dict[str, Any]] | None = None) -> Any:
         import torch
 
-        from skyrl_core.backends.sampling import RowSampling, filtered_logprobs
-        from skyrl_core.protocols.backend import SamplingParams
+        from skyrl_core.api import RowSampling, SamplingParams, filtered_logprobs
 
         params = custom_param_list or []
         if len(params) != logits.shape[0]:

@@ -10,8 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from skyrl_backend_sglang.config import MANAGED_ARGS, SGLangBackendConfig, installed_server_arg_names
-from skyrl_core.config.schema import ModelConfig
-from skyrl_core.errors import SkyrlError, did_you_mean
+from skyrl_core.api import ModelConfig, SkyrlError, did_you_mean
 
 #: ServerArgs with a dedicated [backend] field: set them there, not in ``server_args``.
 DEDICATED = {

@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from skyrl_core.errors import SkyrlError, did_you_mean
+from skyrl_core.api import SkyrlError, did_you_mean
 
 
 class WeightSync:
@@ -198,7 +198,7 @@ class WeightSync:
         """``{name: (dtype, checksum)}`` of what SGLang holds, read back with ``get_weights_by_name``."""
         import torch
 
-        from skyrl_core.runtime.weight_sync import checksum, dtype_of
+        from skyrl_core.api import checksum, dtype_of
 
         dtypes = self.dtypes()
         out: dict[str, tuple[str, str]] = {}

@@ -10,10 +10,7 @@ import pytest
 from conftest import needs_sglang
 from skyrl_backend_sglang.config import SGLangBackendConfig
 
-from skyrl_core.config.loader import parse_config
-from skyrl_core.config.schema import ModelConfig
-from skyrl_core.errors import SkyrlError
-from skyrl_core.plugins import build_registry
+from skyrl_core.api import ModelConfig, SkyrlError, build_registry, parse_config
 
 
 def _parse(backend: dict):
@@ -112,7 +109,7 @@ def test_check_installed_needs_sglang_only_in_engine_mode():
     from conftest import HAVE_SGLANG
     from skyrl_backend_sglang.backend import SGLangBackend
 
-    from skyrl_core.errors import MissingDependencyError
+    from skyrl_core.api import MissingDependencyError
 
     SGLangBackend.check_installed(SGLangBackendConfig(mode="server", url="http://127.0.0.1:1"))  # nothing needed
     if HAVE_SGLANG:

@@ -22,9 +22,8 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "cpu_smoke.toml"
 
 
 def test_two_grpo_steps_with_sglang(tmp_path):
-    from skyrl_core.config.loader import load_config
-    from skyrl_core.plugins import build_registry
-    from skyrl_core.trainer import train
+    from skyrl_core.api import build_registry, load_config
+    from skyrl_core.testing import train
 
     registry = build_registry()
     overrides = [

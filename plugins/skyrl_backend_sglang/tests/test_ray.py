@@ -8,34 +8,24 @@ restore it.
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from conftest import needs_sglang
 
 pytestmark = [needs_sglang, pytest.mark.slow]
 
 
-def test_engine_in_a_ray_actor(tiny_model_dir, tmp_path):
-    ray = pytest.importorskip("ray")
+def test_engine_in_a_ray_actor(tiny_model_dir, tmp_path, ray_cluster):
     import torch
     from skyrl_backend_sglang.config import SGLangBackendConfig
 
-    from skyrl_core import runtime
-    from skyrl_core.config.schema import ModelConfig, RuntimeConfig
-    from skyrl_core.protocols.backend import GenerateRequest, SamplingParams
-    from skyrl_core.runtime.engine import RayBackend
+    from skyrl_core.api import GenerateRequest, ModelConfig, SamplingParams
     from skyrl_core.testing.conformance import Reference, generate, make_unit_scale_copy
+    from skyrl_core.testing.ray import ray_backend
 
     model_dir = make_unit_scale_copy(tiny_model_dir, tmp_path / "model")
     ref = Reference(model_dir)
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    backend = None
-    try:
-        runtime.configure(RuntimeConfig(mode="ray", train_gpus=1, inference_gpus=1, colocate=False))
-        backend = RayBackend("sglang", SGLangBackendConfig(), model=ModelConfig(path=str(model_dir), device="cpu"),
-                             seed=3)
+    model = ModelConfig(path=str(model_dir), device="cpu")
+    with ray_backend("sglang", SGLangBackendConfig(), model=model, seed=3) as backend:
         prompts = [ref.prompt(q) for q in ("What is 2 + 3?", "Calculate 6 * 7.")]
         greedy = [GenerateRequest(p, SamplingParams(max_new_tokens=10, temperature=0)) for p in prompts]
         params = SamplingParams(max_new_tokens=10, temperature=1.0, top_p=0.9, seed=5, n=2)
@@ -58,9 +48,3 @@ def test_engine_in_a_ray_actor(tiny_model_dir, tmp_path):
         backend.reset_prefix_cache()
         restored = generate(backend, greedy)
         assert [r.completions[0].token_ids for r in restored] == [r.completions[0].token_ids for r in results[:2]]
-    finally:
-        if backend is not None:
-            backend.shutdown()
-        runtime.shutdown()
-        runtime.configure(RuntimeConfig())
-        ray.shutdown()

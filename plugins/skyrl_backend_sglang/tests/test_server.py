@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from conftest import needs_sglang
 
-from skyrl_core.config.schema import ModelConfig
+from skyrl_core.api import ModelConfig
 from skyrl_core.testing.conformance import BackendConformance, make_unit_scale_copy
 
 pytestmark = needs_sglang
@@ -104,7 +104,7 @@ class TestSGLangServer(BackendConformance):
         assert backend.capabilities.weight_transports == ("disk",)
 
     def test_flush_sleep_wake(self, backend, ref, prompts):
-        from skyrl_core.protocols.backend import GenerateRequest, SamplingParams
+        from skyrl_core.api import GenerateRequest, SamplingParams
         from skyrl_core.testing.conformance import generate
 
         request = GenerateRequest(prompts[0], SamplingParams(max_new_tokens=8, temperature=0))
@@ -119,7 +119,7 @@ class TestSGLangServer(BackendConformance):
         """Same host: /update_weights_from_tensor with multiprocessing handles instead of files."""
         import torch
 
-        from skyrl_core.protocols.backend import GenerateRequest, SamplingParams
+        from skyrl_core.api import GenerateRequest, SamplingParams
         from skyrl_core.testing.conformance import generate
 
         request = GenerateRequest(prompts[1], SamplingParams(max_new_tokens=10, temperature=0))
@@ -142,7 +142,7 @@ class TestSGLangServer(BackendConformance):
         from skyrl_backend_sglang.backend import SGLangBackend
         from skyrl_backend_sglang.config import SGLangBackendConfig
 
-        from skyrl_core.errors import SkyrlError
+        from skyrl_core.api import SkyrlError
 
         # The fixture's server runs one sequence at a time ('serial'); 'engine' seeding needs deterministic inference.
         with pytest.raises(SkyrlError, match="seeded_sampling = 'engine'"):

@@ -18,8 +18,7 @@ pytestmark = needs_sglang
 
 @pytest.fixture(scope="module")
 def llama_dir(tmp_path_factory):
-    from skyrl_core.config.schema import TinyModelConfig
-    from skyrl_core.models.tiny import build_tiny_model
+    from skyrl_core.api import TinyModelConfig, build_tiny_model
     from skyrl_core.testing.conformance import make_unit_scale_copy
 
     base = build_tiny_model(tmp_path_factory.mktemp("llama") / "model",
@@ -33,7 +32,7 @@ def backend(llama_dir):
     from skyrl_backend_sglang.backend import SGLangBackend
     from skyrl_backend_sglang.config import SGLangBackendConfig
 
-    from skyrl_core.config.schema import ModelConfig
+    from skyrl_core.api import ModelConfig
 
     b = SGLangBackend(SGLangBackendConfig(), model=ModelConfig(path=str(llama_dir), device="cpu"), seed=0)
     yield b
@@ -47,7 +46,7 @@ def _state(path):
 
 
 def _greedy(backend, prompt):
-    from skyrl_core.protocols.backend import GenerateRequest, SamplingParams
+    from skyrl_core.api import GenerateRequest, SamplingParams
     from skyrl_core.testing.conformance import generate
 
     (result,) = generate(backend, [GenerateRequest(prompt, SamplingParams(max_new_tokens=12, temperature=0))])
@@ -58,7 +57,7 @@ def _greedy(backend, prompt):
 def test_round_trip_checksums(backend, llama_dir, transport):
     import torch
 
-    from skyrl_core.runtime.weight_sync import compare_checksums, expected_checksums
+    from skyrl_core.api import compare_checksums, expected_checksums
 
     original = _state(llama_dir)
     prompt = backend.tokenizer("What is 2 + 3?", add_special_tokens=False)["input_ids"]
@@ -89,7 +88,7 @@ def test_round_trip_checksums(backend, llama_dir, transport):
 def test_checksums_catch_a_stale_engine(backend, llama_dir):
     import torch
 
-    from skyrl_core.runtime.weight_sync import WeightSyncError, compare_checksums, expected_checksums
+    from skyrl_core.api import WeightSyncError, compare_checksums, expected_checksums
 
     original = _state(llama_dir)
     name = "model.layers.0.self_attn.k_proj.weight"  # fused into qkv_proj inside SGLang

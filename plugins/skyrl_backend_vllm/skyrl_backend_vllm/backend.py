@@ -44,10 +44,14 @@ from skyrl_backend_vllm.config import VllmBackendConfig, engine_kwargs_problems
 from skyrl_backend_vllm.sampling import sample_seeds, vllm_sampling_kwargs, warn_filter_order
 from skyrl_backend_vllm.weights import write_safetensors
 from skyrl_backend_vllm.worker import SkyrlWorkerExtension, describe
-from skyrl_core.backends.validation import check_requests
-from skyrl_core.config.schema import ModelConfig
-from skyrl_core.errors import MissingDependencyError
-from skyrl_core.protocols.backend import BackendCapabilities, GenerateRequest, GenerateResult
+from skyrl_core.api import (
+    BackendCapabilities,
+    GenerateRequest,
+    GenerateResult,
+    MissingDependencyError,
+    ModelConfig,
+    check_requests,
+)
 
 #: What to run when vLLM is missing (the install script handles the CPU build's pitfalls).
 INSTALL_HINT = (
@@ -103,7 +107,7 @@ class VllmBackend:
         return line
 
     def __init__(self, config: VllmBackendConfig | None = None, *, model: ModelConfig, seed: int) -> None:
-        from skyrl_core.models.loading import load_tokenizer
+        from skyrl_core.api import load_tokenizer
 
         self.config = cfg = config or VllmBackendConfig()
         os.environ.setdefault("VLLM_LOGGING_LEVEL", cfg.log_level)

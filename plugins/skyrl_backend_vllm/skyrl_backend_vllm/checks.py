@@ -91,8 +91,7 @@ def run_check(args: argparse.Namespace) -> int:
     import asyncio
 
     from skyrl_backend_vllm.backend import VllmBackend
-    from skyrl_core.config.schema import ModelConfig
-    from skyrl_core.protocols.backend import GenerateRequest, SamplingParams
+    from skyrl_core.api import GenerateRequest, ModelConfig, SamplingParams
 
     with tempfile.TemporaryDirectory(prefix="skyrl-vllm-check-") as tmp:
         path = Path(args.model) if args.model else build_check_model(Path(tmp) / "model")
@@ -120,8 +119,7 @@ def run_check(args: argparse.Namespace) -> int:
 
 def build_check_model(folder: Path) -> Path:
     """A tiny Qwen2 model vLLM's CPU kernels accept (head size 32)."""
-    from skyrl_core.config.schema import TinyModelConfig
-    from skyrl_core.models.tiny import build_tiny_model
+    from skyrl_core.api import TinyModelConfig, build_tiny_model
 
     return build_tiny_model(
         folder, TinyModelConfig(arch="qwen2", hidden_size=64, layers=2, heads=2, kv_heads=1, intermediate_size=128)

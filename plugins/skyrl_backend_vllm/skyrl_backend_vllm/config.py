@@ -16,8 +16,7 @@ from typing import Any, Literal
 
 import attrs
 
-from skyrl_core.config.fields import non_negative, option, positive
-from skyrl_core.errors import did_you_mean
+from skyrl_core.api import did_you_mean, non_negative, option, positive
 
 #: ``engine_kwargs`` keys that have their own ``[backend]`` option (the option wins; giving
 #: both is an error) or that the backend sets itself.

@@ -33,8 +33,7 @@ from typing import Any
 
 import attrs
 
-from skyrl_core.backends.stops import StopStringWatch, decode_text
-from skyrl_core.protocols.backend import Completion, GenerateRequest, GenerateResult
+from skyrl_core.api import Completion, GenerateRequest, GenerateResult, StopStringWatch, decode_text
 
 
 @attrs.define(eq=False)

@@ -11,8 +11,7 @@ from __future__ import annotations
 import argparse
 
 from skyrl_backend_vllm.config import VllmBackendConfig, VllmRemoteConfig
-from skyrl_core.plugins import hookimpl
-from skyrl_core.specs import ComponentSpec
+from skyrl_core.api import ComponentSpec, hookimpl
 
 
 @hookimpl

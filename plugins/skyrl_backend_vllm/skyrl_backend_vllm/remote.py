@@ -39,11 +39,16 @@ from typing import Any
 from skyrl_backend_vllm.config import VllmRemoteConfig
 from skyrl_backend_vllm.sampling import sample_seeds, trim_at_stop, vllm_sampling_kwargs, warn_filter_order
 from skyrl_backend_vllm.weights import write_safetensors
-from skyrl_core.backends.stops import decode_text
-from skyrl_core.backends.validation import check_requests
-from skyrl_core.config.schema import ModelConfig
-from skyrl_core.errors import SkyrlError
-from skyrl_core.protocols.backend import BackendCapabilities, Completion, GenerateRequest, GenerateResult
+from skyrl_core.api import (
+    BackendCapabilities,
+    Completion,
+    GenerateRequest,
+    GenerateResult,
+    ModelConfig,
+    SkyrlError,
+    check_requests,
+    decode_text,
+)
 
 DEV_MODE_HINT = (
     "start the server with VLLM_SERVER_DEV_MODE=1 in its environment and "
@@ -67,7 +72,7 @@ class VllmRemoteBackend:
     capabilities: BackendCapabilities
 
     def __init__(self, config: VllmRemoteConfig, *, model: ModelConfig, seed: int) -> None:
-        from skyrl_core.models.loading import load_tokenizer
+        from skyrl_core.api import load_tokenizer
 
         self.config = config
         self.base = config.url.rstrip("/")

@@ -28,9 +28,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from skyrl_core.backends.sampling import sample_seed
-from skyrl_core.backends.stops import StopStringWatch
-from skyrl_core.protocols.backend import SamplingParams
+from skyrl_core.api import SamplingParams, StopStringWatch, sample_seed
 
 
 def sample_seeds(params: SamplingParams, request_seed: int) -> list[int]:

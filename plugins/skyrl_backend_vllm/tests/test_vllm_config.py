@@ -14,10 +14,7 @@ from skyrl_backend_vllm.config import engine_arg_names, engine_kwargs_problems
 from skyrl_backend_vllm.sampling import order_differs, trim_at_stop, vllm_sampling_kwargs
 from vllm_support import HAVE_VLLM, build_vllm_tiny
 
-from skyrl_core.backends.stops import decode_text
-from skyrl_core.config.loader import parse_config
-from skyrl_core.errors import ConfigError
-from skyrl_core.protocols.backend import GenerateRequest, SamplingParams
+from skyrl_core.api import ConfigError, GenerateRequest, SamplingParams, decode_text, parse_config
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -29,8 +26,7 @@ def model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def tokenizer(model_dir):
-    from skyrl_core.config.schema import ModelConfig
-    from skyrl_core.models.loading import load_tokenizer
+    from skyrl_core.api import ModelConfig, load_tokenizer
 
     return load_tokenizer(ModelConfig(path=str(model_dir)))
 
@@ -94,7 +90,7 @@ def test_remote_needs_a_url(skyrl_registry):
 
 @pytest.mark.parametrize("example", sorted(EXAMPLES.glob("*.toml")), ids=lambda p: p.name)
 def test_examples_validate(example, skyrl_registry):
-    from skyrl_core.config.loader import load_config
+    from skyrl_core.api import load_config
 
     if "gsm8k" in example.name and not any(p.distribution == "skyrl-env-gsm8k" for p in skyrl_registry.plugins):
         pytest.skip("the GSM8K recipe needs skyrl-env-gsm8k installed")
@@ -141,7 +137,7 @@ def test_readiness_describes_what_is_installed():
     from skyrl_backend_vllm.backend import VllmBackend
     from skyrl_backend_vllm.checks import readiness
 
-    from skyrl_core.errors import MissingDependencyError
+    from skyrl_core.api import MissingDependencyError
 
     ok, line = readiness()
     if HAVE_VLLM:
@@ -160,7 +156,7 @@ def test_remote_backend_says_when_the_server_is_unreachable(model_dir):
     from skyrl_backend_vllm.config import VllmRemoteConfig
     from skyrl_backend_vllm.remote import RemoteError, VllmRemoteBackend
 
-    from skyrl_core.config.schema import ModelConfig
+    from skyrl_core.api import ModelConfig
 
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
@@ -175,8 +171,7 @@ def test_vllm_backend_without_vllm_says_how_to_install(model_dir):
         pytest.skip("vLLM is installed here")
     from skyrl_backend_vllm.backend import VllmBackend
 
-    from skyrl_core.config.schema import ModelConfig
-    from skyrl_core.errors import MissingDependencyError
+    from skyrl_core.api import MissingDependencyError, ModelConfig
 
     with pytest.raises(MissingDependencyError, match=r"install_cpu\.sh"):  # an ImportError and a SkyrlError
         VllmBackend(None, model=ModelConfig(path=str(model_dir)), seed=0)
@@ -187,7 +182,7 @@ def test_vllm_backend_without_vllm_says_how_to_install(model_dir):
 def test_train_fails_before_the_warm_start_without_vllm(tmp_path, capsys):
     if HAVE_VLLM:
         pytest.skip("vLLM is installed here")
-    from skyrl_core.cli import main
+    from skyrl_core.testing import run_skyrl as main
 
     example = Path(__file__).resolve().parents[1] / "examples" / "cpu_tiny.toml"
     code = main(["train", str(example), f"run.dir={tmp_path / 'run'}", f"model.path={tmp_path / 'model'}",
@@ -198,7 +193,7 @@ def test_train_fails_before_the_warm_start_without_vllm(tmp_path, capsys):
 
 
 def test_requests_are_validated_like_the_native_backend():
-    from skyrl_core.backends.validation import request_problems
+    from skyrl_core.api import request_problems
 
     problems = request_problems(
         GenerateRequest([1, 2, 999], SamplingParams(n=0, min_p=2)), vocab_size=512, max_model_len=3

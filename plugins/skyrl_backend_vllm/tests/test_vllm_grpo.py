@@ -28,9 +28,8 @@ def test_two_grpo_steps_with_vllm(tmp_path, lora):
     it really serves the synced adapter (skipping the load gives a difference of ~1.6 there)."""
     from safetensors.torch import load_file
 
-    from skyrl_core.config.loader import load_config
-    from skyrl_core.plugins import build_registry
-    from skyrl_core.trainer import train
+    from skyrl_core.api import build_registry, load_config
+    from skyrl_core.testing import train
 
     registry = build_registry()
     overrides = [

@@ -28,7 +28,7 @@ def model_dir(tmp_path_factory):
 
 
 def model_config(model_dir: Path, **lora):
-    from skyrl_core.config.schema import LoraConfig, ModelConfig
+    from skyrl_core.api import LoraConfig, ModelConfig
 
     return ModelConfig(path=str(model_dir), device="cpu", dtype="float32", lora=LoraConfig(**lora))
 
@@ -50,20 +50,18 @@ def test_engine_serves_the_trained_adapter(model_dir, tmp_path):
     from skyrl_backend_vllm.backend import VllmBackend
     from skyrl_backend_vllm.config import VllmBackendConfig
 
-    from skyrl_core.config.schema import RuntimeConfig, TrainerConfig
-    from skyrl_core.runtime.weight_sync import transfer_weights
-    from skyrl_core.strategies import lora
-    from skyrl_core.strategies.local import LocalStrategy
+    from skyrl_core.api import Kind, RuntimeConfig, TrainerConfig, build_registry, transfer_weights
 
     torch.manual_seed(0)
     cfg = model_config(model_dir, rank=4, alpha=8.0)
-    strategy = LocalStrategy(None, model=cfg, trainer=TrainerConfig(lr=5e-2, weight_decay=0.0), seed=0)
+    trainer = TrainerConfig(lr=5e-2, weight_decay=0.0)
+    strategy = build_registry().create(Kind.STRATEGY, "local", None, model=cfg, trainer=trainer, seed=0)
     backend = VllmBackend(VllmBackendConfig(), model=cfg, seed=0)
     try:
         assert backend.capabilities.lora_adapters
         assert backend.engine_args["enable_lora"] and backend.engine_args["max_lora_rank"] == 8
         base = engine_greedy(backend)
-        adapter_bytes = sum(t.numel() * 4 for t in lora.adapter_state(strategy.peft).values())
+        adapter_bytes = sum(t.numel() * 4 for _, t in strategy.lora_adapter().tensors)
         for round_ in range(2):  # a second, newer adapter replaces the first
             for seed in range(3):
                 strategy.train_step(pg_batch(10 * round_ + seed), pg_loss)
@@ -71,7 +69,7 @@ def test_engine_serves_the_trained_adapter(model_dir, tmp_path):
             assert stats["weight_sync/adapter"] == 1.0
             assert stats["weight_sync/bytes"] == adapter_bytes  # the adapter only, not the model
             adapter_dir = tmp_path / f"adapter-{round_}"
-            lora.export_adapter(strategy.peft, adapter_dir, None)
+            strategy.lora_adapter().save(adapter_dir)  # peft's folder format
             want = greedy_oracle(model_dir, adapter_dir)
             assert want != base  # the adapter changed what greedy decoding produces
             assert_same_outputs(engine_greedy(backend), want, atol=2e-3)
@@ -85,7 +83,7 @@ def test_merged_sync_starts_the_engine_without_lora(model_dir):
     from skyrl_backend_vllm.backend import VllmBackend
     from skyrl_backend_vllm.config import VllmBackendConfig
 
-    from skyrl_core.strategies.lora_sync import LoraAdapter
+    from skyrl_core.api import LoraAdapter
 
     backend = VllmBackend(VllmBackendConfig(), model=model_config(model_dir, rank=4, sync="merged"), seed=0)
     try:

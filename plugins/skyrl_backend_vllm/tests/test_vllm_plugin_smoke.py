@@ -15,8 +15,7 @@ from pathlib import Path
 
 import tomllib
 
-from skyrl_core.config.loader import parse_config
-from skyrl_core.plugins import build_registry
+from skyrl_core.api import build_registry, parse_config
 
 DIST = "skyrl-backend-vllm"
 PACKAGE_DIR = Path(__file__).resolve().parents[1]

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import os
 
 import pytest
 from vllm_support import build_vllm_tiny, needs_vllm
 
-from skyrl_core.config.schema import ModelConfig, RuntimeConfig
-from skyrl_core.protocols.backend import GenerateRequest, SamplingParams
+from skyrl_core.api import GenerateRequest, ModelConfig, SamplingParams
 from skyrl_core.testing.conformance import Reference, make_unit_scale_copy, reference_logprobs
 
 pytestmark = [
@@ -24,23 +22,17 @@ pytestmark = [
 ]
 
 
-def test_vllm_engine_in_a_ray_actor(tmp_path):
-    import ray
+def test_vllm_engine_in_a_ray_actor(tmp_path, ray_cluster):
     import torch
     from skyrl_backend_vllm.config import VllmBackendConfig
 
-    from skyrl_core import runtime
-    from skyrl_core.runtime.engine import RayBackend
+    from skyrl_core.testing.ray import ray_backend
 
     model_dir = make_unit_scale_copy(build_vllm_tiny(tmp_path / "tiny"), tmp_path / "model")
     ref = Reference(model_dir)
     prompts = [ref.prompt(q) for q in ("What is 2 + 3?", "hi")]
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
-    try:
-        runtime.configure(RuntimeConfig(mode="ray", train_gpus=1, inference_gpus=1, colocate=False))
-        backend = RayBackend("vllm", VllmBackendConfig(max_model_len=256), model=ModelConfig(path=str(model_dir)),
-                             seed=0)
+    config = VllmBackendConfig(max_model_len=256)
+    with ray_backend("vllm", config, model=ModelConfig(path=str(model_dir)), seed=0) as backend:
         greedy = SamplingParams(max_new_tokens=10, temperature=0, stop_token_ids=(ref.eos,))
         results = asyncio.run(backend.generate([GenerateRequest(p, greedy) for p in prompts]))
         for prompt, result in zip(prompts, results, strict=True):
@@ -60,7 +52,3 @@ def test_vllm_engine_in_a_ray_actor(tmp_path):
             logits = ref.model(ids).logits[0, len(prompts[0]) - 1 : -1]
         expected = [reference_logprobs(row, sampled)[t].item() for row, t in zip(logits, c.token_ids, strict=True)]
         assert c.logprobs == pytest.approx(expected, abs=1e-4)
-        backend.shutdown()
-    finally:
-        runtime.shutdown()
-        ray.shutdown()

@@ -21,8 +21,7 @@ from pathlib import Path
 import pytest
 from vllm_support import build_vllm_tiny, needs_vllm
 
-from skyrl_core.config.schema import ModelConfig
-from skyrl_core.protocols.backend import GenerateRequest, SamplingParams
+from skyrl_core.api import GenerateRequest, ModelConfig, SamplingParams
 from skyrl_core.testing.conformance import BackendConformance, generate, make_unit_scale_copy
 
 pytestmark = [needs_vllm, pytest.mark.slow]

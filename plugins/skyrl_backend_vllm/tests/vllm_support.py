@@ -26,7 +26,6 @@ VLLM_TINY = {"arch": "qwen2", "hidden_size": 64, "layers": 2, "heads": 2, "kv_he
 
 def build_vllm_tiny(folder: Path, **overrides) -> Path:
     """A tiny Qwen2 model + tokenizer (head size 32) in ``folder``."""
-    from skyrl_core.config.schema import TinyModelConfig
-    from skyrl_core.models.tiny import build_tiny_model
+    from skyrl_core.api import TinyModelConfig, build_tiny_model
 
     return build_tiny_model(folder, TinyModelConfig(**{**VLLM_TINY, **overrides}))
