@@ -88,7 +88,18 @@ def _parse_kind(text: str) -> Kind:
     )
 
 
+def _listed(registry: Registry, kind: Kind) -> list[tuple[Any, bool]]:
+    """``(component, ambiguous)`` of every provider of every name of ``kind``, by name."""
+    out = []
+    for name in registry.names(kind):
+        providers = registry.providers(kind, name)
+        out += [(c, len(providers) > 1) for c in providers]
+    return out
+
+
 def cmd_components(args: argparse.Namespace) -> int:
+    from skyrl_core.plugins import QUALIFIER
+
     registry = args.registry
     kinds = [_parse_kind(args.kind)] if args.kind else list(Kind)
     if args.json:
@@ -101,21 +112,28 @@ def cmd_components(args: argparse.Namespace) -> int:
                         "distribution": c.provider.distribution,
                         "version": c.provider.version,
                         "options": _options_of(c.spec.config_cls),
+                        # several distributions provide the name: only the qualified name selects this one
+                        "conflict": ambiguous,
+                        "qualified_name": f"{c.provider.distribution}{QUALIFIER}{c.name}",
                     }
-                    for c in sorted(registry.components[kind].values(), key=lambda c: c.name)
+                    for c, ambiguous in _listed(registry, kind)
                 ]
                 for kind in kinds
             }
         )
         return 0
     for kind in kinds:
-        comps = sorted(registry.components[kind].values(), key=lambda c: c.name)
+        listed = _listed(registry, kind)
         print(f"{kind.plural.replace('_', ' ')}:")
-        if not comps:
+        if not listed:
             print("  (none installed)")
-        for c in comps:
-            print(f"  {c.name:<24} {c.spec.summary}  [{c.provider.distribution}]")
+        for c, ambiguous in listed:
+            name = f"{c.provider.distribution}{QUALIFIER}{c.name}" if ambiguous else c.name
+            note = "  CONFLICT: several distributions provide this name; select it qualified" if ambiguous else ""
+            print(f"  {name:<24} {c.spec.summary}  [{c.provider.distribution}]{note}")
         print()
+    for line in registry.conflicts:
+        print(f"warning: conflict: {line}", file=sys.stderr)
     return 0
 
 

@@ -219,8 +219,8 @@ class Registry:
             print(f"warning: {line}", file=file or sys.stderr)
 
 
-def _name_list(variable: str) -> set[str] | None:
-    raw = os.environ.get(variable)
+def _name_list(raw: str | None) -> set[str] | None:
+    """A comma-separated list of names (an environment variable), or None when unset."""
     if raw is None:
         return None
     return {item.strip() for item in raw.split(",") if item.strip()}
@@ -374,8 +374,8 @@ def build_registry(
         _register_checked(pm, importlib.import_module("skyrl_core.builtins"), info)
 
     if entry_points:
-        allow = _name_list("SKYRL_LOAD_PLUGINS")
-        exclude = _name_list("SKYRL_EXCLUDE_PLUGINS") or set()
+        allow = _name_list(os.environ.get("SKYRL_LOAD_PLUGINS"))
+        exclude = _name_list(os.environ.get("SKYRL_EXCLUDE_PLUGINS")) or set()
         seen: dict[str, PluginInfo] = {}
         for ep in md.entry_points(group=ENTRY_POINT_GROUP):
             dist, version = _dist_of(ep)

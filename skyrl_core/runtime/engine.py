@@ -39,9 +39,10 @@ GROUP_TIMEOUT_S = 1800.0  # how long engines wait in the broadcast group's colle
 
 
 def worker_env() -> dict[str, Any]:
-    """The ``runtime_env`` for skyrl actors: forwards ``SKYRL_LOAD_PLUGINS`` so that workers load
-    the same plugins as the driver (empty when unset, to reuse Ray's pooled workers)."""
-    env = {k: os.environ[k] for k in ("SKYRL_LOAD_PLUGINS",) if k in os.environ}
+    """The ``runtime_env`` for skyrl actors: forwards ``SKYRL_LOAD_PLUGINS`` and
+    ``SKYRL_EXCLUDE_PLUGINS`` so that workers load the same plugins as the driver (empty when
+    unset, to reuse Ray's pooled workers)."""
+    env = {k: os.environ[k] for k in ("SKYRL_LOAD_PLUGINS", "SKYRL_EXCLUDE_PLUGINS") if k in os.environ}
     return {"runtime_env": {"env_vars": env}} if env else {}
 
 

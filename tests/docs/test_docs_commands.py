@@ -61,7 +61,7 @@ def registry():
         for value in project["entry-points"]["skyrl"].values():
             extra.append((project["name"], importlib.import_module(value)))
     registry = build_registry(extra_plugins=extra)
-    registry.raise_on_conflicts()
+    assert registry.conflicts == [], registry.conflicts
     yield registry
     for pyproject in DOCS.glob("examples/*/pyproject.toml"):
         sys.path.remove(str(pyproject.parent))

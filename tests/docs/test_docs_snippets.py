@@ -54,7 +54,7 @@ def registry():
         for value in project["entry-points"]["skyrl"].values():
             extra.append((project["name"], importlib.import_module(value)))
     registry = build_registry(extra_plugins=extra)
-    registry.raise_on_conflicts()
+    assert registry.conflicts == [], registry.conflicts
     yield registry
     for path in added:
         sys.path.remove(path)

@@ -119,7 +119,8 @@ def _plugin_failed(capsys, monkeypatch):
 @scenario("plugin-conflict")
 def _plugin_conflict(capsys, monkeypatch):
     _fixture_sites(monkeypatch, "dup_b", "dup_a")  # the last prepended is found first
-    return skyrl(capsys, "config", "validate", write("p.toml", '[model]\npath = "m"\n'))
+    toml = '[model]\npath = "m"\n[algorithm.advantage]\nname = "t_dup"\n'  # selects the ambiguous name
+    return skyrl(capsys, "config", "validate", write("p.toml", toml))
 
 
 # -- models and devices ----------------------------------------------------------------------
