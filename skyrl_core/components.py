@@ -88,7 +88,10 @@ def resolve_components(cfg: RunConfig, registry: Registry) -> RunComponents:
         requires_critic=estimator.component.spec.requires_critic,
         need_ref=algo.kl.mode != "none",
     )
-    check_components(resolved)
+    # The environments the file configures or names as data.default_env_class are checked too
+    # (those only data rows name are checked once the data files exist: startup.check_data).
+    environments = [choose(registry, Kind.ENVIRONMENT, name, config) for name, config in cfg.environments.items()]
+    check_components(resolved, environments)
     return resolved
 
 

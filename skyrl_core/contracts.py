@@ -133,8 +133,35 @@ def _accepts(fn: Any, call: Call, *, bound: bool) -> str | None:
     try:
         sig.bind(*args, **dict.fromkeys(call.kwargs, object()))
     except TypeError as exc:
-        return f"its signature {sig} does not accept the loop's call ({exc})"
+        return f"({_params(sig)}) cannot be called as `{{name}}({_call_args(call)})` ({exc})"
     return None
+
+
+def _mismatch(what: str, name: str, called: str, why: str) -> str:
+    """``the method `train_step(self, batch)` cannot be called as `train_step(batch, loss_fn)` (...)``."""
+    return f"the {what} `{name}{why.format(name=called)}".replace(") cannot", ")` cannot", 1)
+
+
+def _params(sig: inspect.Signature) -> str:
+    """A signature's parameters without annotations or defaults: ``self, batch, *, role``."""
+    out: list[str] = []
+    star = False
+    for p in sig.parameters.values():
+        if p.kind is p.VAR_POSITIONAL:
+            out.append(f"*{p.name}")
+            star = True
+        elif p.kind is p.VAR_KEYWORD:
+            out.append(f"**{p.name}")
+        else:
+            if p.kind is p.KEYWORD_ONLY and not star:
+                out.append("*")
+                star = True
+            out.append(p.name)
+    return ", ".join(out)
+
+
+def _call_args(call: Call) -> str:
+    return ", ".join([*call.args, *(f"{k}=..." for k in call.kwargs)])
 
 
 def _is_async(fn: Any) -> bool:
@@ -160,7 +187,7 @@ def check_impl(kind: Kind, impl: Any) -> list[str]:
             return [f"must be a function `{contract.call.text(kind.value)}`, got {what}"]
         why = _accepts(impl, contract.call, bound=True)  # a function's or callable object's own parameters
         if why:
-            problems.append(f"the function: {why}")
+            problems.append(_mismatch("function", getattr(impl, "__name__", type(impl).__name__), "fn", why))
         if _is_async(impl):
             problems.append("must be a plain function (the loop calls it directly), but it is `async def`")
         return problems
@@ -169,9 +196,11 @@ def check_impl(kind: Kind, impl: Any) -> list[str]:
                 f"got {type(impl).__name__}"]
     why = _accepts(impl, contract.call, bound=True)
     if why:
-        problems.append(f"the constructor: {why}")
+        problems.append(_mismatch("constructor", impl.__name__, impl.__name__, why))
     for name, call in contract.methods.items():
         problems += _check_method(impl, name, call, required=True)
+    if kind is Kind.ENVIRONMENT and _inherits_abstract_step(impl):
+        problems.append("does not implement `def step(action)` (TextEnv's own step is abstract)")
     for name, call in contract.optional.items():
         problems += _check_method(impl, name, call, required=False)
     for name in contract.attributes:
@@ -181,6 +210,12 @@ def check_impl(kind: Kind, impl: Any) -> list[str]:
                 f"annotation `{name}: ...` set in __init__)"
             )
     return problems
+
+
+def _inherits_abstract_step(cls: type) -> bool:
+    from skyrl_core.protocols.env import TextEnv
+
+    return inspect.getattr_static(cls, "step", None) is vars(TextEnv)["step"]
 
 
 def _check_method(cls: type, name: str, call: Call, *, required: bool) -> list[str]:
@@ -198,7 +233,7 @@ def _check_method(cls: type, name: str, call: Call, *, required: bool) -> list[s
     out = []
     why = _accepts(fn, call, bound=not has_self)
     if why:
-        out.append(f"`{name}`: {why}")
+        out.append(_mismatch("method", name, name, why))
     if call.style == "async" and not _is_async(fn):
         out.append(f"`{name}` must be `{call.text(name)}` (the loop awaits it), but it is a plain function")
     if call.style == "sync" and _is_async(fn):
@@ -229,10 +264,11 @@ def raise_problems(lines: Sequence[str]) -> None:
     raise ContractError(f"{len(lines)} components break their contracts:\n  - " + "\n  - ".join(lines))
 
 
-def check_components(components: RunComponents) -> None:
-    """Check every component a run selected; raise ``ContractError`` with every problem."""
+def check_components(components: RunComponents, extra: Sequence[Any] = ()) -> None:
+    """Check every component a run selected (and the ``extra`` chosen ones, e.g. environments);
+    raise ``ContractError`` with every problem."""
     chosen = [components.backend, components.strategy, components.estimator, components.policy_loss,
-              *components.trackers]
+              *components.trackers, *extra]
     raise_problems([line for c in chosen for line in problems_of(c.component, c.impl)])
 
 
