@@ -211,3 +211,26 @@ def test_a_broken_component_is_one_line_before_any_model_loads(tmp_path: Path, v
     # skyrl config validate reports the same line
     validate = skyrl(site, tmp_path, "config", "validate", "run.toml")
     assert validate.returncode == 2 and f"error: {expected}" in validate.stderr, validate.stderr
+
+
+def test_an_exception_in_a_plugins_code_names_the_plugin(tmp_path: Path) -> None:
+    source = tmp_path / "platform"
+    shutil.copytree(PACKAGE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    module = source / "skyrl_test_platform" / "advantage.py"
+    module.write_text(module.read_text().replace(
+        '    scores = (inp.token_rewards * inp.response_mask).sum(-1)\n',
+        '    scores = (inp.token_rewards * inp.response_mask).sum(-1)\n'
+        '    raise ValueError("the scores do not add up")\n',
+    ))
+    site = install(source, tmp_path / "build")
+    result = skyrl(site, tmp_path, "train", str(write_config(tmp_path)))
+    assert result.returncode == 1, result.stdout + result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    assert errors[0].startswith(
+        "error: the advantage estimator 'tp_adv' of skyrl-test-platform 0.1.0 raised ValueError: the scores do not "
+        "add up (at "
+    )
+    assert "skyrl_test_platform/advantage.py:" in errors[0] and "in group_baseline" in errors[0]
+    traceback_file = Path(errors[0].rsplit("Full traceback: ", 1)[1])
+    assert "Traceback" in traceback_file.read_text() and "Traceback" not in result.stderr
