@@ -113,8 +113,8 @@ def cmd_components(args: argparse.Namespace) -> int:
                         "version": c.provider.version,
                         "options": _options_of(c.spec.config_cls),
                         # several distributions provide the name: only the qualified name selects this one
-                        "conflict": ambiguous,
-                        "qualified_name": f"{c.provider.distribution}{QUALIFIER}{c.name}",
+                        **({"conflict": True, "qualified_name": f"{c.provider.distribution}{QUALIFIER}{c.name}"}
+                           if ambiguous else {}),
                     }
                     for c, ambiguous in _listed(registry, kind)
                 ]

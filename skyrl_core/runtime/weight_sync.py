@@ -302,7 +302,7 @@ def choose_transport(cfg: RuntimeConfig, offered: tuple[str, ...]) -> str:
         return "broadcast" if "broadcast" in offered else driver
     if wanted == "object_store":
         return driver
-    if wanted not in offered:
+    if wanted not in offered or (wanted == "cuda_ipc" and not cfg.colocate):
         if wanted == "cuda_ipc" and offered:
             why = ("it shares GPU memory between a trainer and an engine on the same GPU, so it needs GPUs and "
                    "colocate = true")

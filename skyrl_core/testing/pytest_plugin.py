@@ -6,6 +6,27 @@ import pytest
 
 from skyrl_core.testing.helpers import fresh_registry
 
+#: The markers every skyrl test suite can use (core and plugins alike); the fast inner loop is
+#: ``pytest -m "not slow and not ray and not engine"`` (see README).
+MARKERS = {
+    "slow": "takes more than ~5 s (end-to-end runs, wheels, subprocesses); still runs in CI",
+    "ray": "needs a Ray cluster (tests using the `ray_cluster` fixture get this marker automatically)",
+    "engine": "needs a real inference engine package (vLLM, SGLang): runs in that plugin's CI stage",
+    "gpu": "needs a CUDA GPU (skipped elsewhere)",
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, text in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {text}")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that uses the session's Ray cluster is a ``ray`` test (and a slow one to start)."""
+    for item in items:
+        if "ray_cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.ray)
+
 
 @pytest.fixture
 def skyrl_registry():

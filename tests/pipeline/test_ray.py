@@ -12,9 +12,9 @@ RAY = '\n[runtime]\nmode = "ray"\ncolocate = false\ntrain_gpus = 1\ninference_gp
 
 
 @pytest.fixture(autouse=True)
-def _ray_env(monkeypatch):
-    pytest.importorskip("ray")
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # else Ray writes an auth token under $HOME
+def _ray(ray_cluster):
+    """Every test here runs on the session's Ray cluster (``skyrl_core.testing.pytest_plugin``)."""
+    return ray_cluster
 
 
 @pytest.mark.slow

@@ -82,15 +82,17 @@ def test_resource_errors_say_what_and_what_to_do():
 
 
 def test_transport_follows_placement():
-    assert choose_transport(RuntimeConfig(mode="local"), direct=False, gpu=False) == "in_process"
-    assert choose_transport(SPLIT, direct=True, gpu=True) == "broadcast"
-    assert choose_transport(attrs.evolve(SPLIT, colocate=True), direct=True, gpu=True) == "cuda_ipc"
-    assert choose_transport(attrs.evolve(SPLIT, colocate=True), direct=True, gpu=False) == "broadcast"
-    assert choose_transport(SPLIT, direct=False, gpu=True) == "object_store"
+    # what both sides offer: Ray workers and Ray engines on GPUs / on CPUs; a strategy in the driver
+    gpu, cpu, none = ("broadcast", "disk", "cuda_ipc"), ("broadcast", "disk"), ()
+    assert choose_transport(RuntimeConfig(mode="local"), none) == "in_process"
+    assert choose_transport(SPLIT, gpu) == "broadcast"
+    assert choose_transport(attrs.evolve(SPLIT, colocate=True), gpu) == "cuda_ipc"
+    assert choose_transport(attrs.evolve(SPLIT, colocate=True), cpu) == "broadcast"
+    assert choose_transport(SPLIT, none) == "object_store"
     with pytest.raises(SkyrlError, match="needs GPUs and colocate = true"):
-        choose_transport(attrs.evolve(SPLIT, weight_sync="cuda_ipc"), direct=True, gpu=True)
-    with pytest.raises(SkyrlError, match="needs the trainer to run in Ray workers"):
-        choose_transport(attrs.evolve(SPLIT, weight_sync="disk"), direct=False, gpu=False)
+        choose_transport(attrs.evolve(SPLIT, weight_sync="cuda_ipc"), cpu)
+    with pytest.raises(SkyrlError, match="share no direct transport"):
+        choose_transport(attrs.evolve(SPLIT, weight_sync="disk"), none)
 
 
 def test_buckets_pack_and_unpack_exactly():

@@ -19,6 +19,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "multi_gpu" / "cpu_
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_two_step_train_with_fsdp2_on_ray(tmp_path):
     pytest.importorskip("ray")
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "HF_HUB_OFFLINE": "1"}

@@ -76,9 +76,9 @@ def test_python_snippet_loads_an_exported_adapter(qwen2_dir, tmp_path, make_stra
 def test_backend_method_matches_the_protocol() -> None:
     import inspect
 
-    from skyrl_core.strategies.lora_sync import LoraAdapterBackend
+    from skyrl_core.api import LoadsLoraAdapters
 
     (block,) = [block for block in PYTHON if "def load_lora_adapter" in block]
     documented = re.search(r"def load_lora_adapter\((.*?)\)", block).group(1)
-    params = list(inspect.signature(LoraAdapterBackend.load_lora_adapter).parameters)
+    params = list(inspect.signature(LoadsLoraAdapters.load_lora_adapter).parameters)
     assert [p.split(":")[0].strip() for p in documented.split(",")] == params
