@@ -1,57 +1,26 @@
 """Smoke test of skyrl-backend-vllm: with skyrl-core and this plugin installed, it loads through its entry point.
 
-Runs the real `skyrl` command with `SKYRL_LOAD_PLUGINS=skyrl-backend-vllm`, so other installed plugins
+Through the testing kit's ``PluginSmoke``: runs the real `skyrl` command
+with `SKYRL_LOAD_PLUGINS=skyrl-backend-vllm`, so other installed plugins
 cannot hide a problem (or cause one), and validates the README's TOML snippets.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import re
-import subprocess
-import sys
 from pathlib import Path
 
-import tomllib
+from skyrl_core.testing.smoke import PluginSmoke
 
-from skyrl_core.api import build_registry, parse_config
-
-DIST = "skyrl-backend-vllm"
-PACKAGE_DIR = Path(__file__).resolve().parents[1]
-README = PACKAGE_DIR / "README.md"
-
-
-def plugins_json() -> dict[str, dict]:
-    script = Path(sys.executable).parent / "skyrl"
-    env = dict(os.environ, SKYRL_LOAD_PLUGINS=DIST)
-    proc = subprocess.run([str(script), "plugins", "--json"], env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, f"skyrl plugins failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-    return {entry["distribution"]: entry for entry in json.loads(proc.stdout)}
+SMOKE = PluginSmoke("skyrl-backend-vllm", Path(__file__).resolve().parents[1])
 
 
 def test_skyrl_plugins_lists_it_as_ok():
-    entries = plugins_json()
-    assert DIST in entries, f"{DIST} is not installed in this environment: pip install {PACKAGE_DIR}"
-    entry = entries[DIST]
-    assert entry["status"] == "ok", entry["error"]
-    version = tomllib.loads((PACKAGE_DIR / "pyproject.toml").read_text())["project"]["version"]
-    assert entry["version"] == version
+    SMOKE.assert_loads({'backend': ['vllm', 'vllm-remote']})
 
 
-def test_readme_toml_snippet(monkeypatch):
-    monkeypatch.setenv("SKYRL_LOAD_PLUGINS", DIST)
-    registry = build_registry()
-    found = [p for p in registry.plugins if p.distribution == DIST]
-    assert found, f"{DIST} is not installed in this environment: pip install {PACKAGE_DIR}"
-    info = found[0]
-    readme = README.read_text()
-    snippets = re.findall(r"^```toml\n(.*?)^```", readme, flags=re.S | re.M)
-    assert snippets, f"{README} has no TOML snippet"
-    assert info.components == {"backend": ["vllm", "vllm-remote"]}, info.components
-    runs = [s for s in snippets if "[model]" in s]
-    assert len(runs) == 2, f"{README}: expected a run snippet for each backend (with [model])"
-    for snippet in runs:
-        cfg = parse_config(tomllib.loads(snippet), registry=registry, source=f"{README.name} snippet")
-        assert cfg.backend.name in ("vllm", "vllm-remote")
-    assert "Status: in progress" not in readme
+def test_readme_toml_snippet():
+    assert SMOKE.readme_snippets(), f"{SMOKE.readme} has no TOML snippet"
+    configs = SMOKE.readme_runs()
+    assert len(configs) == 2, f"{SMOKE.readme}: expected a run snippet for each backend (with [model])"
+    assert {cfg.backend.name for cfg in configs} <= {"vllm", "vllm-remote"}
+    assert "Status: in progress" not in SMOKE.readme.read_text()
