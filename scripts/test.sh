@@ -34,7 +34,7 @@ status=0
 for dir in "${TEST_DIRS[@]}"; do
     printf '\n== pytest %s [%ss]\n' "$dir" "$SECONDS"
     code=0
-    "$VENV/bin/pytest" "$dir" --junitxml="$RESULTS/${dir//\//_}.xml" "$@" || code=$?
+    "$VENV/bin/pytest" "$dir" --durations=10 --junitxml="$RESULTS/${dir//\//_}.xml" "$@" || code=$?
     # exit code 5 (nothing collected) is expected when pytest arguments filter a folder out
     if [ "$code" -ne 0 ] && ! { [ "$code" -eq 5 ] && [ "$#" -gt 0 ]; }; then
         echo "== pytest $dir: exit code $code"

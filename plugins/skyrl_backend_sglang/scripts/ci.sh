@@ -18,7 +18,7 @@ start=$SECONDS
 bash "$HERE/setup_cpu_venv.sh" "$VENV"
 echo "== sglang venv ready [$((SECONDS - start))s]"
 
-args=(plugins/skyrl_backend_sglang/tests -p no:cacheprovider)
+args=(plugins/skyrl_backend_sglang/tests -p no:cacheprovider --durations=10)
 if [ -n "${SKYRL_TEST_RESULTS:-}" ]; then
     mkdir -p "$SKYRL_TEST_RESULTS"
     args+=(--junitxml="$SKYRL_TEST_RESULTS/plugins_skyrl_backend_sglang_tests_sglang-venv.xml")

@@ -24,7 +24,7 @@ start=$SECONDS
 SKYRL_VLLM_EDITABLE=1 SKYRL_CORE_EXTRAS=test,ray,lora bash "$HERE/install_cpu.sh" "$VENV"
 echo "== vllm venv ready [$((SECONDS - start))s]"
 
-args=(plugins/skyrl_backend_vllm/tests -p no:cacheprovider)
+args=(plugins/skyrl_backend_vllm/tests -p no:cacheprovider --durations=10)
 if [ -n "${SKYRL_TEST_RESULTS:-}" ]; then
     mkdir -p "$SKYRL_TEST_RESULTS"
     args+=(--junitxml="$SKYRL_TEST_RESULTS/plugins_skyrl_backend_vllm_tests_vllm-venv.xml")
