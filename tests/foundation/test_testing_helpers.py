@@ -101,7 +101,85 @@ def test_check_plugin_reports_every_problem():
     assert "backend 'needy': config_cls() must work with defaults only" in text
     assert "skyrl_register_backends() returned 'not a spec', not a ComponentSpec" in text
     assert "skyrl_register_strategies() raised RuntimeError: boom" in text
-    assert len(problems) == 9, text
+    # json.dumps is no backend class: its contract is checked too
+    assert "backend 'silent': must be a class (the loop constructs it as `Class(config, model=..., seed=...)`)" in text
+    assert "backend 'needy': must be a class" in text
+    assert len(problems) == 11, text
+
+
+@attrs.define(kw_only=True)
+class BadDefaultConfig:
+    """Defaults that the loader would reject."""
+
+    steps: int = option(1.5, help="An int field with a float default.")
+
+
+class GoodEnv:
+    """Keeps the environment contract."""
+
+    def __init__(self, config, extras):
+        self.config = config
+
+    def init(self, prompt):
+        return prompt, {}
+
+    def step(self, action):
+        return {"reward": 0.0, "done": True}
+
+
+def test_check_plugin_reports_instead_of_crashing_and_checks_contracts_and_defaults():
+    @hookimpl
+    def skyrl_register_environments():
+        return ComponentSpec("single", GoodEnv, "One spec instead of a list.")  # a common slip
+
+    def one_argument(inp):
+        return None
+
+    @hookimpl
+    def skyrl_register_policy_losses():
+        return [
+            ComponentSpec("arity", one_argument, "Takes one argument."),
+            ComponentSpec("defaults", "operator:add", "Bad defaults.", BadDefaultConfig),
+            ComponentSpec("critic", "operator:add", "Not an estimator.", requires_critic=True),
+        ]
+
+    problems = check_plugin(
+        module(
+            "slips",
+            skyrl_register_environments=skyrl_register_environments,
+            skyrl_register_policy_losses=skyrl_register_policy_losses,
+        )
+    )
+    text = "\n".join(problems)
+    assert "skyrl_register_environments() must return a list of ComponentSpec, got ComponentSpec" in text
+    assert "policy loss 'arity': the function `one_argument(inp)` cannot be called as `fn(inp, config)`" in text
+    assert "policy loss 'defaults': config default steps: expected an integer, got 1.5 (float)" in text
+    assert "policy loss 'critic': requires_critic is for advantage estimators only" in text
+    assert len(problems) == 4, text
+
+
+def test_check_plugin_flags_a_config_module_that_imports_torch(tmp_path, monkeypatch):
+    pkg = tmp_path / "torchy_plugin"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "config.py").write_text(
+        "import attrs\nimport torch\nfrom skyrl_core.api import option\n\n\n"
+        "@attrs.define(kw_only=True)\nclass Cfg:\n    \"\"\"Options.\"\"\"\n\n    n: int = option(1, help=\"N.\")\n"
+    )
+    (pkg / "plugin.py").write_text(
+        "from skyrl_core.api import ComponentSpec, hookimpl\nfrom torchy_plugin.config import Cfg\n\n\n"
+        "@hookimpl\ndef skyrl_register_advantage_estimators():\n"
+        "    return [ComponentSpec(\"t\", \"torchy_plugin.plugin:est\", \"Est.\", Cfg)]\n\n\n"
+        "def est(inp, config):\n    return None\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+
+    problems = check_plugin(importlib.import_module("torchy_plugin.plugin"))
+    assert problems == [
+        "torchy_plugin.plugin imports torch: the hook module and config classes are imported at start-up, so import "
+        "torch only inside the implementations (lazy 'module:attr' specs)"
+    ]
 
 
 def test_pytest_fixture_gives_a_registry_with_installed_plugins(skyrl_registry):
