@@ -216,12 +216,12 @@ def grpo_parts(model_path: Path, device: torch.device, args: argparse.Namespace)
     )
     registry = build_registry(entry_points=False)
     algo = AlgorithmConfig()
-    from skyrl_core.config.loader import component_config
+    from skyrl_core.components import choose
 
-    estimator = registry.get(Kind.ADVANTAGE_ESTIMATOR, algo.advantage.name).load()
-    est_cfg = component_config(registry, Kind.ADVANTAGE_ESTIMATOR, algo.advantage.name, algo.advantage.config)
-    policy_loss = registry.get(Kind.POLICY_LOSS, algo.policy_loss.name).load()
-    loss_cfg = component_config(registry, Kind.POLICY_LOSS, algo.policy_loss.name, algo.policy_loss.config)
+    estimator_choice = choose(registry, Kind.ADVANTAGE_ESTIMATOR, algo.advantage.name, algo.advantage.config)
+    loss_choice = choose(registry, Kind.POLICY_LOSS, algo.policy_loss.name, algo.policy_loss.config)
+    estimator, est_cfg = estimator_choice.impl, estimator_choice.config
+    policy_loss, loss_cfg = loss_choice.impl, loss_choice.config
     return dict(strategy=strategy, algo=algo, estimator=estimator, est_cfg=est_cfg, policy_loss=policy_loss,
                 loss_cfg=loss_cfg)
 
