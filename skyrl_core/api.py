@@ -120,7 +120,13 @@ _section("Data of a run")
 _export("skyrl_core.rollout", "RolloutBatch", "Trajectory")
 _export("skyrl_core.run", "RunContext")
 _export("skyrl_core.strategies.lora_sync", "LoraAdapter")
-_export("skyrl_core.data.rows", "PromptRow", "read_source", "validate_rows", "load_prompt_rows")
+_export("skyrl_core.data.rows", "PromptRow", "read_source", "validate_rows", "load_prompt_rows", "load_prompts")
+_export("skyrl_core.data.loader", "PromptLoader")
+
+# -- helpers for environments ---------------------------------------------------------------
+_section("Helpers for environments")
+_export("skyrl_core.envs.tools", "ToolGroup", "ToolError", "tool", "parse_tool_call", "find_tool")
+_export("skyrl_core.envs.arithmetic", "last_boxed", "parse_integer")
 
 # -- the run's config (what a config check reads) -------------------------------------------
 _section("The run's config")

@@ -349,6 +349,7 @@ def build_registry(
     entry_points: bool = True,
     extra_plugins: Iterable[tuple[str, Any]] = (),
     builtins: bool = True,
+    only: Iterable[str] | None = None,
 ) -> Registry:
     """Build a fresh registry.
 
@@ -357,6 +358,8 @@ def build_registry(
         extra_plugins: ``(name, module_or_object)`` pairs registered as plugins too
             (used by tests and by ``skyrl_core.testing``).
         builtins: load skyrl-core's own components.
+        only: load only these entry points (names), like ``SKYRL_LOAD_PLUGINS``, which it
+            replaces for this call.
     """
     pm = pluggy.PluginManager("skyrl")
     pm.add_hookspecs(hookspecs)
@@ -374,7 +377,7 @@ def build_registry(
         _register_checked(pm, importlib.import_module("skyrl_core.builtins"), info)
 
     if entry_points:
-        allow = _name_list(os.environ.get("SKYRL_LOAD_PLUGINS"))
+        allow = set(only) if only is not None else _name_list(os.environ.get("SKYRL_LOAD_PLUGINS"))
         exclude = _name_list(os.environ.get("SKYRL_EXCLUDE_PLUGINS")) or set()
         seen: dict[str, PluginInfo] = {}
         for ep in md.entry_points(group=ENTRY_POINT_GROUP):

@@ -26,11 +26,11 @@ import os
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import attrs
+import tomllib
 
 
 @attrs.frozen
@@ -64,15 +64,7 @@ class PluginSmoke:
         """A registry of the builtins and this plugin alone."""
         from skyrl_core.plugins import build_registry
 
-        previous = os.environ.get("SKYRL_LOAD_PLUGINS")
-        os.environ["SKYRL_LOAD_PLUGINS"] = self.dist
-        try:
-            registry = build_registry()
-        finally:
-            if previous is None:
-                del os.environ["SKYRL_LOAD_PLUGINS"]
-            else:
-                os.environ["SKYRL_LOAD_PLUGINS"] = previous
+        registry = build_registry(only=[self.dist])
         assert any(p.distribution == self.dist for p in registry.plugins), self._missing()
         return registry
 

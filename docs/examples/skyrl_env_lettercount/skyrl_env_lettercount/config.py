@@ -2,7 +2,7 @@
 
 import attrs
 
-from skyrl_core.config.fields import non_negative, option, positive
+from skyrl_core.api import non_negative, option, positive
 
 
 @attrs.define(kw_only=True)

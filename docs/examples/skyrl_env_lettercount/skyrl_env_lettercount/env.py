@@ -1,7 +1,7 @@
 """The `letter_count` environment: how many times does a letter occur in a word?"""
 
-from skyrl_core.envs import last_boxed, parse_integer
-from skyrl_core.protocols.env import StepOutput, TextEnv
+from skyrl_core.api import last_boxed, parse_integer
+from skyrl_core.api import StepOutput, TextEnv
 from skyrl_env_lettercount.config import LetterCountConfig
 
 
