@@ -10,18 +10,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from vllm_support import build_vllm_tiny, needs_vllm
+from vllm_support import needs_vllm
 
 from skyrl_core.api import GenerateRequest, ModelConfig, SamplingParams
-from skyrl_core.testing.conformance import BackendConformance, generate, make_unit_scale_copy, reference_logprobs
+from skyrl_core.testing.conformance import BackendConformance, generate, reference_logprobs
 
 pytestmark = needs_vllm
-
-
-@pytest.fixture(scope="module")
-def vllm_model_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("vllm-conformance")
-    return make_unit_scale_copy(build_vllm_tiny(root / "tiny"), root / "model")
 
 
 class TestVllmConformance(BackendConformance):
@@ -35,6 +29,12 @@ class TestVllmConformance(BackendConformance):
     @classmethod
     def conformance_model_dir(cls, vllm_model_dir):
         return vllm_model_dir
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def backend(cls, vllm_inproc):
+        """The session's in-process engine (conftest.py), built by ``make_backend``'s settings."""
+        return vllm_inproc
 
     def make_backend(self, model: ModelConfig, seed: int):
         from skyrl_backend_vllm.backend import VllmBackend

@@ -11,18 +11,12 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from vllm_support import build_vllm_tiny, needs_vllm
+from vllm_support import needs_vllm
 
 from skyrl_core.api import GenerateRequest, ModelConfig, SamplingParams
-from skyrl_core.testing.conformance import Reference, generate, make_unit_scale_copy
+from skyrl_core.testing.conformance import Reference, generate
 
 pytestmark = [needs_vllm, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("vllm-core")
-    return make_unit_scale_copy(build_vllm_tiny(root / "tiny"), root / "model")
 
 
 def requests_for(ref: Reference) -> list[GenerateRequest]:
@@ -34,25 +28,26 @@ def requests_for(ref: Reference) -> list[GenerateRequest]:
     ]
 
 
-def test_subprocess_engine_matches_in_process_and_loads_weights_from_shm(model_dir):
+def test_subprocess_engine_matches_in_process_and_loads_weights_from_shm(vllm_model_dir, vllm_inproc):
     import torch
     from skyrl_backend_vllm.backend import VllmBackend
     from skyrl_backend_vllm.config import VllmBackendConfig
 
-    ref = Reference(model_dir)
+    ref = Reference(vllm_model_dir)
     requests = requests_for(ref)
-    model = ModelConfig(path=str(model_dir), device="cpu")
+    model = ModelConfig(path=str(vllm_model_dir), device="cpu")
     state = {n: t.detach().clone() for n, t in ref.model.state_dict().items()}
     gen = torch.Generator().manual_seed(3)
     changed = {n: t + torch.randn(t.shape, generator=gen) * t.std() for n, t in state.items() if t.dim() == 2}
 
-    inproc = VllmBackend(VllmBackendConfig(max_model_len=256), model=model, seed=0)
+    inproc = vllm_inproc  # the session's in-process engine (conftest.py)
     try:
         expected = generate(inproc, requests)
         inproc.update_weights(changed.items())
         expected_changed = generate(inproc, requests)
     finally:
-        inproc.shutdown()
+        inproc.update_weights(state.items())  # as the other tests of the session expect it
+        inproc.reset_prefix_cache()
 
     sub = VllmBackend(VllmBackendConfig(max_model_len=2048, engine_core="subprocess"), model=model, seed=0)
     try:
