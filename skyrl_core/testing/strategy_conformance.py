@@ -364,20 +364,12 @@ class StrategyConformance:
             "; log-prob j of a row scores response token j from the logits at position len(prompt) - 1 + j, divided by "
             "the temperature (0 means greedy sampling and uses 1)"
         )
-        assert_close(
-            out.logprobs,
-            want_lp,
-            self.logprob_atol,
-            f"forward(temperature={temperature}).logprobs against transformers{hint}",
-        )
+        assert_close(out.logprobs, want_lp, self.logprob_atol,
+                     f"forward(temperature={temperature}).logprobs against transformers{hint}")
         assert out.entropy is not None, "forward(need_entropy=True) returned entropy=None"
         _check_output_tensor(out.entropy, batch, "forward(...).entropy")
-        assert_close(
-            out.entropy,
-            want_ent,
-            self.logprob_atol,
-            f"forward(temperature={temperature}).entropy against the entropy of softmax(logits / temperature)",
-        )
+        assert_close(out.entropy, want_ent, self.logprob_atol,
+                     f"forward(temperature={temperature}).entropy against the entropy of softmax(logits / temperature)")
 
     def test_forward_is_independent_of_the_other_sequences(self, build, reference):
         strategy = build()
@@ -386,13 +378,10 @@ class StrategyConformance:
         for i in range(len(batch)):
             alone = strategy.forward(batch.select([i])).logprobs
             r = len(batch.response_ids[i])
-            assert_close(
-                together[i : i + 1, :r],
-                alone[:, :r],
-                self.logprob_atol,
-                f"forward: sequence {i}'s log-probs in a batch of {len(batch)} against the same sequence alone "
-                "(padding or packing leaks between sequences: check the attention mask and position ids)",
-            )
+            assert_close(together[i : i + 1, :r], alone[:, :r], self.logprob_atol,
+                         f"forward: sequence {i}'s log-probs in a batch of {len(batch)} against the same sequence "
+                         "alone (padding or packing leaks between sequences: check the attention mask and "
+                         "position ids)")
 
     def test_forward_tolerates_empty_responses(self, build, reference):
         import torch
@@ -402,12 +391,8 @@ class StrategyConformance:
         batch = TrainBatch([[1, 2], [3, 4, 5], [6]], [[], [7, 8, 9], []], {"loss_mask": mask, "advantages": mask})
         out = strategy.forward(batch, need_entropy=True)
         _check_output_tensor(out.logprobs, batch, "forward on a batch with empty responses: logprobs")
-        assert_close(
-            out.logprobs,
-            reference.outputs(batch, 1.0)[0],
-            self.logprob_atol,
-            "forward on a batch with empty responses (rows 0 and 2): logprobs",
-        )
+        assert_close(out.logprobs, reference.outputs(batch, 1.0)[0], self.logprob_atol,
+                     "forward on a batch with empty responses (rows 0 and 2): logprobs")
         metrics = strategy.train_step(batch, pg_loss)
         assert metrics.get("skipped") == 0.0 and math.isfinite(metrics.get("grad_norm", math.nan)), (
             f"train_step on a batch with empty responses should train on the non-empty one, got {metrics}"
@@ -501,15 +486,11 @@ class StrategyConformance:
                     if batch.prompt_ids[i] == micro.prompt_ids[j] and batch.response_ids[i] == micro.response_ids[j]
                 )
                 r = len(batch.response_ids[i])
-                assert_close(
-                    lp[j, :r],
-                    expected_lp[i, :r],
-                    self.logprob_atol,
-                    f"train_step(temperature=0.7): the log-probs of sequence {i} handed to the loss function "
-                    "against forward(temperature=0.7) with the same weights (the training pass must apply the "
-                    "temperature and match the no-grad pass, e.g. dropout off, or PPO ratios start away "
-                    "from 1)",
-                )
+                assert_close(lp[j, :r], expected_lp[i, :r], self.logprob_atol,
+                             f"train_step(temperature=0.7): the log-probs of sequence {i} handed to the loss function "
+                             "against forward(temperature=0.7) with the same weights (the training pass must apply the "
+                             "temperature and match the no-grad pass, e.g. dropout off, or PPO ratios start away "
+                             "from 1)")
 
     def test_micro_batch_size_does_not_change_the_update(self, build, reference):
         batch = make_batch(reference.vocab, seed=6, n=8)
@@ -532,12 +513,8 @@ class StrategyConformance:
                 f"{base_metrics['pg']:.6g} with one micro-batch: average metrics over micro-batches weighted by their "
                 "loss_mask tokens"
             )
-            assert_close(
-                lp,
-                base_lp,
-                10 * self.logprob_atol,
-                f"log-probs after a step with micro_batch_tokens = {budget} against one micro-batch",
-            )
+            assert_close(lp, base_lp, 10 * self.logprob_atol,
+                         f"log-probs after a step with micro_batch_tokens = {budget} against one micro-batch")
 
     def test_train_step_follows_the_lr_schedule(self, build, reference):
         lr, warmup, total = TRAINER_DEFAULTS["lr"], 2, 5
@@ -567,22 +544,14 @@ class StrategyConformance:
         assert metrics.get("skipped") == 1.0, (
             f"a NaN loss with [trainer] skip_nan = true must skip the step and report skipped = 1.0, got {metrics}"
         )
-        assert_same_weights(
-            weights_of(strategy),
-            before,
-            self.exact_atol,
-            "the weights after a skipped step (a skipped step must not change them)",
-        )
+        assert_same_weights(weights_of(strategy), before, self.exact_atol,
+                            "the weights after a skipped step (a skipped step must not change them)")
         strategy.train_step(batch, pg_loss)
         clean = build()
         clean.train_step(batch, pg_loss)
-        assert_same_weights(
-            weights_of(strategy),
-            weights_of(clean),
-            self.exact_atol,
-            "a good step after a skipped one against the same step on a fresh strategy (drop the "
-            "skipped step's gradients and leave the optimizer state untouched)",
-        )
+        assert_same_weights(weights_of(strategy), weights_of(clean), self.exact_atol,
+                            "a good step after a skipped one against the same step on a fresh strategy (drop the "
+                            "skipped step's gradients and leave the optimizer state untouched)")
 
     def test_a_non_finite_loss_raises_without_skip_nan(self, build, reference):
         strategy = build(skip_nan=False)
@@ -655,13 +624,9 @@ class StrategyConformance:
         batch = make_batch(reference.vocab, seed=9)
         strategy.train_step(batch, pg_loss)
         loaded = load_into_transformers(strategy_model_dir, weights_of(strategy, bucket_bytes=1 << 16))
-        assert_close(
-            loaded.outputs(batch, 1.0)[0],
-            strategy.forward(batch).logprobs,
-            self.logprob_atol,
-            "log-probs of a transformers model holding named_weights (after a step) against the strategy's "
-            "forward (named_weights must yield the trained weights, not a stale or partial copy)",
-        )
+        assert_close(loaded.outputs(batch, 1.0)[0], strategy.forward(batch).logprobs, self.logprob_atol,
+                     "log-probs of a transformers model holding named_weights (after a step) against the strategy's "
+                     "forward (named_weights must yield the trained weights, not a stale or partial copy)")
 
     # -- checkpoints ----------------------------------------------------------------------------
 
@@ -676,29 +641,21 @@ class StrategyConformance:
         first.save_checkpoint(writing)
         final = tmp_path / "checkpoint"
         os.replace(writing, final)  # what the loop does: write under a temporary name, then rename
-        expected = first.train_step(batches[1], pg_loss)
+        expected = [first.train_step(batches[1], pg_loss)["lr"] for _ in range(3)]
 
         second = build(**options)
         second.load_checkpoint(final)
-        assert_close(
-            second.forward(batches[1]).logprobs,
-            saved_lp,
-            self.exact_atol,
-            "log-probs after load_checkpoint against those when the checkpoint was saved (the policy "
-            "weights were not restored)",
+        assert_close(second.forward(batches[1]).logprobs, saved_lp, self.exact_atol,
+                     "log-probs after load_checkpoint against those when the checkpoint was saved (the policy "
+                     "weights were not restored)")
+        got = [second.train_step(batches[1], pg_loss)["lr"] for _ in range(3)]
+        assert got == pytest.approx(expected, rel=1e-9), (
+            f"the 3 steps after load_checkpoint used lr {got}, the 3 steps after save_checkpoint {expected}: save "
+            "and restore the LR schedule's position"
         )
-        got = second.train_step(batches[1], pg_loss)
-        assert got["lr"] == pytest.approx(expected["lr"], rel=1e-9), (
-            f"the step after load_checkpoint used lr {got['lr']}, the step after save_checkpoint "
-            f"{expected['lr']}: save and restore the LR schedule's position"
-        )
-        assert_same_weights(
-            weights_of(second),
-            weights_of(first),
-            self.exact_atol,
-            "weights after one step following load_checkpoint against the same step without the "
-            "round trip (save and restore the optimizer state too: AdamW moments and step counts)",
-        )
+        assert_same_weights(weights_of(second), weights_of(first), self.exact_atol,
+                            "weights after 3 steps following load_checkpoint against the same steps without the "
+                            "round trip (save and restore the optimizer state too: AdamW moments and step counts)")
 
     # -- export ---------------------------------------------------------------------------------
 
@@ -759,13 +716,9 @@ class StrategyConformance:
         plain = build()
         plain.train_step(batch, pg_loss)
         plain.train_step(batch, pg_loss)
-        assert_same_weights(
-            weights_of(strategy),
-            weights_of(plain),
-            self.exact_atol,
-            "weights after offload/onload and a step against the same steps without offloading "
-            "(move the optimizer state back too)",
-        )
+        assert_same_weights(weights_of(strategy), weights_of(plain), self.exact_atol,
+                            "weights after offload/onload and a step against the same steps without offloading "
+                            "(move the optimizer state back too)")
 
     # -- reference model and critic -------------------------------------------------------------
 
@@ -781,13 +734,9 @@ class StrategyConformance:
         assert_close(ref0, initial, self.logprob_atol, "forward(role='ref') against the initial policy")
         strategy.train_step(batch, pg_loss)
         ref1 = strategy.forward(batch, role="ref", temperature=0.7).logprobs
-        assert_close(
-            ref1,
-            ref0,
-            self.exact_atol,
-            "forward(role='ref') after a policy step against before it (the reference must stay frozen: a "
-            "copy of the initial policy, never trained)",
-        )
+        assert_close(ref1, ref0, self.exact_atol,
+                     "forward(role='ref') after a policy step against before it (the reference must stay frozen: a "
+                     "copy of the initial policy, never trained)")
 
     def test_critic_learns_values_without_touching_the_policy(self, build, reference):
         import torch
@@ -819,12 +768,8 @@ class StrategyConformance:
             f"train_step(role='critic') returned unprefixed metrics {plain}: the loop merges them with the policy's "
             "step metrics, so prefix them (critic/grad_norm, critic/lr, ...)"
         )
-        assert_close(
-            strategy.forward(batch).logprobs,
-            policy,
-            self.exact_atol,
-            "policy log-probs after critic steps (a critic step must not change the policy)",
-        )
+        assert_close(strategy.forward(batch).logprobs, policy, self.exact_atol,
+                     "policy log-probs after critic steps (a critic step must not change the policy)")
 
     # -- the strategy side of a direct weight transfer ------------------------------------------
 
@@ -890,13 +835,9 @@ class StrategyConformance:
                 "BucketSent.checksums differ from expected_checksums(the bucket's tensors, dtypes): compute them "
                 "with skyrl_core.api.expected_checksums from the tensors sent, cast to the engines' dtypes"
             )
-        assert_same_weights(
-            {n: t.float() for n, t in received.items()},
-            weights,
-            0.0,
-            "the tensors received by broadcast against named_weights (pack each bucket with "
-            "skyrl_core.api.pack in the plan's order and dtypes)",
-        )
+        assert_same_weights({n: t.float() for n, t in received.items()}, weights, 0.0,
+                            "the tensors received by broadcast against named_weights (pack each bucket with "
+                            "skyrl_core.api.pack in the plan's order and dtypes)")
 
     def test_disk_writes_named_weights_exactly(self, build, tmp_path):
         from skyrl_core.runtime.weight_sync import read_bucket
@@ -910,12 +851,8 @@ class StrategyConformance:
             path = tmp_path / f"bucket-{i}.safetensors"
             _result(strategy.send_bucket([m.name for m in metas], "disk", path=str(path)), "send_bucket(.., 'disk')")
             received.update(read_bucket(path))
-        assert_same_weights(
-            {n: t.float() for n, t in received.items()},
-            weights,
-            0.0,
-            "the tensors written by the 'disk' transport against named_weights",
-        )
+        assert_same_weights({n: t.float() for n, t in received.items()}, weights, 0.0,
+                            "the tensors written by the 'disk' transport against named_weights")
 
 
 def _refuses(build: Callable[..., Any], flag: str, attribute: str) -> None:

@@ -7,23 +7,38 @@ to the other over a gloo broadcast group, with checksum verification: the direct
 picked from the protocols they implement, not from any builtin class.
 
 The package is built as a wheel and installed with pip (into a folder on ``PYTHONPATH``, so
-the test environment stays as it was); ``skyrl train`` runs 2 steps with it. Then broken
-variants of each component are built and installed the same way: each gets one error line
-naming the distribution, the component and the member, exit code 2, no traceback, and no
-model is built or loaded.
+the test environment stays as it was); ``skyrl train`` runs 2 steps with it, and the installed
+backend and strategy pass the conformance suites (``BackendConformance``,
+``StrategyConformance``). Then broken variants of each component are built and installed the
+same way: each gets one error line naming the distribution, the component and the member,
+exit code 2, no traceback, and no model is built or loaded.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
+
+from skyrl_core.api import (
+    AbortsRequests,
+    ChecksInstallation,
+    EngineGroup,
+    GenerateRequest,
+    KnowsModelLength,
+    ReportsWeights,
+    SamplingParams,
+)
+from skyrl_core.testing.conformance import BackendConformance, generate
+from skyrl_core.testing.strategy_conformance import StrategyConformance
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "tests" / "fixtures" / "packages" / "platform"
@@ -134,6 +149,108 @@ def test_the_installed_package_trains_with_a_direct_weight_transfer(tmp_path: Pa
     assert (tmp_path / "run" / "export" / "config.json").is_file()
 
 
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory):
+    """The package's wheel installed into a folder put on ``sys.path`` for this module's in-process tests."""
+    site = install(PACKAGE, tmp_path_factory.mktemp("platform-wheel"))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.syspath_prepend(str(site))
+        import skyrl_test_platform
+
+        assert Path(skyrl_test_platform.__file__).parent.parent == site, "imported from elsewhere, not the wheel"
+        yield site
+    for name in [m for m in sys.modules if m.startswith("skyrl_test_platform")]:
+        del sys.modules[name]
+
+
+@pytest.mark.usefixtures("installed")
+class TestInstalledEngineConformance(BackendConformance):
+    """The backend conformance suite on the installed ``tp_engine``."""
+
+    logprob_atol = 1e-4
+
+    def make_backend(self, model, seed):
+        from skyrl_test_platform.config import EngineConfig
+        from skyrl_test_platform.engine import Engine
+
+        return Engine(EngineConfig(), model=model, seed=seed)
+
+
+@pytest.mark.usefixtures("installed")
+class TestInstalledTrainerConformance(StrategyConformance):
+    """The strategy conformance suite on the installed ``tp_trainer`` (policy only: no reference, no critic)."""
+
+    has_ref = False
+    has_critic = False
+
+    def make_strategy(self, model, trainer, **flags):
+        from skyrl_test_platform.config import TrainerOptions
+        from skyrl_test_platform.trainer import Trainer
+
+        return Trainer(TrainerOptions(), model=model, trainer=trainer, **flags)
+
+
+def test_the_installed_engine_declares_its_optional_capabilities(installed, tiny_model_cfg) -> None:
+    from skyrl_test_platform.config import EngineConfig
+    from skyrl_test_platform.engine import Engine
+
+
+    assert isinstance(Engine, ChecksInstallation)
+    assert Engine.check_installed(EngineConfig()).startswith("transformers ")
+    engine = Engine(EngineConfig(max_model_len=40), model=tiny_model_cfg, seed=0)
+    for protocol in (AbortsRequests, KnowsModelLength, EngineGroup, ReportsWeights):
+        assert isinstance(engine, protocol), protocol.__name__
+    assert engine.capabilities.abort and engine.max_model_len == 40
+
+    # max_model_len: a prompt that leaves no room is refused; otherwise generation stops at the limit
+    with pytest.raises(ValueError, match=r"tp_engine.generate: request 0: the prompt has 40 tokens.*\[backend\] "
+                       "max_model_len"):
+        generate(engine, [GenerateRequest([1] * 40, SamplingParams(max_new_tokens=4))])
+    (result,) = generate(engine, [GenerateRequest([1] * 30, SamplingParams(max_new_tokens=50, seed=1))])
+    assert len(result.completions[0].token_ids) == 10 and result.completions[0].finish_reason == "length"
+
+    # abort_requests: a running request returns at once with finish reason "abort" and its tokens so far
+    async def aborted() -> list:
+        started = threading.Event()
+        original = engine.model.forward
+
+        def forward(*args, **kwargs):
+            started.set()
+            return original(*args, **kwargs)
+
+        engine.model.forward = forward
+        task = asyncio.ensure_future(engine.generate([GenerateRequest([1, 2, 3], SamplingParams(max_new_tokens=30))]))
+        await asyncio.to_thread(started.wait, 60)
+        engine.abort_requests()
+        try:
+            return await asyncio.wait_for(task, 60)
+        finally:
+            engine.model.forward = original
+
+    (result,) = asyncio.run(aborted())
+    (c,) = result.completions
+    assert c.finish_reason == "abort" and len(c.token_ids) < 30 and len(c.logprobs) == len(c.token_ids)
+    (after,) = generate(engine, [GenerateRequest([1, 2, 3], SamplingParams(max_new_tokens=5))])
+    assert after.completions[0].finish_reason == "length"  # later requests run normally
+    engine.shutdown()
+
+
+def test_doctor_shows_the_engines_install_status(tmp_path: Path) -> None:
+    site = install(PACKAGE, tmp_path / "build")
+    result = skyrl(site, tmp_path, "doctor")
+    lines = result.stdout.splitlines()
+    (index,) = [i for i, line in enumerate(lines) if line.strip().startswith("tp_engine ")]
+    assert "from skyrl-test-platform 0.1.0" in lines[index]
+    assert lines[index + 1].strip().startswith("ready: transformers "), result.stdout
+    assert lines[index + 1].strip().endswith(": generates on the CPU"), result.stdout
+
+
+def _replaced(text: str, old: str, new: str) -> str:
+    """``text`` with ``old`` replaced (which must occur: a variant that changes nothing tests nothing)."""
+    assert old in text, f"the package no longer contains {old!r}"
+    return text.replace(old, new)
+
+
 def _drop_method(text: str, name: str) -> str:
     """``text`` without the method ``name`` (its ``def`` line and indented body)."""
     out = re.sub(rf"\n    def {name}\(self\)[^\n]*\n        \"\"\"[^\n]*\"\"\"\n", "\n", text)
@@ -165,16 +282,17 @@ VARIANTS = {
     ),
     "backend-with-sync-generate": (
         "engine.py",
-        lambda text: text.replace("    async def generate(", "    def generate(").replace(
-            "return await asyncio.to_thread(lambda: [self._one(r, s) for r, s in seeded])",
-            "return [self._one(r, s) for r, s in seeded]",
+        lambda text: _replaced(
+            _replaced(text, "    async def generate(", "    def generate("),
+            "return await asyncio.to_thread(lambda: [self._one(r, s, started) for r, s in seeded])",
+            "return [self._one(r, s, started) for r, s in seeded]",
         ),
         "backend 'tp_engine' (skyrl-test-platform 0.1.0): `generate` must be `async def generate(requests)` "
         "(the loop awaits it), but it is a plain function",
     ),
     "strategy-with-wrong-signature": (
         "trainer.py",
-        lambda text: text.replace("batch: TrainBatch,\n        loss_fn: LossFn,\n", "batch: TrainBatch,\n"),
+        lambda text: _replaced(text, "batch: TrainBatch,\n        loss_fn: LossFn,\n", "batch: TrainBatch,\n"),
         "strategy 'tp_trainer' (skyrl-test-platform 0.1.0): the method `train_step(self, batch, *, role, temperature, "
         "need_entropy)` cannot be called as `train_step(batch, loss_fn, role=..., temperature=..., need_entropy=...)`",
     ),
@@ -185,7 +303,7 @@ VARIANTS = {
     ),
     "estimator-with-wrong-arity": (
         "advantage.py",
-        lambda text: text.replace("def group_baseline(inp: AdvantageInput, config: Any)", "def group_baseline(inp)"),
+        lambda text: _replaced(text, "def group_baseline(inp: AdvantageInput, config: Any)", "def group_baseline(inp)"),
         "advantage estimator 'tp_adv' (skyrl-test-platform 0.1.0): the function `group_baseline(inp)` cannot be "
         "called as `fn(inp, config)`",
     ),
@@ -217,7 +335,7 @@ def test_an_exception_in_a_plugins_code_names_the_plugin(tmp_path: Path) -> None
     source = tmp_path / "platform"
     shutil.copytree(PACKAGE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     module = source / "skyrl_test_platform" / "advantage.py"
-    module.write_text(module.read_text().replace(
+    module.write_text(_replaced(module.read_text(),
         '    scores = (inp.token_rewards * inp.response_mask).sum(-1)\n',
         '    scores = (inp.token_rewards * inp.response_mask).sum(-1)\n'
         '    raise ValueError("the scores do not add up")\n',

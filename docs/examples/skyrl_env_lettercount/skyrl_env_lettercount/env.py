@@ -1,7 +1,6 @@
 """The `letter_count` environment: how many times does a letter occur in a word?"""
 
-from skyrl_core.api import last_boxed, parse_integer
-from skyrl_core.api import StepOutput, TextEnv
+from skyrl_core.api import StepOutput, TextEnv, last_boxed, parse_integer
 from skyrl_env_lettercount.config import LetterCountConfig
 
 

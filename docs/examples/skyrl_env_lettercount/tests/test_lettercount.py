@@ -5,8 +5,7 @@ from skyrl_env_lettercount.config import LetterCountConfig, LetterCountData
 from skyrl_env_lettercount.env import LetterCountEnv
 from skyrl_env_lettercount.prepare import prepare
 
-from skyrl_core.api import load_prompt_rows
-from skyrl_core.api import Kind
+from skyrl_core.api import Kind, load_prompt_rows
 from skyrl_core.testing import check_plugin, fresh_registry
 
 
