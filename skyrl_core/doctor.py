@@ -104,6 +104,9 @@ def report(registry: Registry | None = None) -> tuple[list[str], list[str]]:
     lines.append("strategies:")
     for comp in sorted(registry.components[Kind.STRATEGY].values(), key=lambda c: c.name):
         lines.append(f"  {comp.name:<12} from {comp.provider.describe()}: {comp.spec.summary}")
+        status = _install_status(comp)
+        if status is not None:
+            lines.append(f"  {'':<12} {status}")
     lines.append("plugins:")
     for p in registry.plugins:
         lines.append(f"  {p.describe():<32} {p.status}" + (f": {p.error}" if p.error else ""))

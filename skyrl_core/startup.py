@@ -27,32 +27,33 @@ def open_run(cfg: RunConfig, registry: Registry, *, with_backend: bool = True) -
     """A ``RunContext`` whose components are resolved and checked; nothing is loaded yet.
 
     Resolves every selected component (``resolve_components``: unknown or ambiguous names and
-    broken contracts fail here), asks the backend whether it can run here (``check_installed``,
-    skipped without a backend or when its engines run in Ray actors, which check there), and
-    records ``[runtime]`` for this process.
+    broken contracts fail here), asks the components whether they can run here
+    (``check_installed``; the backend's is skipped without a backend or when its engines run in
+    Ray actors, which check there), and records ``[runtime]`` for this process.
     """
     from skyrl_core import runtime
     from skyrl_core.components import resolve_components
 
     components = resolve_components(cfg, registry)
-    if with_backend and cfg.runtime.mode != "ray":
-        check_installed(components)
+    # engines in Ray actors check their own installation there (another node may differ)
+    check_installed(components, with_backend=with_backend and cfg.runtime.mode != "ray")
     runtime.configure(cfg.runtime)
     return new_context(cfg, registry, components)
 
 
-def check_installed(components: RunComponents) -> None:
-    """Fail before any training when the backend cannot run here.
+def check_installed(components: RunComponents, *, with_backend: bool = True) -> None:
+    """Fail before any training when a selected component cannot run here.
 
-    A backend class may declare ``check_installed(config)`` (``skyrl_core.protocols.ChecksInstallation``):
+    A component class may declare ``check_installed(config)`` (``skyrl_core.protocols.ChecksInstallation``):
     a cheap check of installed packages (no engine start) that raises ``MissingDependencyError``
     saying what to install, and otherwise returns a one-line status that ``skyrl doctor`` shows.
     """
     from skyrl_core.protocols import ChecksInstallation
 
-    backend = components.backend
-    if isinstance(backend.impl, ChecksInstallation):
-        backend.impl.check_installed(backend.config)
+    chosen = [components.strategy, *components.trackers] + ([components.backend] if with_backend else [])
+    for c in chosen:
+        if isinstance(c.impl, ChecksInstallation):
+            c.impl.check_installed(c.config)
 
 
 def prepare_data(cfg: RunConfig, registry: Registry) -> None:

@@ -379,10 +379,13 @@ class RuntimeConfig:
     inference_gpus: int = option(1, help="GPUs for inference engines when not colocated.", check=non_negative)
     weight_sync: Literal["auto", "object_store", "broadcast", "cuda_ipc", "disk"] = option(
         "auto",
-        help="How new weights reach Ray-hosted engines: 'broadcast' (torch.distributed group from trainer "
-        "rank 0 to the engines: NCCL on GPUs, gloo on CPU), 'cuda_ipc' (colocated on one GPU), 'disk' "
-        "(safetensors files; needs a filesystem both sides see), 'object_store' (through the driver). "
-        "'auto' picks cuda_ipc when colocated on GPUs, else broadcast. Ignored with mode = 'local'.",
+        help="How new weights reach the engines. Through the driver ('object_store'; in_process with "
+        "mode = 'local'), which every strategy and backend support, or directly from the strategy's ranks "
+        "when the strategy is a ShardedWeightSource and the backend an EngineGroup (fsdp2 with engines in "
+        "Ray actors): 'broadcast' (a torch.distributed group: NCCL on GPUs, gloo on CPU), 'cuda_ipc' "
+        "(colocated on one GPU), 'disk' (safetensors files on a filesystem both sides see). 'auto' picks "
+        "cuda_ipc when colocated on GPUs, else broadcast when both sides offer it, else the driver path "
+        "(always the driver path with mode = 'local'); a direct transport named here must be offered by both.",
     )
     weight_sync_bucket_mb: int = option(
         256, help="Weights are gathered and sent in buckets of about this many MiB.", check=positive

