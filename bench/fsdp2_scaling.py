@@ -95,7 +95,7 @@ def emit(record: dict[str, Any], sink: list[dict[str, Any]]) -> None:
 
 def train_phase(args: argparse.Namespace, model: ModelConfig, trainer: TrainerConfig, sink: list) -> None:
     """Loss parity and weak scaling over ``--world-sizes`` (see the module docstring)."""
-    from skyrl_core.strategies.common import sft_loss_fn
+    from skyrl_core.losses import sft_loss
     from skyrl_core.strategies.fsdp2 import Fsdp2Strategy
 
     sizes = [int(s) for s in args.world_sizes.split(",")]
@@ -106,16 +106,16 @@ def train_phase(args: argparse.Namespace, model: ModelConfig, trainer: TrainerCo
         start = time.perf_counter()
         strategy = Fsdp2Strategy(None, model=model, trainer=trainer, seed=0)
         setup_s = time.perf_counter() - start
-        first = strategy.train_step(parity_batch, sft_loss_fn())
+        first = strategy.train_step(parity_batch, sft_loss)
         batch = make_batch(args.seqs_per_gpu * ws, args.seq_len, vocab, seed=1)
-        strategy.train_step(batch, sft_loss_fn())  # warm-up at this size
+        strategy.train_step(batch, sft_loss)  # warm-up at this size
         start = time.perf_counter()
         for _ in range(args.steps):
-            metrics = strategy.train_step(batch, sft_loss_fn())
+            metrics = strategy.train_step(batch, sft_loss)
         seconds = (time.perf_counter() - start) / args.steps
         tokens = args.seqs_per_gpu * ws * args.seq_len
         emit({"what": "train", "world_size": ws, "setup_s": setup_s, "step_s": seconds,
-              "parity_loss": first["loss"], "parity_grad_norm": first["grad_norm"],
+              "parity_loss": first["sft/loss"], "parity_grad_norm": first["grad_norm"],
               "tok_s_per_gpu": tokens / seconds / ws, "fwd_bwd_s": metrics["fwd_bwd_s"],
               "optimizer_s": metrics["optimizer_s"], "gpu": strategy.gpu}, sink)
         strategy.shutdown()
@@ -142,10 +142,10 @@ def placement_phase(
     """Generate -> train -> sync rounds with engines placed colocated or split, then sync times by transport."""
     from skyrl_core.backends.native_config import NativeBackendConfig
     from skyrl_core.errors import SkyrlError
+    from skyrl_core.losses import sft_loss
     from skyrl_core.protocols.backend import GenerateRequest, SamplingParams
     from skyrl_core.runtime.engine import RayBackend
     from skyrl_core.runtime.weight_sync import choose_transport, transfer_weights
-    from skyrl_core.strategies.common import sft_loss_fn
     from skyrl_core.strategies.fsdp2 import Fsdp2Strategy
 
     placement = "colocated" if colocate else "split"
@@ -182,7 +182,7 @@ def placement_phase(
         t2 = time.perf_counter()
         rt.enter("train")  # colocated: engines sleep, trainer onloads
         t3 = time.perf_counter()
-        metrics = strategy.train_step(samples_batch(requests, results), sft_loss_fn())
+        metrics = strategy.train_step(samples_batch(requests, results), sft_loss)
         t4 = time.perf_counter()
         try:
             stats = transfer_weights(strategy, backend, attrs.evolve(cfg, weight_sync=default, verify_weights=True))

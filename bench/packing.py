@@ -58,14 +58,14 @@ def pg_loss(micro, out, scale):
 
 
 def cells(batch, budget: int, packed: bool, width: int | None) -> int:
-    from skyrl_core.strategies import common
+    from skyrl_core.strategies.micro_batching import pack_by_token_budget, pack_rows
 
     lengths = [batch.seq_len(i) for i in range(len(batch))]
     total = 0
-    for group in common.pack_by_token_budget(lengths, budget, packed=packed, row_width=width):
+    for group in pack_by_token_budget(lengths, budget, packed=packed, row_width=width):
         if packed:
             w = max(max(lengths[i] for i in group), width or 0)
-            total += len(common.pack_rows([lengths[i] for i in group], w)) * w
+            total += len(pack_rows([lengths[i] for i in group], w)) * w
         else:
             total += len(group) * max(lengths[i] for i in group)
     return total

@@ -18,7 +18,10 @@ Each pass splits the batch over the ranks (balanced by tokens), and each rank pa
 share into micro-batches by the token budget exactly like ``local``. The loss function is
 sent to the workers pickled *by reference* and called with the mini-batch's global
 ``LossScale``; gradients are summed over ranks, so one step equals ``local``'s on the same
-mini-batch (up to floating-point summation order).
+mini-batch (up to floating-point summation order). It is ``local``'s step, not a copy: every
+worker runs ``skyrl_core.strategies.update`` (accumulation, non-finite skip agreed by all
+ranks, clipping, AdamW and schedule steps) and the per-token outputs of ``token_outputs``,
+and the driver merges the ranks' results with ``update.step_metrics``.
 
 A worker that dies (crash, out-of-memory kill, node loss) stops the others and raises
 ``WorkerDiedError`` naming it, instead of leaving the run hanging in a collective.
@@ -41,8 +44,19 @@ from skyrl_core.config.schema import ModelConfig, TrainerConfig
 from skyrl_core.errors import SkyrlError
 from skyrl_core.protocols.strategy import ForwardOutput, LossFn, ModelRole, TrainBatch
 from skyrl_core.runtime.calls import ActorGroup, check_same_plugins, import_ray, plugin_table
-from skyrl_core.strategies import common, lora
+from skyrl_core.strategies import lora, token_outputs, update
+from skyrl_core.strategies.batch_layout import check_packing_width
+from skyrl_core.strategies.checkpoint_files import (
+    RNG_STATE,
+    STRATEGY_STATE,
+    CheckpointError,
+    replace_dir,
+    require_files,
+    rng_state,
+    set_rng_state,
+)
 from skyrl_core.strategies.fsdp2_config import Fsdp2StrategyConfig
+from skyrl_core.strategies.micro_batching import loss_scale, pack_by_token_budget
 
 DCP_DIR = "dcp"
 
@@ -112,7 +126,7 @@ class Fsdp2Strategy:
         self.config = config if config is not None else Fsdp2StrategyConfig()
         self.model_config = model
         self.trainer = trainer
-        common.check_packing_width(self.config, trainer)
+        check_packing_width(self.config, trainer)
         self.need_ref = need_ref
         self.need_critic = need_critic
         self.optimizer_steps = 0
@@ -154,7 +168,7 @@ class Fsdp2Strategy:
         lengths = [batch.seq_len(i) for i in range(len(batch))]
         shares = split_over_ranks(lengths, [bool(r) for r in batch.response_ids], self.world_size)
         groups = [
-            common.pack_by_token_budget(
+            pack_by_token_budget(
                 [lengths[i] for i in share],
                 budget,
                 sort=self.config.sort_micro_batches,
@@ -189,7 +203,7 @@ class Fsdp2Strategy:
         """No-grad pass over ``batch`` on all workers; same outputs as ``LocalStrategy.forward``:
         ``logprobs`` (and ``entropy``) or ``values``, float32 CPU ``(B, R)``, 0 past each response."""
         self._check_role(role)
-        temperature = common.effective_temperature(temperature)
+        temperature = token_outputs.effective_temperature(temperature)
         self.enter_train()
         budget = self.config.forward_micro_batch_tokens or self.trainer.micro_batch_tokens
         shares, groups, n_micro = self._plan(batch, budget)
@@ -199,8 +213,8 @@ class Fsdp2Strategy:
             for s, g in zip(shares, groups, strict=True)
         ]
         outs = self.workers.call("forward", per_actor=per_rank)
-        names = ["values"] if role == "critic" else ["logprobs", *(["entropy"] if need_entropy else [])]
-        results = {n: torch.zeros(len(batch), batch.response_len, dtype=torch.float32) for n in names}
+        names = token_outputs.output_names(role, need_entropy)
+        results = token_outputs.empty_results(len(batch), batch.response_len, names)
         for share, out in zip(shares, outs, strict=True):
             if not share:
                 continue
@@ -218,18 +232,19 @@ class Fsdp2Strategy:
         temperature: float = 1.0,
         need_entropy: bool = False,
     ) -> dict[str, float]:
-        """One optimizer step of ``role`` over the mini-batch, on all workers.
+        """One optimizer step of ``role`` over the mini-batch, on all workers (``update``'s step).
 
         Returns the same metrics as ``LocalStrategy.train_step`` (loss metrics weighted by
         loss tokens, ``grad_norm``, ``lr``, ``skipped``, ``micro_batches`` (over all ranks),
-        ``tokens``, ``fwd_bwd_s`` and ``optimizer_s`` (the slowest rank's)).
+        ``tokens``, ``fwd_bwd_s`` and ``optimizer_s`` (the slowest rank's)), and raises the
+        same ``FloatingPointError`` on a non-finite loss or gradient without ``trainer.skip_nan``.
         """
         if role == "ref":
             raise ValueError("train_step(role='ref'): the reference model is frozen; train 'policy' or 'critic'")
         self._check_role(role)
-        temperature = common.effective_temperature(temperature)
+        temperature = token_outputs.effective_temperature(temperature)
         payload = _pickle_loss(loss_fn)
-        scale = common.loss_scale(batch)
+        scale = loss_scale(batch)
         self.enter_train()
         shares, groups, n_micro = self._plan(batch, self.trainer.micro_batch_tokens)
         per_rank = [
@@ -237,38 +252,13 @@ class Fsdp2Strategy:
             for s, g in zip(shares, groups, strict=True)
         ]
         outs = self.workers.call("train_step", per_actor=per_rank)
-        first = outs[0]
-        bad = next((o["bad"] for o in outs if o["bad"]), None)
-        if first["skipped"] and not first["stepped_schedule"]:
-            raise FloatingPointError(
-                f"{role} train step: {bad}. Lower trainer.lr, check the loss inputs (advantages, log-probs), "
-                "or set trainer.skip_nan = true to skip and report such steps"
-            )
+        parts, outcomes = [acc for acc, _ in outs], [outcome for _, outcome in outs]
+        if not outcomes[0].stepped_schedule:  # the ranks agree: none stepped
+            raise update.non_finite_error(role, next((o.bad for o in outcomes if o.bad), None))
         if role == "policy":
             self.optimizer_steps += 1
-        weight_total = sum(o["weight"] for o in outs)
-        n = sum(o["micro_batches"] for o in outs)
-        sums: dict[str, float] = {}
-        for o in outs:
-            for name, value in (o["sums"] if weight_total > 0 else o["plain"]).items():
-                sums[name] = sums.get(name, 0.0) + value
-        result = {name: value / (weight_total if weight_total > 0 else max(n, 1)) for name, value in sums.items()}
-        result.update(
-            grad_norm=first["grad_norm"],
-            lr=first["lr"],
-            skipped=1.0 if first["skipped"] else 0.0,
-            micro_batches=float(n),
-            tokens=float(sum(batch.seq_len(i) for i in range(len(batch)))),
-            fwd_bwd_s=max(o["fwd_bwd_s"] for o in outs),
-            optimizer_s=max(o["optimizer_s"] for o in outs),
-        )
-        if role == "critic":
-            result = {k if "/" in k else f"critic/{k}": v for k, v in result.items()}
-        return result
-
-    def sft_loss_fn(self) -> LossFn:
-        """Cross-entropy on ``loss_mask`` tokens (see ``common.sft_loss_fn``), for ``skyrl sft``."""
-        return common.sft_loss_fn()
+        tokens = sum(batch.seq_len(i) for i in range(len(batch)))
+        return update.step_metrics(parts, outcomes, micro_batches=sum(len(g) for g in groups), tokens=tokens, role=role)
 
     # -- weights ----------------------------------------------------------------------------
 
@@ -328,7 +318,7 @@ class Fsdp2Strategy:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         self.workers.call("save", str(path.resolve()))
-        torch.save(common.rng_state(), path / common.RNG_STATE)
+        torch.save(rng_state(), path / RNG_STATE)
         meta = {
             "strategy": "fsdp2",
             "world_size": self.world_size,
@@ -339,30 +329,30 @@ class Fsdp2Strategy:
         }
         if lora.enabled(self.model_config):  # dcp/ then holds the adapters, not the base weights
             meta["lora"] = lora.describe(self.model_config.lora)
-        (path / common.STRATEGY_STATE).write_text(json.dumps(meta, indent=2) + "\n")
+        (path / STRATEGY_STATE).write_text(json.dumps(meta, indent=2) + "\n")
 
     def load_checkpoint(self, path: Path) -> None:
         """Restore ``save_checkpoint``'s files (any world size); training continues exactly."""
         path = Path(path)
         if not path.is_dir():
-            raise common.CheckpointError(f"checkpoint {path} is not a directory; point checkpoint.resume at one")
-        common.require_files(path, [(common.STRATEGY_STATE, "strategy state"), (common.RNG_STATE, "RNG states")])
-        meta = json.loads((path / common.STRATEGY_STATE).read_text())
+            raise CheckpointError(f"checkpoint {path} is not a directory; point checkpoint.resume at one")
+        require_files(path, [(STRATEGY_STATE, "strategy state"), (RNG_STATE, "RNG states")])
+        meta = json.loads((path / STRATEGY_STATE).read_text())
         if meta.get("strategy") != "fsdp2":
-            raise common.CheckpointError(
+            raise CheckpointError(
                 f"checkpoint {path} was written by the {meta.get('strategy', 'unknown')!r} strategy; fsdp2 reads only "
                 "its own (sharded) checkpoints. Export it with `skyrl export` and start from that model instead."
             )
         lora.check_checkpoint(meta, self.model_config.lora, path)
         if self.need_critic and not meta.get("has_critic"):
-            raise common.CheckpointError(
+            raise CheckpointError(
                 f"checkpoint {path} has no critic, but this run trains one; resume with the same advantage estimator"
             )
         if not (path / DCP_DIR / ".metadata").is_file():
-            raise common.CheckpointError(f"checkpoint {path}: {DCP_DIR}/.metadata is missing (incomplete checkpoint)")
+            raise CheckpointError(f"checkpoint {path}: {DCP_DIR}/.metadata is missing (incomplete checkpoint)")
         self.enter_train()
         self.workers.call("load", str(path.resolve()), bool(meta.get("has_ref")))
-        common.set_rng_state(torch.load(path / common.RNG_STATE))
+        set_rng_state(torch.load(path / RNG_STATE))
         self.optimizer_steps = int(meta.get("optimizer_steps", 0))
 
     def export_hf(self, path: Path, tokenizer: Any) -> None:
@@ -388,7 +378,7 @@ class Fsdp2Strategy:
                 )
             if tokenizer is not None:
                 tokenizer.save_pretrained(tmp)
-            common.replace_dir(tmp, path)
+            replace_dir(tmp, path)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)

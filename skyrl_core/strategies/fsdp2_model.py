@@ -6,8 +6,9 @@ weights from disk, and ``set_model_state_dict(..., broadcast_from_rank0=True)`` 
 rank its shards. So host memory holds one full copy (on rank 0's node), not one per GPU.
 
 The FSDP root is a small wrapper (``PolicyScorer`` / ``CriticScorer``) whose forward runs
-the transformer body and then the output layer at the response positions only, so that
-the root's pre-forward hook gathers the embeddings, final norm and LM head once per pass.
+the transformer body and then the output layer at the response positions only
+(``model_parts.response_logits``/``response_values``, what ``local`` runs too), so that the
+root's pre-forward hook gathers the embeddings, final norm and LM head once per pass.
 """
 
 from __future__ import annotations
@@ -22,14 +23,15 @@ from torch import Tensor, nn
 
 from skyrl_core.config.schema import ModelConfig
 from skyrl_core.errors import SkyrlError
-from skyrl_core.strategies import common
+from skyrl_core.strategies import model_parts
+from skyrl_core.strategies.model_parts import ValueModel
 
 PREFIX = "lm."  # state-dict prefix of the Hugging Face model inside PolicyScorer
 
 
 class PolicyScorer(nn.Module):
     """FSDP root around a causal LM: logits ``(N, V)`` at the ``N`` positions that predict
-    response tokens (``rows``, ``cols`` from ``common.collate``)."""
+    response tokens (``rows``, ``cols`` from ``batch_layout.collate``)."""
 
     def __init__(self, lm: nn.Module) -> None:
         super().__init__()
@@ -40,16 +42,13 @@ class PolicyScorer(nn.Module):
         sliced: bool = True,
     ) -> Tensor:
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids}
-        if not sliced:
-            return self.lm(**inputs, use_cache=False).logits[rows, cols]
-        hidden = common.backbone(self.lm)(**inputs, use_cache=False).last_hidden_state
-        return self.lm.get_output_embeddings()(hidden[rows, cols])
+        return model_parts.response_logits(self.lm, inputs, rows, cols, sliced=sliced)
 
 
 class CriticScorer(nn.Module):
-    """FSDP root around a ``common.ValueModel``: values ``(N,)`` (float32) at the same positions."""
+    """FSDP root around a ``ValueModel``: values ``(N,)`` (float32) at the same positions."""
 
-    def __init__(self, critic: common.ValueModel) -> None:
+    def __init__(self, critic: ValueModel) -> None:
         super().__init__()
         self.critic = critic
 
@@ -57,8 +56,7 @@ class CriticScorer(nn.Module):
         self, input_ids: Tensor, attention_mask: Tensor | None, position_ids: Tensor, rows: Tensor, cols: Tensor
     ) -> Tensor:
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids}
-        hidden = self.critic.backbone(**inputs, use_cache=False).last_hidden_state
-        return self.critic.head(hidden[rows, cols]).squeeze(-1).float()
+        return model_parts.response_values(self.critic, inputs, rows, cols)
 
 
 def hf_model(root: nn.Module) -> nn.Module:
@@ -113,18 +111,18 @@ def build_roots(
     skeleton_lm = meta_skeleton(model_cfg)
     if role != "critic":
         return PolicyScorer(skeleton_lm), (PolicyScorer(lm) if lm is not None else None)
-    body = common.backbone(skeleton_lm)
+    body = model_parts.backbone(skeleton_lm)
     if body is None:
         raise SkyrlError(
             f"[model] path = {model_cfg.path!r}: {type(skeleton_lm).__name__} exposes no transformer body "
             "(base_model), so fsdp2 cannot build a critic from it; use an estimator other than 'gae'"
         )
-    width = common.hidden_size(skeleton_lm)
-    skeleton = CriticScorer(common.ValueModel(body, width, torch.Generator().manual_seed(seed)))
+    width = model_parts.hidden_size(skeleton_lm)
+    skeleton = CriticScorer(ValueModel(body, width, torch.Generator().manual_seed(seed)))
     real = None
     if lm is not None:
-        real_body = copy.deepcopy(common.backbone(lm))
-        real = CriticScorer(common.ValueModel(real_body, width, torch.Generator().manual_seed(seed)))
+        real_body = copy.deepcopy(model_parts.backbone(lm))
+        real = CriticScorer(ValueModel(real_body, width, torch.Generator().manual_seed(seed)))
     return skeleton, real
 
 

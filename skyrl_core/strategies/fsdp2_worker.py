@@ -6,6 +6,13 @@ the sharded models, then calls the same method on every rank for each pass. Ever
 runs the same number of micro-batches (short ranks run zero-weight dummy ones), because
 each forward and backward pass is a sequence of collectives all ranks must join.
 
+A pass is ``local``'s on sharded modules: the same collation, per-token outputs
+(``token_outputs``: the fused log-prob kernel on CUDA) and train step
+(``skyrl_core.strategies.update``), with three things passed in: the dummy micro-batches,
+an all-reduce so that a non-finite loss on any rank skips the step on all, and the gather
+of the sharded gradient norm. Each rank returns its ``Accumulated`` and ``StepOutcome``;
+the driver merges them with ``update.step_metrics``.
+
 Only plain data crosses into the worker: config tables (validated again by the worker's
 own config classes), batches (token id lists and tensors), and the loss function pickled
 *by reference* (``losses.PolicyLossFn`` etc.: its class and the loss function are
@@ -15,11 +22,8 @@ imported here by module and name).
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import pickle
-import time
-import warnings
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -30,23 +34,25 @@ from torch import Tensor, nn
 
 from skyrl_core.config.schema import ModelConfig, TrainerConfig
 from skyrl_core.errors import SkyrlError
-from skyrl_core.ops.logprobs import entropy_from_logits, token_logprobs
 from skyrl_core.protocols.strategy import ForwardOutput, LossScale, TrainBatch
-from skyrl_core.strategies import common, lora
 from skyrl_core.strategies import fsdp2_model as fm
+from skyrl_core.strategies import lora, model_parts, token_outputs, update
+from skyrl_core.strategies.batch_layout import (
+    Collated,
+    collate,
+    logits_probe,
+    packing_agrees,
+    packing_error,
+    packing_probe,
+    to_device,
+)
+from skyrl_core.strategies.checkpoint_files import rng_state, set_rng_state
 from skyrl_core.strategies.fsdp2_config import Fsdp2StrategyConfig
+from skyrl_core.strategies.optim import Trainable, build_trainable
 
 DUMMY = TrainBatch([[0]], [[0]], {"loss_mask": torch.zeros(1, 1)})  # keeps a short rank in step
 SCHEDULER_FILE = "scheduler-{role}.pt"
 RNG_FILE = "rng-rank{rank}.pt"
-
-
-class _Trainable:
-    def __init__(self, root: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any) -> None:
-        self.root = root
-        self.optimizer = optimizer
-        self.scheduler = scheduler
-        self.params = [p for p in root.parameters() if p.requires_grad]
 
 
 def _structure(data: dict[str, Any], cls: type) -> Any:
@@ -82,8 +88,8 @@ class Fsdp2Worker:
         self.device = torch.device("cuda", torch.cuda.current_device()) if use_cuda else torch.device("cpu")
         self.param_dtype = {"bfloat16": torch.bfloat16}.get(self.model_cfg.dtype)
         self.transfer_dtype = self.param_dtype or torch.float32
-        self.policy: _Trainable | None = None
-        self.critic: _Trainable | None = None
+        self.policy: Trainable | None = None
+        self.critic: Trainable | None = None
         self.ref: nn.Module | None = None
         self._sync: Any = None
         self._ipc_keep: list[Tensor] = []
@@ -150,11 +156,11 @@ class Fsdp2Worker:
             peft = lora.apply(fm.hf_model(root), self.model_cfg.lora, base_path=str(self.model_cfg.path))
             self.peft = peft if role == "policy" else self.peft
         if self.config.disable_dropout:
-            common.disable_dropout(root)
+            model_parts.disable_dropout(root)
             if self.lora:
                 lora.set_adapter_dropout(root, self.model_cfg.lora.dropout)
         if train and self.trainer.gradient_checkpointing:
-            common.enable_checkpointing(fm.hf_model(root))
+            model_parts.enable_checkpointing(fm.hf_model(root))
             if self.lora:
                 lora.enable_input_grads(fm.hf_model(root))
         reduce_dtype = torch.float32 if self.config.reduce_dtype == "float32" else torch.bfloat16
@@ -170,23 +176,15 @@ class Fsdp2Worker:
             root.eval().requires_grad_(False)
         return root
 
-    def _trainable(self, root: nn.Module, lr: float) -> _Trainable:
-        t = self.trainer
-        optimizer = common.build_adamw(
-            (p for p in root.parameters() if p.requires_grad),
+    def _trainable(self, root: nn.Module, lr: float) -> Trainable:
+        return build_trainable(
+            root,
             lr=lr,
-            betas=t.betas,
-            weight_decay=t.weight_decay,
+            trainer=self.trainer,
+            total_steps=int(self.spec["total_optimizer_steps"]),
             device=self.device,
             fused=False,  # foreach over DTensor shards: the fused kernel's DTensor support varies by torch version
         )
-        scheduler = common.build_scheduler(
-            optimizer,
-            schedule=t.lr_schedule,
-            warmup_steps=t.warmup_steps,
-            total_steps=max(1, int(self.spec["total_optimizer_steps"])),
-        )
-        return _Trainable(root, optimizer, scheduler)
 
     @torch.no_grad()
     def _choose_sliced(self) -> bool:
@@ -197,10 +195,9 @@ class Fsdp2Worker:
         if self.config.logits != "auto":
             return self.config.logits == "sliced"
         assert self.policy is not None
-        root = self.policy.root
+        root = self.policy.module
         vocab = int(root.lm.get_output_embeddings().weight.shape[0])
-        probe = TrainBatch([[1, 2, 3], [4 % vocab]], [[5 % vocab, 6 % vocab], [7 % vocab, 8 % vocab, 9 % vocab]])
-        c = common.collate(probe, self.device)
+        c = collate(logits_probe(vocab), self.device)
         root.eval()
         a = root(**c.model_inputs(), rows=c.rows, cols=c.cols, sliced=True).float()
         b = root(**c.model_inputs(), rows=c.rows, cols=c.cols, sliced=False).float()
@@ -215,19 +212,19 @@ class Fsdp2Worker:
         import torch.distributed as dist
 
         assert self.policy is not None
-        root = self.policy.root
-        probe = common.packing_probe(int(root.lm.get_input_embeddings().weight.shape[0]))
+        root = self.policy.module
+        probe = packing_probe(int(root.lm.get_input_embeddings().weight.shape[0]))
         root.eval()
         out = []
         for packed in (False, True):
-            c = common.collate(probe, self.device, packed=packed)
+            c = collate(probe, self.device, packed=packed)
             logits = root(**c.model_inputs(), rows=c.rows, cols=c.cols, sliced=self.sliced)
-            out.append(c.scatter(token_logprobs(logits[None], c.targets[None], 1.0)[0]))
-        agree = common.packing_agrees(*out, low_precision=self.param_dtype is not None)
+            out.append(c.scatter(token_outputs.logprob_outputs(logits, c.targets, 1.0, False)["logprobs"]))
+        agree = packing_agrees(*out, low_precision=self.param_dtype is not None)
         ok = torch.tensor([1.0 if agree else 0.0], device=self.device)
         dist.all_reduce(ok, op=dist.ReduceOp.MIN)
         if ok.item() <= 0:
-            raise common.packing_error(root.lm)
+            raise packing_error(root.lm)
 
     def _meta(self, name: str, tensor: Tensor) -> Any:
         from skyrl_core.runtime.weight_sync import TensorMeta, dtype_name
@@ -240,33 +237,32 @@ class Fsdp2Worker:
     def _root(self, role: str) -> nn.Module:
         if role == "policy":
             assert self.policy is not None
-            return self.policy.root
+            return self.policy.module
         if role == "ref" and self.lora:
             assert self.policy is not None
-            return self.policy.root  # run with the adapters off (``_outputs``)
+            return self.policy.module  # run with the adapters off (``_outputs``)
         if role == "ref":
             assert self.ref is not None
             return self.ref
         assert self.critic is not None
-        return self.critic.root
+        return self.critic.module
 
-    def _collate(self, micro: TrainBatch, real: bool) -> common.Collated:
+    def _collate(self, micro: TrainBatch, real: bool) -> Collated:
         """A micro-batch in the configured layout; the dummy pass of a rank with fewer micro-batches
         stays as small as possible (no wide packed row)."""
         if not real:
-            return common.collate(micro, self.device)
-        return common.collate(micro, self.device, packed=self.config.packing, row_width=self.config.packing_width)
+            return collate(micro, self.device)
+        return collate(micro, self.device, packed=self.config.packing, row_width=self.config.packing_width)
 
-    def _outputs(self, role: str, c: common.Collated, temperature: float, need_entropy: bool) -> dict[str, Tensor]:
+    def _outputs(self, role: str, c: Collated, temperature: float, need_entropy: bool) -> dict[str, Tensor]:
+        """Per-token outputs ``(N,)`` of ``role`` on a collated micro-batch (a collective: every rank
+        runs it)."""
         root = self._root(role)
         if role == "critic":
             return {"values": root(**c.model_inputs(), rows=c.rows, cols=c.cols)}
         with lora.adapters_disabled(root) if role == "ref" and self.lora else contextlib.nullcontext():
             logits = root(**c.model_inputs(), rows=c.rows, cols=c.cols, sliced=self.sliced)
-        out = {"logprobs": token_logprobs(logits[None], c.targets[None], temperature)[0]}
-        if need_entropy:
-            out["entropy"] = entropy_from_logits(logits[None], temperature)[0]
-        return out
+        return token_outputs.logprob_outputs(logits, c.targets, temperature, need_entropy)
 
     @torch.no_grad()
     def forward(
@@ -276,8 +272,8 @@ class Fsdp2Worker:
         """No-grad outputs ``(b, R)`` for this rank's ``b`` sequences (``n_micro`` passes in all)."""
         self._check_onloaded()
         self._root(role).eval()
-        names = ["values"] if role == "critic" else ["logprobs", *(["entropy"] if need_entropy else [])]
-        results = {n: torch.zeros(len(batch), batch.response_len, dtype=torch.float32) for n in names}
+        names = token_outputs.output_names(role, need_entropy)
+        results = token_outputs.empty_results(len(batch), batch.response_len, names)
         for k in range(n_micro):
             real = k < len(groups)
             idx = groups[k] if real else []
@@ -286,10 +282,7 @@ class Fsdp2Worker:
             c = self._collate(micro, real)
             per_token = self._outputs(role, c, temperature, need_entropy and real)
             if real:
-                index = torch.tensor(idx, dtype=torch.long)
-                for name in names:
-                    block = c.scatter(per_token[name]).cpu()
-                    results[name][index, : block.shape[1]] = block
+                token_outputs.place(results, idx, c, per_token)
         return results
 
     def train_step(
@@ -302,12 +295,15 @@ class Fsdp2Worker:
         role: str,
         temperature: float,
         need_entropy: bool,
-    ) -> dict[str, Any]:
-        """Forward/backward over this rank's micro-batches, then one (sharded) optimizer step.
+    ) -> tuple[update.Accumulated, update.StepOutcome]:
+        """``update``'s step on this rank: forward/backward over its micro-batches (``n_micro`` passes,
+        dummy ones after its own), then one (sharded) optimizer step.
 
         Gradients are summed over ranks by the reduce-scatter, so the step equals the
         single-process one on the whole mini-batch. A non-finite loss on any rank, or a
-        non-finite gradient norm, skips the step on every rank.
+        non-finite gradient norm, skips the step on every rank. The driver merges every rank's
+        results (``update.step_metrics``) and raises ``update.non_finite_error`` when the
+        schedule did not step.
         """
         import torch.distributed as dist
 
@@ -322,69 +318,31 @@ class Fsdp2Worker:
             ) from exc
         trained = self.critic if role == "critic" else self.policy
         assert trained is not None
-        trained.root.train()
-        trained.optimizer.zero_grad(set_to_none=True)
-        start = time.perf_counter()
-        sums: dict[str, float] = {}
-        plain: dict[str, float] = {}
-        weight_total = 0.0
-        bad: str | None = None
-        for k in range(n_micro):
-            real = k < len(groups)
-            micro = common.to_device(batch.select(groups[k]) if real else DUMMY, self.device)
-            c = self._collate(micro, real)
-            per_token = self._outputs(role, c, temperature, need_entropy and real)
-            if real:
-                out = ForwardOutput(**{name: c.scatter(v) for name, v in per_token.items()})
-                loss, metrics = loss_fn(micro, out, scale)
-                if bad is None and not bool(torch.isfinite(loss.detach()).all()):
-                    bad = f"micro-batch {k} of rank {self.rank} has loss {float(loss.detach())}"
-                weight = float(micro.tensors["loss_mask"].sum())
-                weight_total += weight
-                for name, value in metrics.items():
-                    sums[name] = sums.get(name, 0.0) + float(value) * weight
-                    plain[name] = plain.get(name, 0.0) + float(value)
-            else:
-                loss = sum(v.sum() for v in per_token.values()) * 0.0
-            loss.backward()  # every rank runs every backward: each one reduce-scatters gradients
-        fwd_bwd_s = time.perf_counter() - start
+        trained.module.train()
 
-        start = time.perf_counter()
-        flag = torch.tensor([0.0 if bad is None else 1.0], device=self.device)
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        lr = float(trained.optimizer.param_groups[0]["lr"])
-        grad_norm = float("nan")
-        skipped = bool(flag.item() > 0)
-        if skipped and bad is None:
-            bad = "another rank had a non-finite loss"
-        if not skipped:
-            max_norm = self.trainer.grad_clip if self.trainer.grad_clip > 0 else math.inf
-            grad_norm = float(fm.full(torch.nn.utils.clip_grad_norm_(trained.params, max_norm)))
-            if math.isfinite(grad_norm):
-                trained.optimizer.step()
-            else:
-                skipped = True
-                bad = f"gradient norm is {grad_norm}"
-        trained.optimizer.zero_grad(set_to_none=True)
-        stepped_schedule = False
-        if not (skipped and not self.trainer.skip_nan):
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
-                trained.scheduler.step()
-            stepped_schedule = True
-        return {
-            "sums": sums,
-            "plain": plain,
-            "weight": weight_total,
-            "micro_batches": len(groups),
-            "grad_norm": grad_norm,
-            "lr": lr,
-            "skipped": skipped,
-            "bad": bad,
-            "stepped_schedule": stepped_schedule,
-            "fwd_bwd_s": fwd_bwd_s,
-            "optimizer_s": time.perf_counter() - start,
-        }
+        def score(micro: update.MicroBatch) -> ForwardOutput:
+            c = self._collate(micro.batch, micro.real)
+            return token_outputs.scattered(c, self._outputs(role, c, temperature, need_entropy and micro.real))
+
+        def any_rank(bad: bool) -> bool:
+            flag = torch.tensor([1.0 if bad else 0.0], device=self.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            return bool(flag.item() > 0)
+
+        micro_batches = (
+            update.MicroBatch(to_device(batch.select(groups[k]), self.device))
+            if k < len(groups)
+            else update.MicroBatch(to_device(DUMMY, self.device), real=False)
+            for k in range(n_micro)
+        )
+        acc = update.accumulate(
+            trained, micro_batches, score, loss_fn, scale, stop_at_non_finite=False, where=f"of rank {self.rank}"
+        )
+        t = self.trainer
+        outcome = update.step_optimizer(
+            trained, acc.bad, grad_clip=t.grad_clip, skip_nan=t.skip_nan, any_rank=any_rank, full=fm.full
+        )
+        return acc, outcome
 
     # -- weights ----------------------------------------------------------------------------
 
@@ -456,7 +414,7 @@ class Fsdp2Worker:
         """Copy the policy's shards into the reference model (same sharding, so shard by shard)."""
         assert self.ref is not None and self.policy is not None
         with torch.no_grad():
-            for ref_p, pol_p in zip(self.ref.parameters(), self.policy.root.parameters(), strict=True):
+            for ref_p, pol_p in zip(self.ref.parameters(), self.policy.module.parameters(), strict=True):
                 ref_p.copy_(pol_p)
 
     # -- checkpoints and export -------------------------------------------------------------
@@ -470,14 +428,14 @@ class Fsdp2Worker:
 
         assert self.policy is not None
         state: dict[str, Any] = {
-            "policy": weights(self.policy.root),
-            "policy_optim": get_optimizer_state_dict(self.policy.root, self.policy.optimizer),
+            "policy": weights(self.policy.module),
+            "policy_optim": get_optimizer_state_dict(self.policy.module, self.policy.optimizer),
         }
         if with_ref and self.ref is not None:
             state["ref"] = get_model_state_dict(self.ref)
         if self.critic is not None:
-            state["critic"] = weights(self.critic.root)
-            state["critic_optim"] = get_optimizer_state_dict(self.critic.root, self.critic.optimizer)
+            state["critic"] = weights(self.critic.module)
+            state["critic_optim"] = get_optimizer_state_dict(self.critic.module, self.critic.optimizer)
         return state
 
     def save(self, path: str) -> None:
@@ -491,7 +449,7 @@ class Fsdp2Worker:
             for role, trained in (("policy", self.policy), ("critic", self.critic)):
                 if trained is not None:
                     torch.save(trained.scheduler.state_dict(), directory / SCHEDULER_FILE.format(role=role))
-        torch.save(common.rng_state(), directory / RNG_FILE.format(rank=self.rank))
+        torch.save(rng_state(), directory / RNG_FILE.format(rank=self.rank))
 
     def load(self, path: str, with_ref: bool) -> None:
         """Restore ``save``'s files; the shards are re-cut for this world size by DCP."""
@@ -508,19 +466,19 @@ class Fsdp2Worker:
         dcp.load(state, checkpoint_id=str(directory / "dcp"))
         assert self.policy is not None
         partial = StateDictOptions(strict=not self.lora)  # LoRA: the base comes from the model folder
-        set_model_state_dict(self.policy.root, state["policy"], options=partial)
-        set_optimizer_state_dict(self.policy.root, self.policy.optimizer, state["policy_optim"])
+        set_model_state_dict(self.policy.module, state["policy"], options=partial)
+        set_optimizer_state_dict(self.policy.module, self.policy.optimizer, state["policy_optim"])
         if "ref" in state:
             set_model_state_dict(self.ref, state["ref"])
         if self.critic is not None:
-            set_model_state_dict(self.critic.root, state["critic"], options=partial)
-            set_optimizer_state_dict(self.critic.root, self.critic.optimizer, state["critic_optim"])
+            set_model_state_dict(self.critic.module, state["critic"], options=partial)
+            set_optimizer_state_dict(self.critic.module, self.critic.optimizer, state["critic_optim"])
         for role, trained in (("policy", self.policy), ("critic", self.critic)):
             if trained is not None:
                 trained.scheduler.load_state_dict(torch.load(directory / SCHEDULER_FILE.format(role=role)))
         rng_file = directory / RNG_FILE.format(rank=self.rank)
         if rng_file.is_file():  # a rank that did not exist at save time keeps its own RNG
-            common.set_rng_state(torch.load(rng_file))
+            set_rng_state(torch.load(rng_file))
 
     def export(self, path: str, adapter: bool = False) -> bool:
         """Gather the full policy on rank 0 and ``save_pretrained`` it to ``path`` in ``[model] dtype``
@@ -530,13 +488,14 @@ class Fsdp2Worker:
         if self.lora:
             dtype, rank = self.model_cfg.dtype, self.rank
             return lora.export_sharded(self.peft, Path(path), adapter=adapter, dtype=dtype, rank=rank, full=fm.full)
-        return fm.export_hf(self.policy.root, set(self.weights), self.model_cfg, Path(path), self.rank)
+        return fm.export_hf(self.policy.module, set(self.weights), self.model_cfg, Path(path), self.rank)
 
     # -- placement --------------------------------------------------------------------------
 
     def _placed(self) -> tuple[list[nn.Module], list[torch.optim.Optimizer]]:
         trained = [t for t in (self.policy, self.critic) if t is not None]
-        return [t.root for t in trained] + ([self.ref] if self.ref is not None else []), [t.optimizer for t in trained]
+        modules = [t.module for t in trained] + ([self.ref] if self.ref is not None else [])
+        return modules, [t.optimizer for t in trained]
 
     def offload(self) -> None:
         """Sharded weights and optimizer states to CPU (GPU workers; a no-op on CPU)."""

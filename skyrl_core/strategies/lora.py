@@ -38,6 +38,7 @@ from torch import Tensor, nn
 
 from skyrl_core.config.schema import LoraConfig, ModelConfig
 from skyrl_core.errors import SkyrlError
+from skyrl_core.strategies.checkpoint_files import CheckpointError, replace_dir
 
 if TYPE_CHECKING:
     from peft import PeftModel
@@ -411,8 +412,6 @@ def check_checkpoint(meta: dict[str, Any], lora_cfg: LoraConfig, path: Path) -> 
         now = "full fine-tuning" if wanted is None else f"LoRA {wanted}"
     else:
         what, now = f"LoRA {saved}", f"LoRA {wanted}"
-    from skyrl_core.strategies.common import CheckpointError
-
     raise CheckpointError(
         f"checkpoint {path} was written by {what}, but this run uses {now} ([model.lora]). Resume with the "
         "same [model.lora] settings, or set checkpoint.resume = 'never' to start over."
@@ -428,7 +427,6 @@ def export_adapter(peft_model: PeftModel, path: Path, tokenizer: Any, *, full: G
 
     Load it with ``PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), path)``.
     """
-    from skyrl_core.strategies.common import replace_dir
     from skyrl_core.strategies.lora_sync import adapter_payload
 
     path = Path(path)
@@ -479,8 +477,6 @@ def write_hf_folder(config: Any, state: dict[str, Tensor], path: Path, tokenizer
     """``save_pretrained`` of a model with ``config`` holding ``state`` (Hugging Face names), written
     to a temporary sibling and renamed into place. ``state`` is emptied (transformers does that)."""
     from transformers import AutoModelForCausalLM
-
-    from skyrl_core.strategies.common import replace_dir
 
     path = Path(path)
     tmp = _tmp_sibling(path)

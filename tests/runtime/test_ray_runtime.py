@@ -20,6 +20,7 @@ from skyrl_core.backends.native import NativeBackend
 from skyrl_core.backends.native_config import NativeBackendConfig
 from skyrl_core.config.schema import RuntimeConfig, TrainerConfig
 from skyrl_core.errors import SkyrlError
+from skyrl_core.losses import sft_loss
 from skyrl_core.protocols.backend import GenerateRequest, SamplingParams
 from skyrl_core.protocols.strategy import TrainBatch
 from skyrl_core.runtime.calls import WorkerDiedError, check_same_plugins
@@ -119,7 +120,7 @@ def test_in_process_sync_with_checksums(model_cfg):
     runtime.configure(RuntimeConfig())
     strategy = LocalStrategy(None, model=model_cfg, trainer=attrs.evolve(TrainerConfig(), lr=1e-2), seed=0)
     backend = NativeBackend(NativeBackendConfig(), model=model_cfg, seed=0)
-    strategy.train_step(sft_batch(), strategy.sft_loss_fn())
+    strategy.train_step(sft_batch(), sft_loss)
     with pytest.raises(WeightSyncError, match="does not hold the trainer's weights"):
         verify_engine_weights(strategy, backend)
     stats = transfer_weights(strategy, backend, RuntimeConfig(verify_weights=True))
@@ -160,7 +161,7 @@ def test_engine_actor_generates_like_the_in_process_backend_and_takes_driver_wei
     from skyrl_core.strategies.local import LocalStrategy
 
     strategy = LocalStrategy(None, model=model_cfg, trainer=attrs.evolve(TrainerConfig(), lr=1e-2), seed=0)
-    strategy.train_step(sft_batch(), strategy.sft_loss_fn())
+    strategy.train_step(sft_batch(), sft_loss)
     stats = transfer_weights(strategy, remote, SPLIT)
     assert stats["weight_sync/verified"] == 1.0
     assert verify_engine_weights(strategy, remote) > 0
@@ -171,14 +172,14 @@ def test_weight_sync_transports_with_checksums(ray_cluster, model_cfg):
     """Every transport leaves the engine holding exactly the trainer's weights."""
     fsdp2, backend = build(SPLIT, model_cfg)
     for transport in ("broadcast", "disk", "object_store"):
-        fsdp2.train_step(sft_batch(), fsdp2.sft_loss_fn())  # new weights that the engine lacks
+        fsdp2.train_step(sft_batch(), sft_loss)  # new weights that the engine lacks
         with pytest.raises(WeightSyncError, match="does not hold the trainer's weights"):
             verify_engine_weights(fsdp2, backend)
         stats = transfer_weights(fsdp2, backend, attrs.evolve(SPLIT, weight_sync=transport))
         assert stats["weight_sync/verified"] == 1.0
         assert verify_engine_weights(fsdp2, backend) == len(fsdp2.weight_plan(1 << 30)[0])
     # Several buckets: the engine still ends up with everything.
-    fsdp2.train_step(sft_batch(), fsdp2.sft_loss_fn())
+    fsdp2.train_step(sft_batch(), sft_loss)
     stats = transfer_weights(fsdp2, backend, SPLIT, bucket_bytes=1 << 15)
     assert stats["weight_sync/buckets"] == len(fsdp2.weight_plan(1 << 15)) > 3
     verify_engine_weights(fsdp2, backend)
@@ -220,7 +221,7 @@ def test_a_dead_worker_is_a_clear_error_not_a_hang(ray_cluster, model_cfg):
     os.kill(pid, signal.SIGKILL)  # like the out-of-memory killer
     # Rank 0 enters the step and blocks in its first all-gather; rank 1's death must still surface.
     with pytest.raises(WorkerDiedError, match=r"fsdp2 worker rank 1 .* died during train_step") as err:
-        fsdp2.train_step(sft_batch(), fsdp2.sft_loss_fn())
+        fsdp2.train_step(sft_batch(), sft_loss)
     assert "resumes from its last checkpoint" in str(err.value)
     with pytest.raises(WorkerDiedError, match="stopped after an earlier failure"):
         fsdp2.forward(sft_batch())

@@ -205,7 +205,7 @@ def test_checkpoint_saved_at_world_size_2_loads_at_1_and_2(ray_cluster, qwen2_di
 def test_nan_skip_checkpoint_errors_and_hf_export(ray_cluster, qwen2_dir, make_batch, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from skyrl_core.strategies.common import CheckpointError
+    from skyrl_core.strategies.checkpoint_files import CheckpointError
 
     strategy = make_fsdp2(qwen2_dir, micro_batch_tokens=MICRO_TOKENS)
     # A non-finite loss on the rank that holds sequence 0 skips the step on every rank (no hang).

@@ -8,7 +8,13 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from skyrl_core.strategies import common
+from skyrl_core.strategies.checkpoint_files import (
+    CRITIC_WEIGHTS,
+    POLICY_OPTIMIZER,
+    POLICY_WEIGHTS,
+    RNG_STATE,
+    STRATEGY_STATE,
+)
 
 
 def noisy_pg_loss(pg_loss):
@@ -78,14 +84,14 @@ def test_resume_is_bit_identical(qwen2_dir, tmp_path, make_strategy, make_batch,
         assert opt_a.param_groups[0]["lr"] == opt_b.param_groups[0]["lr"]
 
     files = {p.name for p in ckpt.iterdir()}
-    assert {common.POLICY_WEIGHTS, common.POLICY_OPTIMIZER, common.CRITIC_WEIGHTS, common.RNG_STATE} <= files
-    assert json.loads((ckpt / common.STRATEGY_STATE).read_text())["optimizer_steps"] == 1
+    assert {POLICY_WEIGHTS, POLICY_OPTIMIZER, CRITIC_WEIGHTS, RNG_STATE} <= files
+    assert json.loads((ckpt / STRATEGY_STATE).read_text())["optimizer_steps"] == 1
 
 
 def test_incomplete_checkpoint_is_a_clear_error(qwen2_dir, tmp_path, make_strategy) -> None:
     strategy = make_strategy(qwen2_dir)
     strategy.save_checkpoint(tmp_path / "ckpt")
-    (tmp_path / "ckpt" / common.POLICY_OPTIMIZER).unlink()
+    (tmp_path / "ckpt" / POLICY_OPTIMIZER).unlink()
     with pytest.raises(FileNotFoundError, match=r"missing optimizer\.pt"):
         strategy.load_checkpoint(tmp_path / "ckpt")
     with pytest.raises(FileNotFoundError, match="not a directory"):

@@ -8,6 +8,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from skyrl_core.losses import sft_loss
 from skyrl_core.protocols.strategy import TrainBatch
 from skyrl_core.strategies.local_config import LocalStrategyConfig
 
@@ -153,10 +154,9 @@ def test_lr_follows_the_schedule(qwen2_dir, make_strategy, make_batch, pg_loss) 
 def test_sft_reduces_the_loss(qwen2_dir, make_strategy, make_batch) -> None:
     strategy = make_strategy(qwen2_dir, lr=3e-3, micro_batch_tokens=24)
     batch = make_batch(11, with_advantages=False)
-    loss_fn = strategy.sft_loss_fn()
     mask = batch.tensors["loss_mask"]
     nll_before = -float((strategy.forward(batch).logprobs * mask).sum() / mask.sum())
-    losses = [strategy.train_step(batch, loss_fn)["loss"] for _ in range(8)]
+    losses = [strategy.train_step(batch, sft_loss)["sft/loss"] for _ in range(8)]
     # the reported loss is the mini-batch's token-mean NLL (before the update)
     assert losses[0] == pytest.approx(nll_before, rel=1e-5)
     assert losses[-1] < losses[0] - 0.5

@@ -13,7 +13,8 @@ import safetensors.torch
 import torch
 
 from skyrl_core.config.schema import LoraConfig
-from skyrl_core.strategies import common, lora, lora_sync
+from skyrl_core.strategies import lora, lora_sync
+from skyrl_core.strategies.checkpoint_files import POLICY_WEIGHTS, REF_WEIGHTS, STRATEGY_STATE, CheckpointError
 
 pytest.importorskip("peft")
 
@@ -125,10 +126,10 @@ def test_resume_restores_adapters_exactly(qwen2_dir, tmp_path, make_strategy, ma
     first.save_checkpoint(tmp_path / "ckpt")
     files = sorted(p.name for p in (tmp_path / "ckpt").iterdir())
     assert lora.ADAPTER_WEIGHTS in files and lora.CRITIC_TRAINABLE in files
-    assert common.POLICY_WEIGHTS not in files and common.REF_WEIGHTS not in files  # no base weights
+    assert POLICY_WEIGHTS not in files and REF_WEIGHTS not in files  # no base weights
     saved = safetensors.torch.load_file(str(tmp_path / "ckpt" / lora.ADAPTER_WEIGHTS))
     assert saved and all(".lora_A." in k or ".lora_B." in k for k in saved)
-    assert json.loads((tmp_path / "ckpt" / common.STRATEGY_STATE).read_text())["lora"]["rank"] == 4
+    assert json.loads((tmp_path / "ckpt" / STRATEGY_STATE).read_text())["lora"]["rank"] == 4
 
     resumed = lora_strategy(make_strategy, qwen2_dir, seed=99, **opts)  # other random adapters at start
     resumed.load_checkpoint(tmp_path / "ckpt")
@@ -147,11 +148,11 @@ def test_resume_restores_adapters_exactly(qwen2_dir, tmp_path, make_strategy, ma
 def test_checkpoint_of_other_lora_settings_is_refused(qwen2_dir, tmp_path, make_strategy) -> None:
     lora_strategy(make_strategy, qwen2_dir).save_checkpoint(tmp_path / "lora")
     make_strategy(qwen2_dir).save_checkpoint(tmp_path / "full")
-    with pytest.raises(common.CheckpointError, match=r"'rank': 4.*'rank': 8.*\[model.lora\]"):
+    with pytest.raises(CheckpointError, match=r"'rank': 4.*'rank': 8.*\[model.lora\]"):
         lora_strategy(make_strategy, qwen2_dir, lora_options={"rank": 8}).load_checkpoint(tmp_path / "lora")
-    with pytest.raises(common.CheckpointError, match="written by full fine-tuning"):
+    with pytest.raises(CheckpointError, match="written by full fine-tuning"):
         lora_strategy(make_strategy, qwen2_dir).load_checkpoint(tmp_path / "full")
-    with pytest.raises(common.CheckpointError, match="this run uses full fine-tuning"):
+    with pytest.raises(CheckpointError, match="this run uses full fine-tuning"):
         make_strategy(qwen2_dir).load_checkpoint(tmp_path / "lora")
 
 

@@ -15,7 +15,14 @@ import safetensors.torch
 import torch
 
 from skyrl_core.cli import main
-from skyrl_core.strategies import common, lora
+from skyrl_core.strategies import lora
+from skyrl_core.strategies.checkpoint_files import (
+    POLICY_OPTIMIZER,
+    POLICY_WEIGHTS,
+    REF_WEIGHTS,
+    RNG_STATE,
+    STRATEGY_STATE,
+)
 
 pytest.importorskip("peft")
 
@@ -80,9 +87,9 @@ def test_two_step_lora_train_export_and_resume(tmp_path, monkeypatch) -> None:
     # Checkpoints: the adapter + optimizer state, never the base weights.
     ckpt = run_dir / "checkpoints" / "step-000002"
     files = {p.name for p in ckpt.iterdir()}
-    assert {lora.ADAPTER_WEIGHTS, common.POLICY_OPTIMIZER, common.RNG_STATE} <= files
-    assert common.POLICY_WEIGHTS not in files and common.REF_WEIGHTS not in files
-    assert json.loads((ckpt / common.STRATEGY_STATE).read_text())["lora"]["rank"] == 32
+    assert {lora.ADAPTER_WEIGHTS, POLICY_OPTIMIZER, RNG_STATE} <= files
+    assert POLICY_WEIGHTS not in files and REF_WEIGHTS not in files
+    assert json.loads((ckpt / STRATEGY_STATE).read_text())["lora"]["rank"] == 32
     adapter_bytes = (ckpt / lora.ADAPTER_WEIGHTS).stat().st_size
     assert adapter_bytes < (warm / "model.safetensors").stat().st_size
 

@@ -8,45 +8,46 @@ import torch
 
 from skyrl_core.errors import SkyrlError
 from skyrl_core.protocols.strategy import TrainBatch
-from skyrl_core.strategies import common
+from skyrl_core.strategies.batch_layout import collate
 from skyrl_core.strategies.local_config import LocalStrategyConfig
+from skyrl_core.strategies.micro_batching import pack_by_token_budget, pack_rows
 
 VOCAB = 61  # the tiny Qwen2 models of conftest.py
 
 
 def test_pack_rows_first_fit_decreasing() -> None:
     lengths = [5, 2, 7, 3, 1, 4]
-    rows = common.pack_rows(lengths, 7)
+    rows = pack_rows(lengths, 7)
     assert sorted(i for r in rows for i in r) == list(range(len(lengths)))
     assert all(sum(lengths[i] for i in r) <= 7 for r in rows)
     assert rows == [[2], [0, 1], [5, 3], [4]]  # 7 | 5+2 | 4+3 | 1 (first fit, longest first)
     with pytest.raises(ValueError, match="more than the row width"):
-        common.pack_rows([8], 7)
+        pack_rows([8], 7)
 
 
 def test_packed_budget_counts_packed_rows() -> None:
     lengths = [6, 2, 3, 4, 1, 3, 2]
-    padded = common.pack_by_token_budget(lengths, 12)
-    packed = common.pack_by_token_budget(lengths, 12, packed=True)
+    padded = pack_by_token_budget(lengths, 12)
+    packed = pack_by_token_budget(lengths, 12, packed=True)
     assert padded == [[0, 3], [2, 5, 1, 6], [4]]  # 2 x 6 | 4 x 3 | 1 x 1
     assert packed == [[0, 3], [2, 5, 1, 6, 4]]  # rows 6 | 4 and 3 | 3 | 2 | 2 + 1: 2 x 6 | 4 x 3
-    c = common.collate(TrainBatch([[1] * n for n in (3, 3, 2, 2, 1)], [[]] * 5), "cpu", packed=True)
+    c = collate(TrainBatch([[1] * n for n in (3, 3, 2, 2, 1)], [[]] * 5), "cpu", packed=True)
     assert c.input_ids.shape == (4, 3)  # the budget's estimate is the layout collate builds
-    wide = common.pack_by_token_budget(lengths, 12, packed=True, row_width=12)
+    wide = pack_by_token_budget(lengths, 12, packed=True, row_width=12)
     assert wide == [[0, 3], [2, 5, 1, 6, 4]]  # one row of 12 each: 6 + 4 | 3 + 3 + 2 + 2 + 1
-    c = common.collate(TrainBatch([[1] * n for n in (6, 4)], [[]] * 2), "cpu", packed=True, row_width=12)
+    c = collate(TrainBatch([[1] * n for n in (6, 4)], [[]] * 2), "cpu", packed=True, row_width=12)
     assert c.input_ids.shape == (1, 12) and c.position_ids[0].tolist() == [*range(6), *range(4), 0, 1]
 
 
 def test_collate_packed_layout() -> None:
     batch = TrainBatch([[1, 2, 3], [4], [5, 6]], [[7, 8], [9, 10, 11], [12]])  # lengths 5, 4, 3
-    c = common.collate(batch, "cpu", packed=True)
+    c = collate(batch, "cpu", packed=True)
     assert c.packed and c.num_seqs == 3
     assert c.input_ids.tolist() == [[1, 2, 3, 7, 8], [4, 9, 10, 11, 0], [5, 6, 12, 0, 0]]
     assert c.position_ids.tolist() == [[0, 1, 2, 3, 4], [0, 1, 2, 3, 0], [0, 1, 2, 0, 1]]
     assert c.model_inputs()["attention_mask"] is None
     batch = TrainBatch([[1, 2, 3], [4], [5]], [[7, 8], [9, 10], [12]])  # lengths 5, 3, 2: rows 5 | 3+2
-    c = common.collate(batch, "cpu", packed=True)
+    c = collate(batch, "cpu", packed=True)
     assert c.input_ids.tolist() == [[1, 2, 3, 7, 8], [4, 9, 10, 5, 12]]
     assert c.position_ids.tolist() == [[0, 1, 2, 3, 4], [0, 1, 2, 0, 1]]
     assert c.rows.tolist() == [0, 0, 1, 1, 1]
@@ -79,11 +80,11 @@ def test_packed_passes_equal_padded_ones(qwen2_dir, make_strategy, pg_loss, logi
     padded, packed = build(False), build(True)
     batch = packing_batch(0)
     lengths = [batch.seq_len(i) for i in range(len(batch))]
-    pad_groups = common.pack_by_token_budget(lengths, 40)
-    pack_groups = common.pack_by_token_budget(lengths, 40, packed=True, row_width=width)
+    pad_groups = pack_by_token_budget(lengths, 40)
+    pack_groups = pack_by_token_budget(lengths, 40, packed=True, row_width=width)
     pad_cells = sum(len(g) * max(lengths[i] for i in g) for g in pad_groups)
     pack_cells = sum(
-        common.collate(batch.select(g), "cpu", packed=True, row_width=width).input_ids.numel() for g in pack_groups
+        collate(batch.select(g), "cpu", packed=True, row_width=width).input_ids.numel() for g in pack_groups
     )
     if width is None:
         assert pack_cells < pad_cells  # less compute spent on padding

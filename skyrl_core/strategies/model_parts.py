@@ -1,0 +1,101 @@
+"""The models a strategy trains, and the parts of a Hugging Face model it reaches into.
+
+A critic is a ``ValueModel`` (a copy of the policy's transformer body plus a scalar head).
+``response_logits`` and ``response_values`` run a model on collated inputs and keep only the
+positions that predict response tokens; ``local`` calls them on its modules, ``fsdp2`` inside
+the forward of its FSDP roots (``fsdp2_model.PolicyScorer``/``CriticScorer``). The rest is
+model surgery: dropout off, activation checkpointing, tied-weight dedup.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+class ValueModel(nn.Module):
+    """A critic: a causal-LM transformer body (``backbone``) plus a scalar ``head``.
+
+    The strategy calls the two parts itself: ``head(backbone(...).last_hidden_state)`` maps
+    hidden states ``(..., H)`` to values ``(..., 1)``.
+    """
+
+    def __init__(self, body: nn.Module, width: int, generator: torch.Generator) -> None:
+        super().__init__()
+        self.backbone = body
+        self.head = nn.Linear(width, 1)
+        with torch.no_grad():
+            # Small weights so that initial values sit near 0 whatever the hidden-state scale.
+            std = 1.0 / (width + 1)
+            weight = torch.randn(self.head.weight.shape, generator=generator) * std
+            self.head.weight.copy_(weight.to(self.head.weight.device))
+            self.head.bias.zero_()
+
+
+def backbone(model: nn.Module) -> nn.Module | None:
+    """The transformer body of a causal LM (``model.model`` for most), or None."""
+    body = getattr(model, "base_model", None)
+    return body if isinstance(body, nn.Module) and body is not model else None
+
+
+def hidden_size(model: nn.Module) -> int:
+    """The width of ``model``'s hidden states (from its config, or its text config)."""
+    config = model.config
+    size = getattr(config, "hidden_size", None)
+    if size is None and hasattr(config, "get_text_config"):
+        size = getattr(config.get_text_config(), "hidden_size", None)
+    if size is None:
+        raise ValueError(f"{type(model).__name__}: config has no hidden_size; cannot size the critic's value head")
+    return int(size)
+
+
+def disable_dropout(model: nn.Module) -> None:
+    """Set every dropout probability in ``model`` to 0 (``nn.Dropout`` and HF attention dropout)."""
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+        for attr in ("attention_dropout", "dropout_p"):
+            if isinstance(getattr(module, attr, None), float):
+                setattr(module, attr, 0.0)
+
+
+def enable_checkpointing(model: nn.Module) -> None:
+    """Non-reentrant activation checkpointing of a Hugging Face model (active in train mode only)."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
+def unique_state(module: nn.Module) -> list[tuple[str, Tensor]]:
+    """``module.state_dict()`` items (detached), each storage once under its first name."""
+    seen: set[tuple[int, tuple[int, ...], tuple[int, ...]]] = set()
+    items = []
+    for name, tensor in module.state_dict().items():
+        key = (tensor.data_ptr(), tuple(tensor.shape), tuple(tensor.stride()))
+        if key not in seen:
+            seen.add(key)
+            items.append((name, tensor.detach()))
+    return items
+
+
+def response_logits(
+    lm: nn.Module, inputs: dict[str, Tensor | None], rows: Tensor, cols: Tensor, *, sliced: bool
+) -> Tensor:
+    """Logits ``(N, V)`` of the causal LM ``lm`` at the ``N`` positions ``(rows, cols)`` that predict
+    response tokens (``Collated.rows``/``cols``; ``inputs`` is ``Collated.model_inputs()``).
+
+    ``sliced`` runs the LM head on the gathered hidden states only (``N`` rows instead of
+    ``b * L``); otherwise the model computes its full logits and they are gathered.
+    """
+    if not sliced:
+        return lm(**inputs, use_cache=False).logits[rows, cols]
+    hidden = backbone(lm)(**inputs, use_cache=False).last_hidden_state
+    return lm.get_output_embeddings()(hidden[rows, cols])
+
+
+def response_values(critic: ValueModel, inputs: dict[str, Tensor | None], rows: Tensor, cols: Tensor) -> Tensor:
+    """The critic's values ``(N,)`` (float32) at the same positions as ``response_logits``."""
+    hidden = critic.backbone(**inputs, use_cache=False).last_hidden_state
+    return critic.head(hidden[rows, cols]).squeeze(-1).float()
