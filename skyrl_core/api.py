@@ -119,7 +119,7 @@ _export("skyrl_core.contracts", "check_impl", "CONTRACTS")
 _section("Data of a run")
 _export("skyrl_core.rollout", "RolloutBatch", "Trajectory")
 _export("skyrl_core.run", "RunContext")
-_export("skyrl_core.strategies.lora_sync", "LoraAdapter")
+_export("skyrl_core.strategies.lora", "LoraAdapter")
 _export("skyrl_core.data.rows", "PromptRow", "read_source", "validate_rows", "load_prompt_rows", "load_prompts")
 _export("skyrl_core.data.loader", "PromptLoader")
 

@@ -102,7 +102,7 @@ class EngineActor:
         await self._run(self.backend.update_weights, named)
 
     async def load_lora_adapter(self, adapter: Any) -> None:
-        """Forward a ``lora_sync.LoraAdapter`` to a backend that declares ``capabilities.lora_adapters``."""
+        """Forward a ``LoraAdapter`` to a backend that declares ``capabilities.lora_adapters``."""
         await self._run(self.backend.load_lora_adapter, adapter)
 
     async def call(self, method: str) -> None:
@@ -267,7 +267,7 @@ class RayBackend:
         self.engines.call("update_weights", ref)
 
     def load_lora_adapter(self, adapter: Any) -> None:
-        """Hand a LoRA adapter (``lora_sync.LoraAdapter``) to every engine through the object store
+        """Hand a LoRA adapter (``LoraAdapter``) to every engine through the object store
         (used only when the engines declare ``capabilities.lora_adapters``)."""
         self.engines.call("load_lora_adapter", import_ray().put(adapter))
 

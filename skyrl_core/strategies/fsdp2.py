@@ -266,6 +266,7 @@ class Fsdp2Strategy:
         """The policy's tensors (``TensorMeta``: HF name, shape, transfer dtype) in buckets."""
         from skyrl_core.runtime.weight_sync import plan_buckets
 
+        self.enter_train()  # colocated: the engines sleep, the workers hold their shards
         return plan_buckets(self._metas, bucket_bytes)
 
     def named_weights(self, bucket_bytes: int = 1 << 28) -> Iterator[list[tuple[str, Tensor]]]:
@@ -280,13 +281,51 @@ class Fsdp2Strategy:
             outs = self.workers.call("send_bucket", [m.name for m in metas], "object_store", None, None)
             yield outs[0]["bucket"]
 
+    # -- the source side of direct weight transfers (protocols.weights.ShardedWeightSource) ----
+
+    def direct_transports(self) -> tuple[str, ...]:
+        """``broadcast`` and ``disk`` always; ``cuda_ipc`` when the workers have GPUs."""
+        return ("broadcast", "disk", *(("cuda_ipc",) if self.gpu else ()))
+
     def rendezvous(self) -> tuple[str, int]:
         """Host and a free port on rank 0's node (for the weight broadcast group)."""
         info = self.workers.wait([self.workers.actors[0].node.remote()], what="rendezvous")[0]
         return info["ip"], int(info["port"])
 
+    def join_weight_group(self, host: str, port: int, world_size: int) -> Any:
+        """Rank 0 joins the broadcast group as its rank 0 (the other ranks only take part in gathers)."""
+        from skyrl_core.runtime.calls import RayPending
+
+        refs = self.workers.submit("join_sync_group", host, port, world_size, self.config.timeout_s)
+        return RayPending(self.workers, refs, "forming the weight broadcast group")
+
+    def send_bucket(
+        self, names: Any, transport: str, *, path: str | None = None, dtypes: dict[str, str] | None = None
+    ) -> Any:
+        """Every rank gathers the tensors ``names`` and rank 0 (``cuda_ipc``: every rank) sends them;
+        the result is a ``BucketSent`` (rank 0's checksums; each rank's IPC handles)."""
+        from skyrl_core.protocols.weights import BucketSent
+        from skyrl_core.runtime.calls import RayPending
+
+        self.enter_train()
+        refs = self.workers.submit("send_bucket", list(names), transport, path, dtypes)
+
+        def sent(outs: list[dict[str, Any]]) -> BucketSent:
+            handles = tuple(o["handles"] for o in outs) if transport == "cuda_ipc" else ()
+            return BucketSent(checksums=outs[0]["checksums"], handles=handles)
+
+        return RayPending(self.workers, refs, f"weight sync ({transport})", sent)
+
+    def release_bucket(self) -> None:
+        """Drop the GPU copies kept for ``cuda_ipc`` receivers."""
+        self.workers.call("release_bucket")
+
+    def lora_config(self) -> Any:
+        """``[model.lora]`` when this strategy trains adapters, else None (``TrainsLoraAdapters``)."""
+        return self.model_config.lora if lora.enabled(self.model_config) else None
+
     def lora_adapter(self) -> Any:
-        """The trained adapter (``lora_sync.LoraAdapter``, gathered on rank 0), for engines that
+        """The trained adapter (``LoraAdapter``, gathered on rank 0), for engines that
         load LoRA adapters (``[model.lora] sync``)."""
         if not lora.enabled(self.model_config):
             raise ValueError("lora_adapter(): this strategy trains without LoRA ([model.lora] rank = 0)")

@@ -402,7 +402,7 @@ class Fsdp2Worker:
 
     def lora_adapter(self, version: int) -> Any:
         """The gathered adapter as a ``LoraAdapter`` with CPU tensors (rank 0; None elsewhere)."""
-        from skyrl_core.strategies.lora_sync import adapter_payload
+        from skyrl_core.strategies.lora import adapter_payload
 
         self._check_onloaded()
         payload = adapter_payload(self.peft, version, full=fm.full)

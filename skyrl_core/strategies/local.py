@@ -39,7 +39,7 @@ from torch import Tensor, nn
 from skyrl_core.config.schema import ModelConfig, TrainerConfig
 from skyrl_core.errors import SkyrlError
 from skyrl_core.protocols.strategy import ForwardOutput, LossFn, ModelRole, TrainBatch
-from skyrl_core.strategies import lora, lora_sync, model_parts, token_outputs, update
+from skyrl_core.strategies import lora, model_parts, token_outputs, update
 from skyrl_core.strategies.batch_layout import (
     Collated,
     check_packing_width,
@@ -360,12 +360,16 @@ class LocalStrategy:
         with torch.no_grad():
             ref.load_state_dict(self.policy.state_dict())
 
-    def lora_adapter(self) -> lora_sync.LoraAdapter:
+    def lora_config(self) -> Any:
+        """``[model.lora]`` when this strategy trains adapters, else None (``TrainsLoraAdapters``)."""
+        return self.model_config.lora if self.peft is not None else None
+
+    def lora_adapter(self) -> lora.LoraAdapter:
         """The trained adapter, for engines that load LoRA adapters (``[model.lora] sync``)."""
         if self.peft is None:
             raise ValueError("lora_adapter(): this strategy trains without LoRA ([model.lora] rank = 0)")
         self._adapter_version += 1
-        return lora_sync.adapter_payload(self.peft, self._adapter_version)
+        return lora.adapter_payload(self.peft, self._adapter_version)
 
     # -- checkpoints and export -------------------------------------------------------------
 

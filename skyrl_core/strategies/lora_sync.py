@@ -10,20 +10,14 @@ are sent as usual; when ``[model.lora] sync`` and the engine (``LoadsLoraAdapter
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
-
-import attrs
-from torch import Tensor
 
 from skyrl_core.config.schema import LoraConfig
 from skyrl_core.protocols.backend import LoadsLoraAdapters
 from skyrl_core.protocols.strategy import TrainsLoraAdapters
-from skyrl_core.strategies.lora import ADAPTER, Gather, LoraError, adapter_state, no_gather
+from skyrl_core.strategies.lora import LoraError
 
 if TYPE_CHECKING:
-    from peft import PeftModel
 
     from skyrl_core.protocols.backend import BackendCapabilities
 
@@ -31,46 +25,6 @@ SyncMode = Literal["full", "merged", "adapter"]
 
 
 # -- weight sync ------------------------------------------------------------------------------
-
-
-@attrs.frozen
-class LoraAdapter:
-    """One version of the trained adapter, as an engine with LoRA support loads it.
-
-    Attributes:
-        name: the adapter's name (``"skyrl-policy"``); a new version replaces the old one.
-        version: increases with every sync (engines that key adapters by an integer id,
-            like vLLM's ``LoRARequest``, can use it).
-        config: peft's ``adapter_config.json`` content (``r``, ``lora_alpha``,
-            ``target_modules``, ...).
-        tensors: ``(peft key, tensor)`` pairs, e.g.
-            ``base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight`` ``(r, in)``.
-    """
-
-    name: str
-    version: int
-    config: dict[str, Any]
-    tensors: tuple[tuple[str, Tensor], ...] = attrs.field(converter=tuple)
-
-    def save(self, path: Path) -> Path:
-        """Write the adapter as a peft folder (for engines that load adapters from disk)."""
-        import safetensors.torch
-
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        (path / "adapter_config.json").write_text(json.dumps(self.config, indent=2, sort_keys=True) + "\n")
-        tensors = {k: t.detach().cpu().contiguous() for k, t in self.tensors}
-        safetensors.torch.save_file(tensors, str(path / "adapter_model.safetensors"))
-        return path
-
-
-def adapter_payload(peft_model: PeftModel, version: int, *, full: Gather = no_gather) -> LoraAdapter:
-    """The current adapter of ``peft_model`` as a ``LoraAdapter`` (tensors detached, on their device)."""
-    config = peft_model.peft_config[ADAPTER].to_dict()
-    config = {k: sorted(v) if isinstance(v, set) else v for k, v in config.items()}
-    config = json.loads(json.dumps(config, default=str))  # enums and other objects as plain JSON
-    tensors = [(k, full(v.detach())) for k, v in adapter_state(peft_model).items()]
-    return LoraAdapter(name="skyrl-policy", version=version, config=config, tensors=tensors)
 
 
 def choose_sync(lora_cfg: LoraConfig, capabilities: BackendCapabilities | None, backend_name: str) -> SyncMode:

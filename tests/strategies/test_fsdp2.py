@@ -7,7 +7,6 @@ strategies (~3-5 s each: two actors importing torch, a process group, sharded mo
 from __future__ import annotations
 
 import json
-import os
 
 import attrs
 import pytest
@@ -25,15 +24,6 @@ ray = pytest.importorskip("ray")
 
 MICRO_TOKENS = 24  # several micro-batches per rank, so accumulation and dummy passes are exercised
 
-
-@pytest.fixture(scope="module")
-def ray_cluster():
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    if not ray.is_initialized():
-        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
-    yield
-    runtime.shutdown()
-    ray.shutdown()
 
 
 def make_fsdp2(path, *, world_size: int = 2, seed: int = 0, strategy_config=None, **trainer_kw):

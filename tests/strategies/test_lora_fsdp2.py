@@ -9,7 +9,6 @@ the merged model or the peft adapter.
 from __future__ import annotations
 
 import json
-import os
 
 import attrs
 import pytest
@@ -26,16 +25,6 @@ pytest.importorskip("peft")
 
 LORA = LoraConfig(rank=4, alpha=8.0)
 KW = {"micro_batch_tokens": 24, "need_ref": True, "need_critic": True, "lr": 5e-2}
-
-
-@pytest.fixture(scope="module")
-def ray_cluster():
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    if not ray.is_initialized():
-        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
-    yield
-    runtime.shutdown()
-    ray.shutdown()
 
 
 def make_lora_fsdp2(path, *, seed: int = 0, **trainer_kw):

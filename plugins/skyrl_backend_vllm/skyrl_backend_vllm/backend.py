@@ -254,7 +254,7 @@ class VllmBackend:
         self.stats["weight_update_seconds"] += time.perf_counter() - start
 
     def load_lora_adapter(self, adapter: Any) -> None:
-        """Serve base + ``adapter`` (a ``skyrl_core.strategies.lora_sync.LoraAdapter``) from now on.
+        """Serve base + ``adapter`` (a ``skyrl_core.api.LoraAdapter``) from now on.
 
         The adapter is written as a peft folder (under ``weight_dir``, else ``/dev/shm`` or the
         temp dir), loaded under a new integer id once no sample runs, the previous version is
