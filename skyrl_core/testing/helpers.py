@@ -7,6 +7,7 @@ import inspect
 import os
 import subprocess
 import sys
+import types
 from typing import Any
 
 import attrs
@@ -35,8 +36,9 @@ def check_plugin(module: Any, *, imports: bool = True) -> list[str]:
       ``requires_critic`` only on advantage estimators;
     * config classes are attrs classes, every field has help text, ``config_cls()`` works with
       defaults only, and every default has its field's type and passes its field's check;
-    * with ``imports`` (the default): the plugin module and its config classes' modules import
-      without torch, in a fresh interpreter (they are imported at start-up).
+    * with ``imports`` (the default) and a plugin module (not a test's plugin object): the module
+      and its package's config modules import without torch, in a fresh interpreter (they are
+      imported at start-up).
     """
     problems: list[str] = []
     known = {n: getattr(hookspecs, n) for n in dir(hookspecs) if n.startswith("skyrl_")}
@@ -76,8 +78,11 @@ def check_plugin(module: Any, *, imports: bool = True) -> list[str]:
             problems += _check_spec(kind, spec)
             if spec.config_cls is not None and attrs.has(spec.config_cls):
                 config_modules.add(spec.config_cls.__module__)
-    if imports:
-        problems += _torch_free(getattr(module, "__name__", ""), sorted(config_modules))
+    if imports and isinstance(module, types.ModuleType):
+        # the plugin's own modules: its hook module and the config classes of its package
+        top = module.__name__.split(".")[0]
+        own = sorted(m for m in config_modules if m.split(".")[0] == top)
+        problems += _torch_free(module.__name__, own)
     return problems
 
 
