@@ -22,8 +22,10 @@ Groups (see docs/api.md for every name with its one-line description):
   (``RunConfig`` and its sections);
 * errors (``SkyrlError``, ``ConfigIssue``, ``MissingDependencyError``, ...);
 * config helpers (``option``, ``positive``, ``load_config``, ...);
-* helpers for backends and weight transfer (``decode_text``, ``StopStringWatch``,
-  ``sample_seed``, ``check_request``, ``SyncGroup``, ``pack``, ``checksum``, ...).
+* helpers for environments (tools, answer parsing), backends (``decode_text``,
+  ``StopStringWatch``, ``sample_seed``, ``check_requests``), strategies (the train step the
+  builtin strategies share: ``accumulate``, ``step_optimizer``, ...) and weight transfer
+  (``SyncGroup``, ``pack``, ``checksum``, ...).
 """
 
 from __future__ import annotations
@@ -179,6 +181,15 @@ _export("skyrl_core.backends.sampling", "sample_seed", "counter_uniform", "RowSa
 _export("skyrl_core.backends.validation", "check_requests", "request_problems")
 _export("skyrl_core.models.loading", "load_tokenizer")
 _export("skyrl_core.models.tiny", "build_tiny_model")
+
+# -- helpers for strategies: the train step the builtin strategies share -----------------------
+_section("Helpers for strategies")
+_export("skyrl_core.strategies.update", "MicroBatch", "accumulate", "step_optimizer", "step_metrics",
+        "non_finite_error")
+_export("skyrl_core.strategies.optim", "Trainable", "build_trainable", "build_adamw", "build_scheduler",
+        "lr_multiplier")
+_export("skyrl_core.strategies.micro_batching", "pack_by_token_budget", "loss_scale")
+_export("skyrl_core.strategies.token_outputs", "effective_temperature")
 
 # -- helpers for weight transfer (both sides of a direct transport) --------------------------
 _section("Helpers for weight transfer")

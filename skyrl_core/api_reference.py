@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import enum
 import inspect
+import re
 import sys
 import typing
 from pathlib import Path
@@ -192,7 +193,8 @@ def _config_paths_table() -> list[str]:
             elif inner is not None:
                 walk(inner, f"{path}.")
             else:
-                help_text = str(field.metadata.get("help", "")).split(". ")[0].replace("|", "\\|")
+                help_text = re.split(r"(?<=[a-z0-9)])\. (?=[A-Z])", str(field.metadata.get("help", "")))[0]
+                help_text = help_text.replace("|", "\\|")
                 rows.append(f"| `config.{path}` | {_type_name(tp).replace('|', 'or')} | {help_text} |")
 
     walk(schema.RunConfig, "")

@@ -7,6 +7,7 @@
   that only collects rollouts, for testing rollout and reward hooks.
 * ``skyrl_core.testing.conformance``: the test suite every inference backend runs.
 * ``skyrl_core.testing.strategy_conformance``: the test suite every training strategy runs.
+* ``skyrl_core.testing.smoke``: ``PluginSmoke``, the smoke test every plugin distribution runs.
 * ``skyrl_core.testing.lora``: oracles for LoRA weight sync.
 * ``skyrl_core.testing.ray``: the session's Ray cluster and backends in Ray actors.
 * ``skyrl_core.testing.pytest_plugin``: fixtures (``tiny_model_dir``, ``ray_cluster``, ...),
