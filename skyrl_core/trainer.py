@@ -43,7 +43,7 @@ from skyrl_core.batches import (
 from skyrl_core.config.schema import RunConfig
 from skyrl_core.losses import make_policy_loss_fn, make_value_loss_fn
 from skyrl_core.pipeline import LoopThread, start_pipeline
-from skyrl_core.pipeline.collect import sync_weights
+from skyrl_core.pipeline.collect import generate_rows, sync_weights
 from skyrl_core.plugins import Registry
 from skyrl_core.run import RunContext
 from skyrl_core.startup import close_run, setup_run
@@ -221,24 +221,12 @@ def save_checkpoint(run: RunContext) -> Path:
 
 def mismatch_gate(run: RunContext, threshold: float) -> dict[str, float]:
     """Compare the backend's log-probs with the trainer's on a few prompts; warn when they differ."""
-    from skyrl_core.generator import generate_batch
-
     cfg = run.config
     rows = run.train_loader.peek_rows(min(MISMATCH_PROMPTS, len(run.train_loader)))
     small = attrs.evolve(
         cfg, generator=attrs.evolve(cfg.generator, max_new_tokens=min(32, cfg.generator.max_new_tokens))
     )
-    batch = run.loop.run_until_complete(
-        generate_batch(
-            rows,
-            backend=run.backend,
-            tokenizer=run.tokenizer,
-            registry=run.registry,
-            config=small,
-            samples_per_prompt=1,
-            policy_version=run.policy_version,
-        )
-    )
+    batch = generate_rows(run, rows, 1, small)
     tb, _ = rollouts_to_batch(batch)
     mask = tb.tensors["loss_mask"]
     trainer_lp = run.strategy.forward(tb, temperature=cfg.generator.temperature).logprobs.float().cpu()

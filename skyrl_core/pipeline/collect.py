@@ -13,7 +13,7 @@ nothing calls back up into the loop:
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from skyrl_core.rollout import RolloutBatch, Trajectory
 
@@ -23,24 +23,31 @@ if TYPE_CHECKING:
 Sampler = Callable[[int], RolloutBatch]
 
 
-def sample_rollouts(run: RunContext, num_prompts: int, ticket: Hashable = None) -> RolloutBatch:
-    """Draw ``num_prompts`` prompts (remembered under ``ticket`` by a tracking loader), generate
-    ``samples_per_prompt`` each on the run's loop, then let plugins shape the rewards."""
+def generate_rows(
+    run: RunContext, rows: Sequence[Any], samples_per_prompt: int, config: Any = None
+) -> RolloutBatch:
+    """``samples_per_prompt`` trajectories of each row with the backend's current weights, on the
+    run's loop (``config`` overrides the run's config, e.g. shorter generations)."""
     from skyrl_core.generator import generate_batch
 
-    cfg = run.config
-    rows = run.train_loader.draw(num_prompts, ticket)
-    batch = run.loop.run_until_complete(
+    return run.loop.run_until_complete(
         generate_batch(
             rows,
             backend=run.backend,
             tokenizer=run.tokenizer,
             registry=run.registry,
-            config=cfg,
-            samples_per_prompt=cfg.trainer.samples_per_prompt,
+            config=config or run.config,
+            samples_per_prompt=samples_per_prompt,
             policy_version=run.policy_version,
         )
     )
+
+
+def sample_rollouts(run: RunContext, num_prompts: int, ticket: Hashable = None) -> RolloutBatch:
+    """Draw ``num_prompts`` prompts (remembered under ``ticket`` by a tracking loader), generate
+    ``samples_per_prompt`` each on the run's loop, then let plugins shape the rewards."""
+    rows = run.train_loader.draw(num_prompts, ticket)
+    batch = generate_rows(run, rows, run.config.trainer.samples_per_prompt)
     run.registry.hook.skyrl_shape_rewards(run=run, batch=batch)
     return batch
 
