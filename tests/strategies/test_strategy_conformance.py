@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from skyrl_core.config.schema import ModelConfig, TrainerConfig
 from skyrl_core.strategies.local import LocalStrategy
@@ -21,6 +22,20 @@ PLATFORM = Path(__file__).resolve().parents[1] / "fixtures" / "packages" / "plat
 
 class TestLocalConformance(StrategyConformance):
     """The whole suite, ``local`` strategy, CPU, float32."""
+
+    def make_strategy(self, model: ModelConfig, trainer: TrainerConfig, **flags) -> LocalStrategy:
+        return LocalStrategy(LocalStrategyConfig(), model=model, trainer=trainer, **flags)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+class TestLocalCudaConformance(StrategyConformance):
+    """The whole suite on one GPU, float32: fused AdamW, the fused log-prob kernel, the shared
+    train step on CUDA (reductions run in another order than on the CPU, hence the tolerances)."""
+
+    device = "cuda"
+    logprob_atol = 2e-4
+    exact_atol = 1e-5
 
     def make_strategy(self, model: ModelConfig, trainer: TrainerConfig, **flags) -> LocalStrategy:
         return LocalStrategy(LocalStrategyConfig(), model=model, trainer=trainer, **flags)
