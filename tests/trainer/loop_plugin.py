@@ -81,9 +81,29 @@ class UninstalledBackend:
     sleep = wake = shutdown = reset_prefix_cache
 
 
+def _crashing_backend():
+    """The native backend, with an engine that dies mid-run and a ``shutdown`` that then fails too."""
+    from skyrl_core.backends.native import NativeBackend
+
+    class CrashingBackend(NativeBackend):
+        async def generate(self, requests):
+            raise RuntimeError("the engine crashed")
+
+        def shutdown(self):
+            super().shutdown()
+            raise RuntimeError("shutdown broke as well")
+
+    return CrashingBackend
+
+
 @hookimpl
 def skyrl_register_backends():
-    return [ComponentSpec("uninstalled", UninstalledBackend, "A backend whose engine is missing (test).")]
+    from skyrl_core.backends.native_config import NativeBackendConfig
+
+    return [
+        ComponentSpec("uninstalled", UninstalledBackend, "A backend whose engine is missing (test)."),
+        ComponentSpec("crashing", _crashing_backend(), "Native; generate/shutdown raise.", NativeBackendConfig),
+    ]
 
 
 @hookimpl

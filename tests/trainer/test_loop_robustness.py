@@ -84,3 +84,11 @@ def test_a_backend_that_cannot_run_here_fails_before_the_warm_start(tmp_path: Pa
         train(cfg, registry)
     assert not (tmp_path / "run" / "warm_start").exists()  # no minutes spent before the error
 
+
+
+def test_a_failing_shutdown_does_not_hide_the_error_that_ended_the_run(tmp_path: Path, registry, capsys) -> None:
+    cfg = load_config(write_config(tmp_path, steps=1), ["backend.name=crashing"], registry)
+    with pytest.raises(RuntimeError, match="the engine crashed"):
+        train(cfg, registry)
+    err = capsys.readouterr().err
+    assert "warning: shutting the backend down failed: RuntimeError: shutdown broke as well" in err
