@@ -278,7 +278,12 @@ class TrainerConfig:
         "constant", help="Learning-rate schedule after warmup."
     )
     warmup_steps: int = option(0, help="Linear warmup in optimizer steps.", check=non_negative)
-    gradient_checkpointing: bool = option(False, help="Recompute activations in the backward pass to save memory.")
+    gradient_checkpointing: Literal["auto", True, False] = option(
+        "auto",
+        help="Recompute activations in the backward pass to save memory (about a third more compute). "
+        "'auto': on only when a micro_batch_tokens micro-batch would not fit in the GPU's free memory "
+        "(estimated at start-up; off on CPU).",
+    )
     skip_nan: bool = option(True, help="Skip (and report) an optimizer step whose loss or gradient is not finite.")
     mismatch_warn_threshold: float = option(
         0.05,

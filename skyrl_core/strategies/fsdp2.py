@@ -44,7 +44,7 @@ from skyrl_core.config.schema import ModelConfig, TrainerConfig
 from skyrl_core.errors import SkyrlError
 from skyrl_core.protocols.strategy import ForwardOutput, LossFn, ModelRole, TrainBatch
 from skyrl_core.runtime.calls import ActorGroup, check_same_plugins, import_ray, plugin_table
-from skyrl_core.strategies import lora, token_outputs, update
+from skyrl_core.strategies import lora, memory, token_outputs, update
 from skyrl_core.strategies.batch_layout import check_packing_width
 from skyrl_core.strategies.checkpoint_files import (
     RNG_STATE,
@@ -158,6 +158,9 @@ class Fsdp2Strategy:
         check_same_plugins(plugin_table(build_registry()), {n: i["plugins"] for n, i in zip(names, infos, strict=True)})
         self.gpu = infos[0]["device"].startswith("cuda")
         self.logits_mode = "sliced" if infos[0]["sliced"] else "full"
+        self.checkpointing = memory.CheckpointingChoice(**infos[0]["checkpointing"])
+        self.fused_optimizer = bool(infos[0]["fused_optimizer"])
+        memory.announce(self.checkpointing, trainer.gradient_checkpointing, "fsdp2")
         self._metas = infos[0]["metas"]
         self.runtime.register(trainer=self)
 

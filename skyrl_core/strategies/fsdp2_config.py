@@ -12,7 +12,7 @@ from typing import Literal
 
 import attrs
 
-from skyrl_core.config.fields import option, positive
+from skyrl_core.config.fields import non_negative, option, positive
 from skyrl_core.strategies.local_config import packing_option, packing_width_option
 
 
@@ -49,6 +49,13 @@ class Fsdp2StrategyConfig:
         True,
         help="Free each layer's gathered parameters after its forward pass (ZeRO-3 memory); false keeps "
         "them until the backward pass (ZeRO-2 style: less communication, more memory).",
+    )
+    prefetch_layers: int = option(
+        1,
+        help="Decoder layers whose parameters are all-gathered ahead of use: the next N in the forward "
+        "pass and the previous N in the backward pass, overlapping communication with compute (0 leaves "
+        "FSDP2's implicit prefetching; more costs memory).",
+        check=non_negative,
     )
     reduce_dtype: Literal["float32", "bfloat16"] = option(
         "float32",

@@ -133,18 +133,30 @@ def shard(
     param_dtype: torch.dtype | None,
     reduce_dtype: torch.dtype,
     reshard_after_forward: bool,
+    prefetch_layers: int = 1,
 ) -> None:
     """``fully_shard`` every decoder layer, then ``root``; gradients are summed (not averaged)
-    over ranks, because each rank's micro-batch losses are already scaled by the global totals."""
+    over ranks, because each rank's micro-batch losses are already scaled by the global totals.
+
+    Mixed precision: parameters are gathered in ``param_dtype`` (bf16) from float32 shards and
+    gradients reduced in ``reduce_dtype`` (float32 by default). With ``prefetch_layers`` N > 0 each
+    layer asks for the next N layers' all-gathers when its forward starts, and for the previous
+    N when its backward starts (FSDP2's explicit prefetching), so communication overlaps compute.
+    """
     from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
 
     mp = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=reduce_dtype) if param_dtype else None
     kwargs: dict[str, Any] = {"mesh": mesh, "reshard_after_forward": reshard_after_forward}
     if mp is not None:
         kwargs["mp_policy"] = mp
-    for layer in decoder_layers(hf_model(root)):
+    layers = decoder_layers(hf_model(root))
+    for layer in layers:
         fully_shard(layer, **kwargs)
     fully_shard(root, **kwargs)
+    if prefetch_layers > 0:
+        for i, layer in enumerate(layers):
+            layer.set_modules_to_forward_prefetch(layers[i + 1 : i + 1 + prefetch_layers])
+            layer.set_modules_to_backward_prefetch(layers[max(0, i - prefetch_layers) : i][::-1])
     for module in root.modules():
         if isinstance(module, FSDPModule):
             module.set_gradient_divide_factor(1.0)

@@ -36,7 +36,7 @@ from skyrl_core.config.schema import ModelConfig, TrainerConfig
 from skyrl_core.errors import SkyrlError
 from skyrl_core.protocols.strategy import ForwardOutput, LossScale, TrainBatch
 from skyrl_core.strategies import fsdp2_model as fm
-from skyrl_core.strategies import lora, model_parts, token_outputs, update
+from skyrl_core.strategies import lora, memory, model_parts, token_outputs, update
 from skyrl_core.strategies.batch_layout import (
     Collated,
     collate,
@@ -48,7 +48,7 @@ from skyrl_core.strategies.batch_layout import (
 )
 from skyrl_core.strategies.checkpoint_files import rng_state, set_rng_state
 from skyrl_core.strategies.fsdp2_config import Fsdp2StrategyConfig
-from skyrl_core.strategies.optim import Trainable, build_trainable
+from skyrl_core.strategies.optim import Trainable, build_trainable, fused_adamw_on_dtensor
 
 DUMMY = TrainBatch([[0]], [[0]], {"loss_mask": torch.zeros(1, 1)})  # keeps a short rank in step
 SCHEDULER_FILE = "scheduler-{role}.pt"
@@ -126,6 +126,8 @@ class Fsdp2Worker:
         )
         self.mesh = init_device_mesh(self.device.type, (self.world_size,))
         plugins = plugin_table(build_registry())
+        self.checkpointing = self._decide_checkpointing()
+        self.fused_optimizer = fused_adamw_on_dtensor(self.mesh, self.device)  # else foreach (CPU: as local)
         lm = load_causal_lm(self.model_cfg, dtype=torch.float32, device="cpu") if self.rank == 0 else None
         seed = int(self.spec["seed"])
         t = self.trainer
@@ -148,7 +150,34 @@ class Fsdp2Worker:
             self.merged = lora.merged_sources(policy.lm)
             self.weights = {name: source.tensor for name, source in self.merged.items()}
         metas = [self._meta(name, tensor) for name, tensor in self.weights.items()]
-        return {"plugins": plugins, "device": str(self.device), "sliced": self.sliced, "metas": metas, **where()}
+        return {"plugins": plugins, "device": str(self.device), "sliced": self.sliced, "metas": metas,
+                "checkpointing": attrs.asdict(self.checkpointing), "fused_optimizer": self.fused_optimizer,
+                **where()}
+
+    def _decide_checkpointing(self) -> memory.CheckpointingChoice:
+        """``[trainer] gradient_checkpointing`` for this rank's share (``memory.decide_checkpointing``:
+        the model's shards, gradients and AdamW moments still to come); on for every rank when any
+        rank needs it."""
+        import torch.distributed as dist
+
+        skeleton = fm.meta_skeleton(self.model_cfg)
+        numel = sum(p.numel() for p in skeleton.parameters()) // self.world_size
+        trained_roles = 1 + int(bool(self.spec["need_critic"]))
+        all_roles = trained_roles + int(bool(self.spec["need_ref"]) and not self.lora)
+        optimizer = 0 if self.lora else memory.optimizer_bytes(numel) * trained_roles  # adapters: negligible
+        choice = memory.decide_checkpointing(
+            self.trainer.gradient_checkpointing,
+            config=skeleton.config,
+            tokens=self.trainer.micro_batch_tokens,
+            device=self.device,
+            compute_bytes=4 if self.param_dtype is None else 2,
+            pending_bytes=4 * numel * all_roles + optimizer,
+        )
+        agreed = torch.tensor([1.0 if choice.on else 0.0], device=self.device)
+        dist.all_reduce(agreed, op=dist.ReduceOp.MAX)
+        if bool(agreed.item() > 0) != choice.on:
+            return memory.CheckpointingChoice(True, choice.reason + " (on, as another rank needs it)")
+        return choice
 
     def _build(self, role: str, lm: nn.Module | None, seed: int, *, train: bool) -> nn.Module:
         root, real = fm.build_roots(role, self.model_cfg, seed=seed, lm=lm)
@@ -159,7 +188,7 @@ class Fsdp2Worker:
             model_parts.disable_dropout(root)
             if self.lora:
                 lora.set_adapter_dropout(root, self.model_cfg.lora.dropout)
-        if train and self.trainer.gradient_checkpointing:
+        if train and self.checkpointing.on:
             model_parts.enable_checkpointing(fm.hf_model(root))
             if self.lora:
                 lora.enable_input_grads(fm.hf_model(root))
@@ -170,6 +199,7 @@ class Fsdp2Worker:
             param_dtype=self.param_dtype,
             reduce_dtype=reduce_dtype,
             reshard_after_forward=self.config.reshard_after_forward,
+            prefetch_layers=self.config.prefetch_layers,
         )
         fm.materialize(root, real, self.device, self.rank)
         if not train:
@@ -183,7 +213,7 @@ class Fsdp2Worker:
             trainer=self.trainer,
             total_steps=int(self.spec["total_optimizer_steps"]),
             device=self.device,
-            fused=False,  # foreach over DTensor shards: the fused kernel's DTensor support varies by torch version
+            fused=self.fused_optimizer,
         )
 
     @torch.no_grad()

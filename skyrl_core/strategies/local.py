@@ -39,7 +39,7 @@ from torch import Tensor, nn
 from skyrl_core.config.schema import ModelConfig, TrainerConfig
 from skyrl_core.errors import SkyrlError
 from skyrl_core.protocols.strategy import ForwardOutput, LossFn, ModelRole, TrainBatch
-from skyrl_core.strategies import lora, model_parts, token_outputs, update
+from skyrl_core.strategies import lora, memory, model_parts, token_outputs, update
 from skyrl_core.strategies.batch_layout import (
     Collated,
     check_packing_width,
@@ -143,7 +143,17 @@ class LocalStrategy:
             generator = torch.Generator().manual_seed(seed)
             critic = model_parts.ValueModel(copy.deepcopy(body), model_parts.hidden_size(policy), generator)
             critic.to(self.device)
-        if trainer.gradient_checkpointing:
+        trainable = [p for m in (policy, critic) if m is not None for p in m.parameters() if p.requires_grad]
+        self.checkpointing = memory.decide_checkpointing(
+            trainer.gradient_checkpointing,
+            config=policy.config,
+            tokens=trainer.micro_batch_tokens,
+            device=self.device,
+            compute_bytes=4 if self._autocast_dtype is None else 2,
+            pending_bytes=memory.optimizer_bytes(sum(p.numel() for p in trainable)),
+        )
+        memory.announce(self.checkpointing, trainer.gradient_checkpointing, "local")
+        if self.checkpointing.on:
             model_parts.enable_checkpointing(policy)
             if critic is not None:
                 model_parts.enable_checkpointing(critic.backbone)

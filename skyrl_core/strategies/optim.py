@@ -2,13 +2,15 @@
 
 ``build_trainable`` is the one place both strategies build what they train: ``local`` for its
 policy and critic (fused AdamW on CUDA, a ``GradScaler`` under fp16 autocast), every
-``fsdp2`` worker for its shards (foreach AdamW over ``DTensor`` parameters).
+``fsdp2`` worker for its shards (fused AdamW over ``DTensor`` parameters on CUDA where torch
+supports it). On CPU both use the multi-tensor ``foreach`` kernel.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import attrs
 import torch
@@ -59,8 +61,9 @@ def build_adamw(
     device: torch.device,
     fused: bool | None = None,
 ) -> torch.optim.AdamW:
-    """AdamW over ``params``; the fused kernel on CUDA unless ``fused`` says otherwise
-    (sharded ``DTensor`` parameters use the multi-tensor ``foreach`` kernel)."""
+    """AdamW over ``params``; the fused kernel on CUDA (also over sharded ``DTensor`` parameters,
+    see ``fused_adamw_on_dtensor``) unless ``fused`` says otherwise, the multi-tensor ``foreach``
+    kernel on CPU (where both strategies must give the same weights)."""
     if len(betas) != 2:
         raise SkyrlError(f"[trainer] betas = {list(betas)!r}: AdamW needs exactly two values, e.g. [0.9, 0.999]")
     return torch.optim.AdamW(
@@ -70,6 +73,22 @@ def build_adamw(
         weight_decay=weight_decay,
         fused=device.type == "cuda" if fused is None else fused,
     )
+
+
+def fused_adamw_on_dtensor(mesh: Any, device: torch.device) -> bool:
+    """Whether this torch build's fused AdamW steps ``DTensor`` shards on ``device`` (one tiny step
+    on a local shard: no collective, so each rank may ask on its own)."""
+    from torch.distributed.tensor import DTensor, Shard
+
+    if device.type != "cuda":
+        return False
+    try:
+        param = nn.Parameter(DTensor.from_local(torch.zeros(2, device=device), mesh, [Shard(0)], run_check=False))
+        param.grad = DTensor.from_local(torch.ones(2, device=device), mesh, [Shard(0)], run_check=False)
+        torch.optim.AdamW([param], lr=1e-3, fused=True).step()
+    except (RuntimeError, NotImplementedError, TypeError):
+        return False
+    return True
 
 
 @attrs.define(eq=False)

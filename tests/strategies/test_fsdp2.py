@@ -156,6 +156,24 @@ def test_packed_fsdp2_matches_padded_local(ray_cluster, qwen2_dir, make_strategy
     fsdp2.shutdown()
 
 
+def test_checkpointing_and_prefetch_leave_the_step_unchanged(ray_cluster, qwen2_dir, make_strategy, make_batch):
+    """Activation checkpointing forced on and two layers of explicit prefetch: still local's step;
+    ``auto`` on CPU keeps checkpointing off, and CPU workers use foreach AdamW, as ``local`` does."""
+    from skyrl_core.strategies.fsdp2_config import Fsdp2StrategyConfig
+
+    local = make_strategy(qwen2_dir, micro_batch_tokens=MICRO_TOKENS)
+    assert not local.checkpointing.on  # auto, on CPU
+    fsdp2 = make_fsdp2(qwen2_dir, micro_batch_tokens=MICRO_TOKENS, gradient_checkpointing=True,
+                       strategy_config=Fsdp2StrategyConfig(prefetch_layers=2))
+    assert fsdp2.checkpointing.on and not fsdp2.fused_optimizer
+    batch = rl_batch(make_batch, 2, local)
+    m_fsdp2, m_local = fsdp2.train_step(batch, policy_loss()), local.train_step(batch, policy_loss())
+    for key in ("policy/loss", "grad_norm", "tokens"):
+        assert m_fsdp2[key] == pytest.approx(m_local[key], rel=1e-5, abs=1e-6), key
+    torch.testing.assert_close(fsdp2.forward(batch).logprobs, local.forward(batch).logprobs, atol=1e-4, rtol=1e-4)
+    fsdp2.shutdown()
+
+
 # -- checkpoints -----------------------------------------------------------------------------
 
 
