@@ -3,10 +3,23 @@
 Each phase starts its own Ray cluster, builds (or reuses, ``--model-dir``) one model folder
 and prints JSON lines, then a summary::
 
+    python bench/fsdp2_scaling.py --phases compare --profile --dcp --out compare.json  # 1 GPU
     python bench/fsdp2_scaling.py --phases train,colocated,split --out fsdp2.json   # 2+ GPUs (NCCL)
     python bench/fsdp2_scaling.py --shape tiny --steps 2                            # CPU smoke run (gloo)
 
-Phases (``--shape 0.5b``: Qwen2.5-0.5B's shape with random weights, no download):
+Phases (``--shape 0.5b``: Qwen2.5-0.5B's shape with random weights, no download; ``1.5b``:
+Qwen2.5-1.5B's):
+
+``compare``
+    On one GPU, for each shape of ``--compare-shapes``: the same GRPO update (ppo_clip with
+    entropy, ``--compare-seqs`` sequences of ``--seq-len`` tokens, ``[trainer] micro_batch_tokens``
+    16384 and ``gradient_checkpointing = "auto"`` unless given) run by ``local`` in this process
+    and by ``fsdp2`` at world size 1 in a Ray worker: tokens/s, MFU (6 N tokens / time / 989
+    TFLOP/s), peak memory, first-step loss, and the ratio fsdp2 / local. ``--profile`` adds a
+    torch profiler summary of one more update of each (top kernels; compute, copy and
+    communication shares). ``--dcp`` saves a DCP checkpoint of the first shape's fsdp2 strategy,
+    resumes it in a new one (same log-probs), exports the HF folder and reloads it with
+    ``from_pretrained`` (same log-probs up to bf16 rounding).
 
 ``train``
     For every world size in ``--world-sizes``: the first step's loss and gradient norm on
@@ -52,30 +65,41 @@ from skyrl_core import runtime  # noqa: E402
 from skyrl_core.config.schema import ModelConfig, RuntimeConfig, TinyModelConfig, TrainerConfig  # noqa: E402
 from skyrl_core.protocols.strategy import TrainBatch  # noqa: E402
 
-SHAPES = {
-    "tiny": TinyModelConfig(hidden_size=64, layers=2, heads=4, kv_heads=2, intermediate_size=128),
-    "0.5b": None,  # Qwen2.5-0.5B
+TINY = TinyModelConfig(hidden_size=64, layers=2, heads=4, kv_heads=2, intermediate_size=128)
+SHAPES: dict[str, dict[str, Any] | None] = {
+    "tiny": None,  # TINY, on CPU
+    "0.5b": dict(vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,  # Qwen2.5-0.5B
+                 num_attention_heads=14, num_key_value_heads=2, tie_word_embeddings=True),
+    "1.5b": dict(vocab_size=151936, hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,  # Qwen2.5-1.5B
+                 num_attention_heads=12, num_key_value_heads=2, tie_word_embeddings=True),
 }
-VOCAB = {"tiny": 512, "0.5b": 151936}
+VOCAB = {"tiny": 512, "0.5b": 151936, "1.5b": 151936}
 
 
 def make_model(shape: str, root: Path) -> Path:
-    """A model folder with random weights (and a tokenizer for the engine) under ``root``, reused if there."""
+    """A model folder with random weights (and a tokenizer for the engine) under ``root``, reused if there.
+
+    The Qwen shapes are initialised on the GPU when there is one (seconds, not minutes) and saved
+    in bfloat16, as released checkpoints are."""
     from skyrl_core.models.tiny import build_tiny_model
 
     path = root / shape
     if (path / "config.json").is_file():
         return path
     if shape == "tiny":
-        return build_tiny_model(path, SHAPES["tiny"])
+        return build_tiny_model(path, TINY)
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    build_tiny_model(path, SHAPES["tiny"])  # its tokenizer files (ids past its vocabulary decode to nothing)
-    config = Qwen2Config(
-        vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
-        num_attention_heads=14, num_key_value_heads=2, max_position_embeddings=4096, tie_word_embeddings=True,
-    )
-    Qwen2ForCausalLM(config).save_pretrained(path)
+    build_tiny_model(path, TINY)  # its tokenizer files (ids past its vocabulary decode to nothing)
+    config = Qwen2Config(**SHAPES[shape], max_position_embeddings=4096)
+    torch.manual_seed(0)
+    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
+        model = Qwen2ForCausalLM(config)
+    dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    model.to(dtype).save_pretrained(path)
+    del model
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
     return path
 
 
@@ -193,7 +217,7 @@ def placement_phase(
         t5 = time.perf_counter()
         emit({"what": placement, "step": step, "train_gpus": gpus, "engines": len(backend.engines),
               "to_generate_s": t1 - t0, "generate_s": t2 - t1, "to_train_s": t3 - t2, "train_step_s": t4 - t3,
-              "loss": metrics["loss"], "grad_norm": metrics["grad_norm"], "sync_transport": default,
+              "loss": metrics["sft/loss"], "grad_norm": metrics["grad_norm"], "sync_transport": default,
               "verified_sync_s": t5 - t4, "verified": stats["weight_sync/verified"], "setup_s": setup_s}, sink)
     for transport in transports:
         sync_cfg = attrs.evolve(cfg, weight_sync=transport)
@@ -216,7 +240,162 @@ def placement_phase(
     runtime.shutdown()
 
 
+def rl_batch(n: int, seq_len: int, vocab: int, seed: int) -> TrainBatch:
+    """``make_batch`` with GRPO's tensors: advantages (one per sequence, on every token)."""
+    batch = make_batch(n, seq_len, vocab, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    adv = torch.randn(n, 1, generator=g).expand_as(batch.tensors["loss_mask"]).contiguous()
+    batch.tensors["advantages"] = adv
+    return batch
+
+
+def timed_updates(strategy: Any, batch: TrainBatch, loss_fn: Any, steps: int, profile: bool) -> dict[str, Any]:
+    """One warm-up update, ``steps`` timed ones, then (``profile``) one under the profiler."""
+    from skyrl_core.strategies import profiling
+
+    first = strategy.train_step(batch, loss_fn, temperature=1.0, need_entropy=True)
+    start = time.perf_counter()
+    for _ in range(steps):
+        metrics = strategy.train_step(batch, loss_fn, temperature=1.0, need_entropy=True)
+    seconds = (time.perf_counter() - start) / steps
+    out = {"first": first, "last": metrics, "step_s": seconds, "profile": None}
+    if profile:
+        if hasattr(strategy, "start_profile"):  # fsdp2: each worker traces itself
+            strategy.start_profile()
+            strategy.train_step(batch, loss_fn, temperature=1.0, need_entropy=True)
+            out["profile"] = strategy.stop_profile()[0]
+        else:
+            prof = profiling.start(torch.cuda.is_available())
+            strategy.train_step(batch, loss_fn, temperature=1.0, need_entropy=True)
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            out["profile"] = profiling.stop(prof)
+    return out
+
+
+def compare_phase(args: argparse.Namespace, root: Path, dtype: str, trainer: TrainerConfig, sink: list) -> None:
+    """``local`` vs ``fsdp2`` at world size 1 (a Ray worker) on the same GPU, the same model and the
+    same GRPO update (ppo_clip, entropy), for each shape of ``--compare-shapes``; with ``--dcp`` the
+    first shape's fsdp2 strategy also saves, resumes and exports (``dcp_check``)."""
+    import gc
+
+    from skyrl_core.algorithms.configs import PPOClipConfig
+    from skyrl_core.algorithms.policy_losses import ppo_clip
+    from skyrl_core.config.schema import AlgorithmConfig
+    from skyrl_core.losses import make_policy_loss_fn
+    from skyrl_core.strategies.fsdp2 import Fsdp2Strategy
+    from skyrl_core.strategies.local import LocalStrategy
+
+    gpu = torch.cuda.is_available()
+    loss_fn = make_policy_loss_fn(ppo_clip, PPOClipConfig(), AlgorithmConfig(), args.seq_len, 0.0)
+    for k, shape in enumerate(args.compare_shapes.split(",")):
+        path = make_model(shape, root)
+        model = ModelConfig(path=str(path), dtype=dtype, device="auto" if gpu else "cpu")
+        batch = rl_batch(args.compare_seqs, args.seq_len, VOCAB[shape], seed=3)
+        tokens = args.compare_seqs * args.seq_len
+        rows = {}
+        for name in ("local", "fsdp2"):
+            if gpu:
+                torch.cuda.reset_peak_memory_stats()
+            start = time.perf_counter()
+            if name == "local":
+                strategy: Any = LocalStrategy(None, model=model, trainer=trainer, seed=0)
+                params = sum(p.numel() for p in strategy.policy.parameters())
+                batch.tensors["old_logprobs"] = strategy.forward(batch, temperature=1.0).logprobs.float().cpu()
+            else:
+                runtime.configure(RuntimeConfig(mode="ray", train_gpus=1, colocate=True, inference_gpus=0))
+                strategy = Fsdp2Strategy(None, model=model, trainer=trainer, seed=0)
+                strategy.peak_memory_gib()  # reset after start-up
+            setup_s = time.perf_counter() - start
+            result = timed_updates(strategy, batch, loss_fn, args.steps, args.profile)
+            if name == "local":
+                peak = torch.cuda.max_memory_allocated() / 2**30 if gpu else 0.0
+            else:
+                peak = strategy.peak_memory_gib()[0]
+            row = {"what": "compare", "shape": shape, "strategy": name, "params": params, "tokens": tokens,
+                   "setup_s": setup_s, "step_s": result["step_s"], "tok_s": tokens / result["step_s"],
+                   "mfu_989": 6 * params * tokens / result["step_s"] / 989e12, "peak_gib": peak,
+                   "first_loss": result["first"]["policy/loss"], "first_grad_norm": result["first"]["grad_norm"],
+                   "micro_batches": result["last"]["micro_batches"], "fwd_bwd_s": result["last"]["fwd_bwd_s"],
+                   "optimizer_s": result["last"]["optimizer_s"], "checkpointing": strategy.checkpointing.reason
+                   if strategy.checkpointing.on else "off", "profile": result["profile"]}
+            if name == "fsdp2":
+                row["fused_optimizer"] = strategy.fused_optimizer
+                if args.dcp and k == 0:
+                    dcp_check(strategy, model, trainer, batch, root, sink)
+                strategy.shutdown()
+                runtime.shutdown()
+            rows[name] = row
+            emit(row, sink)
+            del strategy
+            gc.collect()
+            if gpu:
+                torch.cuda.empty_cache()
+        emit({"what": "compare_ratio", "shape": shape, "fsdp2_over_local_tok_s": rows["fsdp2"]["tok_s"]
+              / rows["local"]["tok_s"], "first_loss_diff": abs(rows["fsdp2"]["first_loss"]
+              - rows["local"]["first_loss"])}, sink)
+
+
+def dcp_check(strategy: Any, model: ModelConfig, trainer: TrainerConfig, batch: TrainBatch, root: Path,
+              sink: list) -> None:
+    """Save a DCP checkpoint, resume it in a new fsdp2 strategy (same log-probs), export the HF
+    folder, reload it with ``from_pretrained`` and compare its log-probs (to bf16 rounding)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from skyrl_core.strategies.fsdp2 import Fsdp2Strategy
+
+    ckpt, export = root / "dcp-ckpt", root / "dcp-export"
+    t0 = time.perf_counter()
+    strategy.save_checkpoint(ckpt)
+    save_s = time.perf_counter() - t0
+    before = strategy.forward(batch, temperature=1.0).logprobs.float()
+    t0 = time.perf_counter()
+    strategy.export_hf(export, AutoTokenizer.from_pretrained(model.path))
+    export_s = time.perf_counter() - t0
+    resumed = Fsdp2Strategy(None, model=model, trainer=trainer, seed=1)
+    t0 = time.perf_counter()
+    resumed.load_checkpoint(ckpt)
+    load_s = time.perf_counter() - t0
+    after = resumed.forward(batch, temperature=1.0).logprobs.float()
+    resumed.shutdown()
+    mask = batch.tensors["loss_mask"] > 0
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    hf = AutoModelForCausalLM.from_pretrained(export, dtype=getattr(torch, model.dtype)).to(dev).eval()
+    ids = [p + r for p, r in zip(batch.prompt_ids, batch.response_ids, strict=True)]
+    diffs = []
+    with torch.no_grad():
+        for i, seq in enumerate(ids[:4]):  # a few sequences suffice (the whole model is compared)
+            x = torch.tensor([seq], device=dev)
+            logits = hf(input_ids=x).logits.float()[0]
+            p = len(batch.prompt_ids[i])
+            target = x[0, p:]
+            lp = torch.log_softmax(logits[p - 1 : -1], -1).gather(-1, target[:, None])[:, 0].cpu()
+            diffs.append(float((lp - before[i, : len(target)]).abs()[mask[i, : len(target)]].mean()))
+    del hf
+    emit({"what": "dcp", "save_s": save_s, "load_s": load_s, "export_s": export_s,
+          "resume_max_abs_diff": float((after - before).abs()[mask].max()),
+          "export_mean_abs_diff": statistics.mean(diffs), "export_files": sorted(p.name for p in export.iterdir())},
+         sink)
+
+
 def summary(records: list[dict[str, Any]]) -> None:
+    from skyrl_core.strategies import profiling
+
+    for r in records:
+        if r["what"] == "compare":
+            print(f"  {r['shape']} {r['strategy']:6s}: {r['tok_s']:9.0f} tok/s, MFU {r['mfu_989']:.1%} (989 TFLOP/s), "
+                  f"step {r['step_s']:.3f} s ({r['micro_batches']:.0f} micro-batches, optimizer "
+                  f"{r['optimizer_s']:.3f} s), peak {r['peak_gib']:.1f} GiB, first loss {r['first_loss']:.5f}, "
+                  f"checkpointing {r['checkpointing'][:40]}")
+            if r["profile"]:
+                print(profiling.render(r["profile"], f"    profile {r['shape']} {r['strategy']}"))
+        elif r["what"] == "compare_ratio":
+            print(f"  {r['shape']}: fsdp2 / local tokens/s = {r['fsdp2_over_local_tok_s']:.3f} "
+                  f"(first-step loss diff {r['first_loss_diff']:.2e})")
+        elif r["what"] == "dcp":
+            print(f"  DCP: save {r['save_s']:.1f} s, resume {r['load_s']:.1f} s (max log-prob diff "
+                  f"{r['resume_max_abs_diff']:.2e}), HF export {r['export_s']:.1f} s (from_pretrained log-probs "
+                  f"mean diff {r['export_mean_abs_diff']:.2e})")
     train = [r for r in records if r["what"] == "train"]
     if train:
         base = train[0]
@@ -258,11 +437,18 @@ def main() -> int:
     parser.add_argument("--engine", default="auto", help="native backend engine: auto, hf or static")
     parser.add_argument("--sync-repeats", type=int, default=3)
     parser.add_argument("--checkpointing", choices=("auto", "on", "off"), default="auto",
-                        help="gradient checkpointing (auto: on GPU)")
+                        help="[trainer] gradient_checkpointing (auto: on when memory needs it)")
     parser.add_argument("--dtype", default=None, help="float32 or bfloat16 (default: bfloat16 on GPU)")
     parser.add_argument("--transports", default="cuda_ipc,broadcast,object_store,disk",
                         help="timed after the rounds, where the placement allows them")
     parser.add_argument("--model-dir", default=None, help="build the model here, or reuse the one there")
+    parser.add_argument("--compare-shapes", default="0.5b,1.5b", help="shapes of the compare phase")
+    parser.add_argument("--compare-seqs", type=int, default=64, help="sequences per update in the compare phase")
+    parser.add_argument("--micro-batch-tokens", type=int, default=None,
+                        help="[trainer] micro_batch_tokens (default: 16384 on GPU, 2 sequences on CPU)")
+    parser.add_argument("--profile", action="store_true", help="compare phase: profile one more update of each")
+    parser.add_argument("--dcp", action="store_true",
+                        help="compare phase: DCP save, resume and HF export of the first shape's fsdp2 strategy")
     parser.add_argument("--out", default=None, help="also write all records as JSON here")
     args = parser.parse_args()
 
@@ -276,8 +462,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         path = make_model(args.shape, Path(args.model_dir or tmp))
         model = ModelConfig(path=str(path), dtype=dtype, device="auto" if gpu else "cpu")
-        checkpointing = gpu if args.checkpointing == "auto" else args.checkpointing == "on"
-        trainer = attrs.evolve(TrainerConfig(), lr=1e-5, micro_batch_tokens=args.seq_len * 2,
+        checkpointing = {"auto": "auto", "on": True, "off": False}[args.checkpointing]
+        micro = args.micro_batch_tokens or (16384 if gpu else args.seq_len * 2)
+        trainer = attrs.evolve(TrainerConfig(), lr=1e-5, micro_batch_tokens=micro,
                                gradient_checkpointing=checkpointing)
         workers = max(int(s) for s in args.world_sizes.split(",")) + args.colocated_gpus + args.split_train_gpus + 1
         ray.init(num_cpus=max(os.cpu_count() or 1, workers), include_dashboard=False, log_to_driver=False)
@@ -285,11 +472,13 @@ def main() -> int:
             for phase in args.phases.split(","):
                 if phase == "train":
                     train_phase(args, model, trainer, records)
+                elif phase == "compare":
+                    compare_phase(args, Path(args.model_dir or tmp), dtype, trainer, records)
                 elif phase in ("colocated", "split"):
                     gpus = args.colocated_gpus if phase == "colocated" else args.split_train_gpus
                     placement_phase(args, model, trainer, records, colocate=phase == "colocated", gpus=gpus)
                 else:
-                    parser.error(f"--phases: unknown phase {phase!r} (train, colocated, split)")
+                    parser.error(f"--phases: unknown phase {phase!r} (train, compare, colocated, split)")
         finally:
             if args.out:
                 Path(args.out).write_text(json.dumps(records, indent=2))

@@ -441,6 +441,18 @@ class Fsdp2Strategy:
         self.workers.call("onload")
         self._offloaded = False
 
+    def start_profile(self) -> None:
+        """Start a ``torch.profiler`` trace on every worker (``stop_profile`` summarises it)."""
+        self.workers.call("start_profile")
+
+    def stop_profile(self, top: int = 15) -> list[dict[str, Any]]:
+        """Each rank's trace summary since ``start_profile`` (``strategies.profiling.summarize``)."""
+        return self.workers.call("stop_profile", top)
+
+    def peak_memory_gib(self, reset: bool = True) -> list[float]:
+        """Each rank's peak GPU memory (GiB) since the last reset (0 on CPU workers)."""
+        return self.workers.call("peak_memory_gib", reset)
+
     def shutdown(self) -> None:
         """End the workers (also happens when the strategy is garbage-collected)."""
         self.workers.stop("shut down")

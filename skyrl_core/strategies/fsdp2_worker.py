@@ -36,7 +36,7 @@ from skyrl_core.config.schema import ModelConfig, TrainerConfig
 from skyrl_core.errors import SkyrlError
 from skyrl_core.protocols.strategy import ForwardOutput, LossScale, TrainBatch
 from skyrl_core.strategies import fsdp2_model as fm
-from skyrl_core.strategies import lora, memory, model_parts, token_outputs, update
+from skyrl_core.strategies import lora, memory, model_parts, profiling, token_outputs, update
 from skyrl_core.strategies.batch_layout import (
     Collated,
     collate,
@@ -94,6 +94,7 @@ class Fsdp2Worker:
         self._sync: Any = None
         self._ipc_keep: list[Tensor] = []
         self._offloaded = False
+        self._profiler: Any = None
         self.lora = lora.enabled(self.model_cfg)  # adapters only; the reference is the policy with them off
         self.peft: Any = None
         self.merged: dict[str, lora.MergedSource] | None = None
@@ -546,3 +547,26 @@ class Fsdp2Worker:
 
     def pid(self) -> int:
         return os.getpid()
+
+    # -- measurement ------------------------------------------------------------------------
+
+    def start_profile(self) -> None:
+        """Start a ``torch.profiler`` trace of this rank's passes."""
+        self._profiler = profiling.start(self.device.type == "cuda")
+
+    def stop_profile(self, top: int = 15) -> dict[str, Any]:
+        """Stop the trace and return its summary (``profiling.summarize``)."""
+        prof, self._profiler = self._profiler, None
+        if prof is None:
+            raise RuntimeError("stop_profile() without start_profile()")
+        return profiling.stop(prof, top)
+
+    def peak_memory_gib(self, reset: bool = True) -> float:
+        """Peak GPU memory allocated by this rank since the last reset (0 on CPU)."""
+        if self.device.type != "cuda":
+            return 0.0
+        torch.cuda.synchronize(self.device)
+        peak = torch.cuda.max_memory_allocated(self.device) / float(1 << 30)
+        if reset:
+            torch.cuda.reset_peak_memory_stats(self.device)
+        return peak

@@ -167,10 +167,15 @@ def test_checkpointing_and_prefetch_leave_the_step_unchanged(ray_cluster, qwen2_
                        strategy_config=Fsdp2StrategyConfig(prefetch_layers=2))
     assert fsdp2.checkpointing.on and not fsdp2.fused_optimizer
     batch = rl_batch(make_batch, 2, local)
+    fsdp2.start_profile()  # and each rank's profile of the step: the gloo collectives show as communication
     m_fsdp2, m_local = fsdp2.train_step(batch, policy_loss()), local.train_step(batch, policy_loss())
+    profiles = fsdp2.stop_profile(top=5)
     for key in ("policy/loss", "grad_norm", "tokens"):
         assert m_fsdp2[key] == pytest.approx(m_local[key], rel=1e-5, abs=1e-6), key
     torch.testing.assert_close(fsdp2.forward(batch).logprobs, local.forward(batch).logprobs, atol=1e-4, rtol=1e-4)
+    assert len(profiles) == 2 and all(p["device"] == "cpu" and len(p["top"]) == 5 for p in profiles)
+    assert all(p["shares"]["comm"] > 0 and sum(p["shares"].values()) == pytest.approx(1, abs=1e-3) for p in profiles)
+    assert fsdp2.peak_memory_gib() == [0.0, 0.0]  # CPU workers
     fsdp2.shutdown()
 
 

@@ -1,4 +1,4 @@
-"""``[trainer] gradient_checkpointing = "auto"``: the memory estimate, the verdict, and what the strategies do with it."""
+"""``[trainer] gradient_checkpointing = "auto"``: the memory estimate, the verdict, and what strategies do."""
 
 from __future__ import annotations
 
