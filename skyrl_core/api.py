@@ -89,6 +89,7 @@ _export(
     "TextEnv",
     "Message",
     "HasStopStrings",
+    "HasEnvTimeout",
     "ReportsMetrics",
     "AggregatesMetrics",
     "Closeable",

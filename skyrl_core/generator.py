@@ -10,10 +10,12 @@ trajectory runs as its own asyncio task (at most ``generator.max_concurrent`` at
            observations -> templated as a continuation, appended, loss mask 0
 
 Requests that are ready at the same moment are sent to the backend in one
-``generate`` call. An environment that raises or exceeds ``generator.env_timeout_s``
-ends its trajectory with ``finish_reason = "error"``, the error recorded and reward 0;
-the other trajectories go on. Backend errors are not caught: they are not the
-environment's fault and a run cannot continue without a backend.
+``generate`` call. An environment that raises or exceeds ``generator.env_timeout_s`` (or
+its own ``env_timeout_s``, ``HasEnvTimeout``) ends its trajectory with ``finish_reason =
+"error"``, the error recorded and reward 0; the other trajectories go on. A step output's
+``postprocessed_action`` replaces the model's reply of that turn (SkyRL-Gym's convention).
+Backend errors are not caught: they are not the environment's fault and a run cannot
+continue without a backend.
 
 Launch: ``asyncio.run(generate_batch(rows, backend=..., tokenizer=..., registry=...,
 config=cfg, samples_per_prompt=4))``.
@@ -36,7 +38,14 @@ import attrs
 from skyrl_core.data.chat import ChatTokens, encode, prompt_token_ids
 from skyrl_core.data.rows import PromptRow, validate_rows
 from skyrl_core.protocols.backend import GenerateRequest, GenerateResult, KnowsModelLength, SamplingParams
-from skyrl_core.protocols.env import AggregatesMetrics, Closeable, HasStopStrings, ReportsMetrics, StepOutput
+from skyrl_core.protocols.env import (
+    AggregatesMetrics,
+    Closeable,
+    HasEnvTimeout,
+    HasStopStrings,
+    ReportsMetrics,
+    StepOutput,
+)
 from skyrl_core.rollout import RolloutBatch, Trajectory
 from skyrl_core.specs import Kind
 
@@ -123,9 +132,10 @@ def _as_step_output(out: Any) -> StepOutput:
     """Accept ``StepOutput`` or a SkyRL-Gym style dict; raise ``EnvFailure`` when malformed."""
     if isinstance(out, StepOutput):
         obs, reward, done, meta = out.observations, out.reward, out.done, out.metadata
+        action = out.postprocessed_action
     elif isinstance(out, Mapping):
         obs, reward, done = out.get("observations", []), out.get("reward", 0.0), out.get("done")
-        meta = out.get("metadata")
+        meta, action = out.get("metadata"), out.get("postprocessed_action")
         if done is None:
             raise EnvFailure("step() returned a dict without 'done'")
     else:
@@ -136,8 +146,23 @@ def _as_step_output(out: Any) -> StepOutput:
         raise EnvFailure(f"step() returned a non-numeric reward {reward!r}") from exc
     if not math.isfinite(reward):
         raise EnvFailure(f"step() returned a non-finite reward {reward!r}")
+    if action is not None and not isinstance(action, str):
+        raise EnvFailure(f"step() returned a postprocessed_action that is not text: {type(action).__name__}")
     messages = _messages(obs or [], "step() observation")
-    return StepOutput(observations=messages, reward=reward, done=bool(done), metadata=dict(meta or {}))
+    return StepOutput(
+        observations=messages, reward=reward, done=bool(done), metadata=dict(meta or {}), postprocessed_action=action
+    )
+
+
+def _timeout_of(env: Any, default: float) -> tuple[float, str]:
+    """The per-call limit of ``env`` and where it comes from (for the timeout message)."""
+    own = env.env_timeout_s if isinstance(env, HasEnvTimeout) else None
+    if own is None:
+        return default, "generator.env_timeout_s"
+    if isinstance(own, bool) or not isinstance(own, (int, float)) or not 0 < own < math.inf:
+        raise EnvFailure(f"{type(env).__name__}.env_timeout_s must be a positive number of seconds or None, "
+                         f"got {own!r}")
+    return float(own), f"env_timeout_s of {type(env).__name__}"
 
 
 def _method(env: Any, name: str) -> Any:
@@ -207,9 +232,12 @@ class Generator:
         """One environment instance, built by the registry (``Environment(config, extras)``)."""
         return self.registry.create(Kind.ENVIRONMENT, name, config, extras)
 
-    async def _env_call(self, phase: str, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run ``fn`` (async, or sync in the thread pool) with the env timeout; failures -> ``EnvFailure``."""
-        timeout = self.gen.env_timeout_s
+    async def _env_call(
+        self, phase: str, fn: Callable[..., Any], *args: Any, limit: tuple[float, str] | None = None
+    ) -> Any:
+        """Run ``fn`` (async, or sync in the thread pool) within ``limit`` (seconds, where that number
+        comes from; default ``generator.env_timeout_s``); failures -> ``EnvFailure``."""
+        timeout, source = limit or (self.gen.env_timeout_s, "generator.env_timeout_s")
         try:
             if inspect.iscoroutinefunction(fn):
                 result = await asyncio.wait_for(fn(*args), timeout)
@@ -219,7 +247,7 @@ class Generator:
                 if inspect.isawaitable(result):
                     result = await asyncio.wait_for(result, timeout)
         except asyncio.TimeoutError as exc:
-            raise EnvFailure(f"{phase} timed out after {timeout:g} s (generator.env_timeout_s)") from exc
+            raise EnvFailure(f"{phase} timed out after {timeout:g} s ({source})") from exc
         except EnvFailure:
             raise
         except Exception as exc:  # the environment's own failure ends only this trajectory
@@ -244,7 +272,8 @@ class Generator:
         extras = {**copy.deepcopy(row.extras), "max_turns": max_turns}
         try:
             env = await self._env_call("__init__", self._new_env, row.env_class, env_cfg, extras)
-            init_out = await self._env_call("init", _method(env, "init"), copy.deepcopy(row.prompt))
+            limit = _timeout_of(env, self.gen.env_timeout_s)
+            init_out = await self._env_call("init", _method(env, "init"), copy.deepcopy(row.prompt), limit=limit)
             if not (isinstance(init_out, (tuple, list)) and len(init_out) == 2):
                 raise EnvFailure("init() must return (prompt, metadata)")
             prompt = _messages(init_out[0], "init() prompt message")
@@ -258,7 +287,7 @@ class Generator:
             traj.extra["prompt_messages"] = len(prompt)
             own_stops = tuple(env.stop_strings or ()) if isinstance(env, HasStopStrings) else ()
             stops = tuple(dict.fromkeys([*params.stop, *own_stops]))
-            await self._turns(traj, env, attrs.evolve(params, stop=stops, n=1), max_turns)
+            await self._turns(traj, env, attrs.evolve(params, stop=stops, n=1), max_turns, limit)
         except EnvFailure as exc:
             traj.error = f"{row.env_class}: {exc}"
             traj.finish_reason = "error"
@@ -269,7 +298,9 @@ class Generator:
         traj.check()
         return traj
 
-    async def _turns(self, traj: Trajectory, env: Any, params: SamplingParams, max_turns: int) -> None:
+    async def _turns(
+        self, traj: Trajectory, env: Any, params: SamplingParams, max_turns: int, env_limit: tuple[float, str]
+    ) -> None:
         engine_limit = self.backend.max_model_len if isinstance(self.backend, KnowsModelLength) else None
         limit = min(self.gen.max_total_tokens, engine_limit or math.inf)
         for turn in range(max_turns):
@@ -296,11 +327,14 @@ class Generator:
             traj.finish_reason = completion.finish_reason
             if completion.finish_reason == "abort":
                 return
-            out = _as_step_output(await self._env_call("step", _method(env, "step"), text))
+            out = _as_step_output(await self._env_call("step", _method(env, "step"), text, limit=env_limit))
+            fits = True
+            if out.postprocessed_action is not None and out.postprocessed_action != text:
+                tokens, fits = self._replace_action(traj, tokens, out.postprocessed_action, limit)
             self._credit(traj, out.reward)
             if out.metadata:
                 traj.extra.setdefault("step_metadata", []).append(out.metadata)
-            if out.done:
+            if out.done or not fits:
                 return
             if turn + 1 >= max_turns:
                 traj.finish_reason, traj.extra["cut_by"] = "length", "max_turns"
@@ -318,6 +352,38 @@ class Generator:
             traj.token_rewards += [0.0] * len(glue)
             traj.messages += out.observations
 
+    def _replace_action(
+        self, traj: Trajectory, sampled: list[int], action: str, limit: float
+    ) -> tuple[list[int], bool]:
+        """Replace the turn just sampled (the last ``len(sampled)`` response tokens) by ``action``.
+
+        The new tokens are ``action`` encoded, plus the end-of-turn token when the model ended
+        its turn with one (it is not part of the reply text); loss mask 1; the engine's
+        log-probs where they agree with the sampled tokens, 0.0 after. Returns the new tokens
+        and whether they fitted in ``limit`` (when not, they are cut and the episode ends
+        with finish reason 'length').
+        """
+        start = len(traj.response_ids) - len(sampled)
+        new = encode(self.tokenizer, action)
+        if sampled and sampled[-1] in self.chat.stop_token_ids():
+            new.append(sampled[-1])
+        room = int(min(limit - len(traj.prompt_ids) - start, len(new)))
+        fits = room == len(new)
+        new = new[:room]
+        same = 0
+        while same < min(len(new), len(sampled)) and new[same] == sampled[same]:
+            same += 1
+        logprobs = traj.rollout_logprobs[start : start + same] + [0.0] * (len(new) - same)
+        traj.response_ids[start:] = new
+        traj.loss_mask[start:] = [1] * len(new)
+        traj.rollout_logprobs[start:] = logprobs
+        traj.token_rewards[start:] = [0.0] * len(new)
+        traj.messages[-1] = {"role": "assistant", "content": action}
+        traj.extra["postprocessed_turns"] = traj.extra.get("postprocessed_turns", 0) + 1
+        if not fits:
+            traj.finish_reason, traj.extra["cut_by"] = "length", "max_total_tokens"
+        return new, fits
+
     @staticmethod
     def _credit(traj: Trajectory, reward: float) -> None:
         """Put a turn's reward on the last model token so far."""
@@ -330,10 +396,14 @@ class Generator:
 
     async def _finish_env(self, traj: Trajectory, env: Any) -> None:
         """Metrics, drift check and ``close``; failures here are recorded, never raised."""
+        try:
+            limit = _timeout_of(env, self.gen.env_timeout_s)
+        except EnvFailure:  # already reported by run_trajectory
+            limit = None
         if traj.error is None:
             try:
                 has = isinstance(env, ReportsMetrics)
-                metrics = await self._env_call("get_metrics", env.get_metrics) if has else {}
+                metrics = await self._env_call("get_metrics", env.get_metrics, limit=limit) if has else {}
                 traj.env_metrics = {k: float(v) for k, v in dict(metrics or {}).items()}
             except (EnvFailure, TypeError, ValueError) as exc:
                 traj.extra["metrics_error"] = str(exc)
@@ -345,7 +415,7 @@ class Generator:
                     traj.extra["drift_check_error"] = f"{type(exc).__name__}: {exc}"
         if isinstance(env, Closeable):
             try:
-                await self._env_call("close", env.close)
+                await self._env_call("close", env.close, limit=limit)
             except EnvFailure as exc:
                 traj.extra["close_error"] = str(exc)
 
@@ -443,6 +513,9 @@ def rollout_metrics(trajectories: Sequence[Trajectory]) -> dict[str, float]:
     checked = [t.extra["retokenize_drift"] for t in trajectories if "retokenize_drift" in t.extra]
     if checked:
         out["rollout/retokenize_drift"] = sum(checked) / len(checked)
+    replaced = sum("postprocessed_turns" in t.extra for t in trajectories)
+    if replaced:  # environments that rewrite replies (postprocessed_action) are rare: shown only then
+        out["rollout/postprocessed_actions"] = replaced / n
     return out
 
 

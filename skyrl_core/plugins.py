@@ -12,7 +12,9 @@ specs is recorded as failed (distribution, version, error) and the others still 
 Two distributions providing one component name are both kept: the name is *ambiguous*.
 That is an error naming both only for a run that selects it (``Registry.get``); every other
 run goes on (``conflicts`` lists such names, and the commands warn). A name qualified by its
-distribution, ``"skyrl-env-foo:gsm8k"``, selects one provider. ``SKYRL_LOAD_PLUGINS``
+distribution, ``"skyrl-env-foo:gsm8k"``, selects one provider; a spec marked ``qualified_only``
+is registered under that qualified name alone (adapters of other registries), so it never
+claims the plain name. ``SKYRL_LOAD_PLUGINS``
 (comma-separated entry-point names) restricts which third-party plugins load and
 ``SKYRL_EXCLUDE_PLUGINS`` leaves some out; builtins always load.
 """
@@ -81,6 +83,10 @@ class Component:
 
     @property
     def name(self) -> str:
+        """The name that selects it: ``spec.name``, or ``"distribution:name"`` for a
+        ``qualified_only`` spec (the registry's key either way)."""
+        if self.spec.qualified_only:
+            return f"{normalize_dist(self.provider.distribution)}{QUALIFIER}{self.spec.name}"
         return self.spec.name
 
     def load(self) -> Any:
@@ -162,6 +168,9 @@ class Registry:
         prefix = f"{where}: " if where else ""
         dist, sep, short = name.rpartition(QUALIFIER)
         if sep and dist:
+            only = self.components[kind].get(f"{normalize_dist(dist)}{QUALIFIER}{short}")
+            if only is not None:  # a qualified_only component: its qualified name is its key
+                return only
             matches = [c for c in self.providers(kind, short) if normalize_dist(c.provider.distribution) ==
                        normalize_dist(dist)]
             if matches:
@@ -204,6 +213,9 @@ class Registry:
             msg += f" Available: {listing}."
         else:
             msg += f" No {kind.label} is installed."
+        qualified = [n for n, c in sorted(available.items()) if c.spec.qualified_only and c.spec.name == name]
+        if qualified:
+            msg += f" Selectable only by its qualified name: {', '.join(repr(n) for n in qualified)}."
         dist = KNOWN_PROVIDERS.get(kind, {}).get(name)
         if dist:
             msg += f" {name!r} is provided by the distribution {dist}: `pip install {dist}`."
@@ -302,12 +314,13 @@ def _collect(registry: Registry, infos: Mapping[str, PluginInfo]) -> None:
                 continue
             for spec in specs:
                 component = Component(kind, spec, info)
-                existing = registry.components[kind].get(spec.name)
+                key = component.name  # "dist:name" for a qualified_only spec, never the plain name
+                existing = registry.components[kind].get(key)
                 if existing is not None:  # ambiguous: kept, selectable only by a qualified name
-                    registry.ambiguous[kind].setdefault(spec.name, [existing]).append(component)
+                    registry.ambiguous[kind].setdefault(key, [existing]).append(component)
                 else:
-                    registry.components[kind][spec.name] = component
-                info.components.setdefault(kind.value, []).append(spec.name)
+                    registry.components[kind][key] = component
+                info.components.setdefault(kind.value, []).append(key)
 
 
 def _drop_provider(registry: Registry, info: PluginInfo) -> None:
@@ -336,6 +349,12 @@ def _check_specs(specs: Any, kind: Kind) -> list[ComponentSpec]:
             raise TypeError(f"{kind.hook}() returned {spec!r}, which is not a ComponentSpec")
         if not spec.name or not isinstance(spec.name, str) or spec.name != spec.name.strip():
             raise ValueError(f"{kind.hook}() returned a spec with an invalid name {spec.name!r}")
+        if QUALIFIER in spec.name:
+            raise ValueError(
+                f"{kind.hook}() returned a spec named {spec.name!r}: names cannot contain {QUALIFIER!r}, which "
+                "separates a distribution from a name (use qualified_only=True for a name selectable only as "
+                "'distribution:name')"
+            )
         if spec.config_cls is not None and not attrs.has(spec.config_cls):
             raise TypeError(
                 f"{kind.label} {spec.name!r}: config_cls {spec.config_cls!r} must be an attrs class or None"

@@ -63,6 +63,10 @@ class ComponentSpec:
         summary: one line shown by ``skyrl components``.
         requires_critic: advantage estimators only: the estimator needs critic values
             (``AdvantageInput.values``), so the run trains a value model (``gae``).
+        qualified_only: the component is selected only by its distribution-qualified name
+            (``"skyrl-env-skyrlgym:gsm8k"``); the plain name stays free for every other
+            distribution. For adapters that mirror another framework's registry, whose names
+            must never shadow (or collide with) a component of the same name.
     """
 
     name: str
@@ -70,6 +74,7 @@ class ComponentSpec:
     summary: str
     config_cls: type | None = None
     requires_critic: bool = attrs.field(default=False, kw_only=True)
+    qualified_only: bool = attrs.field(default=False, kw_only=True)
 
     def load(self) -> Any:
         """Return the implementation, importing it if it was given lazily."""

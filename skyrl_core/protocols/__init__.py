@@ -31,6 +31,7 @@ _MODULES: dict[str, str] = {
     "AggregatesMetrics": "skyrl_core.protocols.env",
     "Closeable": "skyrl_core.protocols.env",
     "Environment": "skyrl_core.protocols.env",
+    "HasEnvTimeout": "skyrl_core.protocols.env",
     "HasStopStrings": "skyrl_core.protocols.env",
     "ReportsMetrics": "skyrl_core.protocols.env",
     "StepOutput": "skyrl_core.protocols.env",

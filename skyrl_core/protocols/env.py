@@ -15,7 +15,8 @@ The turn loop::
     env.close()
 
 An exception or a timeout inside ``init``/``step`` ends that trajectory with reward 0 and
-a recorded failure; it never stops the run.
+a recorded failure; it never stops the run. Each call is limited to ``[generator]
+env_timeout_s`` seconds, or to the environment's own ``env_timeout_s`` (``HasEnvTimeout``).
 """
 
 from __future__ import annotations
@@ -38,12 +39,18 @@ class StepOutput:
         reward: the reward for this turn.
         done: whether the episode ended.
         metadata: free-form information kept with the trajectory.
+        postprocessed_action: text that replaces the model's reply of this turn in the
+            trajectory (SkyRL-Gym's field of the same name), or None to keep the reply. The
+            turn's tokens become this text's tokens, still trained on (loss mask 1); only
+            their common prefix with the sampled tokens keeps the engine's log-probs, the
+            rest get 0.0. It breaks token-in/token-out, so prefer leaving the reply alone.
     """
 
     observations: list[Message] = attrs.field(factory=list)
     reward: float = 0.0
     done: bool = True
     metadata: dict[str, Any] = attrs.field(factory=dict)
+    postprocessed_action: str | None = None
 
 
 class Environment(Protocol):
@@ -106,6 +113,16 @@ class HasStopStrings(Protocol):
     ``[generator] stop`` for its trajectories."""
 
     stop_strings: Sequence[str]
+
+
+@runtime_checkable
+class HasEnvTimeout(Protocol):
+    """An environment with a time limit of its own: each of its calls after construction
+    (``init``, ``step``, ``get_metrics``, ``close``) may take ``env_timeout_s`` seconds instead
+    of ``[generator] env_timeout_s``; None keeps the generator's. For environments that
+    retry slow services, or whose limit is a per-environment option."""
+
+    env_timeout_s: float | None
 
 
 class TextEnv:
