@@ -435,7 +435,7 @@ class Generator:
         Trajectories are returned in (row, sample) order whatever order they finish in.
         ``on_trajectory`` is called as each one finishes (progress bars).
         """
-        prompt_rows = as_rows(rows, self.cfg.data.default_env_class, self.registry)
+        prompt_rows = as_rows(rows, self.cfg.data.default_env_class, self.registry, self.cfg.data.env_map)
         params = params or sampling_params(self.cfg, self.chat)
         self._batcher = _Batcher(self.backend)  # fresh per call: its tasks belong to the running loop
         semaphore = asyncio.Semaphore(self.gen.max_concurrent)
@@ -520,7 +520,10 @@ def rollout_metrics(trajectories: Sequence[Trajectory]) -> dict[str, float]:
 
 
 def as_rows(
-    rows: Sequence[PromptRow | Mapping[str, Any]], default_env_class: str | None, registry: Any
+    rows: Sequence[PromptRow | Mapping[str, Any]],
+    default_env_class: str | None,
+    registry: Any,
+    env_map: Mapping[str, str] | None = None,
 ) -> list[PromptRow]:
     """Validate plain dict rows (``PromptRow``s pass through)."""
     raw = [(i, r) for i, r in enumerate(rows) if not isinstance(r, PromptRow)]
@@ -528,7 +531,11 @@ def as_rows(
         return list(rows)  # type: ignore[arg-type]
     checked = iter(
         validate_rows(
-            [("rows", i, r) for i, r in raw], default_env_class=default_env_class, registry=registry, what="generator"
+            [("rows", i, r) for i, r in raw],
+            default_env_class=default_env_class,
+            registry=registry,
+            what="generator",
+            env_map=env_map,
         )
     )
     return [r if isinstance(r, PromptRow) else attrs.evolve(next(checked), uid=str(i)) for i, r in enumerate(rows)]

@@ -86,7 +86,7 @@ def check_data(cfg: RunConfig, registry: Registry, *, train: bool = True) -> Non
     names = set(cfg.environments)
     for files in sources.values():
         for source in files or []:
-            names |= _env_classes(source, cfg.data.default_env_class)
+            names |= {cfg.data.env_map.get(n, n) for n in _env_classes(source, cfg.data.default_env_class)}
     check_named(registry, Kind.ENVIRONMENT, sorted(n for n in names if registry.providers(Kind.ENVIRONMENT, n)))
 
 

@@ -150,6 +150,12 @@ class DataConfig:
     )
     shuffle: bool = option(True, help="Shuffle the training rows each epoch (seeded).")
     default_env_class: str | None = option(None, help="Environment for rows whose `env_class` is missing or null.")
+    env_map: dict[str, str] = option(
+        factory=dict,
+        help="Environments that replace the ones rows name (after default_env_class), e.g. "
+        '{ gsm8k = "skyrl-env-skyrlgym:gsm8k" } scores SkyRL data with skyrl-gym\'s own gsm8k; options come '
+        "from the [environments.<replacement>] table.",
+    )
     generate: str | None = option(
         None,
         help="Create the data files when missing, with this dataset preparer (e.g. 'arithmetic'); "

@@ -190,9 +190,11 @@ def validate_rows(
     default_env_class: str | None = None,
     registry: Any = None,
     what: str = "data",
+    env_map: Mapping[str, str] | None = None,
 ) -> list[PromptRow]:
     """Validate raw rows ``(source, index in source, row)``; raise one ``DataError`` listing the problems.
 
+    ``env_map`` (``[data] env_map``) replaces environment names, after ``default_env_class``.
     With a ``registry`` (``skyrl_core.plugins.Registry``), unknown ``env_class`` names are
     reported with the registry's message (suggestions, what is installed).
     """
@@ -218,6 +220,8 @@ def validate_rows(
         elif not isinstance(env, str) or not env:
             errors.append(f"{where}, field 'env_class': must be an environment name (string), got {env!r}")
             env = None
+        if isinstance(env, str) and env_map and env in env_map:
+            env = env_map[env]
         if isinstance(env, str) and known is not None and env not in known:
             unknown_envs.setdefault(env, []).append(where)
         spec = row.get("reward_spec")
@@ -252,7 +256,11 @@ def validate_rows(
         )
     for env, places in unknown_envs.items():
         more = f" (and {len(places) - 1} more rows)" if len(places) > 1 else ""
-        message = registry.unknown_message(Kind.ENVIRONMENT, env, f"{places[0]}{more}, field 'env_class'")
+        mapped = [k for k, v in (env_map or {}).items() if v == env]
+        field = "field 'env_class'"
+        if mapped:
+            field += f" ({', '.join(map(repr, mapped))} -> {env!r} by [data] env_map)"
+        message = registry.unknown_message(Kind.ENVIRONMENT, env, f"{places[0]}{more}, {field}")
         errors.append(message)
     if errors:
         shown = errors[:MAX_ERRORS_SHOWN]
@@ -288,6 +296,7 @@ def load_prompt_rows(
     min_rows: int = 0,
     max_rows: int | None = None,
     what: str = "data",
+    env_map: Mapping[str, str] | None = None,
 ) -> PromptDataset:
     """Read, concatenate, validate and length-filter ``sources``.
 
@@ -297,6 +306,7 @@ def load_prompt_rows(
         max_prompt_tokens: rows whose templated prompt is longer are dropped and counted.
         default_env_class: used where ``env_class`` is missing.
         registry: validates ``env_class`` names when given.
+        env_map: replaces environment names (``[data] env_map``).
         min_rows: raise ``DataError`` when fewer rows remain (e.g. ``prompts_per_step``).
         max_rows: keep only the first ``max_rows`` rows (before filtering).
         what: the config key, for messages (e.g. ``"data.train"``).
@@ -311,7 +321,7 @@ def load_prompt_rows(
                 break
         if max_rows is not None and len(raw) >= max_rows:
             break
-    rows = validate_rows(raw, default_env_class=default_env_class, registry=registry, what=what)
+    rows = validate_rows(raw, default_env_class=default_env_class, registry=registry, what=what, env_map=env_map)
     dropped = 0
     if tokenizer is not None and max_prompt_tokens is not None and rows:
         lengths = prompt_lengths(tokenizer, rows)
@@ -354,6 +364,7 @@ def load_prompts(
         tokenizer=tokenizer,
         max_prompt_tokens=cfg.data.max_prompt_tokens,
         default_env_class=cfg.data.default_env_class,
+        env_map=cfg.data.env_map,
         registry=registry,
         min_rows=min_rows,
         max_rows=max_rows,
