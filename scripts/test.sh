@@ -42,8 +42,8 @@ for dir in "${TEST_DIRS[@]}"; do
     fi
 done
 
-# Plugins whose engines need a venv of their own (SGLang on CPU pins other versions) run their tests
-# in an extra stage: plugins/<name>/scripts/ci.sh builds or reuses that venv and runs the plugin's
+# Plugins that need a venv of their own (SGLang and vLLM on CPU pin other versions; skyrl-gym stays
+# out of the main venv) run their tests in an extra stage: plugins/<name>/scripts/ci.sh builds or reuses that venv and runs the plugin's
 # tests there, writing JUnit XML into $RESULTS. SKYRL_PLUGIN_STAGES=0 skips these stages.
 if [ "${SKYRL_PLUGIN_STAGES:-1}" != 0 ]; then
     for stage in plugins/*/scripts/ci.sh; do

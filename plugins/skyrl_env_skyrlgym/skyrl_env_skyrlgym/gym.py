@@ -54,7 +54,7 @@ def registered() -> dict[str, str]:
             f"skyrl-gym {version()} is installed but does not import ({type(exc).__name__}: {exc}); "
             "reinstall it (`pip install --force-reinstall skyrl-gym`) or uninstall skyrl-env-skyrlgym"
         ) from exc
-    for module in [m.strip() for m in os.environ.get(MODULES_VAR, "").split(",") if m.strip()]:
+    for module in [m.strip() for m in os.environ.get("SKYRL_SKYRLGYM_MODULES", "").split(",") if m.strip()]:
         try:
             importlib.import_module(module)
         except Exception as exc:

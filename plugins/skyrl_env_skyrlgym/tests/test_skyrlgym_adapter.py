@@ -3,7 +3,12 @@ skyrl-gym's environments (their real classes, a real SQLite database) to skyrl's
 
 from __future__ import annotations
 
+import re
+
 import pytest
+import skyrl_env_skyrlgym.plugin
+import tomllib
+from skyrl_env_skyrlgym import gym
 from skyrlgym_support import (
     DIST,
     HAVE_SKYRL_GYM,
@@ -15,22 +20,20 @@ from skyrlgym_support import (
     sql_rows,
 )
 
-import skyrl_env_skyrlgym.plugin
 from skyrl_core.api import (
     ComponentSpec,
     ConfigError,
     HasEnvTimeout,
     Kind,
+    PluginError,
     StepOutput,
     TextEnv,
     build_registry,
     hookimpl,
     parse_config,
 )
-from skyrl_core.plugins import UnknownComponentError
 from skyrl_core.testing import check_plugin
 from skyrl_core.testing.smoke import PluginSmoke
-from skyrl_env_skyrlgym import gym
 
 SMOKE = PluginSmoke(DIST, PROJECT_DIR)
 PROMPT = [{"role": "user", "content": "What is 70 + 2?"}]
@@ -64,6 +67,16 @@ def test_loads_alone_with_one_environment_per_registered_id():
     else:
         expected = {}  # without skyrl-gym: loads, provides nothing
     SMOKE.assert_loads(expected)
+
+
+def test_the_compatibility_page_states_the_tested_versions():
+    page = (PROJECT_DIR.parents[1] / "docs" / "compatibility.md").read_text()
+    (extra,) = tomllib.loads((PROJECT_DIR / "pyproject.toml").read_text())["project"]["optional-dependencies"]["gym"]
+    ci = (PROJECT_DIR / "scripts" / "ci.sh").read_text()
+    version = re.search(r"SKYRL_GYM_VERSION:-([0-9.]+)", ci).group(1)
+    torch = re.search(r"^TORCH_VERSION=([0-9.]+)", ci, flags=re.M).group(1)
+    row = next(line for line in page.splitlines() if line.startswith("| skyrl-env-skyrlgym |"))
+    assert f"`gym` extra: `{extra}`" in row and f"skyrl-gym **{version}**" in row and f"torch **{torch}**+cpu" in row
 
 
 @needs_skyrl_gym
@@ -101,7 +114,7 @@ def test_their_ids_are_qualified_and_never_answer_a_plain_name(gym_registry, mon
         assert comp.spec.qualified_only and comp.provider.distribution == DIST
         assert comp.load().env_id == env_id
         assert env_id not in names
-    with pytest.raises(UnknownComponentError) as exc:
+    with pytest.raises(PluginError) as exc:
         gym_registry.get(Kind.ENVIRONMENT, "gsm8k", where="data.train row 0, field 'env_class'")
     assert f"Selectable only by its qualified name: '{DIST}:gsm8k'." in str(exc.value)
 
