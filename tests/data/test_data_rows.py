@@ -190,3 +190,39 @@ def test_max_rows_reads_only_the_first_rows(tmp_path, registry):
     f = write_jsonl(tmp_path / "five.jsonl", [good(i) for i in range(5)])
     ds = load_prompt_rows([str(f), str(f)], registry=registry, max_rows=3)
     assert [r.prompt[1]["content"] for r in ds.rows] == [f"What is {i} + 1?" for i in range(3)]
+
+
+# -- [data] env_map: rows keep their names (SkyRL's gsm8k), the run says which environment answers --
+
+
+def test_env_map_replaces_names_after_the_default(tmp_path, registry):
+    f = write_jsonl(tmp_path / "rows.jsonl", [good(0, env_class="gsm8k"), good(1, env_class=None), good(2)])
+    rows = load_prompt_rows(
+        [str(f)], registry=registry, default_env_class="gsm8k", env_map={"gsm8k": "arithmetic"}
+    ).rows
+    assert [r.env_class for r in rows] == ["arithmetic"] * 3
+    assert "env_class" not in rows[0].extras  # the row's own name is not kept as an extra column
+
+
+def test_an_unknown_env_map_replacement_is_reported_with_the_row_and_the_mapping(tmp_path, registry):
+    f = write_jsonl(tmp_path / "rows.jsonl", [good(0), good(1, env_class="gsm8k"), good(2, env_class="gsm8k")])
+    with pytest.raises(DataError) as exc:
+        load_prompt_rows([str(f)], registry=registry, env_map={"gsm8k": "skyrl-env-nope:gsm8k"}, what="data.train")
+    message = str(exc.value)
+    assert "data.train: 1 invalid row:" in message
+    mapping = "('gsm8k' -> 'skyrl-env-nope:gsm8k' by [data] env_map)"
+    assert f"{f} row 1 (and 1 more rows), field 'env_class' {mapping}" in message
+    assert "no environment named 'skyrl-env-nope:gsm8k'. Available: arithmetic (skyrl-core)." in message
+
+
+def test_env_map_is_a_table_of_names_in_the_config(tmp_path, registry, tiny_model_dir):
+    from skyrl_core.config.loader import parse_config
+    from skyrl_core.errors import ConfigError
+
+    f = write_jsonl(tmp_path / "rows.jsonl", [good(0, env_class="gsm8k"), good(1, env_class="gsm8k")])
+    raw = {"model": {"path": str(tiny_model_dir)}, "data": {"train": [str(f)], "env_map": {"gsm8k": "arithmetic"}}}
+    cfg = parse_config(raw, registry)
+    assert cfg.data.env_map == {"gsm8k": "arithmetic"}
+    assert [r.env_class for r in load_prompts(cfg, registry, None, cfg.data.train).rows] == ["arithmetic"] * 2
+    with pytest.raises(ConfigError, match=r"data\.env_map\.gsm8k"):
+        parse_config({**raw, "data": {"train": [str(f)], "env_map": {"gsm8k": 3}}}, registry)
