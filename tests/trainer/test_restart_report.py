@@ -122,6 +122,27 @@ def test_a_run_killed_twice_reports_each_restart_and_keeps_one_history(tmp_path:
     assert len({a["pid"] for a in attempts}) == 4
 
 
+def test_a_finished_run_whose_export_is_missing_writes_only_the_export(tmp_path: Path, capsys) -> None:
+    """E.g. killed while exporting: the re-run trains nothing and exports the last checkpoint."""
+    import shutil
+
+    from skyrl_core.cli import main
+
+    cfg = write_config(tmp_path, steps=1)
+    run = tmp_path / "run"
+    assert main(["train", str(cfg)]) == 0
+    shutil.rmtree(run / "export")
+    metrics_before = (run / "metrics.jsonl").read_text()
+    capsys.readouterr()
+    assert main(["train", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert "at step 1: the run is already complete" in out
+    assert f"the export was missing: wrote step 1 to {run / 'export'}" in out
+    assert (run / "export" / "model.safetensors").is_file()
+    assert (run / "metrics.jsonl").read_text() == metrics_before
+    assert [a["status"] for a in _attempts(run)] == ["completed", "already_complete"]
+
+
 # -- the pieces, without a run ------------------------------------------------------------------
 
 CKPTS = Path("/runs/x/checkpoints")
@@ -159,6 +180,23 @@ def test_what_a_restart_says() -> None:
     killed_early = {"resumed_from": None, "last_step": None}  # e.g. during the warm start
     assert _notice([killed_early]).endswith("(the previous attempt stopped before finishing step 1)")
     assert _notice([fresh], resume="never") == 'checkpoint.resume = "never": starting over from step 0 (attempt 2)'
+
+
+def test_the_faq_shows_the_real_messages() -> None:
+    faq = (Path(__file__).resolve().parents[2] / "docs" / "faq.md").read_text()
+    root = Path("runs/quickstart/checkpoints")
+    before = [{"resumed_from": None, "last_step": 23}]
+    loader = {"epoch": 0, "position": 640, "num_rows": 1000}
+    notices = [
+        restart_notice(before, resume="auto", checkpoints=root, resumed_from=root / "step-000020",
+                       state={"step": 20, "loader": loader}, target_steps=30),
+        restart_notice([{"resumed_from": None, "last_step": 7}], resume="auto", checkpoints=root, resumed_from=None,
+                       state=None, target_steps=30),
+        restart_notice(before, resume="auto", checkpoints=root, resumed_from=root / "step-000030",
+                       state={"step": 30}, target_steps=30),
+    ]
+    for notice in notices:
+        assert f"\n{notice}\n" in faq, notice
 
 
 def test_the_furthest_step_counts_from_the_last_start_over() -> None:
