@@ -125,12 +125,14 @@ class RunManifest:
         self.attempt.update(fields)
         self._write()
 
-    def end(self, status: str, error: BaseException | None = None) -> None:
-        """Record how this attempt ended."""
-        fields: dict[str, Any] = {"status": status, "ended": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        if error is not None:
-            fields["error"] = f"{type(error).__name__}: {error}"
-        self.update(**fields)
+    def end(self, status: str) -> None:
+        """Record how this attempt ended (``completed``, ``already_complete``)."""
+        self.update(status=status, ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+
+    def fail(self, error: BaseException) -> None:
+        """Record the error that ended this attempt (``interrupted`` for Ctrl-C, else ``failed``)."""
+        self.attempt["error"] = f"{type(error).__name__}: {error}"
+        self.end("interrupted" if isinstance(error, KeyboardInterrupt) else "failed")
 
     def _write(self) -> None:
         data = {**self._data, "attempts": [*self.previous, self.attempt]}

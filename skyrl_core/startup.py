@@ -128,7 +128,7 @@ def setup_run(cfg: RunConfig, registry: Registry, config_path: str | None = None
         _build(run, config_path)
     except BaseException as exc:
         if run.manifest is not None:
-            run.manifest.end("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", exc)
+            run.manifest.fail(exc)
         close_run(run)  # e.g. engines already started in Ray actors
         raise
     return run

@@ -187,7 +187,7 @@ def train(cfg: RunConfig, registry: Registry, config_path: str | None = None) ->
         run.manifest.end("completed")
         return last
     except BaseException as exc:
-        run.manifest.end("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", exc)
+        run.manifest.fail(exc)
         raise
     finally:
         close_run(run)
@@ -204,7 +204,7 @@ def finish_complete_run(run: RunContext) -> dict[str, float]:
             print(f"the export was missing: wrote step {run.step} to {export}")
         run.manifest.end("already_complete")
     except BaseException as exc:
-        run.manifest.end("failed", exc)
+        run.manifest.fail(exc)
         raise
     finally:
         close_run(run)

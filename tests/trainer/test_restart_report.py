@@ -250,6 +250,6 @@ def test_a_manifest_from_before_attempts_were_recorded_counts_as_one(tmp_path: P
         (1, 11, "unknown"), (2, os.getpid(), "running")
     ]
     assert data["attempts"][1]["last_step"] == 1
-    manifest.end("failed", ValueError("bad row"))
+    manifest.fail(ValueError("bad row"))
     last = json.loads((run_dir / "manifest.json").read_text())["attempts"][-1]
     assert last["status"] == "failed" and last["error"] == "ValueError: bad row" and "ended" in last
