@@ -93,32 +93,17 @@ def export_main(
 ) -> int:
     """``skyrl export``: write a Hugging Face folder from a checkpoint (default: the latest)."""
     from skyrl_core import runtime
-    from skyrl_core.checkpoint import read_state
-    from skyrl_core.components import build_strategy, model_for
-    from skyrl_core.models.loading import load_tokenizer
-    from skyrl_core.startup import open_run
+    from skyrl_core.startup import export_checkpoint, open_run
 
     cfg, registry = load_run_config(path, overrides, registry)
     run = open_run(cfg, registry, with_backend=False)
-    assert run.components is not None and run.checkpoints is not None
+    assert run.checkpoints is not None
     ckpt = Path(checkpoint) if checkpoint else run.checkpoints.latest()
     if ckpt is None:
         raise SkyrlError(f"no checkpoint found under {run.checkpoints.root}; pass --checkpoint PATH")
-    state = read_state(ckpt)
-    model = model_for(cfg, state.get("model_path") or cfg.model.path)
+    target = Path(out) if out else run.run_dir / "export"
     try:
-        strategy = build_strategy(
-            cfg,
-            registry,
-            run.components.strategy,
-            model,
-            need_ref=run.components.need_ref,
-            need_critic=run.components.requires_critic,
-            total_optimizer_steps=run.plan.total_optimizer_steps,
-        )
-        strategy.load_checkpoint(ckpt)
-        target = Path(out) if out else run.run_dir / "export"
-        strategy.export_hf(target, load_tokenizer(model))
+        state = export_checkpoint(run, ckpt, target)
     finally:
         runtime.shutdown()
     print(f"exported step {state['step']} from {ckpt} to {target}")
