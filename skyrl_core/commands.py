@@ -34,9 +34,9 @@ def load_run_config(
 
 def train_main(path: str, overrides: Sequence[str], registry: Registry | None = None) -> int:
     """``skyrl train``."""
+    cfg, registry = load_run_config(path, overrides, registry)  # before torch is imported: a bad file fails fast
     from skyrl_core.trainer import train
 
-    cfg, registry = load_run_config(path, overrides, registry)
     train(cfg, registry, config_path=path)
     return 0
 

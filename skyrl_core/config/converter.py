@@ -186,27 +186,32 @@ def join_path(path: Sequence[str | int]) -> str:
 
 
 def _issues_from(
-    exc: BaseException, path: list[str | int], tp: Any = None, owner: str | None = None
+    exc: BaseException, path: list[str | int], tp: Any = None, owner: str | None = None, data: Any = None
 ) -> list[ConfigIssue]:
+    """The issues of a structuring error of ``data`` (the table or value at ``path``)."""
     if isinstance(exc, ClassValidationError):
         out: list[ConfigIssue] = []
         with_notes, without = exc.group_exceptions()
         for sub, note in with_notes:
-            out += _issues_from(sub, [*path, note.name], note.type, owner)
+            sub_data = data.get(note.name) if isinstance(data, dict) else None
+            out += _issues_from(sub, [*path, note.name], note.type, owner, sub_data)
         for sub in without:
-            out += _issues_from(sub, path, tp, owner)
+            out += _issues_from(sub, path, tp, owner, data)
         return out
     if isinstance(exc, IterableValidationError):
         out = []
         with_notes, without = exc.group_exceptions()
         for sub, note in with_notes:
-            out += _issues_from(sub, [*path, note.index], note.type, owner)
+            sub_data = data[note.index] if isinstance(data, list) and note.index < len(data) else None
+            out += _issues_from(sub, [*path, note.index], note.type, owner, sub_data)
         for sub in without:
-            out += _issues_from(sub, path, tp, owner)
+            out += _issues_from(sub, path, tp, owner, data)
         return out
     if isinstance(exc, ForbiddenExtraKeysError):
         valid = [a.name for a in attrs.fields(exc.cl)]
-        return unknown_keys(path, sorted(exc.extra_fields), valid)
+        # in the file's order (the set cattrs gives has none)
+        keys = [k for k in data if k in exc.extra_fields] if isinstance(data, dict) else sorted(exc.extra_fields)
+        return unknown_keys(path, keys, valid)
     if isinstance(exc, NotATable):
         return [ConfigIssue(join_path(path), not_a_table(join_path(path), exc.value))]
     if isinstance(exc, Rejected):
@@ -251,7 +256,7 @@ def structure(
         obj = CONVERTER.structure(data, cls)
     except Exception as exc:
         # One type error must not hide the value checks of the parts that are fine.
-        return None, _issues_from(exc, list(path), cls, owner) + _checks_of_valid_parts(data, cls, path, owner)
+        return None, _issues_from(exc, list(path), cls, owner, data) + _checks_of_valid_parts(data, cls, path, owner)
     return obj, check_fields(obj, path, owner)
 
 

@@ -13,7 +13,7 @@ at the first one)::
 
 Besides its own ``check``, every value is held to what no consumer accepts (``value_problems``):
 a float must be finite (NaN never; infinity only with ``allow_inf=True``), and a string, or a
-string in a list, must not be empty or blank (unless ``allow_empty=True``), so that
+string in a list, must not be empty (unless ``allow_empty=True``), so that
 ``path = ""`` is an error instead of the current folder. Integers are bounded to 64 bits
 when they are read (``skyrl_core.config.loader``).
 """
@@ -91,9 +91,8 @@ def _rule_problems(field: attrs.Attribute, value: Any, where: tuple[int, ...]) -
         if math.isinf(value) and not field.metadata.get("allow_inf"):
             return [(where, f"must be finite, got {value!r}")]
     elif isinstance(value, str):
-        if not value.strip() and not field.metadata.get("allow_empty"):
-            shown = "an empty string" if not value else f"only whitespace ({value!r})"
-            return [(where, f"must not be empty, got {shown}")]
+        if not value and not field.metadata.get("allow_empty"):
+            return [(where, "must not be empty, got an empty string")]
     elif isinstance(value, (list, tuple)):
         out: list[tuple[tuple[int, ...], str]] = []
         for i, item in enumerate(value):

@@ -12,6 +12,7 @@ its key path and, when the file writes that key, its line.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -62,8 +63,10 @@ def load_config(path: str | Path, overrides: Iterable[str] = (), registry: Regis
     try:
         return parse_config(raw, registry=registry, source=str(path))
     except ConfigError as exc:
-        lines = KeyLines.of(text)
-        issues = [_locate(issue, set_here, lines) for issue in exc.issues]
+        # lines for the problems that are shown (a generated file may have a million)
+        shown = exc.issues[: ConfigError.MAX_SHOWN]
+        lines = KeyLines.of(text, wanted=[re.sub(r"\[\d+\]", "", i.path) for i in shown if i.path])
+        issues = [_locate(issue, set_here, lines if i < len(shown) else None) for i, issue in enumerate(exc.issues)]
         overridden = any(_override_of(issue, set_here) for issue in exc.issues)
         raise ConfigError(issues, f"{path} (with command-line overrides)" if overridden else str(path)) from None
 
@@ -76,14 +79,14 @@ def _override_of(issue: ConfigIssue, set_here: dict[str, str]) -> str | None:
     return None
 
 
-def _locate(issue: ConfigIssue, set_here: dict[str, str], lines: KeyLines) -> ConfigIssue:
+def _locate(issue: ConfigIssue, set_here: dict[str, str], lines: KeyLines | None) -> ConfigIssue:
     """Say so when a problem is at a key that a command-line override set; otherwise add the line
     of the file that writes its key."""
     text = _override_of(issue, set_here)
     if text is not None:
         return attrs.evolve(issue, message=f"{issue.message} (from the command-line override {text!r})", line=None)
-    if issue.line is None and issue.path:
-        return attrs.evolve(issue, line=lines.line_of(issue.path))
+    if issue.line is None and issue.path and lines is not None:
+        return ConfigIssue(issue.path, issue.message, lines.line_of(issue.path))
     return issue
 
 
@@ -146,7 +149,10 @@ def _take_slots(raw: dict[str, Any], issues: list[ConfigIssue]) -> _Chosen:
             table = _pop_path(raw, slot.path)
             table = {} if table is None else table
             if not isinstance(table, dict):
-                message = f"{not_a_table(_join(slot.path), table)} (its `name = ...` chooses the {slot.kind.label})"
+                where = _join(slot.path)
+                message = f"{not_a_table(where, table)} (its `name = ...` chooses the {slot.kind.label})"
+                if isinstance(table, str):  # backend = "vllm"
+                    message = f"{not_a_table(where, table)}; write [{where}] with name = {table!r}"
                 issues.append(ConfigIssue(_join(slot.path), message))
                 continue
             table = dict(table)

@@ -123,8 +123,6 @@ def plan_issues(cfg: RunConfig) -> list[ConfigIssue]:
         out.append(
             ConfigIssue("algorithm.kl.adaptive", "the adaptive KL controller needs algorithm.kl.mode = 'reward'")
         )
-    if len(t.betas) != 2 or not all(0 <= b < 1 for b in t.betas):
-        out.append(ConfigIssue("trainer.betas", f"expected two numbers in [0, 1), got {t.betas!r}"))
     if cfg.generator.max_new_tokens >= cfg.generator.max_total_tokens:
         out.append(
             ConfigIssue(

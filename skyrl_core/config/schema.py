@@ -259,6 +259,12 @@ class AlgorithmConfig:
     value_coef: float = option(0.5, help="Weight of the critic's value loss.", check=non_negative)
 
 
+def _check_betas(value: list[float]) -> str | None:
+    if len(value) == 2 and all(0 <= b < 1 for b in value):
+        return None
+    return f"expected two numbers in [0, 1), got {value!r}"
+
+
 @attrs.define(kw_only=True)
 class TrainerConfig:
     """``[trainer]``: batch sizes (in their units), optimisation and schedule."""
@@ -275,7 +281,7 @@ class TrainerConfig:
     )
     lr: float = option(1e-6, help="Peak learning rate (AdamW).", check=positive)
     weight_decay: float = option(0.01, help="AdamW weight decay.", check=non_negative)
-    betas: list[float] = option(factory=lambda: [0.9, 0.999], help="AdamW betas.")
+    betas: list[float] = option(factory=lambda: [0.9, 0.999], help="AdamW betas.", check=_check_betas)
     grad_clip: float = option(1.0, help="Max gradient norm (0 = no clipping).", check=non_negative)
     lr_schedule: Literal["constant", "cosine", "linear"] = option(
         "constant", help="Learning-rate schedule after warmup."

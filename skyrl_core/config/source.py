@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ _LITERAL = r"'[^'\n]*'"
 _PART = rf"(?:{_BARE}|{_BASIC}|{_LITERAL})"
 _KEY = rf"{_PART}(?:[ \t]*\.[ \t]*{_PART})*"
 _PARTS = re.compile(_PART)
+_BARE_KEY = re.compile(_BARE)
 _HEADER = re.compile(rf"^[ \t]*(\[\[?)[ \t]*({_KEY})[ \t]*(\]\]?)[ \t]*(?:#.*)?$")
 _ASSIGN = re.compile(rf"^[ \t]*({_KEY})[ \t]*=(.*)$")
 _POSITION = re.compile(r"^(?P<what>.*) \(at (?:line (?P<line>\d+), column (?P<col>\d+)|end of document)\)$", re.S)
@@ -45,6 +47,8 @@ _BARE_WORD = re.compile(r"^[A-Za-z_][\w./:-]*$")
 
 def split_key(text: str) -> tuple[str, ...]:
     """``'a."b.c" . d'`` -> ``("a", "b.c", "d")`` (a TOML key as written)."""
+    if _BARE_KEY.fullmatch(text):
+        return (text,)
     parts = []
     for match in _PARTS.finditer(text):
         part = match.group(0)
@@ -77,12 +81,15 @@ class KeyLines:
     current: tuple[str, ...] = ()
 
     @classmethod
-    def of(cls, text: str, *, stop: int | None = None) -> KeyLines:
-        """Read ``text`` (only its first ``stop - 1`` lines when ``stop`` is given)."""
+    def of(cls, text: str, *, stop: int | None = None, wanted: Iterable[str] | None = None) -> KeyLines:
+        """Read ``text``: only its first ``stop - 1`` lines when ``stop`` is given, and only until
+        every path of ``wanted`` is found when that is given (a huge file is read once, and only
+        as far as the problems that are shown)."""
         out = cls()
+        missing = set(wanted) if wanted is not None else None
         closing: str | None = None  # the delimiter of an open multi-line string
         for number, line in enumerate(text.splitlines(), start=1):
-            if stop is not None and number >= stop:
+            if (stop is not None and number >= stop) or missing == set():
                 break
             if closing is not None:
                 if closing in line:
@@ -92,9 +99,13 @@ class KeyLines:
             if kind == "header":
                 out.current = keys
                 out._table(keys, number)
+                if missing:
+                    missing.discard(_dotted(keys))
             elif kind == "value":
                 full = out.current + keys
                 out.values.setdefault(_dotted(full), number)
+                if missing:
+                    missing.discard(_dotted(full))
                 for i in range(len(out.current) + 1, min(len(full), MAX_DEPTH + 1)):
                     out.tables.setdefault(_dotted(full[:i]), number)
                 closing = _opens_multiline(value)
@@ -112,7 +123,7 @@ class KeyLines:
     def line_of(self, path: str) -> int | None:
         """The line of a problem at ``path`` (``a.b[2].c``): where the key is written, or the
         value it lies inside (an inline table or array); None when the file does not write it."""
-        plain = re.sub(r"\[\d+\]", "", path)
+        plain = re.sub(r"\[\d+\]", "", path) if "[" in path else path
         if not plain:
             return None
         found = self.first(plain)
@@ -128,9 +139,11 @@ class KeyLines:
 
 def classify(line: str) -> tuple[str, tuple[str, ...], str]:
     """``("header", keys, "[" or "[[")``, ``("value", keys, value text)`` or ``("other", (), "")``."""
-    header = _HEADER.match(line)
-    if header and len(header.group(1)) == len(header.group(3)):
-        return "header", split_key(header.group(2)), header.group(1)
+    if line.lstrip().startswith("["):
+        header = _HEADER.match(line)
+        if header and len(header.group(1)) == len(header.group(3)):
+            return "header", split_key(header.group(2)), header.group(1)
+        return "other", (), ""
     assign = _ASSIGN.match(line)
     if assign:
         return "value", split_key(assign.group(1)), assign.group(2)
@@ -213,11 +226,15 @@ def restate_syntax_error(message: str, text: str) -> ConfigIssue:
     line = lines[number - 1] if number <= len(lines) else ""
     before = KeyLines.of(text, stop=number)
     kind, keys, value = classify(line)
-    if kind == "other":
-        return ConfigIssue(_dotted(before.current), base) if before.current else ConfigIssue("", base)
+    what = found.group("what")
+    if what.startswith(("Unclosed array", "Unclosed inline table")):
+        return _unclosed(base, lines, number)
+    if kind == "other":  # a broken line: name the table it is in (none for a broken header)
+        if line.lstrip().startswith("[") or not before.current:
+            return ConfigIssue("", base)
+        return ConfigIssue(_dotted(before.current), base)
     full = keys if kind == "header" else before.current + keys
     path = _dotted(full)
-    what = found.group("what")
     if what.startswith(_DUPLICATE):
         first = before.first(path)
         at = f"at line {first}" if first else "above"
@@ -233,11 +250,27 @@ def restate_syntax_error(message: str, text: str) -> ConfigIssue:
             advice = "a key can be set only once: remove one of them"
         return ConfigIssue(path, f"{base}: {detail}; {advice}")
     hint = ""
+    if what.startswith("Illegal character '\\n'"):
+        hint = "; a string is not closed on this line (or use triple quotes for a multi-line string)"
     if kind == "value" and what.startswith(("Invalid value", "Expected newline")):
         word = value.split("#", 1)[0].strip()
         if _BARE_WORD.match(word) and word not in ("true", "false", "inf", "nan"):
             hint = f"; strings need quotes: {keys[-1]} = \"{word}\""
     return ConfigIssue(path, f"{base} in `{line.strip()[:80]}`{hint}")
+
+
+def _unclosed(base: str, lines: list[str], number: int) -> ConfigIssue:
+    """tomllib reports an unclosed array where it gave up (often the next key); name the key
+    whose value opens it instead."""
+    for start in range(min(number, len(lines)), 0, -1):
+        kind, keys, value = classify(lines[start - 1])
+        if kind == "header":
+            break
+        value = value.split("#", 1)[0]
+        if kind == "value" and (value.count("[") > value.count("]") or value.count("{") > value.count("}")):
+            full = KeyLines.of("\n".join(lines), stop=start).current + keys
+            return ConfigIssue(_dotted(full), f"{base}: the value of {_dotted(full)!r} (line {start}) is never closed")
+    return ConfigIssue("", base)
 
 
 # -- nesting depth -----------------------------------------------------------------------------
@@ -264,7 +297,7 @@ def too_deep(doc: dict[str, Any], text: str | None = None) -> ConfigIssue | None
     if path is None:
         return None
     shown = ""
-    for part in path[:MAX_DEPTH]:
+    for part in path[:4]:  # where the nesting starts; the full path may be thousands of keys
         shown += f"[{part}]" if isinstance(part, int) else ("." if shown else "") + part
     line = KeyLines.of(text).line_of(shown) if text is not None else None
     return ConfigIssue(shown + "...", _DEPTH_MESSAGE, line)
