@@ -227,8 +227,14 @@ def restate_syntax_error(message: str, text: str) -> ConfigIssue:
     before = KeyLines.of(text, stop=number)
     kind, keys, value = classify(line)
     what = found.group("what")
-    if what.startswith(("Unclosed array", "Unclosed inline table")):
-        return _unclosed(base, lines, number)
+    column = int(found.group("col"))
+    starts_line = column <= len(line) - len(line.lstrip()) + 1
+    if what.startswith(("Unclosed array", "Unclosed inline table")) or (
+        what.startswith("Invalid value") and kind == "value" and starts_line  # a key where an element belongs
+    ):
+        unclosed = _unclosed(base, lines, number - (kind == "value"))
+        if unclosed is not None or not what.startswith("Invalid value"):
+            return unclosed or ConfigIssue("", base)
     if kind == "other":  # a broken line: name the table it is in (none for a broken header)
         if line.lstrip().startswith("[") or not before.current:
             return ConfigIssue("", base)
@@ -259,9 +265,9 @@ def restate_syntax_error(message: str, text: str) -> ConfigIssue:
     return ConfigIssue(path, f"{base} in `{line.strip()[:80]}`{hint}")
 
 
-def _unclosed(base: str, lines: list[str], number: int) -> ConfigIssue:
+def _unclosed(base: str, lines: list[str], number: int) -> ConfigIssue | None:
     """tomllib reports an unclosed array where it gave up (often the next key); name the key
-    whose value opens it instead."""
+    whose value opens it instead (None when no line above opens one)."""
     for start in range(min(number, len(lines)), 0, -1):
         kind, keys, value = classify(lines[start - 1])
         if kind == "header":
@@ -270,7 +276,7 @@ def _unclosed(base: str, lines: list[str], number: int) -> ConfigIssue:
         if kind == "value" and (value.count("[") > value.count("]") or value.count("{") > value.count("}")):
             full = KeyLines.of("\n".join(lines), stop=start).current + keys
             return ConfigIssue(_dotted(full), f"{base}: the value of {_dotted(full)!r} (line {start}) is never closed")
-    return ConfigIssue("", base)
+    return None
 
 
 # -- nesting depth -----------------------------------------------------------------------------
