@@ -104,7 +104,7 @@ def _rule_problems(field: attrs.Attribute, value: Any, where: tuple[int, ...]) -
 # -- declared ranges -------------------------------------------------------------------------
 
 
-@attrs.frozen
+@attrs.frozen(repr=False)
 class Range:
     """A check that a number lies in a range, declared so that the reference can show it.
 
@@ -116,6 +116,10 @@ class Range:
     ge: float | None = None
     lt: float | None = None
     le: float | None = None
+
+    def __repr__(self) -> str:
+        bounds = ", ".join(f"{k}={v!r}" for k, v in attrs.asdict(self).items() if v is not None)
+        return f"Range({bounds})"
 
     def __call__(self, value: Any) -> str | None:
         """The error for ``value`` (``"must be > 0, got -1"``), or None when it is in range."""
