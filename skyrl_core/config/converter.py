@@ -64,17 +64,24 @@ def not_a_table(path: str, value: Any) -> str:
     return f"expected a table{where}, got {shown if len(shown) <= 80 else shown[:77] + '...'}"
 
 
+def _digits(value: int) -> str:
+    text = str(value)
+    return text if len(text) <= 30 else f"{text[:12]}...{text[-4:]} ({len(text.lstrip('-'))} digits)"
+
+
 def _strict_int(value: Any, _: type) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise Rejected(f"expected an integer, got {describe(value)}")
     if not INT64[0] <= value <= INT64[1]:
-        raise Rejected(f"expected a 64-bit integer (at most {INT64[1]} in size), got {value}")
+        raise Rejected(f"expected a 64-bit integer (at most {INT64[1]} in size), got {_digits(value)}")
     return value
 
 
 def _strict_float(value: Any, _: type) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise Rejected(f"expected a number, got {describe(value)}")
+    if isinstance(value, int) and not INT64[0] <= value <= INT64[1]:
+        raise Rejected(f"expected a number, got an integer beyond 64 bits ({_digits(value)}); write a float (1e30)")
     return float(value)
 
 

@@ -202,6 +202,8 @@ def parse_text(text: str, source: str = "<config>") -> dict[str, Any]:
         raise ConfigError([restate_syntax_error(str(exc), text)], source) from None
     except RecursionError:
         raise ConfigError([_too_deep_in_text(text)], source) from None
+    except ValueError as exc:  # tomllib reads integers with int(), which refuses more than 4300 digits
+        raise ConfigError([_huge_integer(text, exc)], source) from None
     issue = too_deep(doc, text)
     if issue is not None:
         raise ConfigError([issue], source)
@@ -277,6 +279,18 @@ def _unclosed(base: str, lines: list[str], number: int) -> ConfigIssue | None:
             full = KeyLines.of("\n".join(lines), stop=start).current + keys
             return ConfigIssue(_dotted(full), f"{base}: the value of {_dotted(full)!r} (line {start}) is never closed")
     return None
+
+
+def _huge_integer(text: str, exc: ValueError) -> ConfigIssue:
+    match = re.search(r"[0-9_]{1000,}", text)
+    message = (f"an integer with thousands of digits, more than Python reads ({str(exc).split(';')[0]}); "
+               "no config value needs more than 19: check how the file was generated")
+    if match is None:
+        return ConfigIssue("", message)
+    number = text.count("\n", 0, match.start()) + 1
+    kind, keys, _ = classify(text.splitlines()[number - 1])
+    path = _dotted(KeyLines.of(text, stop=number).current + keys) if kind == "value" else ""
+    return ConfigIssue(path, message, number)
 
 
 # -- nesting depth -----------------------------------------------------------------------------
