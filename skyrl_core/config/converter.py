@@ -51,7 +51,11 @@ class NotATable(Rejected):
 
 
 def describe(value: Any) -> str:
-    return f"{value!r} ({type(value).__name__})"
+    """``'big' (str)``: a value as the messages show it (long ones shortened)."""
+    shown = repr(value)
+    if len(shown) > 80:
+        shown = shown[:70] + "..." + shown[-6:]
+    return f"{shown} ({type(value).__name__})"
 
 
 def not_a_table(path: str, value: Any) -> str:
@@ -60,8 +64,7 @@ def not_a_table(path: str, value: Any) -> str:
     if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
         return (f"expected a table{where}, got an array of tables ([[{path}]]); declare it once, with single "
                 f"brackets: [{path}]")
-    shown = describe(value)
-    return f"expected a table{where}, got {shown if len(shown) <= 80 else shown[:77] + '...'}"
+    return f"expected a table{where}, got {describe(value)}"
 
 
 def _digits(value: int) -> str:
@@ -183,6 +186,7 @@ CONVERTER = make_converter()
 
 
 def join_path(path: Sequence[str | int]) -> str:
+    """``["data", "train", 1]`` -> ``"data.train[1]"``."""
     out = ""
     for part in path:
         if isinstance(part, int):
