@@ -13,7 +13,7 @@ returning its message) is an issue naming the class's owner (component and distr
 from __future__ import annotations
 
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import attrs
@@ -33,6 +33,8 @@ from skyrl_core.errors import ConfigIssue, did_you_mean
 #: Unknown keys of one table that get a "did you mean" (the rest are counted; a generated file
 #: with a million stray keys must not cost a million fuzzy matches).
 SUGGESTED_KEYS = 20
+#: Wrong items of one list that are reported; the rest of a list that long is not checked.
+LIST_ERRORS = 100
 INT64 = (-(2**63), 2**63 - 1)
 
 # -- a strict converter ---------------------------------------------------------------------
@@ -135,7 +137,7 @@ def make_converter() -> cattrs.Converter:
         if not isinstance(value, list):
             raise Rejected(f"expected a list, got {describe(value)}")
         (item_type,) = typing.get_args(tp) or (Any,)
-        errors = []
+        errors: list[Exception] = []
         out = []
         for i, item in enumerate(value):
             try:
@@ -143,6 +145,10 @@ def make_converter() -> cattrs.Converter:
             except Exception as exc:
                 exc.__notes__ = [IterableValidationNote(f"index {i}", i, item_type)]
                 errors.append(exc)
+                if len(errors) == LIST_ERRORS and i + 1 < len(value):  # a generated list of a million wrong items
+                    errors.append(Rejected(f"the first {LIST_ERRORS} wrong items are listed; the {len(value) - i - 1} "
+                                           f"items after index {i} were not checked"))
+                    break
         if errors:
             raise IterableValidationError("list items are invalid", errors, tp)
         return out
@@ -267,14 +273,25 @@ def structure(
         obj = CONVERTER.structure(data, cls)
     except Exception as exc:
         # One type error must not hide the value checks of the parts that are fine.
-        return None, _issues_from(exc, list(path), cls, owner, data) + _checks_of_valid_parts(data, cls, path, owner)
+        issues = _issues_from(exc, list(path), cls, owner, data)
+        return None, issues + _checks_of_valid_parts(data, cls, path, owner, _with_parents(i.path for i in issues))
     return obj, check_fields(obj, path, owner)
 
 
+def _with_parents(paths: Iterable[str]) -> set[str]:
+    """Every key path and the paths of the tables and lists around it."""
+    out: set[str] = set()
+    for path in paths:
+        out.add(path)
+        out.update(path[:i] for i, char in enumerate(path) if char in ".[")
+    return out
+
+
 def _checks_of_valid_parts(
-    data: dict[str, Any], cls: type, path: Sequence[str], owner: str | None = None
+    data: dict[str, Any], cls: type, path: Sequence[str], owner: str | None, failed: set[str]
 ) -> list[ConfigIssue]:
-    """The value problems of every field of ``data`` that structures on its own."""
+    """The value problems of every field of ``data`` that structures on its own (``failed``: the
+    key paths that have an issue, and the tables around them; they are not structured again)."""
     if not attrs.has(cls):
         return []
     try:
@@ -286,14 +303,15 @@ def _checks_of_valid_parts(
         if field.name not in data:
             continue
         value, tp, sub_path = data[field.name], hints.get(field.name, field.type), [*path, field.name]
+        broken = join_path(sub_path) in failed
         sub_cls = next((t for t in (tp, *typing.get_args(tp)) if attrs.has(t)), None)
         if sub_cls is not None and isinstance(value, dict):
-            try:
+            if broken:  # a problem inside: check the table's other fields one by one
+                out += _checks_of_valid_parts(value, sub_cls, sub_path, owner, failed)
+            else:
                 out += check_fields(CONVERTER.structure(value, sub_cls), sub_path, owner)
-            except Exception:  # its structure errors are already reported
-                out += _checks_of_valid_parts(value, sub_cls, sub_path, owner)
             continue
-        if value is None:
+        if broken or value is None:
             continue
         try:
             value = CONVERTER.structure(value, tp)

@@ -27,7 +27,7 @@ from skyrl_core.config.overrides import apply_overrides, parse_override
 from skyrl_core.config.slots import SLOTS, Slot
 from skyrl_core.config.source import KeyLines, read_document
 from skyrl_core.errors import ConfigError, ConfigIssue, PluginError, did_you_mean
-from skyrl_core.plugins import KNOWN_PROVIDERS, Registry
+from skyrl_core.plugins import KNOWN_PROVIDERS, QUALIFIER, Registry
 from skyrl_core.specs import Kind
 
 __all__ = [
@@ -223,11 +223,17 @@ def _validate_keyed(
 ) -> list[ConfigIssue]:
     issues: list[ConfigIssue] = []
     envs: dict[str, Any] = {}
+    unknown = 0
     for env_name, table in tables.items():
         where = (*slot.path, env_name)
         if not isinstance(table, dict):
             issues.append(ConfigIssue(_join(where), not_a_table(_join(where), table)))
             continue
+        if not registry.providers(slot.kind, env_name) and QUALIFIER not in env_name:
+            unknown += 1
+            if unknown > SUGGESTED_KEYS:  # a generated file with many stray names: no fuzzy matching
+                issues.append(ConfigIssue(_join(where), f"no {slot.kind.label} named {env_name!r}."))
+                continue
         obj, found = structure_component(registry, slot.kind, env_name, table, where, where)
         issues += found
         envs[env_name] = obj

@@ -126,3 +126,32 @@ def test_a_generated_file_with_300000_unknown_keys_gets_a_short_report(skyrl, tm
     assert lines[1].startswith("  - trainer.key_0: unknown key.") and lines[1].endswith(f"(line {first_line})")
     assert lines[-1] == "  ... and 299980 more (the first 20 are shown; fix those first)"
     print(f"skyrl config validate with 300000 unknown keys ({path.stat().st_size / 1e6:.1f} MB): {took:.2f} s")
+
+
+@pytest.mark.parametrize(
+    ("extra", "count", "first"),
+    [
+        ("[environments]\n" + "".join(f"env_{i} = {{}}\n" for i in range(100_000)), 100_000,
+         "  - environments.env_0: no environment named 'env_0'."),
+        ("[data]\ntrain = [" + ", ".join(str(i) for i in range(100_000)) + "]\n", 101,
+         "  - data.train[0]: expected a string, got 0 (int)"),
+        ("".join(f"[section_{i}]\n" for i in range(100_000)), 100_000, "  - section_0: unknown section [section_0]."),
+    ],
+    ids=["unknown-environments", "a-long-list-of-wrong-items", "unknown-sections"],
+)
+def test_other_generated_files_get_short_reports(extra, count, first, everything, tmp_path):
+    from skyrl_core.config.loader import load_config
+    from skyrl_core.errors import ConfigError
+    from skyrl_core.testing import fresh_registry
+
+    path = tmp_path / "generated.toml"
+    path.write_text(BASE_TOML + extra)
+    with pytest.raises(ConfigError) as exc:
+        load_config(path, registry=fresh_registry(everything))
+    lines = str(exc.value).splitlines()
+    assert lines[0] == f"{path}: {count} errors in the configuration"
+    assert lines[1].startswith(first) and len(lines) == 2 + ConfigError.MAX_SHOWN
+    if count == 101:  # a list: the first 100 wrong items, then what was not checked
+        assert exc.value.issues[-1].message == (
+            "the first 100 wrong items are listed; the 99900 items after index 99 were not checked"
+        )
