@@ -34,22 +34,22 @@ def load_run_config(
 
 def train_main(path: str, overrides: Sequence[str], registry: Registry | None = None) -> int:
     """``skyrl train``."""
+    cfg, registry = load_run_config(path, overrides, registry)  # before torch is imported: a bad file fails fast
     from skyrl_core.trainer import train
 
-    cfg, registry = load_run_config(path, overrides, registry)
     train(cfg, registry, config_path=path)
     return 0
 
 
 def eval_main(path: str, overrides: Sequence[str], registry: Registry | None = None) -> int:
     """``skyrl eval``: evaluate ``[model] path`` on ``data.eval`` with ``[backend]`` placed as ``[runtime]`` says."""
+    cfg, registry = load_run_config(path, overrides, registry)  # before torch is imported: a bad file fails fast
     from skyrl_core import runtime
     from skyrl_core.components import build_backend
     from skyrl_core.evaluation import run_eval
     from skyrl_core.models.tiny import ensure_model
     from skyrl_core.startup import check_data, open_run, prepare_data
 
-    cfg, registry = load_run_config(path, overrides, registry)
     run = open_run(cfg, registry)
     assert run.components is not None
     ensure_model(cfg.model)
@@ -68,11 +68,11 @@ def eval_main(path: str, overrides: Sequence[str], registry: Registry | None = N
 
 def sft_main(path: str, overrides: Sequence[str], registry: Registry | None = None) -> int:
     """``skyrl sft``: run only the ``[warm_start]`` phase and export the result."""
+    cfg, registry = load_run_config(path, overrides, registry)  # before torch is imported: a bad file fails fast
     from skyrl_core import runtime
     from skyrl_core.sft import run_warm_start
     from skyrl_core.startup import open_run
 
-    cfg, registry = load_run_config(path, overrides, registry)
     if cfg.warm_start is None:
         raise SkyrlError(f"{path}: `skyrl sft` needs a [warm_start] section (data, steps, batch_size, lr)")
     run = open_run(cfg, registry, with_backend=False)
@@ -92,10 +92,10 @@ def export_main(
     registry: Registry | None = None,
 ) -> int:
     """``skyrl export``: write a Hugging Face folder from a checkpoint (default: the latest)."""
+    cfg, registry = load_run_config(path, overrides, registry)  # before torch is imported: a bad file fails fast
     from skyrl_core import runtime
     from skyrl_core.startup import export_checkpoint, open_run
 
-    cfg, registry = load_run_config(path, overrides, registry)
     run = open_run(cfg, registry, with_backend=False)
     assert run.checkpoints is not None
     ckpt = Path(checkpoint) if checkpoint else run.checkpoints.latest()
