@@ -170,7 +170,18 @@ _export("skyrl_core.contracts", "ContractError")
 
 # -- config helpers -------------------------------------------------------------------------
 _section("Config helpers")
-_export("skyrl_core.config.fields", "option", "positive", "non_negative", "unit_interval", "at_least", "all_positive")
+_export(
+    "skyrl_core.config.fields",
+    "option",
+    "Range",
+    "positive",
+    "non_negative",
+    "unit_interval",
+    "fraction",
+    "seed_range",
+    "at_least",
+    "all_positive",
+)
 _export("skyrl_core.config.loader", "load_config", "parse_config")
 _export("skyrl_core.config.plan", "BatchPlan", "make_plan")
 _export("skyrl_core.prepare", "run_preparer")

@@ -25,6 +25,10 @@ END = "<!-- api-reference:end -->"
 
 
 def _first_line(obj: Any) -> str:
+    from skyrl_core.config.fields import Range
+
+    if isinstance(obj, Range):  # an instance: its class's docstring would describe every range alike
+        return f"A check requiring a number {obj.describe()} (`{obj!r}`)."
     doc = inspect.getdoc(obj) or ""
     line = doc.strip().split("\n\n")[0].replace("\n", " ").strip()
     return line.replace("|", "\\|")

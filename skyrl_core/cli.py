@@ -12,7 +12,10 @@
     skyrl export FILE [--checkpoint P] [--out D] write a Hugging Face folder from a checkpoint
     skyrl data prepare NAME --out DIR [--key value...]   run a dataset preparer
 
-Errors caused by input (config, data, plugins) print one message and exit with code 2.
+Errors caused by input (config, data, plugins) print one message and exit with code 2; so does
+a ``ValueError`` or ``TypeError`` raised by a plugin's hook or dataset preparer (the plugin
+rejecting its input). Any other exception from a plugin's code is one line naming the plugin,
+exit code 1 (``skyrl_core.blame``).
 """
 
 from __future__ import annotations
@@ -354,13 +357,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
-        # A plugin's own code failed: name it (distribution, component, where) instead of a bare
-        # traceback; an exception from skyrl-core itself is a bug and keeps its traceback.
+        # A plugin's own code failed: name it (distribution, component or hook, where) instead of a
+        # bare traceback; an exception from skyrl-core itself is a bug and keeps its traceback.
         from skyrl_core.blame import report_plugin_exception
 
-        if registry is None or not report_plugin_exception(exc, registry):
+        code = report_plugin_exception(exc, registry) if registry is not None else None
+        if code is None:
             raise
-        return 1
+        return code
 
 
 if __name__ == "__main__":

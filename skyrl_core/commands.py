@@ -34,22 +34,22 @@ def load_run_config(
 
 def train_main(path: str, overrides: Sequence[str], registry: Registry | None = None) -> int:
     """``skyrl train``."""
+    cfg, registry = load_run_config(path, overrides, registry)  # before torch is imported: a bad file fails fast
     from skyrl_core.trainer import train
 
-    cfg, registry = load_run_config(path, overrides, registry)
     train(cfg, registry, config_path=path)
     return 0
 
 
 def eval_main(path: str, overrides: Sequence[str], registry: Registry | None = None) -> int:
     """``skyrl eval``: evaluate ``[model] path`` on ``data.eval`` with ``[backend]`` placed as ``[runtime]`` says."""
+    cfg, registry = load_run_config(path, overrides, registry)  # before torch is imported: a bad file fails fast
     from skyrl_core import runtime
     from skyrl_core.components import build_backend
     from skyrl_core.evaluation import run_eval
     from skyrl_core.models.tiny import ensure_model
     from skyrl_core.startup import check_data, open_run, prepare_data
 
-    cfg, registry = load_run_config(path, overrides, registry)
     run = open_run(cfg, registry)
     assert run.components is not None
     ensure_model(cfg.model)
@@ -68,11 +68,11 @@ def eval_main(path: str, overrides: Sequence[str], registry: Registry | None = N
 
 def sft_main(path: str, overrides: Sequence[str], registry: Registry | None = None) -> int:
     """``skyrl sft``: run only the ``[warm_start]`` phase and export the result."""
+    cfg, registry = load_run_config(path, overrides, registry)  # before torch is imported: a bad file fails fast
     from skyrl_core import runtime
     from skyrl_core.sft import run_warm_start
     from skyrl_core.startup import open_run
 
-    cfg, registry = load_run_config(path, overrides, registry)
     if cfg.warm_start is None:
         raise SkyrlError(f"{path}: `skyrl sft` needs a [warm_start] section (data, steps, batch_size, lr)")
     run = open_run(cfg, registry, with_backend=False)
@@ -92,33 +92,18 @@ def export_main(
     registry: Registry | None = None,
 ) -> int:
     """``skyrl export``: write a Hugging Face folder from a checkpoint (default: the latest)."""
+    cfg, registry = load_run_config(path, overrides, registry)  # before torch is imported: a bad file fails fast
     from skyrl_core import runtime
-    from skyrl_core.checkpoint import read_state
-    from skyrl_core.components import build_strategy, model_for
-    from skyrl_core.models.loading import load_tokenizer
-    from skyrl_core.startup import open_run
+    from skyrl_core.startup import export_checkpoint, open_run
 
-    cfg, registry = load_run_config(path, overrides, registry)
     run = open_run(cfg, registry, with_backend=False)
-    assert run.components is not None and run.checkpoints is not None
+    assert run.checkpoints is not None
     ckpt = Path(checkpoint) if checkpoint else run.checkpoints.latest()
     if ckpt is None:
         raise SkyrlError(f"no checkpoint found under {run.checkpoints.root}; pass --checkpoint PATH")
-    state = read_state(ckpt)
-    model = model_for(cfg, state.get("model_path") or cfg.model.path)
+    target = Path(out) if out else run.run_dir / "export"
     try:
-        strategy = build_strategy(
-            cfg,
-            registry,
-            run.components.strategy,
-            model,
-            need_ref=run.components.need_ref,
-            need_critic=run.components.requires_critic,
-            total_optimizer_steps=run.plan.total_optimizer_steps,
-        )
-        strategy.load_checkpoint(ckpt)
-        target = Path(out) if out else run.run_dir / "export"
-        strategy.export_hf(target, load_tokenizer(model))
+        state = export_checkpoint(run, ckpt, target)
     finally:
         runtime.shutdown()
     print(f"exported step {state['step']} from {ckpt} to {target}")

@@ -135,10 +135,13 @@ def build_strategy(
     )
 
 
-def build_trackers(registry: Registry, components: RunComponents, run_dir: Path, run_name: str) -> list[Any]:
+def build_trackers(
+    registry: Registry, components: RunComponents, run_dir: Path, run_name: str, *, first_step: int = 0
+) -> list[Any]:
     """One tracker object per ``[tracking] trackers`` entry, constructed as
-    ``Tracker(config, run_dir=..., run_config=...)`` (``skyrl_core.protocols.tracker``)."""
-    run_config = {"name": run_name}
+    ``Tracker(config, run_dir=..., run_config={"name": ..., "first_step": ...})``
+    (``skyrl_core.protocols.tracker``: ``first_step`` is where a resumed run starts logging again)."""
+    run_config = {"name": run_name, "first_step": first_step}
     return [
         registry.create(Kind.TRACKER, t.name, t.config, run_dir=run_dir, run_config=run_config)
         for t in components.trackers

@@ -20,17 +20,23 @@ class SkyrlError(Exception):
 
 @attrs.frozen
 class ConfigIssue:
-    """One problem in a config file: the dotted key path and what is wrong there."""
+    """One problem in a config file: the dotted key path, what is wrong there and, when the
+    file writes that key, its line."""
 
     path: str
     message: str
+    line: int | None = None
 
     def __str__(self) -> str:
-        return f"{self.path}: {self.message}" if self.path else self.message
+        text = f"{self.path}: {self.message}" if self.path else self.message
+        return f"{text} (line {self.line})" if self.line else text
 
 
 class ConfigError(SkyrlError):
-    """Every problem found in one config file, reported together."""
+    """Every problem found in one config file, reported together: one line each, the first
+    ``MAX_SHOWN`` of them, then how many more there are."""
+
+    MAX_SHOWN = 20
 
     def __init__(self, issues: Sequence[ConfigIssue], source: str = "<config>") -> None:
         self.issues = list(issues)
@@ -40,8 +46,10 @@ class ConfigError(SkyrlError):
     def _render(self) -> str:
         n = len(self.issues)
         head = f"{self.source}: {n} error{'s' if n != 1 else ''} in the configuration"
-        body = "\n".join(f"  - {issue}" for issue in self.issues)
-        return f"{head}\n{body}"
+        lines = [f"  - {' '.join(str(issue).splitlines())}" for issue in self.issues[: self.MAX_SHOWN]]
+        if n > self.MAX_SHOWN:
+            lines.append(f"  ... and {n - self.MAX_SHOWN} more (the first {self.MAX_SHOWN} are shown; fix those first)")
+        return "\n".join([head, *lines])
 
 
 class PluginError(SkyrlError):

@@ -9,7 +9,11 @@
   estimator 1 - C(n - c, k) / C(n, k) of Chen et al. (2021), averaged over prompts, where a
   sample passes when its reward is > 0;
 * ``eval/<source>/response_length``, ``eval/<source>/num_turns``: means;
-* ``eval/<source>/finish_reason/<reason>``: counts; ``eval/<source>/env_errors``: count.
+* ``eval/<source>/finish_reason/<reason>``: counts; ``eval/<source>/env_errors``: count;
+
+and, per environment class, its own metrics (``get_metrics``, aggregated with its
+``aggregate_metrics`` as in training's ``reward/<env>/<metric>``) as ``eval/<env>/<metric>``
+(``environment_metrics``). Failed trajectories are also reported in one warning line.
 
 It writes ``samples.jsonl`` (one line per sample: prompt, response, reward, finish reason,
 data source) and ``summary.json`` to the output folder, each atomically (temporary
@@ -26,13 +30,14 @@ import logging
 import math
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from skyrl_core.data.rows import load_prompts
 from skyrl_core.errors import DataError
-from skyrl_core.rollout import Trajectory
+from skyrl_core.notices import failure_warning, warn
+from skyrl_core.rollout import RolloutBatch, Trajectory
 from skyrl_core.specs import Kind
 
 log = logging.getLogger(__name__)
@@ -73,6 +78,25 @@ def eval_metrics(trajectories: Sequence[Trajectory], pass_k: Iterable[int]) -> d
                 continue
             scores = [pass_at_k(len(g), sum(t.reward > 0 for t in g), k) for g in groups.values()]
             out[f"{prefix}/pass@{k}"] = sum(scores) / len(scores)
+    return out
+
+
+def environment_metrics(batch: RolloutBatch, taken: Mapping[str, float]) -> dict[str, float]:
+    """``eval/<env>/<metric>`` from the generator's ``reward/<env>/<metric>`` (the environment's own
+    metrics, aggregated over its samples; ``reward/<env>/mean`` is the score, already reported).
+
+    A name already in ``taken`` (a data source named like the environment, with a metric named
+    like a data-source metric) moves to ``eval/<env>/env/<metric>`` instead of replacing it.
+    """
+    envs = sorted({t.env_class for t in batch}, key=len, reverse=True)  # "a/b" before "a"
+    out: dict[str, float] = {}
+    for key, value in batch.metrics.items():
+        env = next((e for e in envs if key.startswith(f"reward/{e}/")), None)
+        if env is None or key == f"reward/{env}/mean":
+            continue
+        name = key[len(f"reward/{env}/") :]
+        target = f"eval/{env}/{name}"
+        out[f"eval/{env}/env/{name}" if target in taken else target] = value
     return out
 
 
@@ -190,6 +214,8 @@ def run_eval(
             backend.shutdown()
 
     metrics = eval_metrics(batch.trajectories, cfg.eval.pass_k)
+    metrics.update(environment_metrics(batch, metrics))
+    warn(failure_warning(batch.trajectories, "eval" if step is None else f"eval at step {step}"))
     out = Path(output_dir or cfg.eval.output or Path(cfg.run_dir) / "eval")
     prompts = {r.uid: r.prompt for r in dataset.rows}
     lines = [json.dumps(sample_record(t, prompts[t.uid], tokenizer), ensure_ascii=False) for t in batch]

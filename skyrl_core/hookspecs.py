@@ -94,7 +94,9 @@ def skyrl_register_trackers() -> list[ComponentSpec]:
     """Metric trackers, selected by ``[tracking] trackers = [...]``.
 
     Called once when a registry is built. Return specs whose ``impl`` is a class
-    implementing ``skyrl_core.protocols.Tracker``, constructed as ``impl(config, run_dir)``.
+    implementing ``skyrl_core.protocols.Tracker``, constructed as
+    ``impl(config, run_dir=..., run_config={"name": ..., "first_step": ...})`` (``first_step``:
+    where a resumed run starts logging again; see ``skyrl_core.protocols.tracker``).
     """
 
 

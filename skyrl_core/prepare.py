@@ -1,4 +1,10 @@
-"""``skyrl data prepare NAME --out DIR [--key value ...]``: run a registered dataset preparer."""
+"""``skyrl data prepare NAME --out DIR [--key value ...]``: run a registered dataset preparer.
+
+The ``--key value`` options are read by the type the preparer's config class declares for
+them (``skyrl_core.config.overrides.parse_options``: a string option takes ``12`` as ``"12"``)
+and validated like a TOML table. A ``ValueError`` or ``TypeError`` the preparer raises is the
+preparer rejecting its input: one error naming it and its distribution, exit code 2.
+"""
 
 from __future__ import annotations
 
@@ -7,33 +13,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from skyrl_core.config.loader import parse_override, structure
+import attrs
+
+from skyrl_core.blame import INPUT_ERRORS, input_error
+from skyrl_core.config.loader import structure
+from skyrl_core.config.overrides import parse_options
 from skyrl_core.errors import ConfigError, ConfigIssue
 from skyrl_core.plugins import Registry, build_registry
 from skyrl_core.specs import Kind
 
-
-def parse_options(options: Sequence[str]) -> dict[str, Any]:
-    """``['--rows', '10', '--ops=+,-']`` to ``{'rows': 10, 'ops': '+,-'}`` (values read as TOML)."""
-    out: dict[str, Any] = {}
-    items = list(options)
-    i = 0
-    while i < len(items):
-        item = items[i]
-        if not item.startswith("--"):
-            raise ConfigError([ConfigIssue("", f"expected --key value, got {item!r}")], "command line")
-        key = item[2:]
-        if "=" in key:
-            key, _, value = key.partition("=")
-        elif i + 1 < len(items) and not items[i + 1].startswith("--"):
-            value = items[i + 1]
-            i += 1
-        else:
-            value = "true"
-        _, parsed = parse_override(f"{key.replace('-', '_')}={value}")
-        out[key.replace("-", "_")] = parsed
-        i += 1
-    return out
+__all__ = ["parse_options", "prepare_main", "run_preparer"]
 
 
 def run_preparer(
@@ -42,9 +31,10 @@ def run_preparer(
     """Validate ``options`` against the preparer's config class and run it."""
     registry = registry or build_registry()
     comp = registry.get(Kind.DATASET_PREPARER, name, where="skyrl data prepare")
+    who = f"the dataset preparer {name!r} of {comp.provider.describe()}"
     cls = comp.spec.config_cls
     if cls is not None:
-        config, issues = structure(options, cls, ())
+        config, issues = structure(options, cls, (), owner=who)
         if issues:
             raise ConfigError(issues, f"skyrl data prepare {name}")
     else:
@@ -53,12 +43,32 @@ def run_preparer(
         config = None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    return comp.load()(config, out)
+    prepare = comp.load()
+    try:
+        return prepare(config, out)
+    except INPUT_ERRORS as exc:
+        raise input_error(exc, registry, who) from exc
 
 
 def prepare_main(name: str, out_dir: str, options: Sequence[str], registry: Registry | None = None) -> int:
     """``skyrl data prepare``: print each written split and its file."""
-    files = run_preparer(name, out_dir, parse_options(options), registry)
+    registry = registry or build_registry()
+    comp = registry.get(Kind.DATASET_PREPARER, name, where="skyrl data prepare")
+    parsed = parse_options(options, comp.spec.config_cls)
+    try:
+        files = run_preparer(name, out_dir, parsed, registry)
+    except ConfigError as exc:
+        # say which command-line option a problem came from, as overrides of a run's TOML do
+        issues = [_from_option(issue, parsed) for issue in exc.issues]
+        raise ConfigError(issues, exc.source) from exc
     for split, path in files.items():
         print(f"{split}: {path}", file=sys.stdout)
     return 0
+
+
+def _from_option(issue: ConfigIssue, parsed: dict[str, Any]) -> ConfigIssue:
+    key = issue.path.split(".", 1)[0].split("[", 1)[0]
+    if key not in parsed:
+        return issue
+    option = "--" + key.replace("_", "-")
+    return attrs.evolve(issue, message=f"{issue.message} (from the command-line option {option})")

@@ -21,6 +21,7 @@ from skyrl_core.plugins import Registry
 
 if TYPE_CHECKING:
     from skyrl_core.components import RunComponents
+    from skyrl_core.manifest import RunManifest
 
 
 @attrs.define
@@ -48,6 +49,9 @@ class RunContext:
         state: free-form state that plugins may keep across steps (saved in checkpoints
             when JSON-serialisable).
         timings: this step's ``timing/<phase>`` seconds (``timer``).
+        manifest: the run's ``manifest.json`` (``skyrl_core.manifest.RunManifest``), which
+            records every attempt and the last step each one logged.
+        resumed_from: the checkpoint this attempt resumed from (None when it started at step 0).
     """
 
     config: RunConfig
@@ -69,6 +73,8 @@ class RunContext:
     pipeline: Any = None
     state: dict[str, Any] = attrs.field(factory=dict)
     timings: dict[str, float] = attrs.field(factory=dict)
+    manifest: RunManifest | None = None
+    resumed_from: Path | None = None
 
     def section(self, name: str) -> Any:
         """A plugin-owned config section (``[name]``), or None when absent."""
@@ -85,9 +91,11 @@ class RunContext:
             self.timings[key] = self.timings.get(key, 0.0) + time.perf_counter() - start
 
     def log(self, metrics: dict[str, float], step: int) -> None:
-        """Send metrics to every tracker."""
+        """Send metrics to every tracker, then note the step in the manifest (``last_step``)."""
         for tracker in self.trackers:
             tracker.log(metrics, step)
+        if self.manifest is not None:
+            self.manifest.update(last_step=step)
 
 
 def new_context(cfg: RunConfig, registry: Registry, components: RunComponents | None = None) -> RunContext:

@@ -117,11 +117,18 @@ def _env_classes(source: str, default: str | None) -> set[str]:
 
 
 def setup_run(cfg: RunConfig, registry: Registry, config_path: str | None = None) -> RunContext:
-    """Check, then build everything a training run needs; restore the latest checkpoint when resuming."""
+    """Check, then build everything a training run needs; restore the latest checkpoint when resuming.
+
+    Records the attempt in ``manifest.json`` and prints what a restart found
+    (``skyrl_core.notices.restart_notice``). A run whose checkpoint is already at
+    ``trainer.steps`` loads nothing: ``run.step`` is then that step and the caller has nothing to train.
+    """
     run = open_run(cfg, registry)
     try:
         _build(run, config_path)
-    except BaseException:
+    except BaseException as exc:
+        if run.manifest is not None:
+            run.manifest.fail(exc)
         close_run(run)  # e.g. engines already started in Ray actors
         raise
     return run
@@ -129,9 +136,10 @@ def setup_run(cfg: RunConfig, registry: Registry, config_path: str | None = None
 
 def _build(run: RunContext, config_path: str | None) -> None:
     from skyrl_core.data import PromptLoader, load_prompts
-    from skyrl_core.manifest import seed_everything, write_manifest
+    from skyrl_core.manifest import RunManifest, seed_everything
     from skyrl_core.models.loading import load_tokenizer
     from skyrl_core.models.tiny import ensure_model
+    from skyrl_core.notices import restart_notice
     from skyrl_core.pipeline import track_prompts
     from skyrl_core.pipeline.collect import sync_weights
     from skyrl_core.sft import run_warm_start
@@ -139,13 +147,28 @@ def _build(run: RunContext, config_path: str | None) -> None:
     cfg, registry, components = run.config, run.registry, run.components
     assert components is not None and run.checkpoints is not None
     seed_everything(cfg.run.seed)
-    write_manifest(run.run_dir, cfg, registry, config_path)
+    resume_from = run.checkpoints.resolve(cfg.checkpoint.resume)
+    state = read_state(resume_from) if resume_from else None
+    run.manifest = RunManifest(run.run_dir)
+    run.manifest.start(cfg, registry, config_path, resumed_from=resume_from, start_step=state["step"] if state else 0)
+    notice = restart_notice(
+        run.manifest.previous,
+        resume=cfg.checkpoint.resume,
+        checkpoints=run.checkpoints.root,
+        resumed_from=resume_from,
+        state=state,
+        target_steps=cfg.trainer.steps,
+    )
+    if notice:
+        print(notice)
+    if state is not None:
+        run.resumed_from = resume_from
+        if int(state["step"]) >= cfg.trainer.steps:  # already complete: nothing to load
+            run.step, run.model_path = int(state["step"]), state.get("model_path", cfg.model.path)
+            return
     ensure_model(cfg.model)
     prepare_data(cfg, registry)
     check_data(cfg, registry)
-
-    resume_from = run.checkpoints.resolve(cfg.checkpoint.resume)
-    state = read_state(resume_from) if resume_from else None
 
     model_path = cfg.model.path
     if cfg.warm_start is not None:
@@ -155,15 +178,7 @@ def _build(run: RunContext, config_path: str | None) -> None:
     model = model_for(cfg, model_path)
     run.model_path = model_path
     run.tokenizer = load_tokenizer(model)
-    run.strategy = build_strategy(
-        cfg,
-        registry,
-        components.strategy,
-        model,
-        need_ref=components.need_ref,
-        need_critic=components.requires_critic,
-        total_optimizer_steps=run.plan.total_optimizer_steps,
-    )
+    run.strategy = _strategy(run, model)
     run.backend = build_backend(cfg, registry, components.backend, model)
 
     rows = load_prompts(cfg, registry, run.tokenizer, cfg.data.train, min_rows=cfg.trainer.prompts_per_step)
@@ -178,9 +193,38 @@ def _build(run: RunContext, config_path: str | None) -> None:
         run.kl_coef = float(state.get("kl_coef", run.kl_coef))
         run.state = dict(state.get("plugin_state", {}))
         run.train_loader.load_state_dict(state["loader"])
-        print(f"resumed from {resume_from} at step {run.step} (data position {state['loader']})")
         sync_weights(run, new_version=False)
-    run.trackers = build_trackers(registry, components, run.run_dir, cfg.run.name)
+    # the trackers forget what earlier attempts logged for the steps this one (re)does
+    first_step = run.step + 1 if state is not None else 0
+    run.trackers = build_trackers(registry, components, run.run_dir, cfg.run.name, first_step=first_step)
+
+
+def _strategy(run: RunContext, model: Any) -> Any:
+    """The run's training strategy for ``model`` (``[strategy]``, placed as ``[runtime]`` says)."""
+    components = run.components
+    assert components is not None
+    return build_strategy(
+        run.config,
+        run.registry,
+        components.strategy,
+        model,
+        need_ref=components.need_ref,
+        need_critic=components.requires_critic,
+        total_optimizer_steps=run.plan.total_optimizer_steps,
+    )
+
+
+def export_checkpoint(run: RunContext, checkpoint: Path, target: Path) -> dict[str, Any]:
+    """Load ``checkpoint`` into the run's strategy and write it to ``target`` as a Hugging Face
+    folder (``skyrl export``, and a finished run whose export is missing). Returns its trainer state."""
+    from skyrl_core.models.loading import load_tokenizer
+
+    state = read_state(checkpoint)
+    model = model_for(run.config, state.get("model_path") or run.config.model.path)
+    strategy = _strategy(run, model)
+    strategy.load_checkpoint(checkpoint)
+    strategy.export_hf(target, load_tokenizer(model))
+    return state
 
 
 def close_run(run: RunContext) -> None:

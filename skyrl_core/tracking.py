@@ -1,13 +1,16 @@
 """Builtin trackers: a compact console table, ``metrics.jsonl`` and TensorBoard.
 
 Every tracker implements ``skyrl_core.protocols.Tracker`` and is constructed as
-``Tracker(config, run_dir=Path, run_config=dict)``.
+``Tracker(config, run_dir=Path, run_config=dict)``. A resumed run redoes the steps after its
+checkpoint; ``run_config["first_step"]`` says where it starts, and the file trackers forget
+what an earlier attempt wrote from there on, so each step has one row and one point.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,7 +27,7 @@ CONSOLE_COLUMNS: list[tuple[str, str, str]] = [
     ("policy/approx_kl", "kl_old", "{:.2e}"),
     ("policy/entropy", "entropy", "{:.3f}"),
     ("policy/grad_norm", "grad", "{:.3f}"),
-    ("rollout/response_len_mean", "len", "{:.1f}"),
+    ("rollout/response_length/mean", "len", "{:.1f}"),
     ("timing/step", "sec", "{:.1f}"),
 ]
 
@@ -86,12 +89,19 @@ class ConsoleTracker:
 
 
 class JsonlTracker:
-    """Appends ``{"step": N, ...metrics}`` lines to ``<run dir>/metrics.jsonl`` (flushed each step)."""
+    """Appends ``{"step": N, ...metrics}`` lines to ``<run dir>/metrics.jsonl`` (flushed each step).
+
+    A resumed run first drops the lines of the steps it redoes (``run_config["first_step"]``
+    and later, see ``truncate_metrics``), so the file keeps one line per step.
+    """
 
     def __init__(self, config: JsonlConfig | None, run_dir: Path, run_config: dict[str, Any] | None = None) -> None:
         self.config = config or JsonlConfig()
         self.path = Path(run_dir) / self.config.filename
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        first_step = (run_config or {}).get("first_step")
+        if first_step is not None:
+            truncate_metrics(self.path, int(first_step))
         self._f = self.path.open("a", encoding="utf-8")
 
     def log(self, metrics: dict[str, float], step: int) -> None:
@@ -103,8 +113,42 @@ class JsonlTracker:
         self._f.close()
 
 
+def truncate_metrics(path: Path, first_step: int) -> int:
+    """Drop the lines of ``path`` whose step is ``first_step`` or later; return how many went.
+
+    Lines that do not parse (the half-written last line of a killed process) go too. The
+    file is replaced atomically (written beside it, synced, renamed), so a crash during the
+    truncation leaves either the old file or the new one, never a mix.
+    """
+    if not path.is_file():
+        return 0
+    kept: list[str] = []
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    for line in lines:
+        try:
+            step = json.loads(line)["step"]
+        except (ValueError, TypeError, KeyError):
+            continue
+        if isinstance(step, int) and step < first_step:
+            kept.append(line)
+    dropped = sum(1 for line in lines if line.strip()) - len(kept)
+    if dropped:
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        with tmp.open("w", encoding="utf-8") as f:
+            f.write("".join(line + "\n" for line in kept))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    return dropped
+
+
 class TensorBoardTracker:
-    """Writes scalars with ``torch.utils.tensorboard``."""
+    """Writes scalars with ``torch.utils.tensorboard``.
+
+    Each attempt of a run writes its own event file; a resumed one starts it with a purge at
+    ``run_config["first_step"]`` (``SummaryWriter(purge_step=...)``), so TensorBoard hides what
+    earlier attempts logged for the redone steps and each curve has one point per step.
+    """
 
     def __init__(
         self, config: TensorBoardConfig | None, run_dir: Path, run_config: dict[str, Any] | None = None
@@ -112,7 +156,11 @@ class TensorBoardTracker:
         from torch.utils.tensorboard import SummaryWriter
 
         self.config = config or TensorBoardConfig()
-        self.writer = SummaryWriter(log_dir=str(Path(run_dir) / self.config.subdir))
+        log_dir = Path(run_dir) / self.config.subdir
+        first_step = (run_config or {}).get("first_step")
+        # Only a directory with earlier attempts' event files needs the purge marker.
+        purge = int(first_step) if first_step is not None and any(log_dir.glob("*tfevents*")) else None
+        self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge)
 
     def log(self, metrics: dict[str, float], step: int) -> None:
         for key, value in metrics.items():

@@ -42,11 +42,12 @@ from skyrl_core.batches import (
 )
 from skyrl_core.config.schema import RunConfig
 from skyrl_core.losses import make_policy_loss_fn, make_value_loss_fn
+from skyrl_core.notices import failure_warning, warn
 from skyrl_core.pipeline import LoopThread, start_pipeline
 from skyrl_core.pipeline.collect import generate_rows, sync_weights
 from skyrl_core.plugins import Registry
 from skyrl_core.run import RunContext
-from skyrl_core.startup import close_run, setup_run
+from skyrl_core.startup import close_run, export_checkpoint, setup_run
 
 MISMATCH_PROMPTS = 8
 
@@ -65,6 +66,7 @@ def rl_step(run: RunContext) -> dict[str, float]:
     # background while earlier steps trained, as [trainer] mode says (skyrl_core.pipeline)
     rollouts = run.pipeline.next_batch()
     metrics.update(rollouts.metrics)
+    warn(failure_warning(rollouts.trajectories, f"step {run.step + 1}", rollouts.metrics.get("rollout/env_errors")))
     batch, group_ids = rollouts_to_batch(rollouts)
     mask = batch.tensors["loss_mask"]
 
@@ -127,10 +129,13 @@ def adaptive_kl(coef: float, current: float, kl_cfg: Any, n_steps: int) -> float
 
 
 def train(cfg: RunConfig, registry: Registry, config_path: str | None = None) -> dict[str, float]:
-    """Run RL training; return the last logged metrics."""
+    """Run RL training; return the last logged metrics (none when the run was already complete)."""
     from tqdm import tqdm
 
     run = setup_run(cfg, registry, config_path)
+    assert run.manifest is not None
+    if run.step >= cfg.trainer.steps:  # already complete (setup_run said so and loaded nothing)
+        return finish_complete_run(run)
     run.loop = LoopThread()  # the run's event loop, served by a thread of its own (every mode)
     last: dict[str, float] = {}
     try:
@@ -179,9 +184,31 @@ def train(cfg: RunConfig, registry: Registry, config_path: str | None = None) ->
 
             plot_curves(run.run_dir / "metrics.jsonl", run.run_dir / "curves.png")
         registry.hook.skyrl_run_end(run=run)
+        run.manifest.end("completed")
         return last
+    except BaseException as exc:
+        run.manifest.fail(exc)
+        raise
     finally:
         close_run(run)
+
+
+def finish_complete_run(run: RunContext) -> dict[str, float]:
+    """A re-run of a finished run trains nothing; it only writes the export if it is missing
+    (e.g. the process was killed while exporting)."""
+    export = run.run_dir / "export"
+    assert run.manifest is not None and run.resumed_from is not None
+    try:
+        if run.config.checkpoint.export_at_end and not export.exists():
+            export_checkpoint(run, run.resumed_from, export)
+            print(f"the export was missing: wrote step {run.step} to {export}")
+        run.manifest.end("already_complete")
+    except BaseException as exc:
+        run.manifest.fail(exc)
+        raise
+    finally:
+        close_run(run)
+    return {}
 
 
 # -- between steps: evaluation, checkpoints, the start-up check ----------------------------

@@ -17,20 +17,9 @@ This module must stay importable without torch: ``skyrl config validate`` and
 
 from __future__ import annotations
 
-from typing import Any
-
 import attrs
 
-from skyrl_core.config.fields import non_negative, option, positive, unit_interval
-
-
-def _greater_than_one(value: Any) -> str | None:
-    return None if value is None or value > 1 else f"must be > 1, got {value!r}"
-
-
-def _fraction(value: Any) -> str | None:
-    return None if value is None or 0 < value <= 1 else f"must be in (0, 1], got {value!r}"
-
+from skyrl_core.config.fields import Range, fraction, non_negative, option, positive, unit_interval
 
 # -- advantage estimators ---------------------------------------------------------------------
 
@@ -101,7 +90,7 @@ class DualClipConfig:
     eps_high: float = option(0.2, help="The ratio is clipped above at 1 + eps_high.", check=non_negative)
     clip_ratio_c: float = option(
         3.0, help="For negative advantages the loss is at most clip_ratio_c·|A| (must be > 1).",
-        check=_greater_than_one,
+        check=Range(gt=1),
     )
 
 
@@ -139,7 +128,7 @@ class ClipCovConfig:
         2e-4,
         help="Fraction of the loss tokens (at least one) whose gradient is detached, drawn at random "
         "among the candidates whose covariance lies between clip_cov_lb and clip_cov_ub.",
-        check=_fraction,
+        check=fraction,
     )
     clip_cov_lb: float = option(1.0, help="Lower covariance bound of the candidates.")
     clip_cov_ub: float = option(5.0, help="Upper covariance bound of the candidates.")
@@ -153,7 +142,7 @@ class KLCovConfig:
         2e-3,
         help="Fraction of the loss tokens (at least one), those with the largest covariance, that get the penalty "
         "(the paper uses 2e-3 for 7B models, 2e-4 for 32B).",
-        check=_fraction,
+        check=fraction,
     )
     kl_coef: float = option(1.0, help="Coefficient of the |log-ratio| penalty on the selected tokens.",
                             check=non_negative)

@@ -6,7 +6,7 @@ from typing import Literal
 
 import attrs
 
-from skyrl_core.config.fields import non_negative, option, positive
+from skyrl_core.config.fields import device_spec, non_negative, option, positive
 
 
 @attrs.define(kw_only=True)
@@ -34,7 +34,9 @@ class NativeBackendConfig:
     dtype: Literal["float32", "bfloat16", "float16"] | None = option(
         None, help="Inference dtype; default: the [model] dtype."
     )
-    device: str | None = option(None, help="'auto', 'cpu', 'cuda' or 'cuda:N'; default: the [model] device.")
+    device: str | None = option(
+        None, help="'auto', 'cpu', 'cuda' or 'cuda:N'; default: the [model] device.", check=device_spec
+    )
     max_model_len: int | None = option(
         None,
         help="Longest prompt + response in tokens (a response that reaches it ends with finish reason "

@@ -1,319 +1,92 @@
 """Load a run's TOML file into a validated ``RunConfig``, reporting every error at once.
 
-Steps: parse TOML, apply dotted command-line overrides (``trainer.lr=1e-6``), pull out
-the tables owned by components and plugins, structure the rest with cattrs (unknown keys
-forbidden, strict scalar types), validate each component table against the selected
-component's config class, run the per-field checks and the cross-field checks (batch
-sizes), and raise one ``ConfigError`` listing every problem with its key path.
+Steps: read the file (``skyrl_core.config.source``: UTF-8, syntax errors, nesting depth),
+apply dotted command-line overrides (``trainer.lr=1e-6``, each read by its key's declared
+type: ``skyrl_core.config.overrides``), pull out the tables owned by components and plugins,
+structure the rest with cattrs (unknown keys forbidden, strict scalar types, 64-bit integers,
+tables where tables belong), validate each component table against the selected component's
+config class, run the per-field rules and checks (``skyrl_core.config.fields``) and the
+cross-field checks (batch sizes), and raise one ``ConfigError`` listing every problem with
+its key path and, when the file writes that key, its line.
 """
 
 from __future__ import annotations
 
-import sys
-import typing
+import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import attrs
-import cattrs
-from cattrs.errors import (
-    ClassValidationError,
-    ForbiddenExtraKeysError,
-    IterableValidationError,
-)
 
 from skyrl_core.config import schema
+from skyrl_core.config.converter import CONVERTER, SUGGESTED_KEYS, check_fields, not_a_table, structure
+from skyrl_core.config.converter import describe as _describe
+from skyrl_core.config.converter import join_path as _join
+from skyrl_core.config.overrides import apply_overrides, parse_override
 from skyrl_core.config.slots import SLOTS, Slot
+from skyrl_core.config.source import KeyLines, read_document
 from skyrl_core.errors import ConfigError, ConfigIssue, PluginError, did_you_mean
-from skyrl_core.plugins import KNOWN_PROVIDERS, Registry
+from skyrl_core.plugins import KNOWN_PROVIDERS, QUALIFIER, Registry
 from skyrl_core.specs import Kind
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
-# -- a strict converter ---------------------------------------------------------------------
-
-
-def _describe(value: Any) -> str:
-    return f"{value!r} ({type(value).__name__})"
-
-
-def _strict_int(value: Any, _: type) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"expected an integer, got {_describe(value)}")
-    return value
-
-
-def _strict_float(value: Any, _: type) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"expected a number, got {_describe(value)}")
-    return float(value)
-
-
-def _strict_bool(value: Any, _: type) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"expected true or false, got {_describe(value)}")
-    return value
-
-
-def _strict_str(value: Any, _: type) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"expected a string, got {_describe(value)}")
-    return value
-
-
-def _is_literal(tp: Any) -> bool:
-    return typing.get_origin(tp) is Literal
-
-
-def _structure_literal(value: Any, tp: Any) -> Any:
-    allowed = typing.get_args(tp)
-    if value in allowed and type(value) in {type(a) for a in allowed}:
-        return value
-    choices = ", ".join(repr(a) for a in allowed)
-    hint = did_you_mean(value, [str(a) for a in allowed]) if isinstance(value, str) else ""
-    raise ValueError(f"{value!r} is not one of {choices}.{hint}")
-
-
-def _is_list(tp: Any) -> bool:
-    return typing.get_origin(tp) in (list, Sequence)
-
-
-def make_converter() -> cattrs.Converter:
-    """A cattrs converter that forbids unknown keys and never coerces scalar types."""
-    conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
-    conv.register_structure_hook(int, _strict_int)
-    conv.register_structure_hook(float, _strict_float)
-    conv.register_structure_hook(bool, _strict_bool)
-    conv.register_structure_hook(str, _strict_str)
-    conv.register_structure_hook_func(_is_literal, _structure_literal)
-
-    list_hook = conv.get_structure_hook(list[int])  # noqa: F841 - warm the factory
-
-    def structure_list(value: Any, tp: Any) -> Any:
-        if not isinstance(value, list):
-            raise TypeError(f"expected a list, got {_describe(value)}")
-        (item_type,) = typing.get_args(tp) or (Any,)
-        errors = []
-        out = []
-        for i, item in enumerate(value):
-            try:
-                out.append(conv.structure(item, item_type))
-            except Exception as exc:
-                exc.__notes__ = [*getattr(exc, "__notes__", []), f"index {i}"]
-                errors.append((i, exc))
-        if errors:
-            raise IterableValidationError(
-                "list items are invalid",
-                [_with_index(i, e, item_type) for i, e in errors],
-                tp,
-            )
-        return out
-
-    conv.register_structure_hook_func(_is_list, structure_list)
-    return conv
-
-
-def _with_index(index: int, exc: Exception, tp: Any) -> Exception:
-    from cattrs.errors import IterableValidationNote
-
-    exc.__notes__ = [IterableValidationNote(f"index {index}", index, tp)]
-    return exc
-
-
-CONVERTER = make_converter()
-
-
-# -- turning cattrs exceptions into key-path issues -----------------------------------------
-
-
-def _join(path: Sequence[str | int]) -> str:
-    out = ""
-    for part in path:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + part
-    return out
-
-
-def _issues_from(exc: BaseException, path: list[str | int], tp: Any = None) -> list[ConfigIssue]:
-    if isinstance(exc, ClassValidationError):
-        out: list[ConfigIssue] = []
-        with_notes, without = exc.group_exceptions()
-        for sub, note in with_notes:
-            out += _issues_from(sub, [*path, note.name], note.type)
-        for sub in without:
-            out += _issues_from(sub, path, tp)
-        return out
-    if isinstance(exc, IterableValidationError):
-        out = []
-        with_notes, without = exc.group_exceptions()
-        for sub, note in with_notes:
-            out += _issues_from(sub, [*path, note.index], note.type)
-        for sub in without:
-            out += _issues_from(sub, path, tp)
-        return out
-    if isinstance(exc, ForbiddenExtraKeysError):
-        valid = [a.name for a in attrs.fields(exc.cl)]
-        return [
-            ConfigIssue(
-                _join([*path, key]),
-                f"unknown key.{did_you_mean(key, valid)} Valid keys here: {', '.join(valid)}.",
-            )
-            for key in sorted(exc.extra_fields)
-        ]
-    if isinstance(exc, KeyError):
-        if tp is not None and attrs.has(tp):
-            return [ConfigIssue(_join(path), f"missing required section [{_join(path)}].")]
-        return [ConfigIssue(_join(path), "missing required key.")]
-    if isinstance(exc, (TypeError, ValueError)) and type(exc).__module__ == "builtins":
-        msg = str(exc)
-        if isinstance(exc, TypeError) and "expected" not in msg:
-            msg = f"expected a table (section), got something else ({msg})"
-        return [ConfigIssue(_join(path), msg)]
-    return [ConfigIssue(_join(path), f"{type(exc).__name__}: {exc}")]
-
-
-def structure(data: Any, cls: type, path: Sequence[str] = ()) -> tuple[Any, list[ConfigIssue]]:
-    """Structure ``data`` into ``cls``; return ``(obj or None, issues)``."""
-    if not isinstance(data, dict):
-        return None, [ConfigIssue(_join(path), f"expected a table (section), got {_describe(data)}")]
-    try:
-        obj = CONVERTER.structure(data, cls)
-    except Exception as exc:
-        # One type error must not hide the value checks of the parts that are fine.
-        return None, _issues_from(exc, list(path), cls) + _checks_of_valid_parts(data, cls, path)
-    return obj, check_fields(obj, path)
-
-
-def _checks_of_valid_parts(data: dict[str, Any], cls: type, path: Sequence[str]) -> list[ConfigIssue]:
-    """The ``check`` issues of every field of ``data`` that structures on its own."""
-    if not attrs.has(cls):
-        return []
-    try:
-        hints = typing.get_type_hints(cls)
-    except Exception:  # unresolvable annotations: nothing more to check
-        return []
-    out: list[ConfigIssue] = []
-    for field in attrs.fields(cls):
-        if field.name not in data:
-            continue
-        value, tp, sub_path = data[field.name], hints.get(field.name, field.type), [*path, field.name]
-        sub_cls = next((t for t in (tp, *typing.get_args(tp)) if attrs.has(t)), None)
-        if sub_cls is not None and isinstance(value, dict):
-            try:
-                out += check_fields(CONVERTER.structure(value, sub_cls), sub_path)
-            except Exception:  # its structure errors are already reported
-                out += _checks_of_valid_parts(value, sub_cls, sub_path)
-            continue
-        check = field.metadata.get("check")
-        if check is None or value is None:
-            continue
-        try:
-            message = check(CONVERTER.structure(value, tp))
-        except Exception:  # a type error, already reported
-            continue
-        if message:
-            out.append(ConfigIssue(_join(sub_path), message))
-    return out
-
-
-def check_fields(obj: Any, path: Sequence[str] = ()) -> list[ConfigIssue]:
-    """Run every field's ``check`` (see ``option``), recursively over nested attrs objects."""
-    out: list[ConfigIssue] = []
-    if not attrs.has(type(obj)):
-        return out
-    for field in attrs.fields(type(obj)):
-        value = getattr(obj, field.name)
-        check = field.metadata.get("check")
-        if check is not None and value is not None:
-            message = check(value)
-            if message:
-                out.append(ConfigIssue(_join([*path, field.name]), message))
-        if attrs.has(type(value)):
-            out += check_fields(value, [*path, field.name])
-    return out
-
-
-# -- overrides -------------------------------------------------------------------------------
-
-
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """Split ``a.b=value``; the value is read as a TOML value, else kept as a string."""
-    key, sep, raw = text.partition("=")
-    key = key.strip()
-    if not sep or not key or any(not part for part in key.split(".")):
-        raise ConfigError(
-            [ConfigIssue("", f"override {text!r} must look like section.key=value (e.g. trainer.lr=1e-6)")],
-            "command line",
-        )
-    try:
-        value = tomllib.loads(f"v = {raw.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw.strip()
-    return key.split("."), value
-
-
-def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, str]:
-    """Apply ``key.path=value`` overrides to a parsed TOML document in place.
-
-    Returns:
-        ``{dotted key: override text}`` of what was set (to attribute errors to the command line).
-    """
-    applied: dict[str, str] = {}
-    for text in overrides:
-        keys, value = parse_override(text)
-        node = raw
-        for i, key in enumerate(keys[:-1]):
-            child = node.setdefault(key, {})
-            if not isinstance(child, dict):
-                raise ConfigError(
-                    [ConfigIssue(".".join(keys[: i + 1]), f"override {text!r}: this key is not a table")],
-                    "command line",
-                )
-            node = child
-        node[keys[-1]] = value
-        applied[".".join(keys)] = text
-    return applied
-
+__all__ = [
+    "CONVERTER",
+    "apply_overrides",
+    "check_fields",
+    "load_config",
+    "parse_config",
+    "parse_override",
+    "read_toml",
+    "structure",
+    "structure_component",
+]
 
 # -- the loader ------------------------------------------------------------------------------
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
-    """Parse a TOML file, turning syntax errors and missing files into ``ConfigError``."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError([ConfigIssue("", f"config file not found: {p} (check the path)")], str(p))
-    try:
-        with p.open("rb") as f:
-            return tomllib.load(f)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([ConfigIssue("", f"TOML syntax error: {exc}")], str(p)) from exc
+    """Parse a TOML file; a missing file, non-UTF-8 bytes, a syntax error or nesting that is too
+    deep is a ``ConfigError`` (see ``skyrl_core.config.source``)."""
+    return read_document(path)[0]
 
 
 def load_config(path: str | Path, overrides: Iterable[str] = (), registry: Registry | None = None) -> schema.RunConfig:
-    """Read, override and validate a run config file."""
-    raw = read_toml(path)
-    set_here = apply_overrides(raw, overrides)
+    """Read, override and validate a run config file; every problem says its key path and, when
+    the file writes that key, its line."""
+    raw, text = read_document(path)
+    if registry is None:
+        from skyrl_core.plugins import build_registry
+
+        registry = build_registry()
+    set_here = apply_overrides(raw, overrides, registry)
     try:
         return parse_config(raw, registry=registry, source=str(path))
     except ConfigError as exc:
-        issues = [_blame_override(issue, set_here) for issue in exc.issues]
-        if issues == exc.issues:
-            raise
-        raise ConfigError(issues, f"{path} (with command-line overrides)") from exc
+        # lines for the problems that are shown (a generated file may have a million)
+        shown = exc.issues[: ConfigError.MAX_SHOWN]
+        lines = KeyLines.of(text, wanted=[re.sub(r"\[\d+\]", "", i.path) for i in shown if i.path])
+        issues = [_locate(issue, set_here, lines if i < len(shown) else None) for i, issue in enumerate(exc.issues)]
+        overridden = any(_override_of(issue, set_here) for issue in exc.issues)
+        raise ConfigError(issues, f"{path} (with command-line overrides)" if overridden else str(path)) from None
 
 
-def _blame_override(issue: ConfigIssue, set_here: dict[str, str]) -> ConfigIssue:
-    """Say so when a problem is at a key (or inside a table) that a command-line override set."""
+def _override_of(issue: ConfigIssue, set_here: dict[str, str]) -> str | None:
+    """The command-line override that set the key (or a table around the key) of ``issue``."""
     for key, text in set_here.items():
-        if issue.path == key or issue.path.startswith(key + "."):
-            return ConfigIssue(issue.path, f"{issue.message} (from the command-line override {text!r})")
+        if issue.path == key or issue.path.startswith((key + ".", key + "[")):
+            return text
+    return None
+
+
+def _locate(issue: ConfigIssue, set_here: dict[str, str], lines: KeyLines | None) -> ConfigIssue:
+    """Say so when a problem is at a key that a command-line override set; otherwise add the line
+    of the file that writes its key."""
+    text = _override_of(issue, set_here)
+    if text is not None:
+        return attrs.evolve(issue, message=f"{issue.message} (from the command-line override {text!r})", line=None)
+    if issue.line is None and issue.path and lines is not None:
+        return ConfigIssue(issue.path, issue.message, lines.line_of(issue.path))
     return issue
 
 
@@ -355,7 +128,7 @@ def structure_component(
             keys = ", ".join(sorted(options))
             return None, [ConfigIssue(_join(path), f"{kind.label} {name!r} takes no options, got: {keys}")]
         return None, []
-    return structure(options, cls, path)
+    return structure(options, cls, path, owner=f"the {kind.label} {comp.name!r} of {comp.provider.describe()}")
 
 
 @attrs.define
@@ -376,7 +149,10 @@ def _take_slots(raw: dict[str, Any], issues: list[ConfigIssue]) -> _Chosen:
             table = _pop_path(raw, slot.path)
             table = {} if table is None else table
             if not isinstance(table, dict):
-                message = f"expected a table with `name = ...`, got {_describe(table)}"
+                where = _join(slot.path)
+                message = f"{not_a_table(where, table)} (its `name = ...` chooses the {slot.kind.label})"
+                if isinstance(table, str):  # backend = "vllm"
+                    message = f"{not_a_table(where, table)}; write [{where}] with name = {table!r}"
                 issues.append(ConfigIssue(_join(slot.path), message))
                 continue
             table = dict(table)
@@ -389,18 +165,25 @@ def _take_slots(raw: dict[str, Any], issues: list[ConfigIssue]) -> _Chosen:
         elif slot.shape == "keyed":
             tables = _pop_path(raw, slot.path) or {}
             if not isinstance(tables, dict):
-                issues.append(ConfigIssue(_join(slot.path), f"expected tables like [{_join(slot.path)}.<name>]"))
+                where = _join(slot.path)
+                message = f"{not_a_table(where, tables)}; the options of each {slot.kind.label} go in [{where}.<name>]"
+                issues.append(ConfigIssue(where, message))
                 tables = {}
             chosen.keyed = tables
         elif slot.shape == "listed":
             parent = _get_path(raw, slot.path)
             if isinstance(parent, dict):
                 own = {f.name for f in attrs.fields(schema.TrackingConfig)} - {"options"}
-                for key in [k for k, v in parent.items() if k not in own and isinstance(v, dict)]:
+                # a table, or an array of tables written by mistake (reported as such when validated)
+                for key in [k for k, v in parent.items() if k not in own and _is_table_like(v)]:
                     chosen.listed[key] = parent.pop(key)
     own_sections = {f.name for f in attrs.fields(schema.RunConfig)} - {"sections", "environments"}
     chosen.sections = {k: raw.pop(k) for k in [k for k in raw if k not in own_sections]}
     return chosen
+
+
+def _is_table_like(value: Any) -> bool:
+    return isinstance(value, dict) or (isinstance(value, list) and bool(value) and isinstance(value[0], dict))
 
 
 def _validate_slots(cfg: schema.RunConfig | None, chosen: _Chosen, registry: Registry) -> list[ConfigIssue]:
@@ -440,11 +223,17 @@ def _validate_keyed(
 ) -> list[ConfigIssue]:
     issues: list[ConfigIssue] = []
     envs: dict[str, Any] = {}
+    unknown = 0
     for env_name, table in tables.items():
         where = (*slot.path, env_name)
         if not isinstance(table, dict):
-            issues.append(ConfigIssue(_join(where), f"expected a table, got {_describe(table)}"))
+            issues.append(ConfigIssue(_join(where), not_a_table(_join(where), table)))
             continue
+        if not registry.providers(slot.kind, env_name) and QUALIFIER not in env_name:
+            unknown += 1
+            if unknown > SUGGESTED_KEYS:  # a generated file with many stray names: no fuzzy matching
+                issues.append(ConfigIssue(_join(where), f"no {slot.kind.label} named {env_name!r}."))
+                continue
         obj, found = structure_component(registry, slot.kind, env_name, table, where, where)
         issues += found
         envs[env_name] = obj
@@ -485,9 +274,14 @@ def _validate_sections(
     issues: list[ConfigIssue] = []
     own_sections = {f.name for f in attrs.fields(schema.RunConfig)} - {"sections", "environments"}
     sections: dict[str, Any] = {}
+    unknown = 0
     for sec_name, table in tables.items():
         comp = registry.components[Kind.CONFIG_SECTION].get(sec_name)
         if comp is None:
+            unknown += 1
+            if unknown > SUGGESTED_KEYS:  # a generated file with many stray keys: no fuzzy matching
+                issues.append(ConfigIssue(sec_name, f"unknown section [{sec_name}]."))
+                continue
             hint = did_you_mean(sec_name, list(own_sections) + registry.names(Kind.CONFIG_SECTION))
             msg = f"unknown section [{sec_name}].{hint}"
             dist = KNOWN_PROVIDERS[Kind.CONFIG_SECTION].get(sec_name)
@@ -495,7 +289,9 @@ def _validate_sections(
                 msg += f" It is provided by {dist}: `pip install {dist}`."
             issues.append(ConfigIssue(sec_name, msg))
             continue
-        obj, found = structure(table, comp.spec.config_cls, (sec_name,)) if comp.spec.config_cls else (table, [])
+        owner = f"the section [{sec_name}] of {comp.provider.describe()}"
+        cls = comp.spec.config_cls
+        obj, found = structure(table, cls, (sec_name,), owner=owner) if cls else (table, [])
         issues += found
         sections[sec_name] = obj
     if cfg is not None:

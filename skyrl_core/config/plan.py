@@ -123,8 +123,6 @@ def plan_issues(cfg: RunConfig) -> list[ConfigIssue]:
         out.append(
             ConfigIssue("algorithm.kl.adaptive", "the adaptive KL controller needs algorithm.kl.mode = 'reward'")
         )
-    if len(t.betas) != 2 or not all(0 <= b < 1 for b in t.betas):
-        out.append(ConfigIssue("trainer.betas", f"expected two numbers in [0, 1), got {t.betas!r}"))
     if cfg.generator.max_new_tokens >= cfg.generator.max_total_tokens:
         out.append(
             ConfigIssue(
@@ -135,4 +133,23 @@ def plan_issues(cfg: RunConfig) -> list[ConfigIssue]:
         )
     if cfg.data.generate and (len(cfg.data.train) > 1 or len(cfg.data.eval) > 1):
         out.append(ConfigIssue("data.generate", "needs at most one train file and one eval file"))
-    return out
+    return out + _tiny_model_issues(cfg)
+
+
+def _tiny_model_issues(cfg: RunConfig) -> list[ConfigIssue]:
+    """The shapes a tiny model's attention needs: whole heads, whole key/value groups, and an even
+    head size (rotary embeddings rotate pairs of dimensions)."""
+    tiny = cfg.model.tiny
+    if tiny is None or min(tiny.hidden_size, tiny.heads, tiny.kv_heads) <= 0:
+        return []
+    if tiny.hidden_size % tiny.heads:
+        return [ConfigIssue("model.tiny.heads", f"{tiny.heads} does not divide model.tiny.hidden_size = "
+                            f"{tiny.hidden_size}; each head gets hidden_size / heads dimensions")]
+    if (tiny.hidden_size // tiny.heads) % 2:
+        return [ConfigIssue("model.tiny.heads", f"gives heads of {tiny.hidden_size // tiny.heads} dimensions "
+                            f"(model.tiny.hidden_size = {tiny.hidden_size} / {tiny.heads}); rotary embeddings need "
+                            "an even number")]
+    if tiny.heads % tiny.kv_heads:
+        return [ConfigIssue("model.tiny.kv_heads", f"{tiny.kv_heads} does not divide model.tiny.heads = "
+                            f"{tiny.heads}; grouped-query attention shares each key/value head among whole groups")]
+    return []

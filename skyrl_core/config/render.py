@@ -9,6 +9,7 @@ from typing import Any
 import attrs
 
 from skyrl_core.config import schema
+from skyrl_core.config.fields import Range
 from skyrl_core.config.slots import SLOTS, named_slots
 from skyrl_core.plugins import Registry
 from skyrl_core.specs import Kind
@@ -146,6 +147,9 @@ def class_table(cls: type, section: str) -> list[str]:
             continue
         help_text = str(f.metadata.get("help", "")).replace("|", "\\|")
         type_text = _type_name(tp).replace("|", "\\|")
+        check = f.metadata.get("check")
+        if isinstance(check, Range):  # a declared range: shown with the type
+            type_text += f", {check.describe()}"
         lines.append(f"| `{f.name}` | {type_text} | {_default_text(f)} | {help_text} |")
     return [*lines, ""]
 
@@ -188,6 +192,9 @@ def reference_markdown(registry: Registry | None = None) -> str:
         "`[algorithm.advantage]`, `[algorithm.policy_loss]`) take that component's options as their other",
         "keys; `[environments.<name>]` and `[tracking.<name>]` hold the options of an environment or tracker.",
         "Any key can be overridden on the command line: `skyrl train run.toml trainer.lr=1e-6`.",
+        "",
+        "A type such as `int, > 0` gives the range the value must lie in. Every number must be finite and",
+        "every string (also in a list) non-empty unless the description says otherwise; integers fit 64 bits.",
         "",
         "## Core tables",
         "",

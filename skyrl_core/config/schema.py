@@ -17,10 +17,15 @@ from typing import Any, Literal
 import attrs
 
 from skyrl_core.config.fields import (
+    Range,
     all_positive,
+    at_least,
+    device_spec,
+    fraction,
     non_negative,
     option,
     positive,
+    seed_range,
     unit_interval,
 )
 from skyrl_core.config.slots import default_name
@@ -45,7 +50,7 @@ class RunSection:
         help="Run directory (metrics, checkpoints, export, plot). `{name}` is replaced by the run name. "
         "Relative paths are relative to the current working directory.",
     )
-    seed: int = option(42, help="Seed for data order, sampling and initialisation.")
+    seed: int = option(42, help="Seed for data order, sampling and initialisation.", check=seed_range)
 
 
 @attrs.define(kw_only=True)
@@ -76,10 +81,6 @@ def _check_target_modules(value: Any) -> str | None:
     return None
 
 
-def _check_dropout(value: Any) -> str | None:
-    return None if 0 <= value < 1 else f"must be >= 0 and < 1, got {value!r}"
-
-
 @attrs.define(kw_only=True)
 class LoraConfig:
     """``[model.lora]``: train low-rank adapters (LoRA, through ``peft``) instead of every weight."""
@@ -94,7 +95,7 @@ class LoraConfig:
         0.0,
         help="Dropout on the adapters' input in training passes (not in the no-grad log-prob passes, so "
         "keep 0 for RL unless you want that mismatch).",
-        check=_check_dropout,
+        check=Range(ge=0, lt=1),
     )
     target_modules: list[str] = option(
         factory=lambda: ["all-linear"],
@@ -127,7 +128,9 @@ class ModelConfig:
     dtype: Literal["float32", "bfloat16", "float16"] = option(
         "float32", help="Parameter dtype for training; bf16 uses autocast with fp32 master weights."
     )
-    device: str = option("auto", help="'auto' (CUDA when available, else CPU), 'cpu', 'cuda' or 'cuda:N'.")
+    device: str = option(
+        "auto", help="'auto' (CUDA when available, else CPU), 'cpu', 'cuda' or 'cuda:N'.", check=device_spec
+    )
     attn_implementation: str = option("sdpa", help="transformers attention implementation.")
     trust_remote_code: bool = option(False, help="Allow custom modelling code from the model folder.")
     chat_template: str | None = option(
@@ -183,8 +186,8 @@ class GeneratorConfig:
     temperature: float = option(
         1.0, help="Sampling temperature (the trainer applies the same one to its log-probs).", check=non_negative
     )
-    top_p: float = option(1.0, help="Nucleus sampling threshold (1 = off).", check=unit_interval)
-    top_k: int = option(-1, help="Top-k filter (-1 = off).")
+    top_p: float = option(1.0, help="Nucleus sampling threshold (1 = off).", check=fraction)
+    top_k: int = option(-1, help="Top-k filter (-1 = off).", check=at_least(-1))
     min_p: float = option(0.0, help="Min-p filter (0 = off).", check=unit_interval)
     stop: list[str] = option(factory=list, help="Extra stop strings (environments may add their own).")
     env_timeout_s: float = option(
@@ -262,6 +265,12 @@ class AlgorithmConfig:
     value_coef: float = option(0.5, help="Weight of the critic's value loss.", check=non_negative)
 
 
+def _check_betas(value: list[float]) -> str | None:
+    if len(value) == 2 and all(0 <= b < 1 for b in value):
+        return None
+    return f"expected two numbers in [0, 1), got {value!r}"
+
+
 @attrs.define(kw_only=True)
 class TrainerConfig:
     """``[trainer]``: batch sizes (in their units), optimisation and schedule."""
@@ -278,7 +287,7 @@ class TrainerConfig:
     )
     lr: float = option(1e-6, help="Peak learning rate (AdamW).", check=positive)
     weight_decay: float = option(0.01, help="AdamW weight decay.", check=non_negative)
-    betas: list[float] = option(factory=lambda: [0.9, 0.999], help="AdamW betas.")
+    betas: list[float] = option(factory=lambda: [0.9, 0.999], help="AdamW betas.", check=_check_betas)
     grad_clip: float = option(1.0, help="Max gradient norm (0 = no clipping).", check=non_negative)
     lr_schedule: Literal["constant", "cosine", "linear"] = option(
         "constant", help="Learning-rate schedule after warmup."
@@ -341,7 +350,7 @@ class EvalConfig:
     before_train: bool = option(True, help="Evaluate once before the first step.")
     samples_per_prompt: int = option(1, help="Samples per eval prompt (pass@k needs k or more).", check=positive)
     temperature: float = option(0.0, help="Eval sampling temperature (0 = greedy).", check=non_negative)
-    top_p: float = option(1.0, help="Eval nucleus threshold.", check=unit_interval)
+    top_p: float = option(1.0, help="Eval nucleus threshold.", check=fraction)
     max_new_tokens: int | None = option(
         None, help="Per-turn limit for eval (default: generator.max_new_tokens).", check=positive
     )

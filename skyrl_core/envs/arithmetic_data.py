@@ -19,7 +19,7 @@ from typing import Any
 
 import attrs
 
-from skyrl_core.config.fields import non_negative, option, positive, unit_interval
+from skyrl_core.config.fields import non_negative, option, positive, seed_range, unit_interval
 from skyrl_core.errors import DataError
 
 SYSTEM_PROMPT = "Put your final answer in \\boxed{}."
@@ -76,8 +76,10 @@ class ArithmeticDataConfig:
         "+-", help="Operators to draw from, any of '+', '-', '*' (e.g. '+-*').", check=_check_operations
     )
     allow_negative: bool = option(False, help="Allow subtraction results below zero.")
-    seed: int = option(0, help="Seed of the problem generator.")
-    system_prompt: str = option(SYSTEM_PROMPT, help="System message of every prompt ('' for none).")
+    seed: int = option(0, help="Seed of the problem generator.", check=seed_range)
+    system_prompt: str = option(
+        SYSTEM_PROMPT, help="System message of every prompt ('' for none).", allow_empty=True
+    )
 
 
 def answer(a: int, op: str, b: int) -> int:

@@ -91,8 +91,8 @@ class Gsm8kPrepareConfig:
     env_class: str = option(
         "gsm8k", help="The env_class column: 'gsm8k' or 'gsm8k_multi_turn' (or your own env).", check=_non_empty
     )
-    instruction: str = option(INSTRUCTION, help="Text appended to every question ('' for none).")
-    system_prompt: str = option("", help="System message of every prompt ('' for none).")
+    instruction: str = option(INSTRUCTION, help="Text appended to every question ('' for none).", allow_empty=True)
+    system_prompt: str = option("", help="System message of every prompt ('' for none).", allow_empty=True)
     sft: bool = option(
         True,
         help="Also write sft.parquet (prompt + GSM8K's worked solution, calculator annotations removed) from the "
@@ -109,5 +109,5 @@ class SyntheticPrepareConfig:
     sft_rows: int = option(256, help="Supervised warm-start rows (0 for none).", check=non_negative)
     seed: int = option(0, help="Seed of the problem generator.")
     env_class: str = option("gsm8k", help="The env_class column.", check=_non_empty)
-    instruction: str = option(INSTRUCTION, help="Text appended to every question ('' for none).")
-    system_prompt: str = option("", help="System message of every prompt ('' for none).")
+    instruction: str = option(INSTRUCTION, help="Text appended to every question ('' for none).", allow_empty=True)
+    system_prompt: str = option("", help="System message of every prompt ('' for none).", allow_empty=True)

@@ -11,7 +11,7 @@ from typing import Literal
 
 import attrs
 
-from skyrl_core.api import non_negative, option, positive
+from skyrl_core.api import non_negative, option, positive, seed_range
 
 #: Where the OmniSQL ``data.zip`` (used by SkyRL-SQL) keeps each family's databases,
 #: relative to ``db_root``. A family not listed here lives in ``<db_root>/<family>``.
@@ -130,7 +130,9 @@ class SyntheticDataConfig:
         2, help="Further databases whose questions form the eval split (unseen in training).", check=non_negative
     )
     questions_per_database: int = option(12, help="Questions (with gold SQL) per database.", check=positive)
-    seed: int = option(0, help="Seed of the generator (same seed, same databases and questions).")
+    seed: int = option(
+        0, help="Seed of the generator (same seed, same databases and questions).", check=seed_range
+    )
     db_root: str | None = option(
         None,
         help="Where the databases are written (as <db_root>/<family>/<db_id>/<db_id>.sqlite); "

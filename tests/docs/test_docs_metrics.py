@@ -72,9 +72,20 @@ def test_every_written_key_is_documented(written) -> None:
     assert not missing, f"document these metrics in docs/metrics.md: {missing}"
 
 
+def test_the_console_columns_are_documented_metrics(written) -> None:
+    """The console table reads keys that runs write (its `len` column once read a key nobody wrote)."""
+    from skyrl_core.tracking import CONSOLE_COLUMNS
+
+    patterns = [p for _, p in documented()]
+    for key, header, _ in CONSOLE_COLUMNS:
+        assert any(p.match(key) for p in patterns), f"console column {header!r} reads {key!r}, not a documented metric"
+        assert key in written, f"console column {header!r} reads {key!r}, which the test runs never wrote"
+
+
 def test_the_run_covered_the_families(written) -> None:
     """The run really switched the families on (so the check above was not vacuous)."""
-    for key in ("reward/mean", "reward/arithmetic/correct", "policy/kl_ref", "critic/explained_variance",
+    for key in ("reward/mean", "reward/arithmetic/correct", "eval/arithmetic/correct", "policy/kl_ref",
+                "critic/explained_variance",
                 "eval/all/pass@1", "timing/values", "timing/ref_logprobs", "weight_sync/verified",
                 "startup/logprob_diff_max", "rollout/finish_reason/stop", "rollout/staleness/max",
                 "timing/wait_rollouts", "policy/tis_weight_mean"):

@@ -82,6 +82,45 @@ def _override_format(capsys, monkeypatch):
     return skyrl(capsys, "config", "validate", write("o.toml", '[model]\npath = "m"\n'), "trainer.lr", "1e-6")
 
 
+@scenario("capped-report")
+def _capped_report(capsys, monkeypatch):
+    stray = "".join(f"stray_{i} = {i}\n" for i in range(300))
+    return skyrl(capsys, "config", "validate", write("many.toml", '[model]\npath = "m"\n[trainer]\n' + stray))
+
+
+@scenario("value-range")
+def _value_range(capsys, monkeypatch):
+    return skyrl(capsys, "config", "validate", write("r.toml", '[run]\nseed = 4294967296\n[model]\npath = "m"\n'))
+
+
+@scenario("empty-string")
+def _empty_string(capsys, monkeypatch):
+    return skyrl(capsys, "config", "validate", write("e.toml", '[model]\npath = ""\n'))
+
+
+@scenario("table-expected")
+def _table_expected(capsys, monkeypatch):
+    return skyrl(capsys, "config", "validate", write("t.toml", '[model]\npath = "m"\n[[trainer]]\nsteps = 2\n'))
+
+
+@scenario("duplicate-key")
+def _duplicate_key(capsys, monkeypatch):
+    text = '[model]\npath = "m"\n[trainer]\nlr = 1e-6\nlr = 2e-6\n'
+    return skyrl(capsys, "config", "validate", write("d.toml", text))
+
+
+@scenario("not-utf8")
+def _not_utf8(capsys, monkeypatch):
+    Path("u.toml").write_bytes(b'[model]\npath = "m"  # caf\xe9 model\n')
+    return skyrl(capsys, "config", "validate", "u.toml")
+
+
+@scenario("too-deep")
+def _too_deep(capsys, monkeypatch):
+    text = '[model]\npath = "m"\n[data.generate_options]\nx = ' + "[" * 40 + "]" * 40 + "\n"
+    return skyrl(capsys, "config", "validate", write("n.toml", text))
+
+
 @scenario("toml-syntax")
 def _toml_syntax(capsys, monkeypatch):
     return skyrl(capsys, "config", "validate", write("s.toml", '[model\npath = "m"\n'))
@@ -121,6 +160,18 @@ def _plugin_conflict(capsys, monkeypatch):
     _fixture_sites(monkeypatch, "dup_b", "dup_a")  # the last prepended is found first
     toml = '[model]\npath = "m"\n[algorithm.advantage]\nname = "t_dup"\n'  # selects the ambiguous name
     return skyrl(capsys, "config", "validate", write("p.toml", toml))
+
+
+@scenario("plugin-rejected-input")
+def _plugin_rejected_input(capsys, monkeypatch):
+    _fixture_sites(monkeypatch, "raises")
+    return skyrl(capsys, "data", "prepare", "r_prep", "--out", "d", "--words", "alpha")
+
+
+@scenario("plugin-check-raised")
+def _plugin_check_raised(capsys, monkeypatch):
+    _fixture_sites(monkeypatch, "raises")
+    return skyrl(capsys, "config", "validate", write("r.toml", '[model]\npath = "m"\n[r_section]\nratio = 2.0\n'))
 
 
 # -- models and devices ----------------------------------------------------------------------

@@ -107,13 +107,14 @@ class KnownAnswers:
         self.shut = True
 
 
-def test_pass_at_k_by_data_source_is_exact(tmp_path, tiny_model_dir):
+def _eval_known_answers(tmp_path, model_dir, questions: dict[str, tuple[str, int]]):
+    """``run_eval`` of arithmetic rows ``{question: (data_source, correct samples of 4)}`` with the
+    ``KnownAnswers`` backend; returns the metrics and the backend."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from skyrl_core.models.loading import load_tokenizer
 
-    questions = {"1 + 1": ("easy", 4), "2 + 2": ("easy", 1), "30 * 3": ("hard", 0), "7 - 5": ("hard", 2)}
     rows = [
         {
             "prompt": [{"role": "user", "content": f"What is {q}?"}],
@@ -125,13 +126,19 @@ def test_pass_at_k_by_data_source_is_exact(tmp_path, tiny_model_dir):
     ]
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "eval.parquet")
     path = tmp_path / "eval.toml"
-    path.write_text(CONFIG.format(run_dir=tmp_path / "run", model=tiny_model_dir, eval=tmp_path / "eval.parquet"))
+    path.write_text(CONFIG.format(run_dir=tmp_path / "run", model=model_dir, eval=tmp_path / "eval.parquet"))
     registry = fresh_registry()
     cfg = load_config(path, ["eval.max_rows=100"], registry)
     tokenizer = load_tokenizer(cfg.model)
     backend = KnownAnswers(tokenizer, {q: c for q, (_, c) in questions.items()})
     metrics = run_eval(cfg, registry, backend=backend, tokenizer=tokenizer, output_dir=tmp_path / "out",
                        show_progress=False)
+    return metrics, backend
+
+
+def test_pass_at_k_by_data_source_is_exact(tmp_path, tiny_model_dir):
+    questions = {"1 + 1": ("easy", 4), "2 + 2": ("easy", 1), "30 * 3": ("hard", 0), "7 - 5": ("hard", 2)}
+    metrics, backend = _eval_known_answers(tmp_path, tiny_model_dir, questions)
     assert not backend.shut  # a backend passed in belongs to the caller
 
     def expected(k: int, counts: list[int]) -> float:
@@ -146,6 +153,34 @@ def test_pass_at_k_by_data_source_is_exact(tmp_path, tiny_model_dir):
     assert metrics["eval/all/pass@4"] == pytest.approx(3 / 4)
     assert metrics["eval/easy/num_prompts"] == 2 and metrics["eval/all/num_samples"] == 16
     assert Path(tmp_path / "out" / "summary.json").is_file()
+
+
+def test_environment_metrics_are_reported_per_environment(tmp_path, tiny_model_dir):
+    """The arithmetic env's own metrics (``correct``, ``formatted``, ``turns``) of the eval samples,
+    as ``eval/<env>/<metric>``, next to the data-source metrics."""
+    questions = {"1 + 1": ("easy", 4), "2 + 2": ("easy", 1), "30 * 3": ("hard", 0), "7 - 5": ("hard", 2)}
+    metrics, _ = _eval_known_answers(tmp_path, tiny_model_dir, questions)
+    assert metrics["eval/arithmetic/correct"] == pytest.approx(7 / 16)  # 4 + 1 + 0 + 2 right of 16
+    assert metrics["eval/arithmetic/formatted"] == 1.0  # every reply is boxed
+    assert metrics["eval/arithmetic/turns"] == 1.0
+    assert "eval/arithmetic/mean" not in metrics  # the mean reward is the data sources' score
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["metrics"]["eval/arithmetic/correct"] == metrics["eval/arithmetic/correct"]
+
+
+def test_an_environment_metric_never_replaces_a_data_source_metric():
+    from skyrl_core.evaluation import environment_metrics
+    from skyrl_core.rollout import RolloutBatch, Trajectory
+
+    trajs = [Trajectory([1], [2], [1], [0.0], [1.0], 0, env_class=env) for env in ("math", "math/v2")]
+    batch = RolloutBatch(trajs, {"reward/math/mean": 1.0, "reward/math/score": 0.5, "reward/math/solved": 0.25,
+                                 "reward/math/v2/solved": 0.75, "rollout/env_errors": 0.0})
+    taken = {"eval/math/score": 1.0}  # a data source named "math"
+    assert environment_metrics(batch, taken) == {
+        "eval/math/env/score": 0.5,  # moved aside, not over the data source's score
+        "eval/math/solved": 0.25,
+        "eval/math/v2/solved": 0.75,  # the longer environment name wins its keys
+    }
 
 
 def test_pass_at_k_estimator():

@@ -1,8 +1,9 @@
-"""A test plugin for the loop tests: a policy loss that is NaN once, an environment that
-raises on some rows, and pipeline hooks that record when the loop calls them."""
+"""A test plugin for the loop tests: a policy loss that is NaN once, environments that raise on
+some rows or on every second episode, and pipeline hooks that record when the loop calls them."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import attrs
@@ -43,6 +44,22 @@ class FlakyEnv(ArithmeticEnv):
         return super().step(action)
 
 
+class HalfFailingEnv(ArithmeticEnv):
+    """The arithmetic env, but every second episode raises in ``step``: exactly half of any batch
+    of an even number of trajectories fails."""
+
+    created = itertools.count()
+
+    def __init__(self, config=None, extras=None) -> None:
+        super().__init__(config, extras)
+        self.fails = next(HalfFailingEnv.created) % 2 == 1
+
+    def step(self, action: str):
+        if self.fails:
+            raise RuntimeError("this episode fails (test)")
+        return super().step(action)
+
+
 @hookimpl
 def skyrl_register_policy_losses():
     return [ComponentSpec("nan_once", nan_once, "PPO clip that is NaN on its first calls (test).", NanOnceConfig)]
@@ -52,7 +69,11 @@ def skyrl_register_policy_losses():
 def skyrl_register_environments():
     from skyrl_core.envs.arithmetic import ArithmeticEnvConfig
 
-    return [ComponentSpec("flaky", FlakyEnv, "Arithmetic that raises on odd operands (test).", ArithmeticEnvConfig)]
+    return [
+        ComponentSpec("flaky", FlakyEnv, "Arithmetic that raises on odd operands (test).", ArithmeticEnvConfig),
+        ComponentSpec("half_failing", HalfFailingEnv, "Arithmetic failing every second episode (test).",
+                      ArithmeticEnvConfig),
+    ]
 
 
 class UninstalledBackend:

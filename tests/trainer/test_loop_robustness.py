@@ -61,6 +61,40 @@ def test_raising_environment_ends_only_its_trajectories(tmp_path: Path, registry
     assert (tmp_path / "run" / "export").is_dir()  # and the run finished
 
 
+def _route_rows(data: Path, env_class: str) -> None:
+    """Point every row of the run's data files at ``env_class``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for name in ("train.parquet", "eval.parquet"):
+        table = pq.read_table(data / name).to_pylist()
+        for row in table:
+            row["env_class"] = env_class
+        pq.write_table(pa.Table.from_pylist(table), data / name)
+
+
+def test_failed_trajectories_are_reported_on_the_console_and_the_run_finishes(tmp_path: Path, registry,
+                                                                               capsys) -> None:
+    from skyrl_core.startup import prepare_data
+
+    cfg = load_config(write_config(tmp_path, steps=2, extra="\n[environments.half_failing]\n"), [], registry)
+    prepare_data(cfg, registry)
+    _route_rows(tmp_path / "data", "half_failing")  # every second episode raises, in training and eval
+    train(cfg, registry)
+    err = capsys.readouterr().err
+    first = "first error: half_failing: step raised RuntimeError: this episode fails (test)"
+    rows = metrics(tmp_path / "run")
+    for step in (1, 2):  # 4 prompts x 4 samples per step, one warning line each
+        line = f"warning: step {step}: 8 of 16 trajectories failed in their environment and scored 0 (half_failing: 8)"
+        assert f"{line}; {first}\n" in err, err
+        assert rows[step]["rollout/env_errors"] == 8
+    for step in (0, 2):  # evaluation before training and at the end: 8 rows, 1 sample each
+        assert f"warning: eval at step {step}: 4 of 8 trajectories failed in their environment" in err, err
+        assert rows[step]["eval/all/env_errors"] == 4
+        assert 0.0 <= rows[step]["eval/half_failing/correct"] <= 1.0  # the env's own metrics, in eval too
+    assert sorted(rows) == [0, 1, 2] and (tmp_path / "run" / "export").is_dir()  # and the run finished
+
+
 def test_pipeline_hooks_are_called_in_order(tmp_path: Path, registry) -> None:
     cfg = load_config(write_config(tmp_path, steps=2), [], registry)
     train(cfg, registry)

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import attrs
 
-from skyrl_core.api import did_you_mean, non_negative, option, positive, unit_interval
+from skyrl_core.api import did_you_mean, option, positive, seed_range, unit_interval
 
 #: ServerArgs set by the plugin itself (from [model] and the fields below); not allowed in ``server_args``.
 MANAGED_ARGS = frozenset({"model_path", "tokenizer_path", "skip_tokenizer_init", "device", "log_level"})
@@ -118,7 +118,7 @@ class SGLangBackendConfig:
         "CPU, SGLang's choice on GPU.",
     )
     seed: int | None = option(
-        None, help="ServerArgs.random_seed; default: the run seed.", check=non_negative
+        None, help="ServerArgs.random_seed; default: the run seed.", check=seed_range
     )
     seeded_sampling: Literal["auto", "engine", "serial", "off"] = option(
         "auto",

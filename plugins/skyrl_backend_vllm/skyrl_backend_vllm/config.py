@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import attrs
 
-from skyrl_core.api import did_you_mean, non_negative, option, positive
+from skyrl_core.api import did_you_mean, fraction, non_negative, option, positive, seed_range
 
 #: ``engine_kwargs`` keys that have their own ``[backend]`` option (the option wins; giving
 #: both is an error) or that the backend sets itself.
@@ -87,10 +87,6 @@ def _check_engine_kwargs(value: Any) -> str | None:
     return "; ".join(problems) if problems else None
 
 
-def _check_fraction(value: Any) -> str | None:
-    return None if 0 < value <= 1 else f"must be in (0, 1], got {value!r}"
-
-
 def _check_sleep_level(value: Any) -> str | None:
     return None if value in (0, 1, 2) else f"must be 0 (off), 1 or 2, got {value!r}"
 
@@ -109,7 +105,7 @@ class VllmBackendConfig:
         0.9,
         help="Fraction of the GPU's memory vLLM may use for weights, activations and the KV cache "
         "(lower it when the trainer shares the GPU without sleep). Unused on CPU, see kv_cache_gb.",
-        check=_check_fraction,
+        check=fraction,
     )
     kv_cache_gb: float | None = option(
         None,
@@ -141,6 +137,7 @@ class VllmBackendConfig:
         None,
         help="Engine seed; default: the run seed. Every sample is seeded on its own (from its request's "
         "seed, or from this backend's seeded generator), so results do not depend on batching.",
+        check=seed_range,
     )
     engine_core: Literal["in_process", "subprocess"] = option(
         "in_process",

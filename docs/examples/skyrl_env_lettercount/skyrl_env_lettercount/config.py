@@ -2,7 +2,7 @@
 
 import attrs
 
-from skyrl_core.api import non_negative, option, positive
+from skyrl_core.api import non_negative, option, positive, seed_range
 
 
 @attrs.define(kw_only=True)
@@ -22,4 +22,4 @@ class LetterCountData:
     train_rows: int = option(200, help="Rows of train.parquet.", check=positive)
     eval_rows: int = option(50, help="Rows of eval.parquet (words not in train).", check=positive)
     max_turns: int = option(1, help="The max_turns column of every row (> 1: retries with feedback).", check=positive)
-    seed: int = option(0, help="Seed of the word generator.")
+    seed: int = option(0, help="Seed of the word generator.", check=seed_range)
