@@ -10,6 +10,7 @@ or created.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import importlib.metadata as md
 import importlib.util
@@ -79,6 +80,7 @@ def creator(env_id: str) -> Any:
     return load_env_creator(entry) if isinstance(entry, str) else entry
 
 
+@functools.cache  # once per environment class, not per trajectory
 def config_dataclass(env_creator: Any) -> type | None:
     """The dataclass its ``env_config`` parameter is annotated with (``Union[Text2SQLEnvConfig,
     DictConfig]`` gives ``Text2SQLEnvConfig``), or None."""
