@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 import zlib
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,8 @@ def _chunks(data: bytes) -> list[bytes]:
         if kind == 0 and length == 0:  # zero padding up to the next block
             pos += left
             continue
+        if pos + CHUNK_HEADER + length > len(data):  # a chunk still being written
+            break
         payload = data[pos + CHUNK_HEADER : pos + CHUNK_HEADER + length]
         assert zlib.crc32(payload, zlib.crc32(bytes([kind]))) & 0xFFFFFFFF == crc, f"bad checksum at byte {pos}"
         pos += CHUNK_HEADER + length
@@ -110,7 +113,18 @@ def read_segment(folder: Path) -> Segment:
     return seg
 
 
+def read_finished_segment(folder: Path, timeout_s: float = 60.0) -> Segment:
+    """``read_segment`` once the file holds the run's exit record: ``run.finish()`` returns before
+    wandb's service process has written the last records."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        seg = read_segment(folder)
+        if seg.exit_code is not None or time.monotonic() > deadline:
+            return seg
+        time.sleep(0.05)
+
+
 def read_offline_runs(wandb_dir: Path) -> list[Segment]:
-    """Every offline run folder under ``<dir>/wandb``, in the order they started."""
-    segments = [read_segment(folder) for folder in Path(wandb_dir).glob("wandb/offline-run-*")]
+    """Every offline run folder under ``<dir>/wandb``, finished, in the order they started."""
+    segments = [read_finished_segment(folder) for folder in Path(wandb_dir).glob("wandb/offline-run-*")]
     return sorted(segments, key=lambda s: s.started)
