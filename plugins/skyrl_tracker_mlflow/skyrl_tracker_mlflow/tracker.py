@@ -79,7 +79,8 @@ class MlflowTracker:
     # -- the run's lifecycle (driven by the plugin's skyrl_run_start / skyrl_run_end hooks) -------
 
     def on_run_start(self, step: int) -> None:
-        """Open the MLflow run: the recorded one when training resumed from a checkpoint (``step > 0``), else a new one."""
+        """Open the MLflow run: the recorded one when training resumed from a checkpoint (``step > 0``), else a
+        new one."""
         self._in_training = True
         if self.run_id is None:
             self._open(resume=step > 0)
