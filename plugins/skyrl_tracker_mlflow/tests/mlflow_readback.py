@@ -36,8 +36,10 @@ def read_run(run_dir: Path) -> LoggedRun:
         for key in run.data.metrics
     }
     artifacts: dict[str, Any] = {}
+    downloads = Path(run_dir).parent / "downloads"
+    downloads.mkdir(exist_ok=True)
     for info in client.list_artifacts(run.info.run_id, "skyrl"):
-        local = client.download_artifacts(run.info.run_id, info.path, str(Path(run_dir).parent / "downloads"))
+        local = client.download_artifacts(run.info.run_id, info.path, str(downloads))
         artifacts[info.path] = Path(local).read_text()
     return LoggedRun(
         run_id=run.info.run_id,

@@ -25,6 +25,8 @@ FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
 
 def _chunks(data: bytes) -> list[bytes]:
     """The records' payloads of a ``.wandb`` file (chunks joined, checksums verified)."""
+    if len(data) < 7:  # not written yet
+        return []
     ident, magic, _version = struct.unpack("<4sHB", data[:7])
     assert ident == b":W&B" and magic == 0xBEE1, f"not a W&B transaction log: {data[:7]!r}"
     out, pos, pending = [], 7, b""
@@ -68,7 +70,6 @@ class Segment:
     project: str = ""
     name: str = ""
     tags: list[str] = attrs.field(factory=list)
-    resume: str = ""
     config: dict[str, Any] = attrs.field(factory=dict)
     history: list[dict[str, Any]] = attrs.field(factory=list)
     summary: dict[str, Any] = attrs.field(factory=dict)
@@ -92,7 +93,7 @@ def read_segment(folder: Path) -> Segment:
             run = record.run
             if not seg.run_id:  # the first run record; later ones are partial updates
                 seg.run_id, seg.project, seg.name = run.run_id, run.project, run.display_name
-                seg.tags, seg.resume = list(run.tags), run.resume
+                seg.tags = list(run.tags)
                 seg.started = run.start_time.ToMicroseconds()
             seg.config.update(_items(run.config.update))
         elif kind == "config":
