@@ -67,7 +67,7 @@ class MlflowTracker:
         if importlib.util.find_spec("mlflow") is None:
             raise MissingDependencyError(
                 "[tracking] trackers = ['mlflow'] needs MLflow, which is not installed: "
-                "pip install 'mlflow-skinny>=2.10' (a dependency of skyrl-tracker-mlflow)"
+                "pip install 'mlflow-skinny>=2.22' (a dependency of skyrl-tracker-mlflow)"
             )
         for dist in ("mlflow", "mlflow-skinny"):
             try:

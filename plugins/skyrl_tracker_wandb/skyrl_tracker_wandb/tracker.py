@@ -56,7 +56,7 @@ class WandbTracker:
         if importlib.util.find_spec("wandb") is None:
             raise MissingDependencyError(
                 "[tracking] trackers = ['wandb'] needs the wandb package, which is not installed: "
-                "pip install 'wandb>=0.17' (a dependency of skyrl-tracker-wandb)"
+                "pip install 'wandb>=0.19.11' (a dependency of skyrl-tracker-wandb)"
             )
         return f"wandb {md.version('wandb')}"
 

@@ -23,6 +23,7 @@ def wandb_sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     ]:
         monkeypatch.setenv(var, str(home / sub))
     monkeypatch.setenv("NETRC", str(home / "no-netrc"))
+    monkeypatch.setenv("WANDB_ERROR_REPORTING", "false")  # no error reports to W&B's servers
     for var in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_DIR", "WANDB_PROJECT", "WANDB_ENTITY", "WANDB_RUN_ID"):
         monkeypatch.delenv(var, raising=False)
     return home

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from skyrl_tracker_wandb.config import WandbConfig
 from skyrl_tracker_wandb.tracker import STATE_FILE, WandbTracker
-from wandb_records import read_offline_runs
+from wandb_records import next_second, read_offline_runs
 
 from skyrl_core.api import SkyrlError
 
@@ -32,6 +32,8 @@ def run_dir(tmp_path: Path) -> Path:
 def _session(run_dir: Path, start_step: int, steps: dict[int, float], *, config: WandbConfig | None = None,
              finish: bool = True) -> WandbTracker:
     """One training session: start at ``start_step``, log ``{step: reward}``, end normally (or not), close."""
+    if start_step > 0:
+        next_second()  # a resumed session: not in its predecessor's offline folder
     tracker = WandbTracker(config or WandbConfig(mode="offline", tags=["ci"]), run_dir, {"name": "t"})
     tracker.on_run_start(start_step)
     for step, reward in steps.items():
@@ -89,6 +91,7 @@ def test_a_run_that_starts_over_gets_a_new_wandb_run(run_dir: Path) -> None:
 
 def test_failed_and_interrupted_runs_exit_non_zero(run_dir: Path) -> None:
     _session(run_dir, 0, {0: 0.0, 1: 0.1}, finish=False)  # the loop never reached skyrl_run_end
+    next_second()
     tracker = WandbTracker(WandbConfig(mode="offline"), run_dir, {"name": "t"})
     tracker.on_run_start(1)
     tracker.log({"reward/mean": 0.2}, 2)

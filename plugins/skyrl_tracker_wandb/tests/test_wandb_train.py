@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 
 import pytest
-from wandb_records import Segment, read_offline_runs
+from wandb_records import Segment, next_second, read_offline_runs
 
 from skyrl_core.api import build_registry, hookimpl, load_config
 from skyrl_core.testing import read_metrics, run_skyrl, train, write_tiny_config
@@ -35,6 +35,7 @@ class CrashAtStep:
 
 def _train(cfg_path: Path, *overrides: str, plugins: tuple = ()) -> None:
     """``skyrl train`` through the testing kit, with this plugin alone (and ``plugins``) loaded."""
+    next_second()  # a resumed session: not in its predecessor's offline folder
     registry = build_registry(only=["skyrl-tracker-wandb"], extra_plugins=[(f"p{i}", p) for i, p in enumerate(plugins)])
     cfg = load_config(cfg_path, [TRACKERS, *overrides], registry)
     train(cfg, registry, config_path=str(cfg_path))

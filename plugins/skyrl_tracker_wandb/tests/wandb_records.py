@@ -114,6 +114,13 @@ def read_segment(folder: Path) -> Segment:
     return seg
 
 
+def next_second() -> None:
+    """Sleep into the next wall-clock second. Call it before a resumed session: an offline folder is
+    named ``offline-run-<start second>-<run id>``, and older wandb releases (0.19) reuse the folder of
+    a session of the same run that started in the same second; real sessions are further apart."""
+    time.sleep(1.01 - time.time() % 1)
+
+
 def read_finished_segment(folder: Path, timeout_s: float = 60.0) -> Segment:
     """``read_segment`` once the file holds the run's exit record: ``run.finish()`` returns before
     wandb's service process has written the last records."""
