@@ -121,10 +121,11 @@ class WandbTracker:
         except Exception as exc:
             raise SkyrlError(self._init_error(exc)) from exc
         self.run = run
-        _atomic_write_json(
-            self.run_dir / STATE_FILE,
-            {"run_id": run.id, "project": self.config.project, "entity": self.config.entity, "offline": run.offline},
-        )
+        if kwargs["mode"] != "disabled":  # a disabled run has a made-up id: nothing to resume
+            _atomic_write_json(
+                self.run_dir / STATE_FILE,
+                {"run_id": run.id, "project": self.config.project, "entity": self.config.entity},
+            )
         run.define_metric(STEP_METRIC)
         run.define_metric("*", step_metric=STEP_METRIC)
         files = [self.run_dir / name for name in ARTIFACT_FILES if (self.run_dir / name).is_file()]

@@ -133,3 +133,8 @@ def test_check_installed_names_the_version() -> None:
     import wandb
 
     assert WandbTracker.check_installed(WandbConfig()) == f"wandb {wandb.__version__}"
+
+
+def test_disabled_mode_logs_nothing_and_does_not_fail(run_dir: Path) -> None:
+    _session(run_dir, 0, {0: 0.0, 1: 0.5}, config=WandbConfig(mode="disabled"))
+    assert not (run_dir / "wandb").exists() and not (run_dir / STATE_FILE).exists()
