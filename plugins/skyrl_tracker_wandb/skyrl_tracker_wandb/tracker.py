@@ -1,0 +1,195 @@
+"""The ``wandb`` tracker: a skyrl run as one Weights & Biases run.
+
+What it logs:
+
+* every step's metrics, together with the skyrl step as ``trainer/step``, which every metric
+  uses as its x-axis (``define_metric``). W&B's own ``_step`` only counts log calls, so a step
+  that is logged again (steps redone after a crash, resumed from an older checkpoint) is
+  recorded again with the same ``trainer/step`` instead of being dropped as non-monotonic;
+  the later value is the one the continuing run builds on, and it is the one in the summary;
+* the resolved run config (the ``config`` of ``<run dir>/manifest.json``), nested as in the
+  TOML (W&B shows ``trainer.lr`` and so on);
+* ``manifest.json`` and ``config.toml`` as the artifact ``skyrl-run-<run id>`` of type
+  ``skyrl-run`` (a new version when a resumed run rewrites them).
+
+Resume: the W&B run id is kept in ``<run dir>/wandb_run.json`` (written atomically). When
+training resumes from a checkpoint, the tracker continues that run (``id=..., resume="allow"``);
+a run that starts from step 0 gets a new W&B run. The end of the run sets the W&B exit code:
+0 when training finished, 1 when it failed, 130 when it was interrupted.
+
+``wandb`` is imported only when the first W&B run is opened, never at start-up.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from skyrl_core.api import MissingDependencyError, SkyrlError
+from skyrl_tracker_wandb.config import WandbConfig
+
+STEP_METRIC = "trainer/step"
+STATE_FILE = "wandb_run.json"
+ARTIFACT_TYPE = "skyrl-run"
+ARTIFACT_FILES = ("manifest.json", "config.toml")
+
+
+class WandbTracker:
+    """Sends a run's metrics, config and manifest to W&B (online, offline or disabled)."""
+
+    def __init__(self, config: WandbConfig | None, run_dir: Path, run_config: dict[str, Any] | None = None) -> None:
+        self.config = config or WandbConfig()
+        self.run_dir = Path(run_dir)
+        self.run_config = dict(run_config or {})
+        self.run: Any = None  # the wandb Run, once opened
+        self._in_training = False  # opened by the skyrl_run_start hook: success needs skyrl_run_end
+        self._completed = False
+
+    @staticmethod
+    def check_installed(config: WandbConfig | None) -> str:
+        """``wandb`` is importable (checked before any model loads); the status names its version."""
+        if importlib.util.find_spec("wandb") is None:
+            raise MissingDependencyError(
+                "[tracking] trackers = ['wandb'] needs the wandb package, which is not installed: "
+                "pip install 'wandb>=0.19.11' (a dependency of skyrl-tracker-wandb)"
+            )
+        return f"wandb {md.version('wandb')}"
+
+    # -- the run's lifecycle (driven by the plugin's skyrl_run_start / skyrl_run_end hooks) -------
+
+    def on_run_start(self, step: int) -> None:
+        """Open the W&B run: the recorded one when training resumed from a checkpoint (``step > 0``), else a new one."""
+        self._in_training = True
+        if self.run is None:
+            self._open(resume=step > 0)
+
+    def on_run_end(self) -> None:
+        """Training finished normally: ``close`` reports success."""
+        self._completed = True
+
+    # -- the Tracker protocol -----------------------------------------------------------------
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        """Log ``metrics`` with ``trainer/step = step``.
+
+        Opens the run first when no hook did (a tracker used outside ``skyrl train``): a first
+        step above 0 continues the recorded run."""
+        if self.run is None:
+            self._open(resume=step > 0)
+        values = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+        self.run.log({STEP_METRIC: step, **values})
+
+    def close(self) -> None:
+        """Finish the W&B run with exit code 0 (finished), 1 (failed) or 130 (interrupted)."""
+        if self.run is None:
+            return
+        # close() runs in the loop's `finally`: an exception on its way out means the run failed
+        error = sys.exc_info()[1]
+        failed = error is not None or (self._in_training and not self._completed)
+        code = (130 if isinstance(error, KeyboardInterrupt) else 1) if failed else 0
+        run, self.run = self.run, None
+        run.finish(exit_code=code)
+
+    # -- opening -------------------------------------------------------------------------------
+
+    def _open(self, *, resume: bool) -> None:
+        import wandb
+
+        previous = self._previous_run() if resume else None
+        where = Path(self.config.dir) if self.config.dir else self.run_dir
+        where.mkdir(parents=True, exist_ok=True)
+        kwargs: dict[str, Any] = {
+            "project": self.config.project,
+            "entity": self.config.entity,
+            "name": self.config.name or self.run_config.get("name") or self.run_dir.name,
+            "group": self.config.group,
+            "tags": list(self.config.tags) or None,
+            "notes": self.config.notes,
+            "dir": str(where),
+            "config": self._run_config(),
+            "mode": self._mode(),
+        }
+        if previous is not None:
+            kwargs.update(id=previous, resume="allow")
+        try:
+            run = wandb.init(**kwargs)
+        except Exception as exc:
+            raise SkyrlError(self._init_error(exc)) from exc
+        self.run = run
+        if kwargs["mode"] != "disabled":  # a disabled run has a made-up id: nothing to resume
+            _atomic_write_json(
+                self.run_dir / STATE_FILE,
+                {"run_id": run.id, "project": self.config.project, "entity": self.config.entity},
+            )
+        run.define_metric(STEP_METRIC)
+        run.define_metric("*", step_metric=STEP_METRIC)
+        files = [self.run_dir / name for name in ARTIFACT_FILES if (self.run_dir / name).is_file()]
+        if files:
+            artifact = wandb.Artifact(
+                f"skyrl-run-{run.id}",
+                type=ARTIFACT_TYPE,
+                description="The skyrl run's manifest.json (plugins, versions, git revision, command line, seed) "
+                "and its resolved config.toml.",
+            )
+            for path in files:
+                artifact.add_file(str(path))
+            run.log_artifact(artifact)
+
+    def _previous_run(self) -> str | None:
+        """The W&B run id recorded in the run directory, when it belongs to the configured project and entity."""
+        path = self.run_dir / STATE_FILE
+        if not path.is_file():
+            return None
+        try:
+            state = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise SkyrlError(
+                f"{path}: cannot read the recorded W&B run ({exc}); delete the file to start a new W&B run"
+            ) from exc
+        if (state.get("project"), state.get("entity")) != (self.config.project, self.config.entity):
+            print(
+                f"wandb: {path} records run {state.get('run_id')} of project {state.get('project')!r} "
+                f"(entity {state.get('entity')!r}); [tracking.wandb] now names project {self.config.project!r} "
+                f"(entity {self.config.entity!r}), so a new W&B run starts",
+                file=sys.stderr,
+            )
+            return None
+        return str(state["run_id"])
+
+    def _run_config(self) -> dict[str, Any]:
+        """The resolved config of the run (from manifest.json, written before trackers are built)."""
+        manifest = self.run_dir / "manifest.json"
+        if manifest.is_file():
+            config = json.loads(manifest.read_text(encoding="utf-8")).get("config")
+            if isinstance(config, dict):
+                return config
+        return dict(self.run_config)
+
+    def _mode(self) -> str | None:
+        """``[tracking.wandb] mode``; for 'auto', WANDB_MODE read now (wandb itself reads it once per
+        process), or None: wandb's default, online."""
+        if self.config.mode != "auto":
+            return self.config.mode
+        return os.environ.get("WANDB_MODE") or None
+
+    def _init_error(self, exc: Exception) -> str:
+        return (
+            f"[tracking.wandb]: W&B could not start a run (project {self.config.project!r}, "
+            f"mode {self._mode() or 'online'!r}): "
+            f"{type(exc).__name__}: {exc}\n"
+            "To log without a W&B account or network, set `[tracking.wandb] mode = \"offline\"` (or "
+            "WANDB_MODE=offline) and upload later with `wandb sync <run dir>/wandb/offline-run-*`; to log "
+            "online, run `wandb login` or set WANDB_API_KEY."
+        )
+
+
+def _atomic_write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write ``path`` through a temporary file and a rename, so a crash never leaves half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
