@@ -2,9 +2,12 @@
 
 Scoring (``ArithmeticEnv.step``): 1.0 when the integer in the *last* ``\\boxed{...}`` of
 the reply equals ``reward_spec.ground_truth``; ``format_reward`` (default 0) when the
-reply has a boxed integer that is wrong; 0 otherwise. Any string is accepted; scoring
-never raises. With ``max_turns > 1`` a wrong reply gets the observation "Incorrect, try
-again." and another turn.
+reply has a boxed integer that is wrong; 0 otherwise. With ``scoring = "flexible"`` a reply
+without a box is read by its *last number* instead (``"3 + 4 = 7."`` -> 7; a number glued to
+letters, like ``7th``, is not a number; a decimal like ``7.5`` is read and is wrong): what a
+pretrained instruct model that never boxes its answers needs. Any string is accepted;
+scoring never raises. With ``max_turns > 1`` a wrong reply gets the observation "Incorrect,
+try again." and another turn.
 
 ``step`` returns the plain-dict form of ``StepOutput`` so that this module (and the config
 class the builtin registration imports) stays free of torch.
@@ -14,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 
@@ -22,6 +25,8 @@ from skyrl_core.config.fields import non_negative, option
 
 _BOX = "\\boxed"
 _INT_RE = re.compile(r"[+-]?[0-9]+(?:\.0*)?")
+# a number standing on its own: not glued to letters, digits or a decimal point on either side
+_NUMBER_RE = re.compile(r"(?<![\w.,])[+-]?[0-9][0-9,]*(?:\.[0-9]+)?(?![\w]|\.[0-9])")
 MAX_DIGITS = 200  # longer "numbers" are not answers (and int() refuses > 4300 digits)
 RETRY_MESSAGE = "Incorrect, try again."
 
@@ -37,6 +42,11 @@ class ArithmeticEnvConfig:
         check=non_negative,
     )
     correct_reward: float = option(1.0, help="Reward for the correct answer.", check=non_negative)
+    scoring: Literal["boxed", "flexible"] = option(
+        "boxed",
+        help="'boxed': the answer is the integer in the last \\boxed{}. 'flexible': the last \\boxed{} if the "
+        "reply has one, else its last number (for pretrained instruct models that do not box answers).",
+    )
 
 
 def last_boxed(text: str) -> str | None:
@@ -56,6 +66,14 @@ def last_boxed(text: str) -> str | None:
         # unclosed: try an earlier, complete one
         start = text.rfind(_BOX + "{", 0, start)
     return None
+
+
+def last_number(text: str) -> str | None:
+    """The last number standing on its own in ``text`` (Unicode minus read as ``-``), or None."""
+    if not isinstance(text, str):
+        return None
+    found = _NUMBER_RE.findall(text.replace("\u2212", "-"))
+    return found[-1] if found else None
 
 
 def parse_integer(text: str | None) -> int | None:
@@ -98,6 +116,8 @@ class ArithmeticEnv:
         """Reward of one reply; updates ``correct``/``formatted``."""
         answer = parse_integer(last_boxed(action))
         self.formatted = answer is not None
+        if answer is None and self.config.scoring == "flexible":
+            answer = parse_integer(last_number(action))
         self.correct = answer is not None and answer == self.ground_truth
         if self.correct:
             return self.config.correct_reward

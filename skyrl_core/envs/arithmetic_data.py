@@ -80,6 +80,12 @@ class ArithmeticDataConfig:
     system_prompt: str = option(
         SYSTEM_PROMPT, help="System message of every prompt ('' for none).", allow_empty=True
     )
+    instruction: str = option(
+        "",
+        help="Text appended to every question after a space, e.g. 'Answer with the number.' for a pretrained "
+        "instruct model that does not box its answers ('' for none).",
+        allow_empty=True,
+    )
 
 
 def answer(a: int, op: str, b: int) -> int:
@@ -87,10 +93,13 @@ def answer(a: int, op: str, b: int) -> int:
     return a + b if op == "+" else a - b if op == "-" else a * b
 
 
-def prompt_messages(a: int, op: str, b: int, system_prompt: str = SYSTEM_PROMPT) -> list[dict[str, str]]:
-    """The chat messages of one problem."""
+def prompt_messages(
+    a: int, op: str, b: int, system_prompt: str = SYSTEM_PROMPT, instruction: str = ""
+) -> list[dict[str, str]]:
+    """The chat messages of one problem: optional system message, then the question (and instruction)."""
+    question = QUESTION.format(a=a, op=op, b=b)
     msgs = [{"role": "system", "content": system_prompt}] if system_prompt else []
-    msgs.append({"role": "user", "content": QUESTION.format(a=a, op=op, b=b)})
+    msgs.append({"role": "user", "content": f"{question} {instruction}" if instruction else question})
     return msgs
 
 
@@ -160,10 +169,10 @@ def sample_problems(cfg: ArithmeticDataConfig) -> dict[str, list[Problem]]:
     return out
 
 
-def _rl_row(p: Problem, split: str, index: int, system_prompt: str) -> dict[str, Any]:
+def _rl_row(p: Problem, split: str, index: int, cfg: ArithmeticDataConfig) -> dict[str, Any]:
     a, op, b = p
     return {
-        "prompt": prompt_messages(a, op, b, system_prompt),
+        "prompt": prompt_messages(a, op, b, cfg.system_prompt, cfg.instruction),
         "env_class": "arithmetic",
         "reward_spec": {"method": "rule", "ground_truth": str(answer(a, op, b))},
         "data_source": DATA_SOURCE,
@@ -197,12 +206,12 @@ def prepare_arithmetic(config: ArithmeticDataConfig | None, out_dir: Path) -> di
     problems = sample_problems(cfg)
     paths = {split: out_dir / f"{split}.parquet" for split in ("train", "eval", "sft")}
     for split in ("train", "eval"):
-        rows = [_rl_row(p, split, i, cfg.system_prompt) for i, p in enumerate(problems[split])]
+        rows = [_rl_row(p, split, i, cfg) for i, p in enumerate(problems[split])]
         _write_parquet(rows, paths[split])
     noise = random.Random(cfg.seed + 7919)  # its own stream: the problems do not depend on sft_noise
     sft = [
         {
-            "prompt": prompt_messages(a, op, b, cfg.system_prompt),
+            "prompt": prompt_messages(a, op, b, cfg.system_prompt, cfg.instruction),
             "response": sft_response(answer(a, op, b), cfg, noise),
             "data_source": DATA_SOURCE,
         }

@@ -126,3 +126,42 @@ def test_difficulty_options():
     small = sample_problems(ArithmeticDataConfig(max_operand=20, eval_rows=100, train_rows=1000, sft_rows=10))
     assert all(0 <= a <= 20 and 0 <= b <= 20 for a, _, b in small["train"] + small["eval"])
     assert not set(small["eval"]) & set(small["train"])  # 672 problems: eval stays disjoint
+
+
+@pytest.mark.parametrize(
+    ("reply", "reward"),
+    [
+        ("3 + 4 = 7.", 1.0),
+        ("The answer is 7", 1.0),
+        ("7", 1.0),
+        ("7.0", 1.0),
+        ("It is 7th.", 0.0),  # glued to letters: not a number
+        ("7.5", 0.0),  # read, and wrong
+        ("I think 7, no wait, 8", 0.0),  # the last number counts
+        ("\\boxed{7} is what I would say, not 8", 1.0),  # a box wins over later numbers
+        ("\\boxed{8} but really 7", 0.0),
+        ("no digits here", 0.0),
+    ],
+)
+def test_flexible_scoring_reads_the_last_number(reply, reward):
+    env = ArithmeticEnv(ArithmeticEnvConfig(scoring="flexible"), {"reward_spec": {"ground_truth": "7"}})
+    assert env.step(reply)["reward"] == reward
+    strict = ArithmeticEnv(ArithmeticEnvConfig(), {"reward_spec": {"ground_truth": "7"}})
+    assert strict.step(reply)["reward"] == (1.0 if reply.startswith("\\boxed{7}") else 0.0)
+
+
+def test_flexible_scoring_reads_negative_answers_with_either_minus():
+    for reply in ("2 - 5 = -3", "2 \u2212 5 = \u22123"):
+        env = ArithmeticEnv(ArithmeticEnvConfig(scoring="flexible"), {"reward_spec": {"ground_truth": "-3"}})
+        assert env.step(reply)["reward"] == 1.0, reply
+
+
+def test_instruction_is_appended_to_every_question(tmp_path):
+    cfg = ArithmeticDataConfig(train_rows=5, eval_rows=5, sft_rows=2, digits=1, system_prompt="",
+                               instruction="Answer with the number.")
+    files = prepare_arithmetic(cfg, tmp_path)
+    for split in ("train", "eval", "sft"):
+        for prompt in pq.read_table(files[split]).column("prompt").to_pylist():
+            assert len(prompt) == 1 and prompt[0]["role"] == "user"  # no system message
+            assert prompt[0]["content"].startswith("What is ")
+            assert prompt[0]["content"].endswith("? Answer with the number.")
