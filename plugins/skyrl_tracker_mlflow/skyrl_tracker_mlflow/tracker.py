@@ -10,7 +10,8 @@ What it logs:
 * the resolved run config (the ``config`` of ``<run dir>/manifest.json``) as params, flattened
   to dotted keys (``trainer.lr``), values as JSON (strings as they are), at most 500 characters
   (older MLflow servers refuse more; the whole config is in the artifact ``skyrl/config.toml``);
-* ``manifest.json`` and ``config.toml`` as artifacts under ``skyrl/``;
+* ``manifest.json`` and ``config.toml`` as artifacts under ``skyrl/``, uploaded when the run opens and
+  again when it closes (the manifest then records how the attempt ended);
 * tags: ``[tracking.mlflow] tags`` and ``skyrl.run_dir``.
 
 Resume: the MLflow run id and the resolved tracking URI are kept in ``<run dir>/mlflow_run.json``
@@ -117,8 +118,11 @@ class MlflowTracker:
         error = sys.exc_info()[1]
         failed = error is not None or (self._in_training and not self._completed)
         status = ("KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED") if failed else "FINISHED"
-        run_id, self.run_id = self.run_id, None
-        self.client.set_terminated(run_id, status=status)
+        try:  # the manifest now records how this attempt ended: upload that version
+            self._log_run_files()
+        finally:
+            run_id, self.run_id = self.run_id, None
+            self.client.set_terminated(run_id, status=status)
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -158,6 +162,10 @@ class MlflowTracker:
             {"run_id": self.run_id, "tracking_uri": uri, "experiment": self.config.experiment},
         )
         self._log_params()
+        self._log_run_files()
+
+    def _log_run_files(self) -> None:
+        """Upload manifest.json and config.toml under ``skyrl/`` (replacing the earlier upload)."""
         for name in ARTIFACT_FILES:
             if (self.run_dir / name).is_file():
                 self.client.log_artifact(self.run_id, str(self.run_dir / name), artifact_path=ARTIFACT_DIR)

@@ -71,7 +71,10 @@ def test_a_training_run_logs_every_step_the_params_and_the_manifest(tmp_path: Pa
     assert [step for step, _ in run.history["eval/all/pass_1"]] == [0, 1, 2]
     assert run.params["trainer.steps"] == "2" and run.params["tracking.trackers"] == '["jsonl", "mlflow"]'
     assert run.params["run.dir"] == str(run_dir)
-    assert json.loads(run.artifacts["skyrl/manifest.json"]) == json.loads((run_dir / "manifest.json").read_text())
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    # uploaded again when the run closed: the artifact records how the attempt ended
+    assert json.loads(run.artifacts["skyrl/manifest.json"]) == manifest
+    assert manifest["attempts"][-1]["status"] == "completed"
     assert run.artifacts["skyrl/config.toml"] == (run_dir / "config.toml").read_text()
 
 

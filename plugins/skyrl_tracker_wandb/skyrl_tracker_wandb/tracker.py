@@ -10,7 +10,8 @@ What it logs:
 * the resolved run config (the ``config`` of ``<run dir>/manifest.json``), nested as in the
   TOML (W&B shows ``trainer.lr`` and so on);
 * ``manifest.json`` and ``config.toml`` as the artifact ``skyrl-run-<run id>`` of type
-  ``skyrl-run`` (a new version when a resumed run rewrites them).
+  ``skyrl-run``, when the run opens and again when it closes (the manifest then records how the
+  attempt ended; W&B keeps both as versions), and again when a resumed run rewrites them.
 
 Resume: the W&B run id is kept in ``<run dir>/wandb_run.json`` (written atomically). When
 training resumes from a checkpoint, the tracker continues that run (``id=..., resume="allow"``);
@@ -49,6 +50,7 @@ class WandbTracker:
         self.run: Any = None  # the wandb Run, once opened
         self._in_training = False  # opened by the skyrl_run_start hook: success needs skyrl_run_end
         self._completed = False
+        self._logged_files: tuple[bytes, ...] = ()  # the artifact files' contents as last logged
 
     @staticmethod
     def check_installed(config: WandbConfig | None) -> str:
@@ -92,8 +94,11 @@ class WandbTracker:
         error = sys.exc_info()[1]
         failed = error is not None or (self._in_training and not self._completed)
         code = (130 if isinstance(error, KeyboardInterrupt) else 1) if failed else 0
-        run, self.run = self.run, None
-        run.finish(exit_code=code)
+        try:  # the manifest now records how this attempt ended: log that version too
+            self._log_run_files()
+        finally:
+            run, self.run = self.run, None
+            run.finish(exit_code=code)
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -128,17 +133,26 @@ class WandbTracker:
             )
         run.define_metric(STEP_METRIC)
         run.define_metric("*", step_metric=STEP_METRIC)
+        self._log_run_files()
+
+    def _log_run_files(self) -> None:
+        """Log manifest.json and config.toml as a version of the run's artifact, unless unchanged since the last."""
         files = [self.run_dir / name for name in ARTIFACT_FILES if (self.run_dir / name).is_file()]
-        if files:
-            artifact = wandb.Artifact(
-                f"skyrl-run-{run.id}",
-                type=ARTIFACT_TYPE,
-                description="The skyrl run's manifest.json (plugins, versions, git revision, command line, seed) "
-                "and its resolved config.toml.",
-            )
-            for path in files:
-                artifact.add_file(str(path))
-            run.log_artifact(artifact)
+        contents = tuple(path.read_bytes() for path in files)
+        if not files or contents == self._logged_files:
+            return
+        import wandb
+
+        artifact = wandb.Artifact(
+            f"skyrl-run-{self.run.id}",
+            type=ARTIFACT_TYPE,
+            description="The skyrl run's manifest.json (plugins, versions, git revision, command line, seed, "
+            "attempts) and its resolved config.toml.",
+        )
+        for path in files:
+            artifact.add_file(str(path))
+        self.run.log_artifact(artifact)
+        self._logged_files = contents
 
     def _previous_run(self) -> str | None:
         """The W&B run id recorded in the run directory, when it belongs to the configured project and entity."""

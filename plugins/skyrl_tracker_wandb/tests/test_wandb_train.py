@@ -74,8 +74,11 @@ def test_a_training_run_logs_every_step_the_config_and_the_manifest(tmp_path: Pa
     manifest = json.loads((run / "manifest.json").read_text())
     assert seg.config == manifest["config"]
     assert seg.config["trainer"]["steps"] == 2 and seg.config["tracking"]["trackers"] == ["jsonl", "wandb"]
-    (artifact,) = seg.artifacts
+    # logged when the run opened (the attempt running) and when it closed (the final manifest)
+    first, artifact = seg.artifacts
+    assert json.loads(Path(first["files"]["manifest.json"]).read_text())["attempts"][-1]["status"] == "running"
     assert json.loads(Path(artifact["files"]["manifest.json"]).read_text()) == manifest
+    assert manifest["attempts"][-1]["status"] == "completed"
     assert Path(artifact["files"]["config.toml"]).read_text() == (run / "config.toml").read_text()
 
 
