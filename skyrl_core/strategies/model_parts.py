@@ -49,6 +49,20 @@ def hidden_size(model: nn.Module) -> int:
     return int(size)
 
 
+def check_vocabulary(policy: nn.Module, other: nn.Module, key: str) -> None:
+    """A model from ``[model] key`` (``ref_path``, ``critic_path``) must embed every token id the
+    policy can produce: it has to use the policy's tokenizer."""
+    from skyrl_core.errors import SkyrlError
+
+    ours = int(policy.get_input_embeddings().weight.shape[0])
+    theirs = int(other.get_input_embeddings().weight.shape[0])
+    if theirs < ours:
+        raise SkyrlError(
+            f"[model] {key}: that model embeds {theirs} token ids but the policy {ours}; it must use the policy's "
+            "tokenizer (every token the policy samples is scored by it)"
+        )
+
+
 def disable_dropout(model: nn.Module) -> None:
     """Set every dropout probability in ``model`` to 0 (``nn.Dropout`` and HF attention dropout)."""
     for module in model.modules():
