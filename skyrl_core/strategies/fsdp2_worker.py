@@ -475,17 +475,7 @@ class Fsdp2Worker:
     def reset_ref(self) -> None:
         """Copy the policy's shards into the reference model (same sharding, so shard by shard)."""
         assert self.ref is not None and self.policy is not None
-        ours = [(n, tuple(p.shape)) for n, p in self.policy.module.named_parameters()]
-        theirs = [(n, tuple(p.shape)) for n, p in self.ref.named_parameters()]
-        if ours != theirs:
-            raise SkyrlError(
-                "cannot copy the policy into the reference model: the reference from [model] ref_path has another "
-                "architecture than the policy; set [algorithm.kl] update_ref_every_epoch = false or use a reference "
-                "of the same architecture"
-            )
-        with torch.no_grad():
-            for ref_p, pol_p in zip(self.ref.parameters(), self.policy.module.parameters(), strict=True):
-                ref_p.copy_(pol_p)
+        model_parts.copy_into_reference(self.policy.module.state_dict(keep_vars=True), self.ref)
 
     # -- checkpoints and export -------------------------------------------------------------
 

@@ -392,8 +392,20 @@ class LocalStrategy:
             lora.fold_into_base(self.policy)
             self._policy.optimizer.state.clear()
             return
-        source = lora.merged_weights(self.policy) if self.peft is not None else model_parts.unique_state(self.policy)
-        copy_weights(dict(source), ref)
+        model_parts.copy_into_reference(self._policy_state(), ref)
+
+    def _policy_state(self) -> dict[str, Tensor]:
+        """The policy's state under every Hugging Face name (with LoRA: merged, and a tied tensor also
+        under its second name, e.g. ``lm_head.weight``)."""
+        if self.peft is None:
+            return self.policy.state_dict(keep_vars=True)
+        merged = dict(lora.merged_weights(self.policy))
+        first: dict[int, str] = {}
+        for name, tensor in lora.hf_model(self.policy).state_dict(keep_vars=True).items():
+            original = first.setdefault(id(tensor), name)
+            if original != name and original in merged:
+                merged[name] = merged[original]
+        return merged
 
     def lora_config(self) -> Any:
         """``[model.lora]`` when this strategy trains adapters, else None (``TrainsLoraAdapters``)."""
@@ -576,23 +588,6 @@ class LocalStrategy:
 
 
 # -- module-level helpers ---------------------------------------------------------------------
-
-
-@torch.no_grad()
-def copy_weights(source: dict[str, Tensor], target: nn.Module) -> None:
-    """Copy ``source`` (Hugging Face names, tied weights once) into ``target``'s parameters and
-    buffers of the same names; a reference of another architecture (``[model] ref_path``) cannot
-    take the policy's weights."""
-    state = target.state_dict()
-    wrong = [n for n, t in source.items() if n not in state or state[n].shape != t.shape]
-    if wrong:
-        raise SkyrlError(
-            f"cannot copy the policy into the reference model: {len(wrong)} tensors (e.g. {wrong[0]!r}) are missing "
-            "there or have another shape. The reference from [model] ref_path has another architecture than the "
-            "policy; set [algorithm.kl] update_ref_every_epoch = false or use a reference of the same architecture"
-        )
-    for name, tensor in source.items():
-        state[name].copy_(tensor)
 
 
 def _save_trainable_state(trained: Trainable, path: Path, optimizer_file: str, scheduler_file: str) -> None:
