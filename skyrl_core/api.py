@@ -81,6 +81,7 @@ _export(
     "LossFn",
     "ModelRole",
     "TrainsLoraAdapters",
+    "ResetsReference",
 )
 _export(
     "skyrl_core.protocols.env",

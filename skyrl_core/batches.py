@@ -14,6 +14,7 @@ import torch
 
 from skyrl_core.algorithms.kl import apply_kl_penalty, kl_estimate
 from skyrl_core.algorithms.masked import masked_mean
+from skyrl_core.algorithms.reductions import needs_weights, reduction_weights, weights_key
 from skyrl_core.config.schema import AlgorithmConfig
 from skyrl_core.protocols.algorithms import AdvantageInput
 from skyrl_core.protocols.strategy import TrainBatch
@@ -41,6 +42,70 @@ def rollouts_to_batch(rollouts: RolloutBatch) -> tuple[TrainBatch, torch.Tensor]
     batch = TrainBatch([list(t.prompt_ids) for t in trajs], [list(t.response_ids) for t in trajs], tensors)
     group_ids = torch.tensor([t.group_id for t in trajs], dtype=torch.long)
     return batch, group_ids
+
+
+def uniform_groups(batch: TrainBatch, group_ids: torch.Tensor, tol: float) -> list[int]:
+    """The prompt groups whose live samples (those with a loss token) all scored within ``tol`` of
+    each other, with at least two live samples: nothing for a group-relative estimator to compare
+    (SkyRL's ``zero_variance_filter``). A sample's score is the sum of its token rewards."""
+    scores = batch.tensors["token_rewards"].sum(dim=-1)
+    live = (batch.tensors["loss_mask"] > 0).any(dim=-1)
+    found = []
+    for g in torch.unique(group_ids).tolist():
+        member = (group_ids == g) & live
+        if int(member.sum()) > 1 and float(scores[member].max() - scores[member].min()) <= tol:
+            found.append(int(g))
+    return found
+
+
+def filter_zero_variance(
+    batch: TrainBatch, group_ids: torch.Tensor, algo: AlgorithmConfig
+) -> tuple[TrainBatch, torch.Tensor, dict[str, float]]:
+    """``[algorithm] zero_variance_filter``: mask (zero the loss mask of) or drop the ``uniform_groups``.
+
+    Returns the batch and group ids to train on (the same objects when nothing changed) and
+    ``rollout/zero_variance_groups`` (how many groups were masked or dropped) and
+    ``rollout/zero_variance_frac`` (their share of the step's groups).
+    """
+    if algo.zero_variance_filter == "off":
+        return batch, group_ids, {}
+    uniform = uniform_groups(batch, group_ids, algo.zero_variance_tol)
+    n_groups = len(torch.unique(group_ids))
+    metrics = {
+        "rollout/zero_variance_groups": float(len(uniform)),
+        "rollout/zero_variance_frac": len(uniform) / n_groups if n_groups else 0.0,
+    }
+    if not uniform:
+        return batch, group_ids, metrics
+    hit = torch.isin(group_ids, torch.tensor(uniform, dtype=group_ids.dtype))
+    if algo.zero_variance_filter == "mask":
+        batch.tensors["loss_mask"] = batch.tensors["loss_mask"] * (~hit).to(batch.tensors["loss_mask"].dtype)[:, None]
+        return batch, group_ids, metrics
+    kept = torch.nonzero(~hit).squeeze(-1).tolist()
+    return batch.select(kept), group_ids[kept], metrics
+
+
+def attach_reduction_weights(
+    mini: TrainBatch, group_ids: torch.Tensor, algo: AlgorithmConfig, norm_tokens: int
+) -> None:
+    """Store the per-token weights of every loss term whose reduction needs the whole mini-batch
+    (``prompt_mean``, ``token_mean_legacy``, or a per-sequence mean with ``empty_sequences =
+    "count"``) in ``mini.tensors[weights_key(mode)]``; the loss functions read them per micro-batch.
+
+    ``group_ids`` are the prompt groups of ``mini``'s rows, in its order.
+    """
+    terms = ["policy", "kl", "entropy", "value"]
+    modes = {algo.reduction(term) for term in terms}  # type: ignore[arg-type]
+    for mode in sorted(modes):
+        if needs_weights(mode, algo.empty_sequences):
+            mini.tensors[weights_key(mode)] = reduction_weights(
+                mini.tensors["loss_mask"],
+                mode,
+                group_ids=group_ids,
+                micro_batch_sequences=algo.legacy_micro_batch_sequences,
+                norm_tokens=norm_tokens,
+                empty_sequences=algo.empty_sequences,
+            )
 
 
 def compute_advantages(

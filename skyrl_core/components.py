@@ -92,7 +92,30 @@ def resolve_components(cfg: RunConfig, registry: Registry) -> RunComponents:
     # (those only data rows name are checked once the data files exist: startup.check_data).
     environments = [choose(registry, Kind.ENVIRONMENT, name, config) for name, config in cfg.environments.items()]
     check_components(resolved, environments)
+    check_capabilities(cfg, resolved)
     return resolved
+
+
+def check_capabilities(cfg: RunConfig, parts: RunComponents) -> None:
+    """Options that ask more of the chosen components than their contracts: the critic's own
+    checkpoint needs a critic, and a reference updated during the run a ``ResetsReference`` strategy."""
+    from skyrl_core.contracts import ContractError
+    from skyrl_core.errors import ConfigError, ConfigIssue
+    from skyrl_core.protocols.strategy import ResetsReference
+
+    if cfg.model.critic_path is not None and not parts.requires_critic:
+        raise ConfigError(
+            [ConfigIssue("model.critic_path", f"is set, but advantage estimator {parts.estimator.name!r} trains no "
+                         "critic (gae does); remove it or choose an estimator that uses a critic")],
+            "the run's config",
+        )
+    strategy = parts.strategy
+    if parts.need_ref and cfg.algorithm.kl.update_ref_every_epoch and not issubclass(strategy.impl, ResetsReference):
+        raise ContractError(
+            f"{strategy.describe()}: [algorithm.kl] update_ref_every_epoch = true needs a strategy that can copy the "
+            "policy into its reference model (the ResetsReference protocol: `def reset_ref(self)`), and this one "
+            "cannot; set update_ref_every_epoch = false or use the local or fsdp2 strategy"
+        )
 
 
 def model_for(cfg: RunConfig, model_path: str | Path) -> ModelConfig:

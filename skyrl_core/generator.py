@@ -15,7 +15,8 @@ its own ``env_timeout_s``, ``HasEnvTimeout``) ends its trajectory with ``finish_
 "error"``, the error recorded and reward 0; the other trajectories go on. A step output's
 ``postprocessed_action`` replaces the model's reply of that turn (SkyRL-Gym's convention).
 Backend errors are not caught: they are not the environment's fault and a run cannot
-continue without a backend.
+continue without a backend. With ``generator.zero_reward_on_non_stop`` a trajectory that did
+not end with ``stop`` (cut by a token or turn limit, or aborted) gets reward 0.
 
 Launch: ``asyncio.run(generate_batch(rows, backend=..., tokenizer=..., registry=...,
 config=cfg, samples_per_prompt=4))``.
@@ -35,7 +36,7 @@ from typing import Any
 
 import attrs
 
-from skyrl_core.data.chat import ChatTokens, encode, prompt_token_ids
+from skyrl_core.data.chat import ChatTokens, encode
 from skyrl_core.data.rows import PromptRow, validate_rows
 from skyrl_core.protocols.backend import GenerateRequest, GenerateResult, KnowsModelLength, SamplingParams
 from skyrl_core.protocols.env import (
@@ -50,6 +51,8 @@ from skyrl_core.rollout import RolloutBatch, Trajectory
 from skyrl_core.specs import Kind
 
 FINISH_REASONS = ("stop", "length", "abort", "error")
+ZEROED_REWARD = "reward_before_zeroing"
+"""``Trajectory.extra`` key: the reward ``[generator] zero_reward_on_non_stop`` took away."""
 
 
 class EnvFailure(Exception):
@@ -205,7 +208,7 @@ class Generator:
         self.registry = registry
         self.cfg = config
         self.gen = config.generator
-        self.chat = ChatTokens(tokenizer)
+        self.chat = ChatTokens(tokenizer, config.model.chat_template_kwargs)
         self._env_cls: dict[str, tuple[type, Any]] = {}
         self._batcher = _Batcher(backend)
         self._pool = concurrent.futures.ThreadPoolExecutor(
@@ -280,7 +283,7 @@ class Generator:
             if not prompt:
                 raise EnvFailure("init() returned an empty prompt")
             try:
-                traj.prompt_ids = prompt_token_ids(self.tokenizer, prompt)
+                traj.prompt_ids = self.chat.prompt_ids(prompt)
             except Exception as exc:  # a rewritten prompt the template cannot render
                 raise EnvFailure(f"init() returned a prompt the chat template cannot render: {exc}") from exc
             traj.messages = [dict(m) for m in prompt]
@@ -295,6 +298,9 @@ class Generator:
         finally:
             if env is not None:
                 await self._finish_env(traj, env)
+        if self.gen.zero_reward_on_non_stop and traj.finish_reason not in ("stop", "error"):
+            traj.extra[ZEROED_REWARD] = traj.reward  # an unfinished answer earns nothing
+            traj.token_rewards = [0.0] * len(traj.token_rewards)
         traj.check()
         return traj
 
@@ -462,6 +468,9 @@ class Generator:
     def metrics(self, trajectories: Sequence[Trajectory]) -> dict[str, float]:
         """``rollout/`` and ``reward/`` metrics of a batch (env metrics via each class's ``aggregate_metrics``)."""
         out = rollout_metrics(trajectories)
+        if self.gen.zero_reward_on_non_stop and trajectories:
+            zeroed = [t for t in trajectories if ZEROED_REWARD in t.extra]
+            out["reward/zeroed_non_stop"] = len(zeroed) / len(trajectories)
         by_env: dict[str, list[Trajectory]] = {}
         for t in trajectories:
             by_env.setdefault(t.env_class, []).append(t)

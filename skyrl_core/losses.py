@@ -16,8 +16,8 @@ import torch
 
 from skyrl_core.algorithms.kl import kl_estimate
 from skyrl_core.algorithms.masked import masked_mean
-from skyrl_core.algorithms.offpolicy import tis_weights
-from skyrl_core.algorithms.reductions import reduce_loss
+from skyrl_core.algorithms.offpolicy import correction_weights
+from skyrl_core.algorithms.reductions import needs_weights, reduce_loss, weights_key
 from skyrl_core.algorithms.value import value_loss
 from skyrl_core.config.schema import AlgorithmConfig
 from skyrl_core.protocols.algorithms import PolicyLossInput
@@ -54,24 +54,78 @@ class PolicyLossFn:
         res = self.policy_loss(PolicyLossInput(logprobs, old, adv, mask, rollout), self.loss_cfg)
         token_loss = res.token_loss
         metrics = {f"policy/{k}": float(v) for k, v in res.metrics.items()}
-        if algo.tis.mode != "off" and rollout is not None:
-            weights, tis_metrics = tis_weights(old, rollout, mask, algo.tis.mode, algo.tis.cap)
+        if algo.tis.enabled and rollout is not None:
+            weights, tis_metrics = rollout_correction(old, rollout, mask, algo)
             token_loss = token_loss * weights.detach()
             metrics.update({f"policy/tis_{k}": float(v) for k, v in tis_metrics.items()})
-        reduce = dict(num_tokens=scale.num_tokens, num_sequences=scale.num_sequences, norm_tokens=self.norm_tokens)
-        pg_loss = reduce_loss(token_loss, mask, algo.loss_reduction, **reduce)
+        pg_loss = reduce_term(token_loss, mask, algo, "policy", micro, scale, self.norm_tokens)
         loss = pg_loss
         metrics["policy/pg_loss"] = float(masked_mean(token_loss.detach(), mask))
         if algo.kl.mode == "loss":
             kl = kl_estimate(logprobs, t["ref_logprobs"].to(logprobs.device), algo.kl.estimator)
-            loss = loss + self.kl_coef * reduce_loss(kl, mask, algo.loss_reduction, **reduce)
+            loss = loss + self.kl_coef * reduce_term(kl, mask, algo, "kl", micro, scale, self.norm_tokens)
             metrics["policy/kl_ref"] = float(masked_mean(kl.detach(), mask))
         if out.entropy is not None:
             metrics["policy/entropy"] = float(masked_mean(out.entropy.detach(), mask))
             if algo.entropy_coef > 0:
-                loss = loss - algo.entropy_coef * reduce_loss(out.entropy, mask, algo.loss_reduction, **reduce)
+                bonus = reduce_term(out.entropy, mask, algo, "entropy", micro, scale, self.norm_tokens)
+                loss = loss - algo.entropy_coef * bonus
         metrics["policy/loss"] = metrics["policy/pg_loss"]
         return loss, metrics
+
+
+def rollout_correction(
+    old: torch.Tensor, rollout: torch.Tensor, mask: torch.Tensor, algo: AlgorithmConfig
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """``[algorithm.tis]``'s weights for the token loss: TIS and the rejection masks
+    (``skyrl_core.algorithms.offpolicy.correction_weights``)."""
+    tis = algo.tis
+    bounds = {"geometric": (tis.geometric_low, tis.geometric_high), "product": (tis.product_low, tis.product_high)}
+    return correction_weights(
+        old,
+        rollout,
+        mask,
+        tis_mode=tis.mode,
+        cap=tis.cap,
+        token_bounds=(tis.token_mask_low, tis.token_mask_high),
+        outlier_bounds=(tis.outlier_token_low, tis.outlier_token_high),
+        sequence_metric=tis.sequence_mask,
+        sequence_bounds=bounds.get(tis.sequence_mask, (tis.geometric_low, tis.geometric_high)),
+    )
+
+
+def reduce_term(
+    token_loss: torch.Tensor,
+    mask: torch.Tensor,
+    algo: AlgorithmConfig,
+    term: str,
+    micro: TrainBatch,
+    scale: LossScale,
+    norm_tokens: int,
+) -> torch.Tensor:
+    """One loss term of a micro-batch, reduced as ``algo.reduction(term)`` says: from the mini-batch
+    totals in ``scale``, or from the per-token weights the loop put in the batch
+    (``skyrl_core.batches.attach_reduction_weights``) when the reduction needs the whole mini-batch."""
+    mode = algo.reduction(term)  # type: ignore[arg-type]
+    weights = None
+    if needs_weights(mode, algo.empty_sequences):
+        weights = micro.tensors.get(weights_key(mode))
+        if weights is None:
+            raise ValueError(
+                f"the {term} term's reduction {mode!r} (with empty_sequences = {algo.empty_sequences!r}) needs "
+                f"per-token weights over the mini-batch in batch.tensors[{weights_key(mode)!r}]; compute them with "
+                "skyrl_core.batches.attach_reduction_weights before train_step"
+            )
+        weights = weights.to(token_loss.device)
+    return reduce_loss(
+        token_loss,
+        mask,
+        mode,
+        num_tokens=scale.num_tokens,
+        num_sequences=scale.num_sequences,
+        norm_tokens=norm_tokens,
+        weights=weights,
+    )
 
 
 def make_policy_loss_fn(
@@ -99,14 +153,7 @@ class ValueLossFn:
         token_loss, m = value_loss(
             values, t["old_values"].to(values.device), t["returns"].to(values.device), mask, algo.value_clip
         )
-        loss = algo.value_coef * reduce_loss(
-            token_loss,
-            mask,
-            algo.loss_reduction,
-            num_tokens=scale.num_tokens,
-            num_sequences=scale.num_sequences,
-            norm_tokens=self.norm_tokens,
-        )
+        loss = algo.value_coef * reduce_term(token_loss, mask, algo, "value", micro, scale, self.norm_tokens)
         metrics = {f"critic/{k}": float(v) for k, v in m.items()}
         metrics["critic/loss"] = float(masked_mean(token_loss.detach(), mask))
         return loss, metrics

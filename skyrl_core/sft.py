@@ -42,8 +42,11 @@ def _load_rows(files: list[str]) -> list[dict[str, Any]]:
     return rows
 
 
-def encode_example(row: dict[str, Any], index: int, tokenizer: Any, source: str) -> tuple[list[int], list[int]]:
-    """``(prompt_ids, response_ids)`` of one SFT row; the response ends with the end-of-turn token."""
+def encode_example(
+    row: dict[str, Any], index: int, tokenizer: Any, source: str, template_kwargs: dict[str, Any] | None = None
+) -> tuple[list[int], list[int]]:
+    """``(prompt_ids, response_ids)`` of one SFT row; the response ends with the end-of-turn token.
+    ``template_kwargs``: extra chat-template variables (``[model] chat_template_kwargs``)."""
     if row.get("messages"):
         messages = list(row["messages"])
         if messages[-1].get("role") != "assistant":
@@ -60,7 +63,7 @@ def encode_example(row: dict[str, Any], index: int, tokenizer: Any, source: str)
         raise DataError(f"{source}: row {index}: field 'response' must be text, got {type(response).__name__}")
     from skyrl_core.data.chat import prompt_token_ids
 
-    prompt_ids = prompt_token_ids(tokenizer, prompt)  # a clear error when there is no chat template
+    prompt_ids = prompt_token_ids(tokenizer, prompt, template_kwargs)  # a clear error when there is no chat template
     response_ids = tokenizer.encode(response, add_special_tokens=False)
     if tokenizer.eos_token_id is not None:
         response_ids = [*response_ids, tokenizer.eos_token_id]
@@ -95,7 +98,8 @@ def run_warm_start(run: RunContext) -> Path:
     rows = _load_rows(ws.data)
     if not rows:
         raise DataError(f"[warm_start] data: {ws.data} holds no rows")
-    examples = [encode_example(r, i, tokenizer, ", ".join(ws.data)) for i, r in enumerate(rows)]
+    source = ", ".join(ws.data)
+    examples = [encode_example(r, i, tokenizer, source, cfg.model.chat_template_kwargs) for i, r in enumerate(rows)]
 
     trainer = attrs.evolve(
         cfg.trainer, lr=ws.lr, lr_schedule="cosine", warmup_steps=max(1, ws.steps // 20), grad_clip=1.0

@@ -9,7 +9,7 @@ One step (``rl_step``, DESIGN.md section 4):
    environments, from the run's pipeline (generated now in ``sync`` mode, in the background
    in ``one_step_off`` and ``async``; plugins may take over collection, e.g. DAPO's dynamic
    sampling);
-2. reward shaping hooks (inside sampling);
+2. reward shaping hooks (inside sampling), then ``[algorithm] zero_variance_filter``;
 3. old log-probs (or the rollout log-probs), reference log-probs, critic values;
 4. optional KL penalty in the reward, then advantages;
 5. policy (and critic) updates over mini-batches and epochs;
@@ -34,7 +34,9 @@ import torch
 from skyrl_core.algorithms.masked import masked_mean
 from skyrl_core.algorithms.offpolicy import mismatch_metrics
 from skyrl_core.batches import (
+    attach_reduction_weights,
     compute_advantages,
+    filter_zero_variance,
     mean_metrics,
     penalise_rewards_with_kl,
     rollouts_to_batch,
@@ -68,6 +70,11 @@ def rl_step(run: RunContext) -> dict[str, float]:
     metrics.update(rollouts.metrics)
     warn(failure_warning(rollouts.trajectories, f"step {run.step + 1}", rollouts.metrics.get("rollout/env_errors")))
     batch, group_ids = rollouts_to_batch(rollouts)
+    batch, group_ids, filtered = filter_zero_variance(batch, group_ids, algo)
+    metrics.update(filtered)
+    if len(batch) == 0:  # every group was dropped: nothing to learn from this step
+        metrics.update(run.pipeline.sync_weights())
+        return metrics
     mask = batch.tensors["loss_mask"]
 
     # 3. old log-probs, reference log-probs, values
@@ -102,6 +109,7 @@ def rl_step(run: RunContext) -> dict[str, float]:
         for _ in range(cfg.trainer.epochs_per_step):
             for indices in split_minibatches(group_ids, run.plan.prompts_per_minibatch, shuffle):
                 mini = batch.select(indices)
+                attach_reduction_weights(mini, group_ids[indices], algo, norm_tokens)
                 m = strategy.train_step(mini, loss_fn, temperature=temperature, need_entropy=True)
                 if value_fn is not None:
                     m.update(strategy.train_step(mini, value_fn, role="critic"))
@@ -110,10 +118,21 @@ def rl_step(run: RunContext) -> dict[str, float]:
         metrics[key if "/" in key else f"policy/{key}"] = value
     if algo.kl.adaptive and "policy/kl_ref" in metrics:
         run.kl_coef = adaptive_kl(run.kl_coef, metrics["policy/kl_ref"], algo.kl, run.plan.sequences_per_step)
+    if parts.need_ref and algo.kl.update_ref_every_epoch and ref_update_due(run):
+        strategy.reset_ref()  # a ResetsReference (checked when the components were resolved)
+        metrics["policy/ref_updated"] = 1.0
 
     # 6. weight sync (background generation first stops where no request runs)
     metrics.update(run.pipeline.sync_weights())
     return metrics
+
+
+def ref_update_due(run: RunContext) -> bool:
+    """``[algorithm.kl] update_ref_every_epoch``: the step now ending completes an epoch of prompts
+    (every ``len(train data) // prompts_per_step`` steps) and is not the run's last."""
+    done, t = run.step + 1, run.config.trainer
+    per_epoch = max(1, len(run.train_loader) // t.prompts_per_step)
+    return done % per_epoch == 0 and done < t.steps
 
 
 def adaptive_kl(coef: float, current: float, kl_cfg: Any, n_steps: int) -> float:

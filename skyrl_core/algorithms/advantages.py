@@ -10,7 +10,12 @@ and never require grad.
 A sequence's *score* is the sum of its token rewards. Edge cases, the same for every
 group estimator: a group of one sample, or a group whose scores are all equal, gets
 advantage 0 (there is nothing to compare it with), never NaN; an empty response (an
-all-zero mask row) gets 0 everywhere.
+all-zero mask row) gets 0 everywhere. (``grpo``'s ``singleton_advantage = "score"``
+reproduces SkyRL-train's singleton instead.)
+
+Whitening uses population statistics (divide by ``n``) unless the estimator's
+``whiten_variance`` is ``"bessel"`` (divide by ``n - 1``, as SkyRL-train does in REINFORCE++
+and GAE).
 
 ``config`` may be None, meaning the estimator's defaults.
 """
@@ -90,8 +95,13 @@ def _broadcast(seq_adv: Tensor, mask: Tensor) -> Tensor:
     return seq_adv[:, None] * mask
 
 
-def _batch_normalize(adv: Tensor, mask: Tensor, enabled: bool) -> Tensor:
-    return masked_whiten(adv, mask) if enabled else adv
+def _whiten(x: Tensor, mask: Tensor, cfg: ReinforcePPConfig | GAEConfig) -> Tensor:
+    """Whiten over the batch with the estimator's ``epsilon`` and ``whiten_variance``."""
+    return masked_whiten(x, mask, cfg.epsilon, unbiased=cfg.whiten_variance == "bessel")
+
+
+def _batch_normalize(adv: Tensor, mask: Tensor, enabled: bool, variance: str = "population") -> Tensor:
+    return masked_whiten(adv, mask, unbiased=variance == "bessel") if enabled else adv
 
 
 # -- estimators ---------------------------------------------------------------------------------
@@ -105,17 +115,24 @@ def grpo(inp: AdvantageInput, config: GRPOConfig | None = None) -> AdvantageOutp
     (Liu et al. 2025, "Understanding R1-Zero-Like Training"). The sequence's advantage is
     broadcast to each of its model tokens. Returns equal the advantages.
 
-    Edge cases: a singleton group gets 0; a group with all scores equal gets 0.
+    Edge cases: a group with all scores equal gets 0; a singleton group gets 0, or with
+    ``singleton_advantage = "score"`` SkyRL-train's value, computed as if the group had mean 0
+    and std 1: ``score / (1 + epsilon)`` (``score`` with ``norm_by_std = false``).
     """
     cfg = config if config is not None else GRPOConfig()
     rewards, mask = _prepare(inp, "grpo")
     scores = sequence_scores(rewards)
     mean, std, count = group_stats(scores, inp.group_ids.to(scores.device))
+    single = count <= 1
+    if cfg.singleton_advantage == "score":
+        mean = torch.where(single, torch.zeros_like(mean), mean)
+        std = torch.where(single, torch.ones_like(std), std)
     adv = scores - mean
     if cfg.norm_by_std:
         adv = adv / (std + cfg.epsilon)
-    adv = torch.where(count > 1, adv, torch.zeros_like(adv))
-    advantages = _batch_normalize(_broadcast(adv, mask), mask, cfg.batch_normalize)
+    if cfg.singleton_advantage == "zero":
+        adv = torch.where(single, torch.zeros_like(adv), adv)
+    advantages = _batch_normalize(_broadcast(adv, mask), mask, cfg.batch_normalize, cfg.whiten_variance)
     return AdvantageOutput(advantages=advantages, returns=advantages.clone())
 
 
@@ -133,7 +150,7 @@ def rloo(inp: AdvantageInput, config: RLOOConfig | None = None) -> AdvantageOutp
     scores = sequence_scores(rewards)
     mean, _, count = group_stats(scores, inp.group_ids.to(scores.device))
     adv = torch.where(count > 1, (scores - mean) * count / (count - 1).clamp_min(1), torch.zeros_like(scores))
-    advantages = _batch_normalize(_broadcast(adv, mask), mask, cfg.batch_normalize)
+    advantages = _batch_normalize(_broadcast(adv, mask), mask, cfg.batch_normalize, cfg.whiten_variance)
     return AdvantageOutput(advantages=advantages, returns=advantages.clone())
 
 
@@ -151,7 +168,7 @@ def reinforce_pp(inp: AdvantageInput, config: ReinforcePPConfig | None = None) -
     cfg = config if config is not None else ReinforcePPConfig()
     rewards, mask = _prepare(inp, "reinforce++")
     returns = discounted_returns(rewards, mask, cfg.gamma)
-    return AdvantageOutput(advantages=masked_whiten(returns, mask, cfg.epsilon), returns=returns)
+    return AdvantageOutput(advantages=_whiten(returns, mask, cfg), returns=returns)
 
 
 def reinforce_pp_baseline(inp: AdvantageInput, config: ReinforcePPConfig | None = None) -> AdvantageOutput:
@@ -175,7 +192,7 @@ def reinforce_pp_baseline(inp: AdvantageInput, config: ReinforcePPConfig | None 
         rewards = rewards.clone()
         rewards[rows, last[has_tokens]] -= mean[has_tokens]
     returns = discounted_returns(rewards, mask, cfg.gamma)
-    return AdvantageOutput(advantages=masked_whiten(returns, mask, cfg.epsilon), returns=returns)
+    return AdvantageOutput(advantages=_whiten(returns, mask, cfg), returns=returns)
 
 
 def gae(inp: AdvantageInput, config: GAEConfig | None = None) -> AdvantageOutput:
@@ -217,5 +234,5 @@ def gae(inp: AdvantageInput, config: GAEConfig | None = None) -> AdvantageOutput
         advantages[:, t] = adv_t * m
     returns = (advantages + values) * mask
     if cfg.whiten:
-        advantages = masked_whiten(advantages, mask, cfg.epsilon)
+        advantages = _whiten(advantages, mask, cfg)
     return AdvantageOutput(advantages=advantages, returns=returns)

@@ -17,9 +17,20 @@ This module must stay importable without torch: ``skyrl config validate`` and
 
 from __future__ import annotations
 
+from typing import Literal
+
 import attrs
 
 from skyrl_core.config.fields import Range, fraction, non_negative, option, positive, unit_interval
+
+
+def _whiten_variance(what: str) -> str:
+    """The ``whiten_variance`` option of an estimator that whitens ``what``."""
+    return option(
+        "population",
+        help=f"Variance used when whitening {what}: 'population' (divide by n) or 'bessel' (divide by n - 1, "
+        "Bessel's correction, as SkyRL-train's REINFORCE++ and GAE do).",
+    )
 
 # -- advantage estimators ---------------------------------------------------------------------
 
@@ -37,6 +48,13 @@ class GRPOConfig:
     batch_normalize: bool = option(
         False, help="Afterwards whiten the advantages over every loss token of the batch (mean 0, std 1)."
     )
+    whiten_variance: Literal["population", "bessel"] = _whiten_variance("with batch_normalize")
+    singleton_advantage: Literal["zero", "score"] = option(
+        "zero",
+        help="Advantage of a group of one sample: 'zero' (nothing to compare it with), or 'score': its "
+        "score / (1 + epsilon) (its score with norm_by_std = false), SkyRL-train's convention (a group of "
+        "one has mean 0 and std 1 there).",
+    )
 
 
 @attrs.define(kw_only=True)
@@ -46,6 +64,7 @@ class RLOOConfig:
     batch_normalize: bool = option(
         False, help="Afterwards whiten the advantages over every loss token of the batch (mean 0, std 1)."
     )
+    whiten_variance: Literal["population", "bessel"] = _whiten_variance("with batch_normalize")
 
 
 @attrs.define(kw_only=True)
@@ -56,6 +75,7 @@ class ReinforcePPConfig:
         1.0, help="Discount factor of the per-token returns (1.0 = undiscounted).", check=unit_interval
     )
     epsilon: float = option(1e-8, help="Added to the batch standard deviation when whitening.", check=positive)
+    whiten_variance: Literal["population", "bessel"] = _whiten_variance("the returns")
 
 
 @attrs.define(kw_only=True)
@@ -67,6 +87,7 @@ class GAEConfig:
                         check=unit_interval)
     whiten: bool = option(True, help="Whiten the advantages over every loss token of the batch (mean 0, std 1).")
     epsilon: float = option(1e-8, help="Added to the batch standard deviation when whitening.", check=positive)
+    whiten_variance: Literal["population", "bessel"] = _whiten_variance("the advantages")
 
 
 # -- policy losses ------------------------------------------------------------------------------
@@ -146,3 +167,43 @@ class KLCovConfig:
     )
     kl_coef: float = option(1.0, help="Coefficient of the |log-ratio| penalty on the selected tokens.",
                             check=non_negative)
+
+
+@attrs.define(kw_only=True)
+class SAPOConfig:
+    """``sapo``: soft adaptive policy optimization, a sigmoid gate instead of a hard clip (Gao et al. 2025)."""
+
+    tau_pos: float = option(
+        1.0, help="Temperature of the gate on tokens with a positive advantage (larger: the gate closes sooner).",
+        check=positive,
+    )
+    tau_neg: float = option(
+        1.05,
+        help="Temperature of the gate on tokens with a zero or negative advantage (the paper's 1.05 for "
+        "Qwen3-30B-A3B; SkyRL-train's default too).",
+        check=positive,
+    )
+
+
+@attrs.define(kw_only=True)
+class RolloutISConfig:
+    """``rollout_is``: REINFORCE weighted by the engine-anchored importance ratio, zero outside a band."""
+
+    eps_low: float = option(
+        0.2, help="Tokens whose ratio to the engine's policy is at most 1 - eps_low get weight 0.",
+        check=non_negative,
+    )
+    eps_high: float = option(
+        0.2, help="Tokens whose ratio to the engine's policy is at least 1 + eps_high get weight 0.",
+        check=non_negative,
+    )
+
+
+@attrs.define(kw_only=True)
+class CrossEntropyConfig:
+    """``cross_entropy``: supervised negative log-likelihood on the loss tokens (no options)."""
+
+
+@attrs.define(kw_only=True)
+class ImportanceSamplingConfig:
+    """``importance_sampling``: the unclipped importance-weighted policy gradient (no options)."""

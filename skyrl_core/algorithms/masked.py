@@ -33,14 +33,18 @@ def masked_var(x: Tensor, mask: Tensor, unbiased: bool = False) -> Tensor:
     return torch.where(denom > 0, sq / denom.clamp_min(1e-12), torch.zeros_like(sq))
 
 
-def masked_whiten(x: Tensor, mask: Tensor, eps: float = 1e-8, shift_mean: bool = True) -> Tensor:
+def masked_whiten(
+    x: Tensor, mask: Tensor, eps: float = 1e-8, shift_mean: bool = True, unbiased: bool = False
+) -> Tensor:
     """``(x - mean) / (std + eps)`` over the masked entries of the whole tensor; 0 under the mask.
 
-    Population statistics. All-equal entries give 0 (not NaN); so does an all-zero mask.
-    With ``shift_mean=False`` the mean is added back (only the scale changes).
+    Population statistics (divided by ``n``) unless ``unbiased`` (Bessel's correction,
+    divided by ``n - 1``; a single entry then has std 0). All-equal entries give 0 (not NaN);
+    so does an all-zero mask. With ``shift_mean=False`` the mean is added back (only the
+    scale changes).
     """
     mean = masked_mean(x, mask)
-    std = masked_var(x, mask).sqrt()
+    std = masked_var(x, mask, unbiased=unbiased).sqrt()
     out = (x - mean) / (std + eps)
     if not shift_mean:
         out = out + mean

@@ -20,7 +20,8 @@ loss so dashboards stay comparable:
 * ``approx_kl``: estimate of KL(old || current) over loss tokens, ``mean(r - 1 - log r)``
   with ``r`` the per-token ratio (Schulman's k3);
 * ``ratio_mean``, ``ratio_max``, ``ratio_min``: the ratio the loss used (for ``gspo``, the
-  sequence-level ratio), over loss tokens.
+  sequence-level ratio; for ``rollout_is``, the ratio to the engine's log-probs), over loss
+  tokens.
 
 ``config`` may be None, meaning the loss's defaults.
 """
@@ -35,15 +36,30 @@ from torch import Tensor
 from skyrl_core.algorithms.configs import (
     CISPOConfig,
     ClipCovConfig,
+    CrossEntropyConfig,
     DualClipConfig,
     GSPOConfig,
+    ImportanceSamplingConfig,
     KLCovConfig,
     PPOClipConfig,
+    RolloutISConfig,
+    SAPOConfig,
 )
 from skyrl_core.algorithms.masked import masked_max, masked_mean, masked_min, masked_sum
 from skyrl_core.protocols.algorithms import PolicyLossInput, PolicyLossOutput
 
-__all__ = ["cispo", "clip_cov", "dual_clip", "gspo", "kl_cov", "ppo_clip"]
+__all__ = [
+    "cispo",
+    "clip_cov",
+    "cross_entropy",
+    "dual_clip",
+    "gspo",
+    "importance_sampling",
+    "kl_cov",
+    "ppo_clip",
+    "rollout_is",
+    "sapo",
+]
 
 MAX_LOG_RATIO = 20.0
 """Clamp of ``|logprobs - old_logprobs|`` before ``exp`` (``exp(20) ≈ 4.9e8``)."""
@@ -247,3 +263,82 @@ def kl_cov(inp: PolicyLossInput, config: KLCovConfig | None = None) -> PolicyLos
     metrics = _metrics(ratio, log_ratio, torch.zeros_like(selected), mask,
                        kl_cov_frac=masked_mean(selected.to(ratio.dtype), mask))
     return PolicyLossOutput(_masked(loss, mask), metrics)
+
+
+def sapo(inp: PolicyLossInput, config: SAPOConfig | None = None) -> PolicyLossOutput:
+    """Soft Adaptive Policy Optimization (Gao et al. 2025, "Soft Adaptive Policy Optimization").
+
+    A smooth gate replaces PPO's hard clip: ``loss = -f(r, tau) · A`` with
+    ``f(r, tau) = sigmoid(tau · (r - 1)) · 4 / tau`` and ``tau = tau_pos`` where ``A > 0``,
+    ``tau_neg`` elsewhere. At ``r = 1`` the gate's slope is 1, so the on-policy gradient is
+    REINFORCE's ``-A · ∇logp``; as ``r`` moves away from 1 the gradient
+    ``-A · 4 · s(1 - s) · r · ∇logp`` (``s`` the sigmoid) fades smoothly instead of dropping to
+    0. Nothing is clipped (``clip_frac`` is 0). The paper (and SkyRL-train) recommend
+    ``loss_reduction = "sequence_mean"``.
+    """
+    cfg = config if config is not None else SAPOConfig()
+    logp, old, adv, mask = _unpack(inp, "sapo")
+    log_ratio = _log_ratio(logp, old)
+    ratio = log_ratio.exp()
+    tau = torch.where(adv > 0, torch.full_like(adv, cfg.tau_pos), torch.full_like(adv, cfg.tau_neg))
+    gate = torch.sigmoid(tau * (ratio - 1.0)) * (4.0 / tau)
+    loss = -gate * adv
+    no_clip = torch.zeros_like(mask, dtype=torch.bool)
+    return PolicyLossOutput(_masked(loss, mask), _metrics(ratio, log_ratio, no_clip, mask))
+
+
+def cross_entropy(inp: PolicyLossInput, config: CrossEntropyConfig | None = None) -> PolicyLossOutput:
+    """Supervised cross-entropy on the loss tokens: ``loss = -logp``; advantages are ignored.
+
+    For training on given responses through the RL loop (e.g. distillation data, or a
+    warm-start inside a run): every loss token's log-likelihood is raised. The ratio metrics
+    still compare ``logp`` with ``old_logprobs``. SkyRL (and Tinker) sum this loss over the
+    tokens; here it is reduced like every policy loss, by ``[algorithm] loss_reduction``
+    (``token_mean``: the mean negative log-likelihood per token).
+    """
+    logp, old, _, mask = _unpack(inp, "cross_entropy")
+    log_ratio = _log_ratio(logp, old)
+    no_clip = torch.zeros_like(mask, dtype=torch.bool)
+    return PolicyLossOutput(_masked(-logp, mask), _metrics(log_ratio.exp(), log_ratio, no_clip, mask))
+
+
+def importance_sampling(inp: PolicyLossInput, config: ImportanceSamplingConfig | None = None) -> PolicyLossOutput:
+    """The importance-weighted policy gradient without clipping: ``loss = -r · A``.
+
+    ``r = exp(logp - old)``, so its gradient is ``-r · A · ∇logp``: the on-policy REINFORCE
+    gradient corrected for samples drawn from the old policy (Tinker's and SkyRL's
+    ``importance_sampling`` loss). Unlike ``ppo_clip`` nothing bounds the update, so keep
+    ``epochs_per_step`` small. The log-ratio is clamped to ``[-20, 20]`` as in every loss here.
+    """
+    logp, old, adv, mask = _unpack(inp, "importance_sampling")
+    log_ratio = _log_ratio(logp, old)
+    ratio = log_ratio.exp()
+    no_clip = torch.zeros_like(mask, dtype=torch.bool)
+    return PolicyLossOutput(_masked(-ratio * adv, mask), _metrics(ratio, log_ratio, no_clip, mask))
+
+
+def rollout_is(inp: PolicyLossInput, config: RolloutISConfig | None = None) -> PolicyLossOutput:
+    """REINFORCE weighted by the importance ratio to the *engine's* policy, zero outside a band.
+
+    ``loss = -sg[w] · A · logp`` with ``r = exp(logp - rollout_logprobs)`` and ``w = r`` when
+    ``1 - eps_low < r < 1 + eps_high``, else 0 (SkyRL's ``rollout_is``, the agentic loss of the
+    GLM-5 technical report, section 4.1.2). Like ``cispo`` every kept token has a
+    REINFORCE-style gradient, but the ratio is anchored on the sampler (useful when samples are
+    stale, ``[trainer] mode = "async"``) and tokens outside the band are dropped, not capped.
+    Needs the engine's log-probs (``PolicyLossInput.rollout_logprobs``). ``clip_frac`` counts
+    the dropped tokens.
+    """
+    cfg = config if config is not None else RolloutISConfig()
+    logp, _, adv, mask = _unpack(inp, "rollout_is")
+    if inp.rollout_logprobs is None:
+        raise ValueError("policy loss 'rollout_is' needs the engine's log-probs, but rollout_logprobs is None")
+    if inp.rollout_logprobs.shape != logp.shape:
+        raise ValueError(f"policy loss 'rollout_is': rollout_logprobs has shape {tuple(inp.rollout_logprobs.shape)} "
+                         f"but logprobs has {tuple(logp.shape)}")
+    rollout = torch.where(mask > 0, inp.rollout_logprobs.detach().to(logp.dtype), torch.zeros_like(logp))
+    log_ratio = _log_ratio(logp, rollout)
+    ratio = log_ratio.exp()
+    in_band = (ratio > 1.0 - cfg.eps_low) & (ratio < 1.0 + cfg.eps_high)
+    weight = torch.where(in_band, ratio.detach(), torch.zeros_like(ratio))
+    loss = -weight * adv * logp
+    return PolicyLossOutput(_masked(loss, mask), _metrics(ratio, log_ratio, ~in_band, mask))

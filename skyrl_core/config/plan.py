@@ -123,6 +123,7 @@ def plan_issues(cfg: RunConfig) -> list[ConfigIssue]:
         out.append(
             ConfigIssue("algorithm.kl.adaptive", "the adaptive KL controller needs algorithm.kl.mode = 'reward'")
         )
+    out += _algorithm_issues(cfg)
     if cfg.generator.max_new_tokens >= cfg.generator.max_total_tokens:
         out.append(
             ConfigIssue(
@@ -134,6 +135,29 @@ def plan_issues(cfg: RunConfig) -> list[ConfigIssue]:
     if cfg.data.generate and (len(cfg.data.train) > 1 or len(cfg.data.eval) > 1):
         out.append(ConfigIssue("data.generate", "needs at most one train file and one eval file"))
     return out + _tiny_model_issues(cfg)
+
+
+def _algorithm_issues(cfg: RunConfig) -> list[ConfigIssue]:
+    """Options that only mean something together: the reference model's, and the bounds of
+    ``[algorithm.tis]``'s masks."""
+    algo, out = cfg.algorithm, []
+    no_ref = "needs a reference model, but [algorithm.kl] mode = 'none' (set mode = 'loss' or 'reward')"
+    if algo.kl.mode == "none":
+        if cfg.model.ref_path is not None:
+            out.append(ConfigIssue("model.ref_path", f"is set, but no run step uses it: it {no_ref}; remove it"))
+        if algo.kl.update_ref_every_epoch:
+            out.append(ConfigIssue("algorithm.kl.update_ref_every_epoch", no_ref))
+    tis = algo.tis
+    if (tis.token_mask_low is None) != (tis.token_mask_high is None):
+        given = "token_mask_low" if tis.token_mask_low is not None else "token_mask_high"
+        out.append(ConfigIssue(f"algorithm.tis.{given}", "the token mask needs both token_mask_low and "
+                               "token_mask_high (the ratio band whose tokens are kept)"))
+    for low, high in (("token_mask_low", "token_mask_high"), ("outlier_token_low", "outlier_token_high"),
+                      ("geometric_low", "geometric_high"), ("product_low", "product_high")):
+        lo, hi = getattr(tis, low), getattr(tis, high)
+        if lo is not None and hi is not None and not lo < hi:
+            out.append(ConfigIssue(f"algorithm.tis.{low}", f"{lo} must be below algorithm.tis.{high} = {hi}"))
+    return out
 
 
 def _tiny_model_issues(cfg: RunConfig) -> list[ConfigIssue]:

@@ -217,5 +217,5 @@ def reference_markdown(registry: Registry | None = None) -> str:
             else:
                 chosen = "<" not in table_of.get(kind, "<")
                 head = f"Table `[{where}]`" + (f" with `name = \"{comp.name}\"`" if chosen else "")
-            out += [head, "", *rows]
+            out += [head, "", *rows] if attrs.fields(comp.spec.config_cls) else [head, "", "No options.", ""]
     return "\n".join(out).rstrip() + "\n"

@@ -31,6 +31,13 @@ from skyrl_core.config.fields import (
 from skyrl_core.config.slots import default_name
 from skyrl_core.specs import Kind
 
+LossReductionName = Literal[
+    "token_mean", "sequence_mean", "seq_mean_token_sum_norm", "prompt_mean", "token_mean_legacy"
+]
+TermReduction = Literal[
+    "inherit", "token_mean", "sequence_mean", "seq_mean_token_sum_norm", "prompt_mean", "token_mean_legacy"
+]
+
 
 @attrs.define(kw_only=True)
 class ComponentRef:
@@ -136,6 +143,23 @@ class ModelConfig:
     chat_template: str | None = option(
         None, help="A Jinja chat template (inline) or a path to a .jinja file, replacing the tokenizer's."
     )
+    chat_template_kwargs: dict[str, Any] = option(
+        factory=dict,
+        help="Extra variables for the chat template, passed to every apply_chat_template call (prompts, "
+        "multi-turn observations, the length filter, SFT), e.g. {enable_thinking = false} for Qwen3 "
+        "(SkyRL's generator.chat_template_kwargs).",
+    )
+    ref_path: str | None = option(
+        None,
+        help="Initialise the reference policy (KL) from this Hugging Face model folder instead of the policy's "
+        "initial weights. It must use the policy's tokenizer; its architecture may differ. (SkyRL: "
+        "trainer.ref.model.path)",
+    )
+    critic_path: str | None = option(
+        None,
+        help="Initialise the critic's transformer body from this causal-LM folder instead of the policy's; "
+        "the value head is new. It must use the policy's tokenizer. (SkyRL: trainer.critic.model.path)",
+    )
     tiny: TinyModelConfig | None = option(
         None, help="When set and `path` does not exist, build a tiny model + tokenizer there first."
     )
@@ -194,6 +218,12 @@ class GeneratorConfig:
         60.0, help="Seconds an environment's init/step may take before the trajectory fails.", check=positive
     )
     max_concurrent: int = option(256, help="Trajectories in flight at once.", check=positive)
+    zero_reward_on_non_stop: bool = option(
+        False,
+        help="Set a trajectory's rewards to 0 unless its finish reason is 'stop' (cut at the token limit, at "
+        "max_turns, or aborted): an unfinished answer earns no format credit. Training and eval "
+        "(SkyRL's generator.zero_reward_on_non_stop).",
+    )
     drift_check: bool = option(
         True,
         help="Compare each multi-turn token sequence with the chat template applied to the final "
@@ -215,6 +245,18 @@ class KLConfig:
     adaptive: bool = option(False, help="Adapt the coefficient towards `target` (reward mode; Ziegler et al. 2019).")
     target: float = option(0.1, help="Target KL for the adaptive controller.", check=positive)
     horizon: int = option(10000, help="Horizon of the adaptive controller.", check=positive)
+    reduction: TermReduction = option(
+        "inherit",
+        help="How the KL loss term (mode = 'loss') is reduced: 'inherit' ([algorithm] loss_reduction) or any "
+        "loss reduction. SkyRL-train always takes a per-sequence mean: 'sequence_mean' (with [algorithm] "
+        "empty_sequences = 'count').",
+    )
+    update_ref_every_epoch: bool = option(
+        False,
+        help="Copy the policy into the reference model after every epoch of prompts (every "
+        "len(train data) // prompts_per_step steps), not after the last step (SkyRL's "
+        "trainer.update_ref_every_epoch).",
+    )
 
 
 @attrs.define(kw_only=True)
@@ -224,7 +266,46 @@ class TISConfig:
     mode: Literal["off", "token", "sequence"] = option(
         "off", help="Weight the token loss by min(exp(old − rollout log-prob), cap), per token or per sequence."
     )
-    cap: float = option(2.0, help="Upper bound of the importance weight.", check=positive)
+    cap: float = option(
+        2.0,
+        help="Upper bound of the importance weight (SkyRL: token_tis_ratio_clip_high = 2.0 for 'token', "
+        "sequence_tis_ratio_clip_high = 5.0 for 'sequence').",
+        check=positive,
+    )
+    token_mask_low: float | None = option(
+        None, help="Drop (zero the loss of) tokens whose ratio exp(old − rollout) is below this; set with "
+        "token_mask_high.", check=positive,
+    )
+    token_mask_high: float | None = option(
+        None, help="Drop tokens whose ratio exp(old − rollout) is above this; set with token_mask_low.",
+        check=positive,
+    )
+    outlier_token_low: float | None = option(
+        None, help="Drop whole sequences with any token whose ratio is below this (e.g. 1e-4).", check=positive
+    )
+    outlier_token_high: float | None = option(
+        None, help="Drop whole sequences with any token whose ratio is above this (e.g. 100).", check=positive
+    )
+    sequence_mask: Literal["off", "geometric", "product"] = option(
+        "off",
+        help="Drop whole sequences whose ratio to the engine, the geometric mean or the product of the token "
+        "ratios, lies outside [geometric_low, geometric_high] or [product_low, product_high].",
+    )
+    geometric_low: float = option(0.99, help="Lower bound of sequence_mask = 'geometric'.", check=positive)
+    geometric_high: float = option(1.01, help="Upper bound of sequence_mask = 'geometric'.", check=positive)
+    product_low: float = option(0.5, help="Lower bound of sequence_mask = 'product'.", check=positive)
+    product_high: float = option(2.0, help="Upper bound of sequence_mask = 'product'.", check=positive)
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any correction (TIS or a mask) is on."""
+        return (
+            self.mode != "off"
+            or self.sequence_mask != "off"
+            or self.outlier_token_low is not None
+            or self.outlier_token_high is not None
+            or (self.token_mask_low is not None and self.token_mask_high is not None)
+        )
 
 
 def _default_ref(kind: Kind) -> Any:
@@ -242,10 +323,24 @@ class AlgorithmConfig:
     policy_loss: ComponentRef = option(
         factory=_default_ref(Kind.POLICY_LOSS), help="[algorithm.policy_loss] name + options."
     )
-    loss_reduction: Literal["token_mean", "sequence_mean", "seq_mean_token_sum_norm"] = option(
+    loss_reduction: LossReductionName = option(
         "token_mean",
         help="How per-token losses become one number: mean over all tokens of the mini-batch "
-        "(DAPO), mean of per-sequence means, or per-sequence sums divided by a constant (Dr. GRPO).",
+        "(DAPO), mean of per-sequence means, per-sequence sums divided by a constant (Dr. GRPO), mean of "
+        "per-prompt token means (prompt_mean), or classic SkyRL-train's per-micro-batch token mean averaged "
+        "over micro-batches of legacy_micro_batch_sequences sequences (token_mean_legacy).",
+    )
+    empty_sequences: Literal["drop", "count"] = option(
+        "drop",
+        help="A sequence without loss tokens (e.g. masked by a filter): 'drop' leaves it out of the number of "
+        "sequences (prompts, micro-batches) a reduction divides by; 'count' keeps it there, contributing 0 "
+        "(SkyRL-train's convention).",
+    )
+    legacy_micro_batch_sequences: int = option(
+        1,
+        help="token_mean_legacy: sequences per micro-batch of the reduction, taken consecutively in the "
+        "mini-batch's order (SkyRL's trainer.micro_train_batch_size_per_gpu).",
+        check=positive,
     )
     loss_norm_tokens: int | None = option(
         None,
@@ -257,12 +352,38 @@ class AlgorithmConfig:
     entropy_coef: float = option(
         0.0, help="Entropy bonus coefficient (0 = off; entropy is always logged).", check=non_negative
     )
+    entropy_reduction: TermReduction = option(
+        "inherit",
+        help="How the entropy bonus is reduced: 'inherit' (loss_reduction) or any loss reduction (SkyRL-train: "
+        "a token mean per micro-batch, 'token_mean_legacy').",
+    )
     use_rollout_logprobs: bool = option(
         False, help="Use the engine's log-probs as the old policy instead of recomputing them (saves a forward pass)."
     )
     tis: TISConfig = option(factory=TISConfig, help="[algorithm.tis]")
     value_clip: float = option(0.2, help="Clip range of the critic's value loss (gae only).", check=positive)
     value_coef: float = option(0.5, help="Weight of the critic's value loss.", check=non_negative)
+    value_reduction: TermReduction = option(
+        "inherit",
+        help="How the critic's value loss is reduced: 'inherit' (loss_reduction) or any loss reduction "
+        "(SkyRL-train: a per-sequence mean, 'sequence_mean' with empty_sequences = 'count').",
+    )
+    zero_variance_filter: Literal["off", "mask", "drop"] = option(
+        "off",
+        help="Prompt groups whose samples all have the same reward (within zero_variance_tol) carry no "
+        "group-relative signal: 'mask' zeroes their loss mask (SkyRL's zero_variance_filter), 'drop' removes "
+        "them from the step before any forward pass (fewer mini-batches when groups go). Groups of one, and "
+        "samples already without loss tokens, are left alone.",
+    )
+    zero_variance_tol: float = option(
+        1e-6, help="Rewards within this of each other count as equal for zero_variance_filter.", check=non_negative
+    )
+
+    def reduction(self, term: Literal["policy", "kl", "entropy", "value"]) -> str:
+        """The reduction of one loss term, with 'inherit' resolved to ``loss_reduction``."""
+        chosen = {"policy": self.loss_reduction, "kl": self.kl.reduction, "entropy": self.entropy_reduction,
+                  "value": self.value_reduction}[term]
+        return self.loss_reduction if chosen == "inherit" else chosen
 
 
 def _check_betas(value: list[float]) -> str | None:

@@ -12,12 +12,15 @@ it needs for one tokenizer:
   generation prompt of the next assistant turn.
 
 Everything works on text and is encoded with ``add_special_tokens=False``, exactly like
-``apply_chat_template(..., tokenize=True)`` does.
+``apply_chat_template(..., tokenize=True)`` does. ``template_kwargs`` (``[model]
+chat_template_kwargs``, e.g. ``{"enable_thinking": False}``) are passed to every
+``apply_chat_template`` call, so prompts, later turns and the drift check see the same
+template variables.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from skyrl_core.errors import DataError
@@ -28,11 +31,18 @@ _MARKER = "\u2063SKYRL_ASSISTANT_MARKER\u2063"
 _BASE: list[Message] = [{"role": "user", "content": "Hi."}]
 
 
-def render(tokenizer: Any, messages: Sequence[Message], *, add_generation_prompt: bool) -> str:
-    """Apply the tokenizer's chat template and return the text."""
+def render(
+    tokenizer: Any,
+    messages: Sequence[Message],
+    *,
+    add_generation_prompt: bool,
+    template_kwargs: Mapping[str, Any] | None = None,
+) -> str:
+    """Apply the tokenizer's chat template (with the extra template variables ``template_kwargs``)
+    and return the text."""
     try:
         return tokenizer.apply_chat_template(
-            list(messages), tokenize=False, add_generation_prompt=add_generation_prompt
+            list(messages), tokenize=False, add_generation_prompt=add_generation_prompt, **dict(template_kwargs or {})
         )
     except ValueError as exc:
         if getattr(tokenizer, "chat_template", None) is None:
@@ -48,18 +58,21 @@ def encode(tokenizer: Any, text: str) -> list[int]:
     return list(tokenizer.encode(text, add_special_tokens=False))
 
 
-def prompt_token_ids(tokenizer: Any, messages: Sequence[Message]) -> list[int]:
+def prompt_token_ids(
+    tokenizer: Any, messages: Sequence[Message], template_kwargs: Mapping[str, Any] | None = None
+) -> list[int]:
     """Token ids of a prompt: the chat template with the generation prompt appended."""
-    return encode(tokenizer, render(tokenizer, messages, add_generation_prompt=True))
+    return encode(tokenizer, render(tokenizer, messages, add_generation_prompt=True, template_kwargs=template_kwargs))
 
 
 class ChatTokens:
     """Per-tokenizer helpers for appending turns without re-tokenizing the history."""
 
-    def __init__(self, tokenizer: Any) -> None:
+    def __init__(self, tokenizer: Any, template_kwargs: Mapping[str, Any] | None = None) -> None:
         self.tokenizer = tokenizer
+        self.template_kwargs = dict(template_kwargs or {})
         self._base = [*_BASE, {"role": "assistant", "content": _MARKER}]
-        self._base_text = render(tokenizer, self._base, add_generation_prompt=False)
+        self._base_text = self._render(self._base, add_generation_prompt=False)
         at = self._base_text.rfind(_MARKER)
         if at < 0:
             raise DataError(
@@ -71,6 +84,14 @@ class ChatTokens:
         # The first suffix token is the end-of-turn token when it is a special token.
         special = set(getattr(tokenizer, "all_special_ids", []) or [])
         self.end_of_turn_id: int | None = suffix_ids[0] if suffix_ids and suffix_ids[0] in special else None
+
+    def _render(self, messages: Sequence[Message], *, add_generation_prompt: bool) -> str:
+        return render(self.tokenizer, messages, add_generation_prompt=add_generation_prompt,
+                      template_kwargs=self.template_kwargs)
+
+    def prompt_ids(self, messages: Sequence[Message]) -> list[int]:
+        """``prompt_token_ids`` with this object's template variables."""
+        return encode(self.tokenizer, self._render(messages, add_generation_prompt=True))
 
     def stop_token_ids(self) -> tuple[int, ...]:
         """The ids that end a model turn: the tokenizer's EOS ids plus the template's end-of-turn token."""
@@ -88,7 +109,7 @@ class ChatTokens:
 
         Raises ``DataError`` when the template is not append-only for these messages.
         """
-        full = render(self.tokenizer, [*self._base, *observations], add_generation_prompt=True)
+        full = self._render([*self._base, *observations], add_generation_prompt=True)
         if not full.startswith(self._base_text):
             raise DataError(
                 "the chat template re-renders earlier messages when observations are appended (it is not "
@@ -119,7 +140,7 @@ class ChatTokens:
         The template's trailing turn suffix may be missing from ``token_ids`` (the episode
         ended right after the model's turn); anything else that differs is drift.
         """
-        expected = encode(self.tokenizer, render(self.tokenizer, conversation, add_generation_prompt=False))
+        expected = encode(self.tokenizer, self._render(conversation, add_generation_prompt=False))
         ours = list(token_ids)
         if ours == expected:
             return True

@@ -274,13 +274,17 @@ def validate_rows(
 # -- length filter ---------------------------------------------------------------------------
 
 
-def prompt_lengths(tokenizer: Any, rows: Sequence[PromptRow], batch: int = 256) -> list[int]:
-    """Token count of each row's prompt after the chat template (generation prompt included)."""
+def prompt_lengths(
+    tokenizer: Any, rows: Sequence[PromptRow], batch: int = 256, template_kwargs: Mapping[str, Any] | None = None
+) -> list[int]:
+    """Token count of each row's prompt after the chat template (generation prompt included;
+    ``template_kwargs``: extra template variables, ``[model] chat_template_kwargs``)."""
     from skyrl_core.data.chat import render
 
     out: list[int] = []
     for start in range(0, len(rows), batch):
-        texts = [render(tokenizer, r.prompt, add_generation_prompt=True) for r in rows[start : start + batch]]
+        texts = [render(tokenizer, r.prompt, add_generation_prompt=True, template_kwargs=template_kwargs)
+                 for r in rows[start : start + batch]]
         encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
         out.extend(len(ids) for ids in encoded)
     return out
@@ -297,6 +301,7 @@ def load_prompt_rows(
     max_rows: int | None = None,
     what: str = "data",
     env_map: Mapping[str, str] | None = None,
+    template_kwargs: Mapping[str, Any] | None = None,
 ) -> PromptDataset:
     """Read, concatenate, validate and length-filter ``sources``.
 
@@ -310,6 +315,8 @@ def load_prompt_rows(
         min_rows: raise ``DataError`` when fewer rows remain (e.g. ``prompts_per_step``).
         max_rows: keep only the first ``max_rows`` rows (before filtering).
         what: the config key, for messages (e.g. ``"data.train"``).
+        template_kwargs: extra chat-template variables for the length filter
+            (``[model] chat_template_kwargs``).
     """
     if not sources:
         raise DataError(f"{what}: no data files given; list .parquet/.json/.jsonl files in the config")
@@ -324,7 +331,7 @@ def load_prompt_rows(
     rows = validate_rows(raw, default_env_class=default_env_class, registry=registry, what=what, env_map=env_map)
     dropped = 0
     if tokenizer is not None and max_prompt_tokens is not None and rows:
-        lengths = prompt_lengths(tokenizer, rows)
+        lengths = prompt_lengths(tokenizer, rows, template_kwargs=template_kwargs)
         kept = [r for r, n in zip(rows, lengths, strict=True) if n <= max_prompt_tokens]
         dropped = len(rows) - len(kept)
         if dropped:
@@ -369,4 +376,5 @@ def load_prompts(
         min_rows=min_rows,
         max_rows=max_rows,
         what=what,
+        template_kwargs=cfg.model.chat_template_kwargs,
     )

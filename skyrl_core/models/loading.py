@@ -135,3 +135,32 @@ def load_causal_lm(
     except (OSError, ValueError) as exc:
         raise SkyrlError(f"[model] path = {model_cfg.path!r}: could not load a causal LM: {exc}") from exc
     return model.to(target).eval()
+
+
+def companion_config(model_cfg: ModelConfig, path: str, key: str) -> ModelConfig:
+    """``[model]`` pointing at another checkpoint of the run (``key``: ``ref_path`` or
+    ``critic_path``): the same dtype, device and attention, no tiny model, no LoRA.
+
+    Raises ``SkyrlError`` naming ``[model] key`` when the folder does not exist.
+    """
+    import attrs
+
+    from skyrl_core.config.schema import LoraConfig
+
+    if not Path(path).expanduser().exists() and not could_be_hub_id(path):
+        raise SkyrlError(
+            f"[model] {key} = {path!r}: no such folder. Point it at a Hugging Face model folder (it must use the "
+            "policy's tokenizer), or remove it to start from the policy's weights."
+        )
+    return attrs.evolve(model_cfg, path=path, tiny=None, lora=LoraConfig())
+
+
+def load_companion(
+    model_cfg: ModelConfig, path: str, key: str, *, dtype: str | torch.dtype, device: str | torch.device
+) -> Any:
+    """The causal LM at ``[model] key`` (``ref_path`` or ``critic_path``; see ``companion_config``)."""
+    cfg = companion_config(model_cfg, path, key)
+    try:
+        return load_causal_lm(cfg, dtype=dtype, device=device)
+    except SkyrlError as exc:
+        raise SkyrlError(f"[model] {key} = {path!r}: could not load a causal LM: {exc.__cause__ or exc}") from exc

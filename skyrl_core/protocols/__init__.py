@@ -42,6 +42,7 @@ _MODULES: dict[str, str] = {
     "LossFn": "skyrl_core.protocols.strategy",
     "LossScale": "skyrl_core.protocols.strategy",
     "ModelRole": "skyrl_core.protocols.strategy",
+    "ResetsReference": "skyrl_core.protocols.strategy",
     "TrainBatch": "skyrl_core.protocols.strategy",
     "TrainingStrategy": "skyrl_core.protocols.strategy",
     "TrainsLoraAdapters": "skyrl_core.protocols.strategy",

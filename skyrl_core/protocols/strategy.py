@@ -6,9 +6,11 @@ Constructed as::
              need_ref=bool, need_critic=bool, total_optimizer_steps=int)
 
 ``config`` is the strategy spec's config object (from ``[strategy]``). ``need_ref`` asks
-for a frozen reference copy of the initial policy (KL); ``need_critic`` for a value model
-(GAE). The loop never touches modules or optimizers directly: everything goes through the
-methods below, so a strategy may shard across processes (FSDP2 on Ray) transparently.
+for a frozen reference copy of the initial policy (KL), or of ``model.ref_path`` when that is
+set; ``need_critic`` for a value model (GAE) whose body starts from the policy's, or from
+``model.critic_path`` when that is set. The loop never touches modules or optimizers
+directly: everything goes through the methods below, so a strategy may shard across
+processes (FSDP2 on Ray) transparently.
 """
 
 from __future__ import annotations
@@ -40,7 +42,9 @@ class TrainBatch:
             ``R = max(len(r) for r in response_ids)`` and entries past a response's end are
             0. Always contains ``loss_mask``; the loop adds ``advantages``,
             ``old_logprobs``, ``ref_logprobs``, ``rollout_logprobs``, ``returns``,
-            ``old_values`` as needed.
+            ``old_values`` as needed, and ``reduce_weights/<mode>`` (per-token weights of a
+            loss reduction computed over the whole mini-batch,
+            ``skyrl_core.algorithms.reductions.reduction_weights``) when a reduction needs them.
     """
 
     prompt_ids: list[list[int]]
@@ -108,7 +112,8 @@ class TrainingStrategy(Protocol):
     """The methods the loop calls on a strategy (checked before a run starts: ``skyrl_core.contracts``).
 
     Optional capabilities are separate protocols a strategy may also implement:
-    ``TrainsLoraAdapters`` and ``ShardedWeightSource`` (``skyrl_core.protocols.weights``).
+    ``TrainsLoraAdapters``, ``ResetsReference`` and ``ShardedWeightSource``
+    (``skyrl_core.protocols.weights``).
     """
 
     def forward(
@@ -177,4 +182,15 @@ class TrainsLoraAdapters(Protocol):
 
     def lora_adapter(self) -> Any:
         """The current adapter as a ``skyrl_core.api.LoraAdapter`` (a new version each call)."""
+        ...
+
+
+@runtime_checkable
+class ResetsReference(Protocol):
+    """A strategy whose reference model can be set to the current policy during a run
+    (``[algorithm.kl] update_ref_every_epoch``; a run that asks for it with a strategy that is not
+    one fails before any model loads)."""
+
+    def reset_ref(self) -> None:
+        """Make the reference model (``role="ref"``) a frozen copy of the current policy."""
         ...

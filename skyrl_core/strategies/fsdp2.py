@@ -341,8 +341,9 @@ class Fsdp2Strategy:
         self._check_role("ref")
         if lora.enabled(self.model_config):
             raise SkyrlError(
-                "reset_ref: with [model.lora] the reference is the base model with the adapters off; fsdp2 cannot "
-                "fold sharded adapters into the base. Export the merged model and start a new run from it."
+                "reset_ref: with [model.lora] fsdp2 cannot copy the policy into the reference (the base model with "
+                "the adapters off, or [model] ref_path): it cannot fold sharded adapters into the base. Export the "
+                "merged model and start a new run from it."
             )
         self.enter_train()
         self.workers.call("reset_ref")

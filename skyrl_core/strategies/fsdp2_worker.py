@@ -137,10 +137,19 @@ class Fsdp2Worker:
 
         policy = self._build("policy", lm, seed, train=True)
         self.policy = self._trainable(policy, t.lr)
-        if self.spec["need_ref"] and not self.lora:
+        ref_path, critic_path = self.model_cfg.ref_path, self.model_cfg.critic_path
+        if self.spec["need_ref"] and ref_path is not None:  # a reference of its own, never with adapters
+            ref_cfg, ref_lm = self._companion(ref_path, "ref_path")
+            self.ref = self._build("ref", ref_lm, seed, train=False, model_cfg=ref_cfg, adapters=False)
+        elif self.spec["need_ref"] and not self.lora:
             self.ref = self._build("ref", lm, seed, train=False)
         if self.spec["need_critic"]:
-            critic = self._build("critic", lm, seed, train=True)
+            critic_cfg, critic_lm = self.model_cfg, lm
+            if critic_path is not None:
+                critic_cfg, critic_lm = self._companion(critic_path, "critic_path")
+                if self.lora and critic_lm is not None:  # its own adapters, drawn from the seed as the policy's
+                    lora.apply(critic_lm, self.model_cfg.lora, base_path=critic_path, seed=seed)
+            critic = self._build("critic", critic_lm, seed, train=True, model_cfg=critic_cfg)
             self.critic = self._trainable(critic, self.config.critic_lr or t.lr)
         del lm
         self.sliced = self._choose_sliced()
@@ -180,18 +189,40 @@ class Fsdp2Worker:
             return memory.CheckpointingChoice(True, choice.reason + " (on, as another rank needs it)")
         return choice
 
-    def _build(self, role: str, lm: nn.Module | None, seed: int, *, train: bool) -> nn.Module:
-        root, real = fm.build_roots(role, self.model_cfg, seed=seed, lm=lm)
-        if self.lora:  # the same adapters as rank 0's real model (the critic's body copied them)
-            peft = lora.apply(fm.hf_model(root), self.model_cfg.lora, base_path=str(self.model_cfg.path))
+    def _companion(self, path: str, key: str) -> tuple[ModelConfig, nn.Module | None]:
+        """``[model] ref_path``/``critic_path``: its config (checked on every rank against the policy's
+        vocabulary, from meta skeletons) and, on rank 0, the loaded model."""
+        from skyrl_core.models.loading import companion_config, load_causal_lm
+
+        cfg = companion_config(self.model_cfg, path, key)
+        model_parts.check_vocabulary(fm.meta_skeleton(self.model_cfg), fm.meta_skeleton(cfg), key)
+        return cfg, load_causal_lm(cfg, dtype=torch.float32, device="cpu") if self.rank == 0 else None
+
+    def _build(
+        self,
+        role: str,
+        lm: nn.Module | None,
+        seed: int,
+        *,
+        train: bool,
+        model_cfg: ModelConfig | None = None,
+        adapters: bool | None = None,
+    ) -> nn.Module:
+        """The sharded root of ``role`` from ``model_cfg`` (default: the policy's ``[model]``), with the
+        run's LoRA adapters unless ``adapters`` is False."""
+        model_cfg = model_cfg or self.model_cfg
+        adapters = self.lora if adapters is None else adapters
+        root, real = fm.build_roots(role, model_cfg, seed=seed, lm=lm)
+        if adapters:  # the same adapters as rank 0's real model (the critic's body copied them)
+            peft = lora.apply(fm.hf_model(root), self.model_cfg.lora, base_path=str(model_cfg.path))
             self.peft = peft if role == "policy" else self.peft
         if self.config.disable_dropout:
             model_parts.disable_dropout(root)
-            if self.lora:
+            if adapters:
                 lora.set_adapter_dropout(root, self.model_cfg.lora.dropout)
         if train and self.checkpointing.on:
             model_parts.enable_checkpointing(fm.hf_model(root))
-            if self.lora:
+            if adapters:
                 lora.enable_input_grads(fm.hf_model(root))
         reduce_dtype = torch.float32 if self.config.reduce_dtype == "float32" else torch.bfloat16
         fm.shard(
@@ -269,12 +300,11 @@ class Fsdp2Worker:
         if role == "policy":
             assert self.policy is not None
             return self.policy.module
+        if role == "ref" and self.ref is not None:
+            return self.ref
         if role == "ref" and self.lora:
             assert self.policy is not None
             return self.policy.module  # run with the adapters off (``_outputs``)
-        if role == "ref":
-            assert self.ref is not None
-            return self.ref
         assert self.critic is not None
         return self.critic.module
 
@@ -291,7 +321,8 @@ class Fsdp2Worker:
         root = self._root(role)
         if role == "critic":
             return {"values": root(**c.model_inputs(), rows=c.rows, cols=c.cols)}
-        with lora.adapters_disabled(root) if role == "ref" and self.lora else contextlib.nullcontext():
+        base_as_ref = role == "ref" and self.ref is None and self.lora
+        with lora.adapters_disabled(root) if base_as_ref else contextlib.nullcontext():
             logits = root(**c.model_inputs(), rows=c.rows, cols=c.cols, sliced=self.sliced)
         return token_outputs.logprob_outputs(logits, c.targets, temperature, need_entropy)
 
@@ -444,9 +475,7 @@ class Fsdp2Worker:
     def reset_ref(self) -> None:
         """Copy the policy's shards into the reference model (same sharding, so shard by shard)."""
         assert self.ref is not None and self.policy is not None
-        with torch.no_grad():
-            for ref_p, pol_p in zip(self.ref.parameters(), self.policy.module.parameters(), strict=True):
-                ref_p.copy_(pol_p)
+        model_parts.copy_into_reference(self.policy.module.state_dict(keep_vars=True), self.ref)
 
     # -- checkpoints and export -------------------------------------------------------------
 

@@ -101,7 +101,7 @@ class LocalStrategy:
         need_critic: bool = False,
         total_optimizer_steps: int = 1,
     ) -> None:
-        from skyrl_core.models.loading import load_causal_lm, resolve_device
+        from skyrl_core.models.loading import load_causal_lm, load_companion, resolve_device
 
         self.config = config if config is not None else LocalStrategyConfig()
         self.model_config = model
@@ -127,22 +127,17 @@ class LocalStrategy:
                 lora.set_adapter_dropout(policy, model.lora.dropout)  # the user's explicit choice stays
         self.policy = policy  # with LoRA: the same module, adapters injected
         self.need_ref = need_ref
-        self.ref: nn.Module | None = None
-        if need_ref and self.peft is None:
+        self.ref: nn.Module | None = None  # None with LoRA and no ref_path: the base is the reference
+        if need_ref and model.ref_path is not None:
+            self.ref = load_companion(model, model.ref_path, "ref_path", dtype=base_dtype, device=self.device)
+            model_parts.check_vocabulary(policy, self.ref, "ref_path")
+            self.ref.requires_grad_(False)
+        elif need_ref and self.peft is None:
             self.ref = copy.deepcopy(policy).eval().requires_grad_(False)
         self._adapter_version = 0
         critic: model_parts.ValueModel | None = None
         if need_critic:
-            body = model_parts.backbone(policy)
-            if body is None:
-                raise SkyrlError(
-                    f"[model] path = {model.path!r}: {type(policy).__name__} exposes no transformer body "
-                    "(base_model), so the local strategy cannot build a critic from it; turn the critic off "
-                    "(use an estimator other than 'gae')"
-                )
-            generator = torch.Generator().manual_seed(seed)
-            critic = model_parts.ValueModel(copy.deepcopy(body), model_parts.hidden_size(policy), generator)
-            critic.to(self.device)
+            critic = self._build_critic(model, policy, seed, base_dtype)
         trainable = [p for m in (policy, critic) if m is not None for p in m.parameters() if p.requires_grad]
         self.checkpointing = memory.decide_checkpointing(
             trainer.gradient_checkpointing,
@@ -169,6 +164,34 @@ class LocalStrategy:
             self._critic = self._trainable(critic, self.config.critic_lr or trainer.lr)
 
     # -- construction helpers ---------------------------------------------------------------
+
+    def _build_critic(
+        self, model: ModelConfig, policy: nn.Module, seed: int, dtype: torch.dtype
+    ) -> model_parts.ValueModel:
+        """A value model: a copy of the policy's transformer body, or the body of ``[model] critic_path``
+        (with LoRA adapters of its own when the policy trains adapters), plus a new scalar head."""
+        from skyrl_core.models.loading import load_companion
+
+        source, key = policy, "path"
+        if model.critic_path is not None:
+            key = "critic_path"
+            source = load_companion(model, model.critic_path, key, dtype=dtype, device=self.device)
+            model_parts.check_vocabulary(policy, source, key)
+            if self.config.disable_dropout:
+                model_parts.disable_dropout(source)
+            if self.peft is not None:
+                lora.apply(source, model.lora, base_path=str(model.critic_path), seed=seed)
+                lora.set_adapter_dropout(source, model.lora.dropout)
+        body = model_parts.backbone(source)
+        if body is None:
+            raise SkyrlError(
+                f"[model] {key} = {getattr(model, key)!r}: {type(source).__name__} exposes no transformer body "
+                "(base_model), so the local strategy cannot build a critic from it; turn the critic off "
+                "(use an estimator other than 'gae')"
+            )
+        generator = torch.Generator().manual_seed(seed)
+        body = copy.deepcopy(body) if source is policy else body
+        return model_parts.ValueModel(body, model_parts.hidden_size(source), generator).to(self.device)
 
     def _trainable(self, module: nn.Module, lr: float) -> Trainable:
         """Fused AdamW on CUDA, the LR schedule, and a ``GradScaler`` under fp16 autocast."""
@@ -358,17 +381,31 @@ class LocalStrategy:
             yield bucket
 
     def reset_ref(self) -> None:
-        """Make the reference model a copy of the current policy (e.g. after a warm start).
+        """Make the reference model a copy of the current policy (e.g. after a warm start;
+        ``[algorithm.kl] update_ref_every_epoch``).
 
         With LoRA the reference is the base model, so the adapters are folded into the base
-        weights and restart from zero (with fresh optimizer moments)."""
+        weights and restart from zero (with fresh optimizer moments); a reference of its own
+        (``[model] ref_path``) gets the merged weights instead."""
         ref = self._require_ref()
-        if self.peft is not None:
+        if ref is self.policy:  # LoRA without a reference of its own
             lora.fold_into_base(self.policy)
             self._policy.optimizer.state.clear()
             return
-        with torch.no_grad():
-            ref.load_state_dict(self.policy.state_dict())
+        model_parts.copy_into_reference(self._policy_state(), ref)
+
+    def _policy_state(self) -> dict[str, Tensor]:
+        """The policy's state under every Hugging Face name (with LoRA: merged, and a tied tensor also
+        under its second name, e.g. ``lm_head.weight``)."""
+        if self.peft is None:
+            return self.policy.state_dict(keep_vars=True)
+        merged = dict(lora.merged_weights(self.policy))
+        first: dict[int, str] = {}
+        for name, tensor in lora.hf_model(self.policy).state_dict(keep_vars=True).items():
+            original = first.setdefault(id(tensor), name)
+            if original != name and original in merged:
+                merged[name] = merged[original]
+        return merged
 
     def lora_config(self) -> Any:
         """``[model.lora]`` when this strategy trains adapters, else None (``TrainsLoraAdapters``)."""
@@ -529,15 +566,17 @@ class LocalStrategy:
         raise ValueError(f"role {role!r}: expected 'policy', 'ref' or 'critic'")
 
     def _require_ref(self) -> nn.Module:
+        if self.ref is not None:
+            return self.ref
         if self.need_ref and self.peft is not None:
             return self.policy  # run with its adapters disabled (``_ref_context``)
-        if self.ref is None:
-            raise ValueError("role='ref' but the strategy was built without a reference model (need_ref=False)")
-        return self.ref
+        raise ValueError("role='ref' but the strategy was built without a reference model (need_ref=False)")
 
     def _ref_context(self) -> contextlib.AbstractContextManager:
-        """With LoRA, the reference pass runs the base model: adapters disabled."""
-        return lora.adapters_disabled(self.peft) if self.peft is not None else contextlib.nullcontext()
+        """With LoRA and no reference of its own, the reference pass runs the base model: adapters disabled."""
+        if self.peft is not None and self.ref is None:
+            return lora.adapters_disabled(self.peft)
+        return contextlib.nullcontext()
 
     def _critic_trainable(self) -> Trainable:
         if self._critic is None:

@@ -49,6 +49,50 @@ def hidden_size(model: nn.Module) -> int:
     return int(size)
 
 
+def check_vocabulary(policy: nn.Module, other: nn.Module, key: str) -> None:
+    """A model from ``[model] key`` (``ref_path``, ``critic_path``) must embed every token id the
+    policy can produce: it has to use the policy's tokenizer."""
+    from skyrl_core.errors import SkyrlError
+
+    ours = int(policy.get_input_embeddings().weight.shape[0])
+    theirs = int(other.get_input_embeddings().weight.shape[0])
+    if theirs < ours:
+        raise SkyrlError(
+            f"[model] {key}: that model embeds {theirs} token ids but the policy {ours}; it must use the policy's "
+            "tokenizer (every token the policy samples is scored by it)"
+        )
+
+
+@torch.no_grad()
+def copy_into_reference(source: dict[str, Tensor], reference: nn.Module) -> None:
+    """Copy the policy's state ``source`` (every name; tied tensors as one object under each of
+    their names) into ``reference``, name by name (``reset_ref``; sharded tensors shard by shard).
+
+    Every tensor of ``reference`` must have its counterpart of the same shape, and tensors tied in
+    ``reference`` must be tied in ``source``: a reference of another architecture (``[model]
+    ref_path``) cannot take the policy's weights, and ``reference`` is left unchanged.
+    """
+    from skyrl_core.errors import SkyrlError
+
+    state = reference.state_dict(keep_vars=True)
+    problems = [n for n, t in state.items() if n not in source or tuple(source[n].shape) != tuple(t.shape)]
+    problems += [n for n in source if n not in state]
+    tied: dict[int, list[str]] = {}
+    for name, tensor in state.items():
+        tied.setdefault(id(tensor), []).append(name)
+    if not problems:
+        problems = [names[0] for names in tied.values() if len({id(source[n]) for n in names}) > 1]
+    if problems:
+        raise SkyrlError(
+            f"cannot copy the policy into the reference model: {len(problems)} tensors (e.g. {problems[0]!r}) are "
+            "missing on one side, have another shape, or are tied on one side only. The reference from [model] "
+            "ref_path has another architecture than the policy; set [algorithm.kl] update_ref_every_epoch = false "
+            "or use a reference of the same architecture"
+        )
+    for name, tensor in state.items():
+        tensor.copy_(source[name])
+
+
 def disable_dropout(model: nn.Module) -> None:
     """Set every dropout probability in ``model`` to 0 (``nn.Dropout`` and HF attention dropout)."""
     for module in model.modules():

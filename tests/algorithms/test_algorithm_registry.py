@@ -25,7 +25,8 @@ from skyrl_core.specs import Kind
 from skyrl_core.testing import check_plugin
 
 BUILTIN_ESTIMATORS = ["grpo", "rloo", "reinforce++", "reinforce++_baseline", "gae"]
-BUILTIN_LOSSES = ["ppo_clip", "dual_clip", "gspo", "cispo", "clip_cov", "kl_cov"]
+BUILTIN_LOSSES = ["ppo_clip", "dual_clip", "gspo", "cispo", "clip_cov", "kl_cov", "sapo", "importance_sampling",
+                  "cross_entropy"]  # rollout_is needs the engine's log-probs: tests/algorithms/test_skyrl_losses.py
 
 
 # -- a test plugin: one custom estimator and one custom loss --------------------------------------
@@ -182,7 +183,9 @@ def test_skyrl_components_lists_them(capsys: pytest.CaptureFixture[str]) -> None
     listed = json.loads(capsys.readouterr().out)["advantage_estimator"]
     by_name = {c["name"]: c for c in listed}
     assert set(BUILTIN_ESTIMATORS) <= set(by_name)
-    assert [o["name"] for o in by_name["grpo"]["options"]] == ["norm_by_std", "epsilon", "batch_normalize"]
+    assert [o["name"] for o in by_name["grpo"]["options"]] == [
+        "norm_by_std", "epsilon", "batch_normalize", "whiten_variance", "singleton_advantage"
+    ]
     assert skyrl_main(["components", "policy_loss"]) == 0
     text = capsys.readouterr().out
     for name in BUILTIN_LOSSES:

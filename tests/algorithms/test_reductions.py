@@ -7,7 +7,13 @@ import math
 import pytest
 import torch
 
-from skyrl_core.algorithms.reductions import REDUCTIONS, count_sequences, count_tokens, reduce_loss
+from skyrl_core.algorithms.reductions import (
+    MINIBATCH_REDUCTIONS,
+    REDUCTIONS,
+    count_sequences,
+    count_tokens,
+    reduce_loss,
+)
 from skyrl_core.protocols.strategy import TrainBatch
 
 LOSS = [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]]
@@ -123,5 +129,7 @@ def test_reduction_names_match_the_config_schema() -> None:
     from skyrl_core.config.schema import AlgorithmConfig
 
     hint = typing.get_type_hints(AlgorithmConfig)["loss_reduction"]
-    assert set(typing.get_args(hint)) == set(REDUCTIONS)
+    # REDUCTIONS: those computed from the mini-batch totals; the others need per-token weights
+    # (tests/algorithms/test_skyrl_conventions.py)
+    assert set(typing.get_args(hint)) == set(REDUCTIONS) | set(MINIBATCH_REDUCTIONS)
     assert not math.isnan(reduce_loss(*tensors(), "token_mean").item())

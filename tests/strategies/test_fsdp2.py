@@ -26,14 +26,14 @@ MICRO_TOKENS = 24  # several micro-batches per rank, so accumulation and dummy p
 
 
 
-def make_fsdp2(path, *, world_size: int = 2, seed: int = 0, strategy_config=None, **trainer_kw):
+def make_fsdp2(path, *, world_size: int = 2, seed: int = 0, strategy_config=None, model_kw=None, **trainer_kw):
     """An Fsdp2Strategy over ``world_size`` CPU workers, trainer options as in ``make_strategy``."""
     from skyrl_core.strategies.fsdp2 import Fsdp2Strategy
 
     extra = {k: trainer_kw.pop(k) for k in ("need_ref", "need_critic", "total_optimizer_steps") if k in trainer_kw}
     runtime.configure(RuntimeConfig(mode="ray", train_gpus=world_size, colocate=False, inference_gpus=1))
     trainer = attrs.evolve(TrainerConfig(), **{"lr": 1e-2, "weight_decay": 0.0, **trainer_kw})
-    model = ModelConfig(path=str(path), device="cpu")
+    model = ModelConfig(path=str(path), device="cpu", **(model_kw or {}))
     return Fsdp2Strategy(strategy_config, model=model, trainer=trainer, seed=seed, **extra)
 
 
@@ -137,6 +137,31 @@ def test_one_step_matches_local(ray_cluster, qwen2_dir, make_strategy, make_batc
     assert moved > 5e-3  # the step really moved the weights (by about lr = 1e-2)
     after = fsdp2.forward(batch)
     torch.testing.assert_close(after.logprobs, local.forward(batch).logprobs, atol=1e-4, rtol=1e-4)
+    fsdp2.shutdown()
+
+
+def test_ref_path_and_critic_path_match_local(ray_cluster, qwen2_dir, qwen2_untied_dir, make_strategy, make_batch):
+    """``[model] ref_path`` and ``critic_path`` on the fsdp2 workers: the reference and the critic's body
+    come from the other checkpoint, as on the local strategy; the reference stays frozen and
+    ``reset_ref`` (update_ref_every_epoch) copies the policy into it."""
+    model_kw = {"ref_path": str(qwen2_untied_dir), "critic_path": str(qwen2_untied_dir)}
+    kw = dict(micro_batch_tokens=MICRO_TOKENS, need_ref=True, need_critic=True, model_kw=model_kw)
+    local = make_strategy(qwen2_dir, **kw)
+    fsdp2 = make_fsdp2(qwen2_dir, **kw)
+    batch = rl_batch(make_batch, 2, local)
+    other = make_strategy(qwen2_untied_dir)
+    ref = fsdp2.forward(batch, role="ref").logprobs
+    torch.testing.assert_close(ref, other.forward(batch).logprobs, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ref, local.forward(batch, role="ref").logprobs, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(ref, fsdp2.forward(batch).logprobs, atol=1e-3)
+    torch.testing.assert_close(fsdp2.forward(batch, role="critic").values, local.forward(batch, role="critic").values,
+                               atol=1e-5, rtol=1e-5)
+    batch.tensors["ref_logprobs"] = ref
+    fsdp2.train_step(batch, policy_loss(kl_mode="loss"))
+    torch.testing.assert_close(fsdp2.forward(batch, role="ref").logprobs, ref, atol=0, rtol=0)
+    fsdp2.reset_ref()
+    torch.testing.assert_close(fsdp2.forward(batch, role="ref").logprobs, fsdp2.forward(batch).logprobs,
+                               atol=1e-6, rtol=0)
     fsdp2.shutdown()
 
 

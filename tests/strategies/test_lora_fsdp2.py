@@ -27,13 +27,13 @@ LORA = LoraConfig(rank=4, alpha=8.0)
 KW = {"micro_batch_tokens": 24, "need_ref": True, "need_critic": True, "lr": 5e-2}
 
 
-def make_lora_fsdp2(path, *, seed: int = 0, **trainer_kw):
+def make_lora_fsdp2(path, *, seed: int = 0, model_kw=None, **trainer_kw):
     from skyrl_core.strategies.fsdp2 import Fsdp2Strategy
 
     extra = {k: trainer_kw.pop(k) for k in ("need_ref", "need_critic") if k in trainer_kw}
     runtime.configure(RuntimeConfig(mode="ray", train_gpus=2, colocate=False, inference_gpus=1))
     trainer = attrs.evolve(TrainerConfig(), **{"weight_decay": 0.0, **trainer_kw})
-    model = ModelConfig(path=str(path), device="cpu", lora=LORA)
+    model = ModelConfig(path=str(path), device="cpu", lora=LORA, **(model_kw or {}))
     return Fsdp2Strategy(None, model=model, trainer=trainer, seed=seed, **extra)
 
 
@@ -117,3 +117,29 @@ def test_lora_fsdp2_matches_local_checkpoints_and_exports(
     assert all(torch.equal(t, after[k]) for k, t in adapter(resumed).items())
     resumed.shutdown()
 
+
+
+def test_lora_fsdp2_with_ref_path_and_critic_path_matches_local(
+    ray_cluster, qwen2_dir, qwen2_untied_dir, make_strategy, make_batch
+) -> None:
+    """A reference of its own (no adapters) and a critic from another checkpoint with adapters of its
+    own: the same as LoRA in local, before and after a critic step."""
+    paths = {"ref_path": str(qwen2_untied_dir), "critic_path": str(qwen2_untied_dir)}
+    local = make_strategy(qwen2_dir, model_kw={"lora": LORA, **paths}, **KW)
+    fsdp2 = make_lora_fsdp2(qwen2_dir, model_kw=paths, **KW)
+    batch = make_batch(3)
+    ref = fsdp2.forward(batch, role="ref").logprobs
+    torch.testing.assert_close(ref, local.forward(batch, role="ref").logprobs, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ref, make_strategy(qwen2_untied_dir).forward(batch).logprobs, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(fsdp2.forward(batch, role="critic").values, local.forward(batch, role="critic").values,
+                               atol=1e-5, rtol=1e-5)
+    batch.tensors["returns"] = batch.tensors["advantages"] * 0.5
+    batch.tensors["old_values"] = torch.zeros_like(batch.tensors["returns"])
+    value_fn = make_value_loss_fn(AlgorithmConfig(), 100)
+    c_fsdp2 = fsdp2.train_step(batch, value_fn, role="critic")
+    c_local = local.train_step(batch, value_fn, role="critic")
+    assert c_fsdp2["critic/loss"] == pytest.approx(c_local["critic/loss"], rel=1e-5)
+    torch.testing.assert_close(fsdp2.forward(batch, role="critic").values, local.forward(batch, role="critic").values,
+                               atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(fsdp2.forward(batch, role="ref").logprobs, ref, atol=0, rtol=0)
+    fsdp2.shutdown()
