@@ -264,15 +264,22 @@ def grpo_step(backend: Any, parts: dict[str, Any], prompts: list[list[int]], arg
                        {"loss_mask": mask, "token_rewards": token_rewards, "rollout_logprobs": rollout})
     group_ids = torch.arange(len(prompts)).repeat_interleave(g)
 
-    old = phase("old_logprobs", lambda: strategy.forward(batch, temperature=1.0).logprobs)
-    batch.tensors["old_logprobs"] = old.float().cpu()
+    # one mini-batch, one epoch: the loop takes the old log-probs from the update's own forward
+    # pass ([trainer] old_logprobs_from_update, the default); --old-logprobs separate times the extra pass
+    fused = args.old_logprobs == "update"
+    if not fused:
+        old = phase("old_logprobs", lambda: strategy.forward(batch, temperature=1.0).logprobs)
+        batch.tensors["old_logprobs"] = old.float().cpu()
+        diff = ((old.float().cpu() - rollout).abs() * mask).sum() / mask.sum()
+        t["rollout_vs_trainer_logprob_mean_abs_diff"] = float(diff)
     ref = phase("ref_logprobs", lambda: strategy.forward(batch, role="ref", temperature=1.0).logprobs)
     batch.tensors["ref_logprobs"] = ref.float().cpu()
-    diff = ((old - rollout).abs() * mask).sum() / mask.sum()
-    t["rollout_vs_trainer_logprob_mean_abs_diff"] = float(diff)
     compute_advantages(parts["estimator"], parts["est_cfg"], batch, group_ids)
-    loss_fn = make_policy_loss_fn(parts["policy_loss"], parts["loss_cfg"], parts["algo"], 640, 0.0)
+    loss_fn = make_policy_loss_fn(parts["policy_loss"], parts["loss_cfg"], parts["algo"], 640, 0.0,
+                                  old_from_forward=fused)
     metrics = phase("update", lambda: strategy.train_step(batch, loss_fn, temperature=1.0, need_entropy=True))
+    if fused:
+        t["rollout_vs_trainer_logprob_mean_abs_diff"] = metrics["policy/rollout_logprob_diff_mean"]
     from skyrl_core.ops import fused_logprobs
 
     t["fused_logprobs_kernel"] = float(any(fused_logprobs._VERIFIED.values()))
@@ -314,6 +321,9 @@ def main() -> int:
     parser.add_argument("--micro-batch-tokens", type=int, default=16384)
     parser.add_argument("--forward-micro-batch-tokens", type=int, default=32768)
     parser.add_argument("--checkpointing", action="store_true", help="gradient checkpointing in the update")
+    parser.add_argument("--old-logprobs", choices=["update", "separate"], default="update",
+                        help="old log-probs from the update's forward pass (the loop's default on-policy) "
+                        "or from a separate pass")
     parser.add_argument("--sync-every", type=int, default=16)
     parser.add_argument("--skip", default="", help="comma list of parts to skip: ceilings,generate,grpo")
     parser.add_argument("--out", default=None, help="also write every record as a JSON list here")

@@ -16,7 +16,7 @@ import torch
 
 from skyrl_core.algorithms.kl import kl_estimate
 from skyrl_core.algorithms.masked import masked_mean
-from skyrl_core.algorithms.offpolicy import correction_weights
+from skyrl_core.algorithms.offpolicy import correction_weights, mismatch_metrics
 from skyrl_core.algorithms.reductions import needs_weights, reduce_loss, weights_key
 from skyrl_core.algorithms.value import value_loss
 from skyrl_core.config.schema import AlgorithmConfig
@@ -39,6 +39,9 @@ class PolicyLossFn:
     algo: AlgorithmConfig
     norm_tokens: int
     kl_coef: float
+    old_from_forward: bool = False
+    """The old log-probs are this pass's own log-probs, detached (``trainer.old_logprobs_from_update``):
+    only exact when no optimizer step ran since the batch was drawn (one mini-batch, one epoch)."""
 
     def __call__(
         self, micro: TrainBatch, out: ForwardOutput, scale: LossScale
@@ -47,10 +50,17 @@ class PolicyLossFn:
         t = micro.tensors
         logprobs = out.logprobs
         mask = t["loss_mask"].to(logprobs.device)
-        old = t["old_logprobs"].to(logprobs.device)
         adv = t["advantages"].to(logprobs.device)
         rollout = t.get("rollout_logprobs")
         rollout = rollout.to(logprobs.device) if rollout is not None else None
+        mismatch: dict[str, float] = {}
+        if self.old_from_forward:
+            old = logprobs.detach()
+            if rollout is not None:  # the loop's trainer-vs-engine metrics, from this pass
+                m = mismatch_metrics(old, rollout, mask)
+                mismatch = {f"policy/rollout_{k}": float(v) for k, v in m.items()}
+        else:
+            old = t["old_logprobs"].to(logprobs.device)
         res = self.policy_loss(PolicyLossInput(logprobs, old, adv, mask, rollout), self.loss_cfg)
         token_loss = res.token_loss
         metrics = {f"policy/{k}": float(v) for k, v in res.metrics.items()}
@@ -71,6 +81,7 @@ class PolicyLossFn:
                 bonus = reduce_term(out.entropy, mask, algo, "entropy", micro, scale, self.norm_tokens)
                 loss = loss - algo.entropy_coef * bonus
         metrics["policy/loss"] = metrics["policy/pg_loss"]
+        metrics.update(mismatch)
         return loss, metrics
 
 
@@ -129,10 +140,16 @@ def reduce_term(
 
 
 def make_policy_loss_fn(
-    policy_loss: Callable[..., Any], loss_cfg: Any, algo: AlgorithmConfig, norm_tokens: int, kl_coef: float
+    policy_loss: Callable[..., Any],
+    loss_cfg: Any,
+    algo: AlgorithmConfig,
+    norm_tokens: int,
+    kl_coef: float,
+    *,
+    old_from_forward: bool = False,
 ) -> LossFn:
     """The loss the strategy minimises for the policy (see ``LossFn`` and ``PolicyLossFn``)."""
-    return PolicyLossFn(policy_loss, loss_cfg, algo, norm_tokens, kl_coef)
+    return PolicyLossFn(policy_loss, loss_cfg, algo, norm_tokens, kl_coef, old_from_forward)
 
 
 @attrs.frozen

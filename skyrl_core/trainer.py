@@ -77,14 +77,18 @@ def rl_step(run: RunContext) -> dict[str, float]:
         return metrics
     mask = batch.tensors["loss_mask"]
 
-    # 3. old log-probs, reference log-probs, values
-    with run.timer("old_logprobs"):
-        if algo.use_rollout_logprobs:
-            batch.tensors["old_logprobs"] = batch.tensors["rollout_logprobs"].clone()
-        else:
-            batch.tensors["old_logprobs"] = strategy.forward(batch, temperature=temperature).logprobs.float().cpu()
-    mismatch = mismatch_metrics(batch.tensors["old_logprobs"], batch.tensors["rollout_logprobs"], mask)
-    metrics.update({f"policy/rollout_{k}": float(v) for k, v in mismatch.items()})
+    # 3. old log-probs (or, on-policy, from the update's own forward pass), reference log-probs, values
+    num_minibatches = math.ceil(len(set(group_ids.tolist())) / run.plan.prompts_per_minibatch)
+    fused = old_logprobs_from_update(cfg, num_minibatches)
+    metrics["policy/old_logprobs_from_update"] = float(fused)
+    if not fused:
+        with run.timer("old_logprobs"):
+            if algo.use_rollout_logprobs:
+                batch.tensors["old_logprobs"] = batch.tensors["rollout_logprobs"].clone()
+            else:
+                batch.tensors["old_logprobs"] = strategy.forward(batch, temperature=temperature).logprobs.float().cpu()
+        mismatch = mismatch_metrics(batch.tensors["old_logprobs"], batch.tensors["rollout_logprobs"], mask)
+        metrics.update({f"policy/rollout_{k}": float(v) for k, v in mismatch.items()})
     if parts.need_ref:
         with run.timer("ref_logprobs"):
             batch.tensors["ref_logprobs"] = (
@@ -101,9 +105,11 @@ def rl_step(run: RunContext) -> dict[str, float]:
 
     # 5. policy (and critic) updates over mini-batches and epochs
     norm_tokens = run.plan.loss_norm_tokens
-    loss_fn = make_policy_loss_fn(parts.policy_loss.impl, parts.policy_loss.config, algo, norm_tokens, run.kl_coef)
+    loss_fn = make_policy_loss_fn(
+        parts.policy_loss.impl, parts.policy_loss.config, algo, norm_tokens, run.kl_coef, old_from_forward=fused
+    )
     value_fn = make_value_loss_fn(algo, norm_tokens) if parts.requires_critic else None
-    shuffle = torch.Generator().manual_seed(cfg.run.seed * 100003 + run.step)
+    shuffle = shuffle_generator(run)
     updates: list[dict[str, float]] = []
     with run.timer("update"):
         for _ in range(cfg.trainer.epochs_per_step):
@@ -125,6 +131,27 @@ def rl_step(run: RunContext) -> dict[str, float]:
     # 6. weight sync (background generation first stops where no request runs)
     metrics.update(run.pipeline.sync_weights())
     return metrics
+
+
+def shuffle_generator(run: RunContext) -> torch.Generator:
+    """The generator that orders a step's mini-batches (seeded by the run's seed and the step)."""
+    return torch.Generator().manual_seed(run.config.run.seed * 100003 + run.step)
+
+
+def old_logprobs_from_update(cfg: Any, num_minibatches: int) -> bool:
+    """Whether this step takes its old log-probs from the update's forward pass
+    (``[trainer] old_logprobs_from_update``): only when that is exact, i.e. no optimizer step runs
+    before the update's forward pass sees each sequence (one mini-batch, one epoch), and nothing
+    needs the old log-probs before the update (KL in the reward) or takes them from elsewhere
+    (``use_rollout_logprobs``)."""
+    algo = cfg.algorithm
+    return (
+        cfg.trainer.old_logprobs_from_update
+        and num_minibatches == 1
+        and cfg.trainer.epochs_per_step == 1
+        and algo.kl.mode != "reward"
+        and not algo.use_rollout_logprobs
+    )
 
 
 def ref_update_due(run: RunContext) -> bool:

@@ -403,6 +403,13 @@ class TrainerConfig:
         None, help="Prompts per optimizer step; must divide prompts_per_step (default: all of them).", check=positive
     )
     epochs_per_step: int = option(1, help="Passes over the step's mini-batches (PPO epochs).", check=positive)
+    old_logprobs_from_update: bool = option(
+        True,
+        help="When a step's update is exactly on-policy (one mini-batch, one epoch, and neither "
+        "[algorithm.kl] mode = 'reward' nor use_rollout_logprobs), take the old log-probs from the update's own "
+        "forward pass, detached, instead of a separate forward pass: the same loss and gradients, one pass fewer "
+        "(metric policy/old_logprobs_from_update). false: always run the separate pass.",
+    )
     micro_batch_tokens: int = option(
         8192, help="Token budget of one forward/backward micro-batch (gradient accumulation beyond it).", check=positive
     )

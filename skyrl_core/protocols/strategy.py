@@ -102,7 +102,9 @@ class LossFn(Protocol):
     ``micro`` is a micro-batch (a ``TrainBatch.select`` of the mini-batch), ``out`` the
     forward pass on it with gradients, ``scale`` the mini-batch totals. The strategy calls
     ``loss.backward()`` for each micro-batch and steps the optimizer once; metrics are
-    averaged over micro-batches weighted by their token counts.
+    averaged over micro-batches weighted by their token counts, except those named ``*_max``
+    (the largest over micro-batches and ranks) and ``*_min`` (the smallest):
+    ``skyrl_core.api.step_metrics`` does this for a strategy's own ``train_step``.
     """
 
     def __call__(self, micro: TrainBatch, out: ForwardOutput, scale: LossScale) -> tuple[Tensor, dict[str, float]]: ...

@@ -70,6 +70,8 @@ class Accumulated:
         weight: the loss tokens (``loss_mask`` sum) of the micro-batches that ran.
         bad: where the first non-finite loss was, or None.
         fwd_bwd_s: seconds spent in the passes.
+        extremes: the loss metrics named ``*_max`` (largest over the micro-batches) and ``*_min``
+            (smallest); these are never averaged.
     """
 
     sums: dict[str, float]
@@ -77,6 +79,13 @@ class Accumulated:
     weight: float
     bad: str | None
     fwd_bwd_s: float
+    extremes: dict[str, float] = attrs.field(factory=dict)
+
+
+def extreme(name: str) -> Callable[[float, float], float] | None:
+    """How a loss metric combines over micro-batches and ranks when it is not a weighted mean:
+    ``max`` for names ending in ``_max``, ``min`` for ``_min``, else None (token-weighted mean)."""
+    return max if name.endswith("_max") else min if name.endswith("_min") else None
 
 
 @attrs.frozen
@@ -130,6 +139,7 @@ def accumulate(
     start = time.perf_counter()
     sums: dict[str, float] = {}
     plain: dict[str, float] = {}
+    extremes: dict[str, float] = {}
     weight_total = 0.0
     bad: str | None = None
     for k, micro in enumerate(micro_batches):
@@ -146,10 +156,14 @@ def accumulate(
             weight = float(micro.batch.tensors["loss_mask"].sum())
             weight_total += weight
             for name, value in metrics.items():
+                combine = extreme(name)
+                if combine is not None:
+                    extremes[name] = combine(extremes[name], float(value)) if name in extremes else float(value)
+                    continue
                 sums[name] = sums.get(name, 0.0) + float(value) * weight
                 plain[name] = plain.get(name, 0.0) + float(value)
         (trained.scaler.scale(loss) if trained.scaler is not None else loss).backward()
-    return Accumulated(sums, plain, weight_total, bad, time.perf_counter() - start)
+    return Accumulated(sums, plain, weight_total, bad, time.perf_counter() - start, extremes)
 
 
 def _zero_loss(out: ForwardOutput) -> Tensor:
@@ -238,7 +252,8 @@ def step_metrics(
 
     Returns:
         The loss function's metrics averaged over micro-batches weighted by their loss tokens
-        (a plain average over ``micro_batches`` when there were none), plus ``grad_norm``,
+        (a plain average over ``micro_batches`` when there were none; ``*_max`` and ``*_min``
+        metrics are the largest and smallest instead), plus ``grad_norm``,
         ``lr`` and ``skipped`` (of ``outcomes[0]``: the ranks agree), ``micro_batches``,
         ``tokens``, and ``fwd_bwd_s`` and ``optimizer_s`` (the slowest part's). For the critic,
         keys without a ``/`` get a ``critic/`` prefix (``critic/grad_norm``, ...), so that callers
@@ -251,6 +266,11 @@ def step_metrics(
             totals[name] = totals.get(name, 0.0) + value
     divisor = weight if weight > 0 else max(micro_batches, 1)
     result = {name: value / divisor for name, value in totals.items()}
+    for part in parts:
+        for name, value in part.extremes.items():
+            combine = extreme(name)
+            assert combine is not None
+            result[name] = combine(result[name], value) if name in result else value
     first = outcomes[0]
     result.update(
         grad_norm=first.grad_norm,
