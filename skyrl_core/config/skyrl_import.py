@@ -28,13 +28,13 @@ import attrs
 
 from skyrl_core.config.skyrl_keys import (
     BY_KEY,
-    ENV_ADAPTER,
     ROOTS,
     TABLE,
     TABLE_VALUED,
     SkyrlKey,
     lookup,
 )
+from skyrl_core.config.skyrl_rules import ENV_ADAPTER, POLICY_LOSSES, as_list
 from skyrl_core.errors import ConfigError, SkyrlError
 from skyrl_core.specs import Kind
 
@@ -189,6 +189,10 @@ def resolve(flat: dict[str, Any], problems: dict[str, str]) -> None:
     """Resolve ``${oc.env:VAR[,default]}`` and ``${other.key}`` in string values, in place."""
 
     def one(key: str, value: Any, depth: int = 0) -> Any:
+        if isinstance(value, list):
+            return [one(key, v, depth) for v in value]
+        if isinstance(value, dict):
+            return {k: one(key, v, depth) for k, v in value.items()}
         if not isinstance(value, str) or "${" not in value:
             return value
         if depth > 10:
@@ -248,8 +252,6 @@ class Translation:
         return str(self.get("trainer.algorithm.advantage_estimator"))
 
     def policy_loss(self) -> str:
-        from skyrl_core.config.skyrl_keys import POLICY_LOSSES
-
         return POLICY_LOSSES.get(self.get("trainer.algorithm.policy_loss_type"), "")
 
     def backend(self) -> str:
@@ -283,8 +285,6 @@ class Translation:
 
     def train_rows(self) -> int | None:
         """Rows of SkyRL's training files, when they can be read here (None otherwise)."""
-        from skyrl_core.config.skyrl_keys import as_list
-
         total = 0
         for name in as_list(self.get("data.train_data")):
             count = _count_rows(Path(str(name)))
@@ -404,6 +404,7 @@ class Result:
     document: dict[str, Any]
     outcomes: list[Outcome]
     failures: list[tuple[str, str]]
+    removed: list[str] = attrs.field(factory=list)
     invalid: ConfigError | None = None
 
 
@@ -419,6 +420,7 @@ def translate(
     tree = defaults_tree()
     explicit: set[str] = set()
     failures: list[tuple[str, str]] = []
+    removed: list[str] = []
     if yaml_file is not None:
         given = read_yaml(yaml_file)
         _merge(tree, given)
@@ -428,7 +430,7 @@ def translate(
         if op == "delete":
             if not _del_path(tree, key):
                 failures.append((key, f"~{key}: the key is not in the config"))
-            explicit.add(key)
+            removed.append(key)
             continue
         _set_path(tree, key, value)
         explicit |= set(leaves({key: value})) if isinstance(value, dict) and key not in TABLE_VALUED else {key}
@@ -457,7 +459,7 @@ def translate(
         from skyrl_core.config.overrides import apply_overrides
 
         apply_overrides(document, options.sets, registry)
-    return Result(document, t.outcomes, failures)
+    return Result(document, t.outcomes, failures, removed)
 
 
 def _owner(key: str) -> str:
@@ -506,6 +508,9 @@ def report_lines(result: Result, options: Options) -> list[str]:
     if ignored:
         lines += ["", "ignored (no effect on what is trained here):"]
         lines += [f"  {o.key} = {_show(o.value)}: {o.ignored}" for o in ignored]
+    if result.removed:
+        lines += ["", "removed with ~ (our default applies):"]
+        lines += [f"  {key}" for key in result.removed]
     if options.sets:
         lines += ["", "our own overrides (--set), applied after the translation:"]
         lines += [f"  {s}" for s in options.sets]
