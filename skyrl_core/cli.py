@@ -202,14 +202,10 @@ def cmd_config_reference(args: argparse.Namespace) -> int:
 
 
 def cmd_config_import_skyrl(args: argparse.Namespace) -> int:
-    import shlex
-
     from skyrl_core.config.skyrl_import import Options, import_main
 
     options = Options(env=args.env, backend=args.backend, convention=args.convention, sets=tuple(args.set or ()))
-    argv = ["skyrl", "config", "import-skyrl", *sys.argv[3:]] if sys.argv[1:3] == ["config", "import-skyrl"] else []
-    return import_main(args.yaml, args.overrides, args.out, options, args.registry, check=not args.no_validate,
-                       command=shlex.join(argv) if argv else "")
+    return import_main(args.yaml, args.overrides, args.out, options, args.registry, check=not args.no_validate)
 
 
 # -- doctor ----------------------------------------------------------------------------------

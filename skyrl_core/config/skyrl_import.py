@@ -547,7 +547,7 @@ def write_atomic(path: Path, text: str) -> None:
 
 def import_main(
     yaml_file: str | None, overrides: Sequence[str], out: str, options: Options, registry: Any,
-    check: bool = True, command: str = "",
+    check: bool = True,
 ) -> int:
     """The command: translate, print the report, validate, write ``out``; exit 2 on any failure."""
     result = translate(yaml_file, overrides, options, registry)
@@ -562,9 +562,8 @@ def import_main(
                 f"{result.invalid}\nInstall what it names, choose other components (--env, --backend, --set), or "
                 "write it anyway with --no-validate."
             )
-    header = ["Translated from a SkyRL-Train config by `skyrl config import-skyrl`.",
-              *([f"  {command}"] if command else []),
-              "See docs/migrating_from_skyrl.md for what each key became and why."]
+    header = ["Translated from a SkyRL-Train config by `skyrl config import-skyrl`; its report says what each",
+              "SkyRL key became and why (docs/migrating_from_skyrl.md)."]
     write_atomic(Path(out), toml_text(result.document, header))
     print(f"\nwrote {out}" + ("" if check else " (not validated: --no-validate)"))
     return 0

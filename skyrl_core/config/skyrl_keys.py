@@ -311,7 +311,7 @@ TABLE: tuple[SkyrlKey, ...] = (
     SkyrlKey("trainer.bf16", True, Same("model.dtype", lambda v: "bfloat16" if v else "float32",
                                         note="bf16: bfloat16 compute with fp32 master weights in both")),
     SkyrlKey("trainer.epochs", 1, _rule(_epochs, ("trainer.steps",),
-                                        "trainer.steps = epochs x (training rows // train_batch_size)")),
+                                        "steps = epochs x (training rows // train_batch_size)")),
     SkyrlKey("trainer.update_epochs_per_batch", 1, Same("trainer.epochs_per_step")),
     SkyrlKey("trainer.train_batch_size", 1024, Same("trainer.prompts_per_step", note="")),
     SkyrlKey("trainer.policy_mini_batch_size", 256,
@@ -440,7 +440,7 @@ TABLE: tuple[SkyrlKey, ...] = (
     # environment
     SkyrlKey("environment.env_class", "gsm8k",
              _rule(_env_class, ("data.default_env_class", "data.env_map"),
-                   "data.default_env_class and data.env_map: skyrl-gym's environment through the adapter "
+                   "[data] default_env_class and env_map: skyrl-gym's environment through the adapter "
                    "(--env skyrlgym) or ours of the same name (--env native)")),
     SkyrlKey("environment.skyrl_gym", {},
              _rule(_skyrl_gym, ("environments.<name>.env_config",),
