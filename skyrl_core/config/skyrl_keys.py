@@ -205,7 +205,10 @@ TABLE: tuple[SkyrlKey, ...] = (
              NeutralOnly(({},), "changing the model's config is not available; edit the model folder's config.json")),
     # algorithm
     SkyrlKey("trainer.algorithm.advantage_estimator", "grpo",
-             _rule(_estimator, ("algorithm.advantage.name",), "the same name (grpo, rloo, reinforce++, gae, ...)")),
+             _rule(_estimator, ("algorithm.advantage.name", "algorithm.advantage.whiten_variance",
+                                "algorithm.advantage.singleton_advantage", "algorithm.value_reduction"),
+                   "the same name (grpo, rloo, reinforce++, gae), with SkyRL-train's whitening, GRPO singletons "
+                   "and value-loss reduction")),
     SkyrlKey("trainer.algorithm.kl_ctrl.type", "fixed",
              _rule(_kl_ctrl_type, ("algorithm.kl.adaptive",), "adaptive = true for 'adaptive' (KL in the reward)")),
     SkyrlKey("trainer.algorithm.kl_ctrl.kl_target", 0.1, Same("algorithm.kl.target", when=_kl_reward)),

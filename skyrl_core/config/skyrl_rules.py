@@ -253,6 +253,20 @@ def _estimator(t: Translation, value: Any) -> None:
         return t.fail(f"advantage estimator {value!r} is not available here; ours: "
                       f"{', '.join(sorted(t.available('advantage_estimator')))}")
     t.set("algorithm.advantage.name", value)
+    if t.convention() != "skyrl-train":
+        return
+    if value in ("gae", "reinforce++", "reinforce++_baseline"):
+        t.set("algorithm.advantage.whiten_variance", "bessel")
+        t.differ("whitening: SkyRL-train divides by the Bessel-corrected variance (n - 1), ours by default by "
+                 "the population variance (n): whiten_variance = 'bessel'")
+    if value == "grpo":
+        t.set("algorithm.advantage.singleton_advantage", "score")
+        t.differ("GRPO, a group of one sample: SkyRL-train's advantage is its score / (1 + epsilon), ours by "
+                 "default 0: singleton_advantage = 'score'")
+    if value == "gae":
+        t.set("algorithm.value_reduction", "sequence_mean")
+        t.differ("the critic's value loss: SkyRL-train takes a per-sequence mean: value_reduction = "
+                 "'sequence_mean'")
 
 
 def _kl_mode(t: Translation, value: Any) -> None:

@@ -69,7 +69,7 @@ def test_gsm8k_grpo(tmp_path, capsys, data):
     assert doc["algorithm"]["empty_sequences"] == "count"
     assert (doc["algorithm"]["kl"]["mode"], doc["algorithm"]["kl"]["coef"]) == ("loss", 0.001)
     assert doc["algorithm"]["kl"]["reduction"] == "sequence_mean"
-    assert doc["algorithm"]["advantage"] == {"name": "grpo", "norm_by_std": True}
+    assert doc["algorithm"]["advantage"] == {"name": "grpo", "singleton_advantage": "score", "norm_by_std": True}
     assert doc["runtime"] == {"colocate": True, "mode": "ray", "train_gpus": 4, "inference_gpus": 0}
     assert doc["data"]["train"] == [str(data / "train.parquet")]
     assert doc["data"]["default_env_class"] == "gsm8k"
@@ -142,7 +142,9 @@ def test_ppo_with_a_critic(tmp_path, capsys, data):
     code, out, err, doc = import_skyrl(tmp_path, capsys, "--env", "native", *filled(PPO_CRITIC, data))
     assert code == 0, err
     validates(tmp_path, capsys)
-    assert doc["algorithm"]["advantage"] == {"name": "gae", "lam": 1.0, "gamma": 1.0}
+    assert doc["algorithm"]["advantage"] == {"name": "gae", "whiten_variance": "bessel", "lam": 1.0, "gamma": 1.0}
+    assert doc["algorithm"]["value_reduction"] == "sequence_mean"
+    assert "SkyRL-train divides by the Bessel-corrected variance (n - 1)" in out
     assert doc["model"]["critic_path"] == "Qwen/Qwen2.5-1.5B-Instruct"
     assert doc["strategy"]["critic_lr"] == 5e-6  # SkyRL's critic default, not the policy's
     assert doc["algorithm"]["value_clip"] == 0.2
