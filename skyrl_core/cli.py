@@ -5,6 +5,7 @@
     skyrl config validate FILE [KEY=VALUE...]   exit 0, or 2 with every error of the file
     skyrl config show FILE [KEY=VALUE...]       resolved config, batch plan, providers
     skyrl config reference                      the configuration reference (docs/config.md)
+    skyrl config import-skyrl [--yaml F] [K=V...] --out run.toml   translate a SkyRL-Train config
     skyrl doctor                                Python, torch, GPUs, backends, plugin failures
     skyrl train FILE [KEY=VALUE...]             run RL training
     skyrl eval FILE [KEY=VALUE...]              evaluate a model on data.eval
@@ -200,6 +201,13 @@ def cmd_config_reference(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config_import_skyrl(args: argparse.Namespace) -> int:
+    from skyrl_core.config.skyrl_import import Options, import_main
+
+    options = Options(env=args.env, backend=args.backend, convention=args.convention, sets=tuple(args.set or ()))
+    return import_main(args.yaml, args.overrides, args.out, options, args.registry, check=not args.no_validate)
+
+
 # -- doctor ----------------------------------------------------------------------------------
 
 
@@ -278,6 +286,29 @@ def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
     p = cfg.add_parser("reference", help="print the configuration reference (Markdown)")
     p.add_argument("--out", help="write to this file instead of stdout")
     p.set_defaults(func=cmd_config_reference)
+    p = cfg.add_parser(
+        "import-skyrl",
+        help="translate a SkyRL-Train config (YAML and/or Hydra overrides) into a skyrl TOML file",
+        description="Translate a SkyRL-Train config into a skyrl TOML file, printing every translation and "
+        "every difference in meaning (docs/migrating_from_skyrl.md). Keys that cannot be placed fail (exit 2).",
+    )
+    p.add_argument("overrides", nargs="*", metavar="SKYRL_OVERRIDE",
+                   help="SkyRL's Hydra overrides, as in its scripts: key=value, +key=value, ~key")
+    p.add_argument("--yaml", help="a SkyRL YAML config file (applied before the overrides)")
+    p.add_argument("--out", required=True, help="the TOML file to write")
+    p.add_argument("--env", choices=["skyrlgym", "native"], default="skyrlgym",
+                   help="environment.env_class: skyrl-gym's environment through the skyrl-env-skyrlgym adapter "
+                   "(default) or skyrl's own environment of that name")
+    p.add_argument("--backend", help="our inference backend instead of SkyRL's generator.backend (e.g. native)")
+    p.add_argument("--convention", choices=["skyrl-train", "skyrl"], default="skyrl-train",
+                   help="whose conventions the config follows: the classic skyrl-train package (default) or "
+                   "NovaSky's current SkyRL (token_mean is a mini-batch mean there)")
+    p.add_argument("--set", action="append", metavar="OUR.KEY=VALUE",
+                   help="an override of our own keys, applied after the translation (repeatable), "
+                   "e.g. --set trainer.steps=2")
+    p.add_argument("--no-validate", action="store_true",
+                   help="write the file even when it does not validate with the plugins installed here")
+    p.set_defaults(func=cmd_config_import_skyrl)
 
     p = sub.add_parser("doctor", help="check the installation")
     p.add_argument("--strict", action="store_true", help="exit 1 when a problem is found")

@@ -228,7 +228,7 @@ def _issues_from(
         valid = [a.name for a in attrs.fields(exc.cl)]
         # in the file's order (the set cattrs gives has none)
         keys = [k for k in data if k in exc.extra_fields] if isinstance(data, dict) else sorted(exc.extra_fields)
-        return unknown_keys(path, keys, valid)
+        return unknown_keys(path, keys, valid, data if isinstance(data, dict) else None)
     if isinstance(exc, NotATable):
         return [ConfigIssue(join_path(path), not_a_table(join_path(path), exc.value))]
     if isinstance(exc, Rejected):
@@ -245,17 +245,23 @@ def _raised_by(owner: str | None, exc: BaseException) -> str:
     return f"rejected by {owner or 'skyrl-core'}: {type(exc).__name__}: {exc}"
 
 
-def unknown_keys(path: Sequence[str | int], keys: Sequence[str], valid: Sequence[str]) -> list[ConfigIssue]:
+def unknown_keys(
+    path: Sequence[str | int], keys: Sequence[str], valid: Sequence[str], values: Mapping[str, Any] | None = None
+) -> list[ConfigIssue]:
     """One issue per unknown key of the table at ``path``; the first ``SUGGESTED_KEYS`` get a
-    "did you mean" and the valid keys."""
+    "did you mean" (or, for one of SkyRL's keys, ours: ``values`` are what the file wrote there)
+    and the valid keys."""
+    from skyrl_core.config.skyrl_keys import skyrl_hint
+
     out = []
     for i, key in enumerate(keys):
+        where = join_path([*path, key])
         if i < SUGGESTED_KEYS:
-            out.append(ConfigIssue(
-                join_path([*path, key]), f"unknown key.{did_you_mean(key, valid)} Valid keys here: {', '.join(valid)}."
-            ))
+            hint = skyrl_hint(where, values.get(key) if values else None)
+            hint = f" {hint}" if hint else did_you_mean(key, valid)
+            out.append(ConfigIssue(where, f"unknown key.{hint} Valid keys here: {', '.join(valid)}."))
         else:
-            out.append(ConfigIssue(join_path([*path, key]), "unknown key."))
+            out.append(ConfigIssue(where, "unknown key."))
     return out
 
 

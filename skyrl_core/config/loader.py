@@ -24,6 +24,7 @@ from skyrl_core.config.converter import CONVERTER, SUGGESTED_KEYS, check_fields,
 from skyrl_core.config.converter import describe as _describe
 from skyrl_core.config.converter import join_path as _join
 from skyrl_core.config.overrides import apply_overrides, parse_override
+from skyrl_core.config.skyrl_keys import skyrl_hint
 from skyrl_core.config.slots import SLOTS, Slot
 from skyrl_core.config.source import KeyLines, read_document
 from skyrl_core.errors import ConfigError, ConfigIssue, PluginError, did_you_mean
@@ -74,7 +75,7 @@ def load_config(path: str | Path, overrides: Iterable[str] = (), registry: Regis
 def _override_of(issue: ConfigIssue, set_here: dict[str, str]) -> str | None:
     """The command-line override that set the key (or a table around the key) of ``issue``."""
     for key, text in set_here.items():
-        if issue.path == key or issue.path.startswith((key + ".", key + "[")):
+        if issue.path == key or issue.path.startswith((key + ".", key + "[")) or key.startswith(issue.path + "."):
             return text
     return None
 
@@ -282,7 +283,9 @@ def _validate_sections(
             if unknown > SUGGESTED_KEYS:  # a generated file with many stray keys: no fuzzy matching
                 issues.append(ConfigIssue(sec_name, f"unknown section [{sec_name}]."))
                 continue
-            hint = did_you_mean(sec_name, list(own_sections) + registry.names(Kind.CONFIG_SECTION))
+            known = list(own_sections) + registry.names(Kind.CONFIG_SECTION)
+            hint = skyrl_hint(sec_name, table)
+            hint = f" {hint}" if hint else did_you_mean(sec_name, known)
             msg = f"unknown section [{sec_name}].{hint}"
             dist = KNOWN_PROVIDERS[Kind.CONFIG_SECTION].get(sec_name)
             if dist:

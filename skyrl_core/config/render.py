@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import typing
 from typing import Any
 
@@ -58,6 +59,11 @@ def _toml_value(value: Any) -> str:
     raise TypeError(f"cannot write {value!r} as TOML")
 
 
+def _toml_key(key: str) -> str:
+    """A bare TOML key, or a quoted one where it holds other characters (``"skyrl-env-skyrlgym:gsm8k"``)."""
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
+
+
 def to_toml(data: dict[str, Any], prefix: str = "") -> str:
     """A small TOML writer for config dicts (None values become comments)."""
     lines: list[str] = []
@@ -66,12 +72,12 @@ def to_toml(data: dict[str, Any], prefix: str = "") -> str:
         if isinstance(value, dict):
             tables.append((key, value))
         elif value is None:
-            lines.append(f"# {key} = (unset)")
+            lines.append(f"# {_toml_key(key)} = (unset)")
         else:
-            lines.append(f"{key} = {_toml_value(value)}")
+            lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
     out = "\n".join(lines)
     for key, value in tables:
-        name = f"{prefix}.{key}" if prefix else key
+        name = f"{prefix}.{_toml_key(key)}" if prefix else _toml_key(key)
         body = to_toml(value, name)
         scalars = any(not isinstance(v, dict) for v in value.values())
         block = (f"[{name}]\n" if scalars or not value else "") + body
