@@ -32,7 +32,7 @@ def fake_distribution(site: Path, name: str, version: str, *, command: str | Non
 
 def scripts(tmp_path: Path, text: str) -> Path:
     folder = tmp_path / "bin"
-    folder.mkdir()
+    folder.mkdir(parents=True)
     (folder / "skyrl").write_text(text)
     return folder
 
