@@ -76,7 +76,7 @@ def clashes(script_dir: Path | None = None) -> tuple[list[str], list[str]]:
         theirs = None
     if theirs is not None:
         lines.append(
-            f"also here    {_describe(theirs)} (PyPI's `skyrl` is NovaSky-AI's SkyRL: module `skyrl`; "
-            "it does not change skyrl-core, see docs/coexisting_with_skyrl.md)"
+            f"also here     {_describe(theirs)} (PyPI's `skyrl` is NovaSky-AI's SkyRL: module `skyrl`, no "
+            "clash with skyrl-core's command or modules; see docs/coexisting_with_skyrl.md)"
         )
     return lines, problems

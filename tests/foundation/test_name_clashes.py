@@ -47,8 +47,8 @@ def test_novasky_skyrl_double_is_reported_as_harmless(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     lines, problems = clashes(scripts(tmp_path, OUR_SCRIPT))
     assert problems == []
-    assert lines == ["also here    skyrl 0.3.0 (PyPI's `skyrl` is NovaSky-AI's SkyRL: module `skyrl`; it does not "
-                     "change skyrl-core, see docs/coexisting_with_skyrl.md)"]
+    assert lines == ["also here     skyrl 0.3.0 (PyPI's `skyrl` is NovaSky-AI's SkyRL: module `skyrl`, no clash "
+                     "with skyrl-core's command or modules; see docs/coexisting_with_skyrl.md)"]
 
 
 def test_a_rival_skyrl_command_is_a_problem_naming_it_and_the_fix(tmp_path, monkeypatch):
