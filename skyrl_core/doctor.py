@@ -7,6 +7,7 @@ import platform
 import sys
 from typing import Any
 
+from skyrl_core.name_clashes import clashes
 from skyrl_core.plugins import Registry, build_registry
 from skyrl_core.specs import Kind
 
@@ -92,6 +93,9 @@ def report(registry: Registry | None = None) -> tuple[list[str], list[str]]:
             problems.append(f"{dist} is not installed (reinstall skyrl-core)")
     opt = [f"{d} {_version(d)}" for d in OPTIONAL if _version(d)]
     lines.append(f"optional      {', '.join(opt) if opt else '(none of: ' + ', '.join(OPTIONAL) + ')'}")
+    clash_lines, clash_problems = clashes()
+    lines += clash_lines
+    problems += clash_problems
 
     registry = registry or build_registry()
     lines.append("")

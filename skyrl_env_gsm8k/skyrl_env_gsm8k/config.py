@@ -23,6 +23,28 @@ _MODE_HELP = (
     "(GSM8K's convention); 'flexible' falls back to the last \\boxed{...} and then to the last "
     "number in the reply."
 )
+_SCORING_HELP = (
+    "'ours': the rules of the other options. 'skyrl': skyrl-gym's rules exactly, for SkyRL data and "
+    "comparable numbers: the text after the *first* `#### ` (no `$`, no `**`; commas dropped) must equal "
+    "reward_spec.ground_truth as text; {rest} The other scoring options must keep their defaults "
+    "(skyrl_env_gsm8k/README.md, 'SkyRL scoring')."
+)
+
+
+def _check_skyrl_scoring(config: Any, ours_only: tuple[str, ...]) -> None:
+    """Refuse options that ``scoring = "skyrl"`` would ignore (SkyRL's rules are fixed)."""
+    if config.scoring != "skyrl":
+        return
+    changed = [
+        f"{f.name} = {getattr(config, f.name)!r}"
+        for f in attrs.fields(type(config))
+        if f.name in ours_only and getattr(config, f.name) != f.default
+    ]
+    if changed:
+        raise ValueError(
+            f"scoring = 'skyrl' uses skyrl-gym's fixed rules, so {', '.join(changed)} would have no effect; "
+            f"remove {'it' if len(changed) == 1 else 'them'}, or set scoring = 'ours'"
+        )
 
 
 def _non_empty(value: Any) -> str | None:
@@ -41,6 +63,13 @@ class Gsm8kEnvConfig:
         "shaping bonus for the format. pass@k counts any reward > 0 as a pass, so keep 0 for exact pass rates.",
         check=non_negative,
     )
+    scoring: Literal["ours", "skyrl"] = option(
+        "ours",
+        help=_SCORING_HELP.format(rest="reward 1 if it does, else 0."),
+    )
+
+    def __attrs_post_init__(self) -> None:
+        _check_skyrl_scoring(self, ("mode", "correct_reward", "format_reward"))
 
 
 @attrs.define(kw_only=True)
@@ -65,6 +94,16 @@ class Gsm8kMultiTurnConfig:
         help="What the environment says after a wrong answer: 'retry' only says it is wrong; 'direction' also "
         "says whether it is too high or too low.",
     )
+    scoring: Literal["ours", "skyrl"] = option(
+        "ours",
+        help=_SCORING_HELP.format(
+            rest="every turn earns its own reward: 1 if correct (the episode ends), 0.2 / max_turns if "
+            "it has a wrong answer, else 0; feedback is SkyRL's two fixed messages."
+        ),
+    )
+
+    def __attrs_post_init__(self) -> None:
+        _check_skyrl_scoring(self, ("mode", "correct_reward", "format_reward", "turn_discount", "feedback"))
 
 
 @attrs.define(kw_only=True)

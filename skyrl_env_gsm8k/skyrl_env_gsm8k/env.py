@@ -13,6 +13,9 @@ max_turns``). The episode ends at the first correct answer or the last allowed t
 Only the final turn carries a reward: ``correct_reward * turn_discount**(turn - 1)`` when
 solved on ``turn``, ``format_reward`` when it ends on a well-formed wrong answer, else 0.
 
+``scoring = "skyrl"`` (both environments) reproduces skyrl-gym 0.4.0's rules instead, with
+per-turn rewards for the multi-turn env (``skyrl_env_gsm8k.skyrl_scoring``).
+
 Metrics (per trajectory, averaged per step): ``correct``, ``formatted``,
 ``parse_failure`` (no number could be extracted from the final reply), ``turns``, and
 for the multi-turn env ``first_try_correct``.
@@ -27,6 +30,12 @@ from typing import Any
 from skyrl_core.api import StepOutput
 from skyrl_env_gsm8k.config import Gsm8kEnvConfig, Gsm8kMultiTurnConfig
 from skyrl_env_gsm8k.reward import Score, ground_truth_value, score_answer
+from skyrl_env_gsm8k.skyrl_scoring import (
+    MULTI_TURN_FORMAT_SCORE,
+    skyrl_follow_up,
+    skyrl_ground_truth,
+    skyrl_score,
+)
 
 Message = dict[str, Any]
 
@@ -70,7 +79,10 @@ class Gsm8kEnv:
     def __init__(self, config: Gsm8kEnvConfig | None = None, extras: dict[str, Any] | None = None) -> None:
         self.config = config or Gsm8kEnvConfig()
         self.extras = dict(extras or {})
-        self.truth = reference_answer(self.extras, "gsm8k")
+        if self.config.scoring == "skyrl":
+            self.skyrl_truth = skyrl_ground_truth(self.extras, "gsm8k")
+        else:
+            self.truth = reference_answer(self.extras, "gsm8k")
         self.turns = 0
         self.last: Score | None = None
 
@@ -81,9 +93,12 @@ class Gsm8kEnv:
     def score(self, action: str) -> Score:
         """Score one reply and remember it for the metrics."""
         cfg = self.config
-        self.last = score_answer(
-            action, self.truth, mode=cfg.mode, correct_reward=cfg.correct_reward, format_reward=cfg.format_reward
-        )
+        if cfg.scoring == "skyrl":
+            self.last = skyrl_score(action, self.skyrl_truth, format_score=0.0)
+        else:
+            self.last = score_answer(
+                action, self.truth, mode=cfg.mode, correct_reward=cfg.correct_reward, format_reward=cfg.format_reward
+            )
         return self.last
 
     def step(self, action: str) -> StepOutput:
@@ -118,7 +133,10 @@ class Gsm8kMultiTurnEnv:
     def __init__(self, config: Gsm8kMultiTurnConfig | None = None, extras: dict[str, Any] | None = None) -> None:
         self.config = config or Gsm8kMultiTurnConfig()
         self.extras = dict(extras or {})
-        self.truth = reference_answer(self.extras, "gsm8k_multi_turn")
+        if self.config.scoring == "skyrl":
+            self.skyrl_truth = skyrl_ground_truth(self.extras, "gsm8k_multi_turn")
+        else:
+            self.truth = reference_answer(self.extras, "gsm8k_multi_turn")
         self.max_turns = max(1, int(self.extras.get("max_turns") or 1))
         self.turns = 0
         self.last: Score | None = None
@@ -132,6 +150,8 @@ class Gsm8kMultiTurnEnv:
         """Score the reply; give feedback and another turn when wrong and turns remain."""
         cfg = self.config
         self.turns += 1
+        if cfg.scoring == "skyrl":
+            return self._step_skyrl(action)
         s = score_answer(action, self.truth, mode=cfg.mode, correct_reward=1.0, format_reward=0.0)
         self.last = s
         if self.turns == 1:
@@ -146,6 +166,16 @@ class Gsm8kMultiTurnEnv:
         return StepOutput(
             observations=[{"role": "user", "content": self.feedback(s)}], reward=0.0, done=False, metadata=meta
         )
+
+    def _step_skyrl(self, action: str) -> StepOutput:
+        """SkyRL's turn: this turn's own reward; done when correct or out of turns."""
+        s = skyrl_score(action, self.skyrl_truth, format_score=MULTI_TURN_FORMAT_SCORE / self.max_turns)
+        self.last = s
+        if self.turns == 1:
+            self.first_try_correct = s.correct
+        done = s.correct or self.turns >= self.max_turns
+        observations = [] if done else skyrl_follow_up(self.max_turns - self.turns)
+        return StepOutput(observations=observations, reward=s.reward, done=done, metadata=_meta(s))
 
     def feedback(self, s: Score) -> str:
         """The message after a wrong or missing answer."""

@@ -119,6 +119,31 @@ class Text2SQLConfig:
     )
     rel_tol: float = option(1e-6, help="Relative tolerance when comparing numbers in result sets.", check=non_negative)
     abs_tol: float = option(1e-9, help="Absolute tolerance when comparing numbers in result sets.", check=non_negative)
+    scoring: Literal["ours", "skyrl"] = option(
+        "ours",
+        help="'ours': the rules of the options above. 'skyrl': skyrl-gym's text2sql exactly, for SkyRL data and "
+        "comparable numbers: the episode ends at a reply with <solution> and </solution> or at max_turns; the "
+        "final reward reads the whole conversation: -1 unless it has a <think>...</think>, exactly one "
+        "<solution>...</solution> with no tags inside, and <think> after every observation; else 1 when the "
+        "solution's rows equal the gold query's as a set (duplicates and order ignored, no tolerance), else 0. "
+        "Observations use SkyRL's wrapper and reminder. format_penalty, require_think, respect_order, rel_tol "
+        "and abs_tol must keep their defaults (skyrl_env_sql/README.md, 'SkyRL scoring').",
+    )
+
+    def __attrs_post_init__(self) -> None:
+        if self.scoring != "skyrl":
+            return
+        ours_only = ("format_penalty", "require_think", "respect_order", "rel_tol", "abs_tol")
+        changed = [
+            f"{f.name} = {getattr(self, f.name)!r}"
+            for f in attrs.fields(type(self))
+            if f.name in ours_only and getattr(self, f.name) != f.default
+        ]
+        if changed:
+            raise ValueError(
+                f"scoring = 'skyrl' uses skyrl-gym's fixed rules, so {', '.join(changed)} would have no effect; "
+                f"remove {'it' if len(changed) == 1 else 'them'}, or set scoring = 'ours'"
+            )
 
 
 @attrs.define(kw_only=True)

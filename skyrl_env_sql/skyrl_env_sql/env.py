@@ -22,6 +22,11 @@ Reward, given once at the end (0 on earlier turns):
 * ``format_penalty`` (default -1): no ``<solution>`` before the turns ran out, an empty
   solution, or with ``require_think`` a reply without ``<think>...</think>``.
 
+``scoring = "skyrl"`` follows skyrl-gym's text2sql instead (``skyrl_env_sql.skyrl_scoring``):
+its turn rules, observation wrapper, format check over the whole conversation and set
+comparison; statements the read-only database refuses run on a rolled-back in-memory copy
+(``skyrl_env_sql.executor.execute_on_copy``), as SkyRL runs them in a rolled-back transaction.
+
 Queries run in worker processes by default (``isolation``; see ``skyrl_env_sql.sandbox``)
 and can never change the database (``skyrl_env_sql.executor``).
 
@@ -37,12 +42,23 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
+
 from skyrl_env_sql.compare import has_top_level_order_by, results_match
 from skyrl_env_sql.config import Text2SQLConfig
 from skyrl_env_sql.executor import QueryLimits, QueryResult
 from skyrl_env_sql.layout import resolve_db_path
 from skyrl_env_sql.protocol import STOP_STRINGS, Action, describe_result, observation, parse_reply
 from skyrl_env_sql.sandbox import run_query
+from skyrl_env_sql.skyrl_scoring import (
+    FORMAT_PENALTY,
+    INVALID_ACTION,
+    same_row_set,
+    skyrl_done,
+    skyrl_observation,
+    skyrl_solution,
+    skyrl_tool_query,
+)
 
 NO_ACTION_MESSAGE = (
     "Your reply has no <sql>...</sql> query and no <solution>...</solution> answer. Run a query with "
@@ -114,6 +130,12 @@ class Text2SQLEnv:
         cfg = self.config
         self.tool_limits = QueryLimits(cfg.query_timeout_s, cfg.max_rows, cfg.max_value_bytes)
         self.score_limits = QueryLimits(cfg.solution_timeout_s, cfg.max_compare_rows, cfg.max_value_bytes)
+        if cfg.scoring == "skyrl":  # SkyRL runs any statement, rolled back: a copy answers what the file refuses
+            copy = cfg.max_memory_mb << 20
+            self.tool_limits = attrs.evolve(self.tool_limits, rollback_copy_max_bytes=copy)
+            self.score_limits = attrs.evolve(self.score_limits, rollback_copy_max_bytes=copy)
+        #: skyrl scoring: every reply and observation of the episode, in order (SkyRL's chat history)
+        self.conversation: list[str] = []
         self.reward: float | None = None
         self.correct = False
         self.format_error = False
@@ -133,6 +155,8 @@ class Text2SQLEnv:
     def step(self, action: str) -> dict[str, Any]:
         """Consume one reply: run a tool query, or end the episode and score the solution."""
         self.turns += 1
+        if self.config.scoring == "skyrl":
+            return self._step_skyrl(action if isinstance(action, str) else "")
         parsed = parse_reply(action if isinstance(action, str) else "")
         if not parsed.has_think:
             self.missing_think += 1
@@ -217,6 +241,55 @@ class Text2SQLEnv:
             meta["truncated"] = result.truncated
         return describe_result(result, max_chars=self.config.max_chars, max_cell_chars=self.config.max_cell_chars)
 
+    def _step_skyrl(self, action: str) -> dict[str, Any]:
+        """One turn under SkyRL's rules (``skyrl_env_sql.skyrl_scoring``)."""
+        self.conversation.append(action)
+        meta: dict[str, Any] = {"turn": self.turns}
+        if skyrl_done(action, self.turns, self.max_turns):
+            meta["action"] = "solution"
+            return self._finish(self._score_skyrl("".join(self.conversation), meta), meta)
+        sql = skyrl_tool_query(action)
+        if sql is None:
+            meta["action"] = "none"
+            body = INVALID_ACTION
+        else:
+            meta["action"] = "sql"
+            body = self._run_tool_query(sql.strip(), meta)
+        text = skyrl_observation(body, self.max_turns - self.turns)
+        self.conversation.append(text)
+        return {"observations": [{"role": "user", "content": text}], "reward": 0.0, "done": False, "metadata": meta}
+
+    def _score_skyrl(self, conversation: str, meta: dict[str, Any]) -> float:
+        """SkyRL's final reward of the whole conversation: -1, 0 or 1."""
+        solution = skyrl_solution(conversation)
+        if solution is None:
+            self.format_error = True
+            meta["format_error"] = "SkyRL's format check failed (see skyrl_env_sql.skyrl_scoring)"
+            return FORMAT_PENALTY
+        pred = self._query(solution, self.score_limits)
+        if pred.error is not None or pred.truncated:
+            self.solution_error = pred.error or f"more than {self.config.max_compare_rows} rows (max_compare_rows)"
+            meta["solution_error"] = self.solution_error
+            return 0.0
+        gold = self._gold(self.score_limits)
+        self.correct = same_row_set(pred.rows, gold.rows)
+        return 1.0 if self.correct else 0.0
+
+    def _gold(self, limits: QueryLimits) -> QueryResult:
+        """The gold query's result, or GoldQueryError (a data problem, never the model's)."""
+        gold = gold_result(self.db_path, self.gold_sql, limits, self._query)
+        if gold.error is not None:
+            raise GoldQueryError(
+                f"text2sql: the gold query of db_id {self.db_id!r} failed on {self.db_path}: {gold.error}. "
+                f"Query: {self.gold_sql[:300]!r}. Fix the row's reward_spec.ground_truth or the database."
+            )
+        if gold.truncated:
+            raise GoldQueryError(
+                f"text2sql: the gold query of db_id {self.db_id!r} returns more than {self.config.max_compare_rows} "
+                "rows; raise [environments.text2sql] max_compare_rows to score it"
+            )
+        return gold
+
     def _score(self, parsed: Action, meta: dict[str, Any]) -> float:
         """The final reward of a ``<solution>`` reply."""
         cfg = self.config
@@ -233,17 +306,7 @@ class Text2SQLEnv:
             self.solution_error = pred.error or f"more than {cfg.max_compare_rows} rows (max_compare_rows)"
             meta["solution_error"] = self.solution_error
             return 0.0
-        gold = gold_result(self.db_path, self.gold_sql, self.score_limits, self._query)
-        if gold.error is not None:
-            raise GoldQueryError(
-                f"text2sql: the gold query of db_id {self.db_id!r} failed on {self.db_path}: {gold.error}. "
-                f"Query: {self.gold_sql[:300]!r}. Fix the row's reward_spec.ground_truth or the database."
-            )
-        if gold.truncated:
-            raise GoldQueryError(
-                f"text2sql: the gold query of db_id {self.db_id!r} returns more than {cfg.max_compare_rows} rows; "
-                "raise [environments.text2sql] max_compare_rows to score it"
-            )
+        gold = self._gold(self.score_limits)
         ordered = cfg.respect_order and has_top_level_order_by(self.gold_sql)
         self.correct = results_match(pred.rows, gold.rows, ordered=ordered, rel_tol=cfg.rel_tol, abs_tol=cfg.abs_tol)
         meta["ordered_comparison"] = ordered

@@ -21,6 +21,12 @@ strings) cannot be interrupted by the progress handler; ``skyrl_env_sql.sandbox`
 functions (``pragma_table_info(...)``) are refused (SQLite authorizes them as schema
 updates); ``PRAGMA table_info(t)`` works.
 
+With ``QueryLimits.rollback_copy_max_bytes`` set (``scoring = "skyrl"``), a statement these
+layers refuse runs again the way SkyRL runs every query, inside a transaction that is rolled
+back, but on a private in-memory copy of the database (``execute_on_copy``): its result (no
+rows for a ``DELETE``, the rows of ``... RETURNING``, or an error) is then SkyRL's, and the
+file is still never written. Attaching a file stays refused there.
+
 ``execute`` never raises for a bad query: the outcome is a ``QueryResult`` whose ``error``
 and ``error_kind`` say what happened. It raises ``DatabaseNotFound`` when the file is
 missing, which is a data problem rather than a model mistake.
@@ -109,11 +115,15 @@ class QueryLimits:
         timeout_s: wall-clock budget for running the query and fetching its rows.
         max_rows: rows fetched at most (``QueryResult.truncated`` tells whether more exist).
         max_value_bytes: the largest string/blob the query may build (SQLITE_LIMIT_LENGTH).
+        rollback_copy_max_bytes: 0: a statement the read-only connection refuses fails
+            (``denied``). N > 0: it runs on a rolled-back in-memory copy of the database when the
+            file has at most N bytes (``execute_on_copy``; SkyRL's semantics for writes).
     """
 
     timeout_s: float = 5.0
     max_rows: int = 50
     max_value_bytes: int = 1_000_000
+    rollback_copy_max_bytes: int = 0
 
 
 @attrs.frozen
@@ -204,16 +214,77 @@ def execute(path: str | Path, sql: str, limits: QueryLimits | None = None) -> Qu
             columns = tuple(str(d[0]) for d in cursor.description or ())
             rows = cursor.fetchmany(limits.max_rows + 1) if columns else []
         except Exception as exc:  # every failure becomes an observation
-            return _failure(exc, guard, limits, time.monotonic() - start)
-        truncated = len(rows) > limits.max_rows
-        return QueryResult(
-            columns=columns,
-            rows=tuple(tuple(r) for r in rows[: limits.max_rows]),
-            truncated=truncated,
-            elapsed_s=time.monotonic() - start,
-        )
+            failed = _failure(exc, guard, limits, time.monotonic() - start)
+            if failed.error_kind == "denied" and limits.rollback_copy_max_bytes > 0:
+                conn.close()
+                return execute_on_copy(path, sql, limits, start=start)
+            return failed
+        return _result(columns, rows, limits, start)
     finally:
         conn.close()
+
+
+def _result(columns: tuple[str, ...], rows: list[Any], limits: QueryLimits, start: float) -> QueryResult:
+    return QueryResult(
+        columns=columns,
+        rows=tuple(tuple(r) for r in rows[: limits.max_rows]),
+        truncated=len(rows) > limits.max_rows,
+        elapsed_s=time.monotonic() - start,
+    )
+
+
+class _CopyGuard(_Guard):
+    """The authorizer of ``execute_on_copy``: everything runs (on the copy) except attaching a
+    file, loading an extension and ``fts3_tokenizer``."""
+
+    def authorize(self, action: int, arg1: str | None, arg2: str | None, _db: str | None, _trigger: str | None) -> int:
+        if action == sqlite3.SQLITE_ATTACH and (arg1 or "") not in ("", ":memory:"):
+            return self._deny(f"ATTACH of the file {arg1!r}")
+        if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() in DENIED_FUNCTIONS:
+            return self._deny(f"the function {arg2}() is not allowed")
+        return sqlite3.SQLITE_OK
+
+
+def execute_on_copy(path: str | Path, sql: str, limits: QueryLimits, *, start: float | None = None) -> QueryResult:
+    """Run ``sql`` as SkyRL runs a query (``BEGIN``, the statement, rollback) on an in-memory copy
+    of ``path``, within the deadline that began at ``start``; the file itself is only read.
+
+    A database larger than ``limits.rollback_copy_max_bytes`` is not copied: the result is the
+    read-only refusal.
+    """
+    start = time.monotonic() if start is None else start
+    size = Path(path).stat().st_size
+    if size > limits.rollback_copy_max_bytes:
+        return QueryResult(
+            error=f"the statement changes the database, and the database ({size} bytes) is larger than the "
+            f"{limits.rollback_copy_max_bytes} bytes copied to run it without writing the file",
+            error_kind="denied",
+            elapsed_s=time.monotonic() - start,
+        )
+    src = connect_readonly(path, busy_timeout_s=limits.timeout_s)
+    mem = sqlite3.connect(":memory:", check_same_thread=False)  # Python's default transaction handling, as SkyRL
+    try:
+        src.backup(mem)
+    except Exception as exc:  # e.g. the worker's heap limit
+        mem.close()
+        return _failure(exc, _Guard(start + limits.timeout_s), limits, time.monotonic() - start)
+    finally:
+        src.close()
+    guard = _CopyGuard(start + limits.timeout_s)
+    try:
+        mem.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, limits.max_value_bytes)
+        mem.set_authorizer(guard.authorize)
+        mem.set_progress_handler(guard.progress, _PROGRESS_STEPS)
+        try:
+            mem.execute("BEGIN TRANSACTION;")
+            cursor = mem.execute(sql)
+            columns = tuple(str(d[0]) for d in cursor.description or ())
+            rows = cursor.fetchmany(limits.max_rows + 1) if columns else []
+        except Exception as exc:
+            return _failure(exc, guard, limits, time.monotonic() - start)
+        return _result(columns, rows, limits, start)
+    finally:
+        mem.close()  # never committed: the copy is discarded
 
 
 def _failure(exc: BaseException, guard: _Guard, limits: QueryLimits, elapsed: float) -> QueryResult:

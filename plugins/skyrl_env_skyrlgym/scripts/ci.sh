@@ -41,12 +41,15 @@ else
     echo "$stamp" >"$VENV/.skyrl-skyrlgym-stamp"
 fi
 # The checkout's code, editable (fast to refresh; the tests import what is checked out).
-"$VENV/bin/pip" install -q -e "$ROOT" -e "$ROOT/plugins/skyrl_env_skyrlgym" "pytest>=8" "pytest-timeout>=2.3"
+# skyrl-env-gsm8k and skyrl-env-sql too: the scoring corpus compares their scoring = "skyrl" with skyrl-gym.
+"$VENV/bin/pip" install -q -e "$ROOT" -e "$ROOT/plugins/skyrl_env_skyrlgym" -e "$ROOT/skyrl_env_gsm8k" \
+    -e "$ROOT/skyrl_env_sql" "pytest>=8" "pytest-timeout>=2.3"
 "$VENV/bin/python" - <<'PYEOF'
 import importlib.metadata as md
 import sys
 print("== venv", sys.prefix, "| torch", md.version("torch"), "| skyrl-gym", md.version("skyrl-gym"),
-      "| omegaconf", md.version("omegaconf"), "| skyrl-env-skyrlgym", md.version("skyrl-env-skyrlgym"))
+      "| omegaconf", md.version("omegaconf"), "| skyrl-env-skyrlgym", md.version("skyrl-env-skyrlgym"),
+      "| skyrl-env-gsm8k", md.version("skyrl-env-gsm8k"), "| skyrl-env-sql", md.version("skyrl-env-sql"))
 PYEOF
 echo "== skyrl-gym venv ready [$((SECONDS - start))s]"
 
