@@ -22,9 +22,10 @@ SHORTER = ["warm_start.steps=5", "trainer.steps=2", "trainer.prompts_per_step=4"
 
 
 def _cpu_commands() -> list[list[str]]:
-    """The skyrl commands of the page's CPU section, in order."""
+    """The skyrl commands of the page's CPU section (the tiny-model quickstart), in order. The next
+    section's real-model run is skyrl_env_gsm8k/tests/test_smollm2_recipe.py's business."""
     text = (DOCS / "quickstart.md").read_text()
-    cpu_end = len(text[: text.index("## On a GPU")].splitlines())
+    cpu_end = len(text[: text.index("## A real model on a CPU")].splitlines())
     return [c.argv for b in blocks(DOCS / "quickstart.md") if b.lang == "bash" and b.line < cpu_end
             for c in commands(b) if c.argv[0] == "skyrl"]
 
