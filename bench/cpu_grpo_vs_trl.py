@@ -58,6 +58,7 @@ TRL_VENV = Path.home() / ".cache" / "skyrl" / "trl-cpu-venv"
 TRL_PINS = ("torch==2.13.0", "trl==1.16.0", "transformers==5.25.0", "datasets==5.2.0", "accelerate==1.16.0")
 PROMPTS, SAMPLES, PROMPT_TOKENS, NEW_TOKENS = 16, 4, 32, 64
 RESULTS: list[dict[str, Any]] = []
+CHILD_ENV: dict[str, str] = {}  # added to the environment of both children (--threads)
 
 
 def log(**record: Any) -> None:
@@ -169,7 +170,7 @@ def run_ours(root: Path, steps: int, overrides: list[str], rep: int) -> dict[str
     cmd = [sys.executable, __file__, "--child", str(root), "--steps", str(steps)]
     for o in overrides:
         cmd += ["--set", o]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **CHILD_ENV})
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
@@ -210,11 +211,17 @@ def ensure_trl_venv(venv: Path) -> Path:
 
 def run_trl(python: Path, anchor: Path, steps: int, rep: int, workdir: Path) -> dict[str, Any]:
     before = load()
-    env = dict(os.environ, SHAPE="cpu", STEPS=str(steps), TMPDIR=str(workdir))
+    env = dict(os.environ, **CHILD_ENV, SHAPE="cpu", STEPS=str(steps), TMPDIR=str(workdir))
     start = time.perf_counter()
     proc = subprocess.run([str(python), str(anchor)], capture_output=True, text=True, env=env, cwd=workdir)
     wall = time.perf_counter() - start
-    records = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    records = []
+    for line in proc.stdout.splitlines():  # the anchor's JSON lines; the Trainer also prints dicts
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue
+    records = [r for r in records if isinstance(r, dict)]
     final = next((r for r in records if r.get("bench") == "trl_grpo_step"), None)
     if proc.returncode != 0 or final is None:
         sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
@@ -292,6 +299,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, default=5, help="our steps per run; the first is not in the median")
     parser.add_argument("--trl-steps", type=int, default=4, help="TRL steps per run; the first is not in the median")
     parser.add_argument("--gen-reps", type=int, default=3, help="repetitions of the generation-only comparison")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="OMP_NUM_THREADS for both children (TRL and ours) and torch threads here; default: "
+                        "torch's own choice (the core count). 1 takes the thread pool's oversubscription out of "
+                        "the comparison when others load the machine")
     parser.add_argument("--skip", default="", help="comma list of: trl, ours, generation")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="an override of our config (e.g. backend.engine=hf); repeatable")
@@ -309,6 +320,8 @@ def main() -> int:
         run_ours_child(Path(args.child), args.steps, args.set)
         return 0
     skip = {s for s in args.skip.split(",") if s}
+    if args.threads:
+        CHILD_ENV["OMP_NUM_THREADS"] = str(args.threads)
     anchor = find_anchor(args.anchor)
     trl_python = None
     if "trl" not in skip:
@@ -317,8 +330,11 @@ def main() -> int:
     import torch
     import transformers
 
-    log(system="machine", cpus=os.cpu_count(), torch=torch.__version__, transformers=transformers.__version__,
-        threads=torch.get_num_threads(), python=sys.version.split()[0], load=load(),
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    log(system="machine", cpus=os.cpu_count(), child_env=CHILD_ENV, torch=torch.__version__,
+        transformers=transformers.__version__, threads=torch.get_num_threads(), python=sys.version.split()[0],
+        load=load(),
         commit=subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
                               text=True).stdout.strip())
     with tempfile.TemporaryDirectory(prefix="skyrl-cpu-trl-") as tmp:
