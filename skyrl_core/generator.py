@@ -63,7 +63,8 @@ def sampling_params(cfg: Any, chat: ChatTokens, *, for_eval: bool = False) -> Sa
     """Sampling parameters of one turn from ``[generator]`` (or ``[eval]``), stop ids from the tokenizer.
 
     ``stop_token_ids`` are the tokenizer's EOS id(s) plus the chat template's end-of-turn
-    token; ``stop`` holds ``generator.stop`` (environments add their own per trajectory).
+    token (none for training rollouts with ``generator.ignore_eos``); ``stop`` holds
+    ``generator.stop`` (environments add their own per trajectory).
     """
     gen = cfg.generator
     if for_eval:
@@ -83,7 +84,7 @@ def sampling_params(cfg: Any, chat: ChatTokens, *, for_eval: bool = False) -> Sa
         top_p=gen.top_p,
         top_k=gen.top_k,
         min_p=gen.min_p,
-        stop_token_ids=chat.stop_token_ids(),
+        stop_token_ids=() if gen.ignore_eos else chat.stop_token_ids(),
         stop=tuple(gen.stop),
     )
 

@@ -16,8 +16,8 @@ How it works:
   - ``hf`` (``skyrl_core.backends.hf_engine``): the Hugging Face model with a KV cache,
     one host check per token; any causal LM;
   - ``static`` (``skyrl_core.backends.static``): preallocated KV cache, decode steps
-    captured in CUDA graphs, host checks once per window; Llama-family models. ``auto``
-    uses it on CUDA when the model is supported.
+    captured in CUDA graphs (eager on the CPU), host checks once per window; Llama-family
+    models. ``auto`` uses it on CUDA and on the CPU when the model is supported.
   Both engines sample with ``skyrl_core.backends.sampling.sample`` (per-row filters,
   counter-based random numbers) and end rows with ``skyrl_core.backends.stops.StopChecker``
   (stop token ids, exact stop strings, length), so one seed gives the same samples on

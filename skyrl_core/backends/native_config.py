@@ -47,8 +47,8 @@ class NativeBackendConfig:
         "auto",
         help="Decode loop: 'static' = preallocated KV cache, CUDA-graph decode steps, sampling on the "
         "device (skyrl_core.backends.static; Llama/Qwen2/Qwen3/Mistral); 'hf' = the Hugging Face model with "
-        "a DynamicCache, one host check per token; 'auto' = static on CUDA when the model is supported, "
-        "else hf. Both share one sampler and one seeding scheme: a seed gives the same samples on either, "
+        "a DynamicCache, one host check per token; 'auto' = static on CUDA and on the CPU when the model is "
+        "supported, else hf. Both share one sampler and one seeding scheme: a seed gives the same samples on either, "
         "to float rounding (docs/backends.md).",
     )
     cuda_graphs: bool = option(True, help="Static engine on CUDA: capture decode steps in CUDA graphs.")

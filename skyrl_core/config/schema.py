@@ -214,6 +214,13 @@ class GeneratorConfig:
     top_k: int = option(-1, help="Top-k filter (-1 = off).", check=at_least(-1))
     min_p: float = option(0.0, help="Min-p filter (0 = off).", check=unit_interval)
     stop: list[str] = option(factory=list, help="Extra stop strings (environments may add their own).")
+    ignore_eos: bool = option(
+        False,
+        help="Training rollouts do not stop at the tokenizer's EOS or the chat template's end-of-turn token: "
+        "every model turn runs to max_new_tokens (or max_total_tokens, or a stop string). For benchmarks "
+        "with fixed lengths on random models (vLLM's and SGLang's ignore_eos); evaluation always stops "
+        "at EOS.",
+    )
     env_timeout_s: float = option(
         60.0, help="Seconds an environment's init/step may take before the trajectory fails.", check=positive
     )

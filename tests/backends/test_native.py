@@ -20,12 +20,22 @@ from skyrl_core.testing.helpers import check_plugin, fresh_registry
 
 
 class TestNativeConformance(BackendConformance):
-    """The whole suite, native backend, CPU, float32."""
+    """The whole suite, native backend with its defaults (the static engine on a Qwen2), CPU, float32."""
 
     logprob_atol = 1e-4
 
     def make_backend(self, model: ModelConfig, seed: int) -> NativeBackend:
         return NativeBackend(NativeBackendConfig(), model=model, seed=seed)
+
+
+class TestNativeConformanceHFEngine(BackendConformance):
+    """The whole suite through the Hugging Face engine (``engine = "hf"``; the default for models the
+    static engine does not support), CPU, float32."""
+
+    logprob_atol = 1e-4
+
+    def make_backend(self, model: ModelConfig, seed: int) -> NativeBackend:
+        return NativeBackend(NativeBackendConfig(engine="hf"), model=model, seed=seed)
 
 
 class TestNativeConformanceLlama(BackendConformance):

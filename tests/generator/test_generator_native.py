@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 
+import attrs
 import torch
 
 from skyrl_core.config.schema import EvalConfig, GeneratorConfig, ModelConfig, RunConfig
+from skyrl_core.data.chat import ChatTokens
 from skyrl_core.envs.arithmetic import RETRY_MESSAGE
-from skyrl_core.generator import generate_batch
+from skyrl_core.generator import generate_batch, sampling_params
 
 
 class Recording:
@@ -116,3 +118,28 @@ def test_seeded_sampling_is_reproducible_and_eval_is_greedy(native, tokenizer, r
     greedy = gen(samples_per_prompt=2, for_eval=True)
     for a, b in zip(greedy.trajectories[::2], greedy.trajectories[1::2], strict=True):
         assert a.response_ids == b.response_ids
+
+
+
+def test_ignore_eos_runs_every_turn_to_max_new_tokens(native, tokenizer, registry, tiny_model_dir):
+    """``[generator] ignore_eos``: training rollouts pass no stop token ids, so the real backend
+    samples through EOS / end-of-turn tokens up to ``max_new_tokens``; eval still stops at them."""
+    # A high temperature makes the draws nearly uniform, so some sample meets a stop token.
+    cfg = RunConfig(
+        model=ModelConfig(path=str(tiny_model_dir)),
+        generator=GeneratorConfig(max_new_tokens=96, temperature=50.0, ignore_eos=True, max_total_tokens=256),
+    )
+    batch = asyncio.run(
+        generate_batch(
+            rows(4), backend=native, tokenizer=tokenizer, registry=registry, config=cfg, samples_per_prompt=4
+        )
+    )
+    chat = ChatTokens(tokenizer)
+    stops = set(chat.stop_token_ids())
+    assert stops
+    assert all(len(t.response_ids) == 96 and t.finish_reason == "length" for t in batch)
+    assert any(stops & set(t.response_ids[:-1]) for t in batch)  # it went on past a stop token
+    assert sampling_params(cfg, chat).stop_token_ids == ()
+    assert set(sampling_params(cfg, chat, for_eval=True).stop_token_ids) == stops
+    plain = attrs.evolve(cfg, generator=attrs.evolve(cfg.generator, ignore_eos=False))
+    assert set(sampling_params(plain, chat).stop_token_ids) == stops

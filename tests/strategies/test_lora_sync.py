@@ -37,8 +37,10 @@ class PeftNativeBackend(NativeBackend):
     adapter path without vLLM installed.
     """
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, config=None, **kwargs) -> None:
+        # peft injects the adapters into the HF modules, which only the HF engine runs (the static
+        # engine, the CPU default since issue 21, computes with its own fused weights).
+        super().__init__(attrs.evolve(config or NativeBackendConfig(), engine="hf"), **kwargs)
         self.capabilities = attrs.evolve(self.capabilities, lora_adapters=True)
         self.peft = None
         self.versions: list[int] = []

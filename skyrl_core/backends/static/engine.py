@@ -100,7 +100,8 @@ class StaticEngine:
         cuda_graphs: capture decode steps in CUDA graphs (CUDA only).
         sync_every: decode steps between host checks of the sampled tokens.
         prefill_tokens: padded tokens per prefill chunk.
-        span_step: granularity of the attended cache length (graphs per bucket ~ max_len / span_step).
+        span_step: granularity of the attended cache length (graphs per bucket ~ max_len / span_step);
+            default 128 with CUDA graphs, 16 without.
 
     Attributes:
         stats: ``decode_steps``, ``windows``, ``graphs_captured``, ``compactions``,
@@ -115,7 +116,7 @@ class StaticEngine:
         cuda_graphs: bool = True,
         sync_every: int = 16,
         prefill_tokens: int = 16384,
-        span_step: int = 128,
+        span_step: int | None = None,
     ) -> None:
         self.decoder = StaticDecoder(model)
         self.tokenizer = tokenizer
@@ -123,7 +124,9 @@ class StaticEngine:
         self.use_graphs = bool(cuda_graphs) and self.device.type == "cuda"
         self.sync_every = max(1, int(sync_every))
         self.prefill_tokens = max(1, int(prefill_tokens))
-        self.span_step = max(1, int(span_step))
+        # With graphs a coarse step bounds the graphs captured per bucket; eager steps attend to
+        # no more of the cache than the window needs.
+        self.span_step = max(1, int(span_step or (128 if self.use_graphs else 16)))
         self.stats = dict.fromkeys(
             ("decode_steps", "windows", "graphs_captured", "compactions", "prefill_chunks", "cache_bytes"), 0
         )
