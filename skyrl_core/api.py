@@ -226,6 +226,7 @@ _export(
     "transfer_weights",
 )
 _export("skyrl_core.runtime.calls", "free_port")
+_export("skyrl_core.checkpoint", "atomic_write_text")
 
 __all__ = sorted(EXPORTS)
 

@@ -28,12 +28,11 @@ import asyncio
 import json
 import logging
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from skyrl_core.checkpoint import atomic_write_text
 from skyrl_core.data.rows import load_prompts
 from skyrl_core.errors import DataError
 from skyrl_core.notices import failure_warning, warn
@@ -122,18 +121,6 @@ def sample_record(t: Trajectory, prompt: list[dict[str, Any]], tokenizer: Any) -
     return record
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _build_backend(cfg: Any, registry: Any) -> Any:
     """``[backend]`` for ``[model]``, placed as ``[runtime]`` says (the caller shuts Ray down)."""
     from skyrl_core import runtime
@@ -219,7 +206,7 @@ def run_eval(
     out = Path(output_dir or cfg.eval.output or Path(cfg.run_dir) / "eval")
     prompts = {r.uid: r.prompt for r in dataset.rows}
     lines = [json.dumps(sample_record(t, prompts[t.uid], tokenizer), ensure_ascii=False) for t in batch]
-    _atomic_write(out / "samples.jsonl", "\n".join(lines) + "\n")
+    atomic_write_text(out / "samples.jsonl", "\n".join(lines) + "\n")
     summary = {
         "step": step,
         "model": cfg.model.path,
@@ -234,5 +221,5 @@ def run_eval(
         },
         "metrics": metrics,
     }
-    _atomic_write(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return metrics

@@ -19,13 +19,13 @@ import copy
 import json
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 
+from skyrl_core.checkpoint import atomic_write_text
 from skyrl_core.config.skyrl_keys import (
     BY_KEY,
     ROOTS,
@@ -532,19 +532,6 @@ def toml_text(document: dict[str, Any], header: Iterable[str] = ()) -> str:
     return head + ("\n" if head else "") + to_toml(document)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def import_main(
     yaml_file: str | None, overrides: Sequence[str], out: str, options: Options, registry: Any,
     check: bool = True,
@@ -564,6 +551,6 @@ def import_main(
             )
     header = ["Translated from a SkyRL-Train config by `skyrl config import-skyrl`; its report says what each",
               "SkyRL key became and why (docs/migrating_from_skyrl.md)."]
-    write_atomic(Path(out), toml_text(result.document, header))
+    atomic_write_text(Path(out), toml_text(result.document, header))
     print(f"\nwrote {out}" + ("" if check else " (not validated: --no-validate)"))
     return 0

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from skyrl_core.api import MissingDependencyError, SkyrlError
+from skyrl_core.api import MissingDependencyError, SkyrlError, atomic_write_text
 from skyrl_tracker_mlflow.config import MlflowConfig
 
 STATE_FILE = "mlflow_run.json"
@@ -157,10 +157,8 @@ class MlflowTracker:
                 "folder, a database or a reachable tracking server."
             ) from exc
         self.tracking_uri = uri
-        _atomic_write_json(
-            self.run_dir / STATE_FILE,
-            {"run_id": self.run_id, "tracking_uri": uri, "experiment": self.config.experiment},
-        )
+        state = {"run_id": self.run_id, "tracking_uri": uri, "experiment": self.config.experiment}
+        atomic_write_text(self.run_dir / STATE_FILE, json.dumps(state, indent=2) + "\n")
         self._log_params()
         self._log_run_files()
 
@@ -278,10 +276,3 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def _atomic_write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write ``path`` through a temporary file and a rename, so a crash never leaves half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)

@@ -31,7 +31,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from skyrl_core.api import MissingDependencyError, SkyrlError
+from skyrl_core.api import MissingDependencyError, SkyrlError, atomic_write_text
 from skyrl_tracker_wandb.config import WandbConfig
 
 STEP_METRIC = "trainer/step"
@@ -127,10 +127,8 @@ class WandbTracker:
             raise SkyrlError(self._init_error(exc)) from exc
         self.run = run
         if kwargs["mode"] != "disabled":  # a disabled run has a made-up id: nothing to resume
-            _atomic_write_json(
-                self.run_dir / STATE_FILE,
-                {"run_id": run.id, "project": self.config.project, "entity": self.config.entity},
-            )
+            state = {"run_id": run.id, "project": self.config.project, "entity": self.config.entity}
+            atomic_write_text(self.run_dir / STATE_FILE, json.dumps(state, indent=2) + "\n")
         run.define_metric(STEP_METRIC)
         run.define_metric("*", step_metric=STEP_METRIC)
         self._log_run_files()
@@ -200,10 +198,3 @@ class WandbTracker:
             "WANDB_MODE=offline) and upload later with `wandb sync <run dir>/wandb/offline-run-*`; to log "
             "online, run `wandb login` or set WANDB_API_KEY."
         )
-
-
-def _atomic_write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write ``path`` through a temporary file and a rename, so a crash never leaves half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
