@@ -49,6 +49,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from bench.trl_anchor import find_anchor, run_anchor  # noqa: E402
 from skyrl_core import ComponentSpec, hookimpl  # noqa: E402
 
 CONFIG = REPO / "bench" / "configs" / "cpu_anchor.toml"
@@ -99,18 +100,6 @@ def skyrl_register_environments() -> list[ComponentSpec]:
 
 
 # -- model and data ------------------------------------------------------------------------
-
-
-def find_anchor(path: str | None) -> Path:
-    """The TRL anchor script: ``--anchor``, else ``shared/`` beside the checkout."""
-    candidates = [Path(path)] if path else [
-        REPO.parent / "shared" / "tools" / "anchors" / "trl_anchor" / "trl_grpo_step.py",
-        REPO / "shared" / "tools" / "anchors" / "trl_anchor" / "trl_grpo_step.py",
-    ]
-    for c in candidates:
-        if c.is_file() and (c.parent / "tok").is_dir():
-            return c
-    raise SystemExit(f"the TRL anchor script was not found (tried {', '.join(map(str, candidates))}); pass --anchor")
 
 
 def build_model(dest: Path, tokenizer_dir: Path) -> Path:
@@ -211,26 +200,10 @@ def ensure_trl_venv(venv: Path) -> Path:
 
 def run_trl(python: Path, anchor: Path, steps: int, rep: int, workdir: Path) -> dict[str, Any]:
     before = load()
-    env = dict(os.environ, **CHILD_ENV, SHAPE="cpu", STEPS=str(steps), TMPDIR=str(workdir))
-    start = time.perf_counter()
-    proc = subprocess.run([str(python), str(anchor)], capture_output=True, text=True, env=env, cwd=workdir)
-    wall = time.perf_counter() - start
-    records = []
-    for line in proc.stdout.splitlines():  # the anchor's JSON lines; the Trainer also prints dicts
-        try:
-            records.append(json.loads(line))
-        except ValueError:
-            continue
-    records = [r for r in records if isinstance(r, dict)]
-    final = next((r for r in records if r.get("bench") == "trl_grpo_step"), None)
-    if proc.returncode != 0 or final is None:
-        sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
-        raise SystemExit(f"the TRL anchor failed (exit {proc.returncode})")
-    versions = next((r for r in records if "trl" in r), {})
-    tail = next((r for r in records if "log_history_tail" in r), {}).get("log_history_tail", [{}])
-    record = dict(system="trl", rep=rep, step_seconds=final["step_seconds"], steady_median_s=final["steady_median_s"],
-                  completion_mean_length=tail[0].get("completions/mean_length"), versions=versions,
-                  run_seconds=round(wall, 1), load_before=before, load_after=load())
+    result = run_anchor(anchor, "cpu", steps, workdir, python=python, env=CHILD_ENV)
+    record = dict(system="trl", rep=rep, step_seconds=result["step_seconds"], steady_median_s=result["steady_median_s"],
+                  completion_mean_length=result["completion_mean_length"], versions=result["versions"],
+                  run_seconds=result["run_seconds"], load_before=before, load_after=load())
     log(**record)
     return record
 

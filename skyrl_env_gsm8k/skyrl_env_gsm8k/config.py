@@ -147,6 +147,11 @@ class SyntheticPrepareConfig:
     test_rows: int = option(64, help="Test rows (questions disjoint from train and sft).", check=positive)
     sft_rows: int = option(256, help="Supervised warm-start rows (0 for none).", check=non_negative)
     seed: int = option(0, help="Seed of the problem generator.")
+    level: Literal["standard", "easy"] = option(
+        "standard",
+        help="Templates: 'standard' (two or three steps, GSM8K-like) or 'easy' (one operation, small numbers: "
+        "within reach of a ~100M instruct model, e.g. SmolLM2-135M).",
+    )
     env_class: str = option("gsm8k", help="The env_class column.", check=_non_empty)
     instruction: str = option(INSTRUCTION, help="Text appended to every question ('' for none).", allow_empty=True)
     system_prompt: str = option("", help="System message of every prompt ('' for none).", allow_empty=True)

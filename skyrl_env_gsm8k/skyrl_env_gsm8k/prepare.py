@@ -255,10 +255,10 @@ def prepare_synthetic(config: SyntheticPrepareConfig | None, out_dir: Path) -> d
     The problems go through the same JSONL reader as real GSM8K files.
     """
     cfg = config or SyntheticPrepareConfig()
-    test = make_problems(cfg.test_rows, cfg.seed + 1)
+    test = make_problems(cfg.test_rows, cfg.seed + 1, level=cfg.level)
     held_out = [r["question"] for r in test]
-    train = make_problems(cfg.train_rows, cfg.seed, exclude=held_out)
-    sft = make_problems(cfg.sft_rows, cfg.seed + 2, exclude=held_out) if cfg.sft_rows else []
+    train = make_problems(cfg.train_rows, cfg.seed, exclude=held_out, level=cfg.level)
+    sft = make_problems(cfg.sft_rows, cfg.seed + 2, exclude=held_out, level=cfg.level) if cfg.sft_rows else []
     with tempfile.TemporaryDirectory(prefix="skyrl-gsm8k-synthetic-") as tmp:
         records = {
             "train": read_jsonl(write_jsonl(Path(tmp) / "train.jsonl", train)),

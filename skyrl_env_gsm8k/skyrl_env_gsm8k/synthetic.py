@@ -8,7 +8,9 @@ GSM8K's ``train.jsonl``::
      "answer": "In May Mia sold 48/2 = <<48/2=24>>24 clips.\\n...\\n#### 72"}
 
 ``make_problems(n, seed)`` returns ``n`` distinct records; ``write_jsonl(path, records)``
-writes them one JSON object per line.
+writes them one JSON object per line. ``level="easy"`` draws from one-operation templates with
+small numbers instead (:data:`EASY_TEMPLATES`): a task a ~100M-parameter instruct model solves
+sometimes, so reinforcement learning has a signal from the first step.
 """
 
 from __future__ import annotations
@@ -156,11 +158,58 @@ TEMPLATES: tuple[Callable[[random.Random], tuple[str, list[str], int]], ...] = (
 )
 
 
-def make_problems(n: int, seed: int = 0, exclude: Iterable[str] = ()) -> list[Record]:
+def _more(rng: random.Random) -> tuple[str, list[str], int]:
+    name, item, a, b = rng.choice(NAMES), rng.choice(ITEMS), rng.randint(3, 40), rng.randint(2, 30)
+    q = f"{name} has {a} {item}. A friend gives {name} {b} more {item}. How many {item} does {name} have now?"
+    return q, [f"{name} has {_calc(f'{a}+{b}', a + b)} {item} now."], a + b
+
+
+def _left(rng: random.Random) -> tuple[str, list[str], int]:
+    name, item, a = rng.choice(NAMES), rng.choice(ITEMS), rng.randint(10, 60)
+    b = rng.randint(1, a - 1)
+    q = f"{name} has {a} {item} and gives {b} of them away. How many {item} does {name} have left?"
+    return q, [f"{name} has {_calc(f'{a}-{b}', a - b)} {item} left."], a - b
+
+
+def _packs(rng: random.Random) -> tuple[str, list[str], int]:
+    name, item, packs, each = rng.choice(NAMES), rng.choice(ITEMS), rng.randint(2, 9), rng.randint(2, 9)
+    q = f"{name} buys {packs} packs of {item}. Each pack has {each} {item}. How many {item} does {name} buy?"
+    return q, [f"{name} buys {_calc(f'{packs}*{each}', packs * each)} {item}."], packs * each
+
+
+def _share(rng: random.Random) -> tuple[str, list[str], int]:
+    name, item, friends, each = rng.choice(NAMES), rng.choice(ITEMS), rng.randint(2, 6), rng.randint(2, 9)
+    total = friends * each
+    q = f"{name} shares {total} {item} equally among {friends} friends. How many {item} does each friend get?"
+    return q, [f"Each friend gets {_calc(f'{total}/{friends}', each)} {item}."], each
+
+
+def _price(rng: random.Random) -> tuple[str, list[str], int]:
+    name, count, price = rng.choice(NAMES), rng.randint(2, 9), rng.randint(2, 12)
+    q = f"A notebook costs ${price}. {name} buys {count} notebooks. How many dollars does {name} spend?"
+    return q, [f"{name} spends {_calc(f'{count}*{price}', count * price)} dollars."], count * price
+
+
+#: One-operation problems with small numbers (``level="easy"``).
+EASY_TEMPLATES: tuple[Callable[[random.Random], tuple[str, list[str], int]], ...] = (
+    _more,
+    _left,
+    _packs,
+    _share,
+    _price,
+)
+LEVELS = {"standard": TEMPLATES, "easy": EASY_TEMPLATES}
+
+
+def make_problems(n: int, seed: int = 0, exclude: Iterable[str] = (), level: str = "standard") -> list[Record]:
     """``n`` distinct GSM8K-format records (``question``, ``answer`` ending in ``#### N``).
 
-    Questions listed in ``exclude`` are never returned (to keep splits disjoint).
+    Questions listed in ``exclude`` are never returned (to keep splits disjoint). ``level`` picks
+    the templates: ``"standard"`` (two or three steps) or ``"easy"`` (one operation).
     """
+    if level not in LEVELS:
+        raise ValueError(f"unknown level {level!r}: use one of {', '.join(LEVELS)}")
+    templates = LEVELS[level]
     rng = random.Random(seed)
     seen = set(exclude)
     out: list[Record] = []
@@ -169,7 +218,7 @@ def make_problems(n: int, seed: int = 0, exclude: Iterable[str] = ()) -> list[Re
         attempts += 1
         if attempts > 100 * n + 1000:
             raise ValueError(f"could not draw {n} distinct problems (got {len(out)}); lower the count")
-        question, steps, value = rng.choice(TEMPLATES)(rng)
+        question, steps, value = rng.choice(templates)(rng)
         if question in seen:
             continue
         seen.add(question)

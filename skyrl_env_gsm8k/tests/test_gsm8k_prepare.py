@@ -122,16 +122,38 @@ def test_synthetic_preparer_splits_are_disjoint(tmp_path, registry):
     assert not held_out & {r["prompt"][-1]["content"].split("\n\n")[0] for r in sft}
 
 
-def test_synthetic_answers_are_computed_correctly():
+@pytest.mark.parametrize("level", ["standard", "easy"])
+def test_synthetic_answers_are_computed_correctly(level):
     """Every step of every template solution re-evaluates to its stated result."""
     import re
 
-    for rec in make_problems(200, seed=11):
+    for rec in make_problems(200, seed=11, level=level):
         for expr, value in re.findall(r"<<([^=<>]+)=(-?\d+)>>", rec["answer"]):
             assert eval(expr, {"__builtins__": {}}) == int(value), (expr, value)
         last_calc = re.findall(r"<<[^=<>]+=(-?\d+)>>", rec["answer"])[-1]
         assert final_answer(rec["answer"]) == last_calc
         assert int(last_calc) > 0
+
+
+def test_synthetic_easy_level(tmp_path, registry):
+    """`level = "easy"`: one-operation problems (one calculator step each), disjoint splits, every template used."""
+    import re
+
+    from skyrl_env_gsm8k.synthetic import EASY_TEMPLATES
+
+    problems = make_problems(300, seed=3, level="easy")
+    assert all(len(re.findall(r"<<", r["answer"])) == 1 for r in problems)
+    assert all(int(final_answer(r["answer"])) < 200 for r in problems)
+    openings = {r["question"].split(".")[0].split()[1] for r in problems}  # the verb after the name / noun
+    assert len(openings) >= len(EASY_TEMPLATES) - 1
+    files = run_preparer("gsm8k_synthetic", tmp_path, {"train_rows": 50, "test_rows": 20, "sft_rows": 0,
+                                                       "level": "easy"}, registry)
+    train = load_prompt_rows([str(files["train"])], registry=registry)
+    test = load_prompt_rows([str(files["eval"])], registry=registry)
+    held_out = {r.extras["extra_info"]["question"] for r in test.rows}
+    assert len(held_out) == 20 and not held_out & {r.extras["extra_info"]["question"] for r in train.rows}
+    with pytest.raises(ConfigError, match=r"level"):
+        run_preparer("gsm8k_synthetic", tmp_path / "bad", {"level": "hard"}, registry)
 
 
 def _write_lines(path: Path, lines: list[str]) -> Path:
