@@ -105,6 +105,7 @@ _export(
     "PolicyLossOutput",
 )
 _export("skyrl_core.protocols.tracker", "Tracker")
+_export("skyrl_core.tracking", "RemoteRunTracker")
 _export("skyrl_core.protocols.preparer", "DatasetPreparer")
 _export("skyrl_core.protocols.install", "ChecksInstallation")
 _export(

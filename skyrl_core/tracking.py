@@ -1,4 +1,5 @@
-"""Builtin trackers: a compact console table, ``metrics.jsonl`` and TensorBoard.
+"""Builtin trackers: a compact console table, ``metrics.jsonl`` and TensorBoard; and
+:class:`RemoteRunTracker`, the base of trackers that mirror a run into a service (W&B, MLflow).
 
 Every tracker implements ``skyrl_core.protocols.Tracker`` and is constructed as
 ``Tracker(config, run_dir=Path, run_config=dict)``. A resumed run redoes the steps after its
@@ -13,11 +14,12 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import attrs
 
 from skyrl_core.config.fields import option, positive
+from skyrl_core.errors import SkyrlError
 
 # Columns of the console table: (metric, header, format).
 CONSOLE_COLUMNS: list[tuple[str, str, str]] = [
@@ -214,3 +216,115 @@ def plot_curves(metrics_path: Path, out_path: Path) -> Path | None:
     plt.close(fig)
     tmp.replace(out_path)
     return out_path
+
+
+# -- trackers that mirror a run into a service ------------------------------------------------
+
+Outcome = Literal["finished", "failed", "interrupted"]
+
+
+class RemoteRunTracker:
+    """Base of trackers that mirror a skyrl run into a run of a tracking service (W&B, MLflow).
+
+    It holds what such trackers share, so a third-party one gets it right too:
+
+    * the lifecycle: the plugin's ``skyrl_run_start`` hook calls :meth:`on_run_start` (which opens
+      the service's run: the recorded one when training resumed from a checkpoint, ``step > 0``,
+      else a new one), ``skyrl_run_end`` calls :meth:`on_run_end`, and :meth:`close` (the loop's
+      ``finally``) uploads the run files once more and ends the service's run with the outcome:
+      ``"finished"``, ``"failed"`` (an exception, or training opened but never ended) or
+      ``"interrupted"`` (KeyboardInterrupt);
+    * the state file in the run directory (``STATE_FILE``) that records which service run to
+      continue on resume, read with a clear error and written atomically;
+    * the resolved run config, read from ``manifest.json`` (written before trackers are built).
+
+    A subclass sets ``SERVICE`` (its name in messages) and ``STATE_FILE``, and implements
+    :attr:`is_open`, ``_open(resume=...)``, ``_log_run_files()`` and ``_finish(outcome)``.
+    """
+
+    SERVICE: ClassVar[str] = "tracking service"
+    STATE_FILE: ClassVar[str] = "tracker_run.json"
+
+    def __init__(self, run_dir: Path, run_config: dict[str, Any] | None = None) -> None:
+        self.run_dir = Path(run_dir)
+        self.run_config = dict(run_config or {})
+        self._in_training = False  # opened by the skyrl_run_start hook: success needs skyrl_run_end
+        self._completed = False
+
+    # -- what a subclass implements --------------------------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        raise NotImplementedError
+
+    def _open(self, *, resume: bool) -> None:
+        raise NotImplementedError
+
+    def _log_run_files(self) -> None:
+        raise NotImplementedError
+
+    def _finish(self, outcome: Outcome) -> None:
+        raise NotImplementedError
+
+    # -- the run's lifecycle ---------------------------------------------------------------------
+
+    def on_run_start(self, step: int) -> None:
+        """Open the service's run: the recorded one when training resumed from a checkpoint (``step > 0``), else
+        a new one."""
+        self._in_training = True
+        self.ensure_open(step)
+
+    def on_run_end(self) -> None:
+        """Training finished normally: :meth:`close` reports success."""
+        self._completed = True
+
+    def ensure_open(self, step: int) -> None:
+        """Open the run if no hook did (a tracker used outside ``skyrl train``): a first step above 0 continues
+        the recorded run."""
+        if not self.is_open:
+            self._open(resume=step > 0)
+
+    def close(self) -> None:
+        """Upload the run files again (the manifest now records how the attempt ended) and end the run."""
+        if not self.is_open:
+            return
+        # close() runs in the loop's `finally`: an exception on its way out means the run failed
+        error = sys.exc_info()[1]
+        failed = error is not None or (self._in_training and not self._completed)
+        outcome: Outcome = "finished"
+        if failed:
+            outcome = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+        try:
+            self._log_run_files()
+        finally:
+            self._finish(outcome)
+
+    # -- the state file and the run config -------------------------------------------------------
+
+    def read_state(self) -> dict[str, Any] | None:
+        """The recorded service run (``STATE_FILE`` in the run directory), or None when there is none."""
+        path = self.run_dir / self.STATE_FILE
+        if not path.is_file():
+            return None
+        try:
+            return dict(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError) as exc:
+            raise SkyrlError(
+                f"{path}: cannot read the recorded {self.SERVICE} run ({exc}); delete the file to start a new "
+                f"{self.SERVICE} run"
+            ) from exc
+
+    def write_state(self, state: dict[str, Any]) -> None:
+        """Record the service run for a later resume (written atomically)."""
+        from skyrl_core.checkpoint import atomic_write_text
+
+        atomic_write_text(self.run_dir / self.STATE_FILE, json.dumps(state, indent=2) + "\n")
+
+    def resolved_run_config(self) -> dict[str, Any]:
+        """The resolved config of the run (from manifest.json), else the ``run_config`` given."""
+        manifest = self.run_dir / "manifest.json"
+        if manifest.is_file():
+            config = json.loads(manifest.read_text(encoding="utf-8")).get("config")
+            if isinstance(config, dict):
+                return config
+        return dict(self.run_config)

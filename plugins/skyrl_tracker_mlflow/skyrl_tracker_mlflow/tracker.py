@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from skyrl_core.api import MissingDependencyError, SkyrlError, atomic_write_text
+from skyrl_core.api import MissingDependencyError, RemoteRunTracker, SkyrlError
 from skyrl_tracker_mlflow.config import MlflowConfig
 
 STATE_FILE = "mlflow_run.json"
@@ -49,18 +49,21 @@ PARAMS_PER_BATCH = 100  # MLflow's limit for params + tags in one log_batch
 METRICS_PER_BATCH = 1000
 
 
-class MlflowTracker:
-    """Sends a run's metrics, config and manifest to an MLflow tracking store."""
+class MlflowTracker(RemoteRunTracker):
+    """Sends a run's metrics, config and manifest to an MLflow tracking store.
+
+    The lifecycle (hooks, status on close), the state file and the run config come from
+    ``skyrl_core.api.RemoteRunTracker``."""
+
+    SERVICE = "MLflow"
+    STATE_FILE = STATE_FILE
 
     def __init__(self, config: MlflowConfig | None, run_dir: Path, run_config: dict[str, Any] | None = None) -> None:
+        super().__init__(run_dir, run_config)
         self.config = config or MlflowConfig()
-        self.run_dir = Path(run_dir)
-        self.run_config = dict(run_config or {})
         self.client: Any = None  # mlflow.tracking.MlflowClient, once the run is open
         self.run_id: str | None = None
         self.tracking_uri: str | None = None
-        self._in_training = False  # opened by the skyrl_run_start hook: success needs skyrl_run_end
-        self._completed = False
 
     @staticmethod
     def check_installed(config: MlflowConfig | None) -> str:
@@ -77,28 +80,15 @@ class MlflowTracker:
                 continue
         return "mlflow (version unknown)"
 
-    # -- the run's lifecycle (driven by the plugin's skyrl_run_start / skyrl_run_end hooks) -------
-
-    def on_run_start(self, step: int) -> None:
-        """Open the MLflow run: the recorded one when training resumed from a checkpoint (``step > 0``), else a
-        new one."""
-        self._in_training = True
-        if self.run_id is None:
-            self._open(resume=step > 0)
-
-    def on_run_end(self) -> None:
-        """Training finished normally: ``close`` sets the status FINISHED."""
-        self._completed = True
-
     # -- the Tracker protocol -----------------------------------------------------------------
 
-    def log(self, metrics: dict[str, float], step: int) -> None:
-        """Log ``metrics`` at ``step``.
+    @property
+    def is_open(self) -> bool:
+        return self.run_id is not None
 
-        Opens the run first when no hook did (a tracker used outside ``skyrl train``): a first
-        step above 0 continues the recorded run."""
-        if self.run_id is None:
-            self._open(resume=step > 0)
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        """Log ``metrics`` at ``step`` (opening the run first when no hook did)."""
+        self.ensure_open(step)
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
@@ -110,24 +100,16 @@ class MlflowTracker:
         for chunk in _chunks(batch, METRICS_PER_BATCH):
             self.client.log_batch(self.run_id, metrics=chunk)
 
-    def close(self) -> None:
+    def _finish(self, outcome: str) -> None:
         """End the MLflow run: FINISHED, FAILED, or KILLED when interrupted."""
-        if self.run_id is None:
-            return
-        # close() runs in the loop's `finally`: an exception on its way out means the run failed
-        error = sys.exc_info()[1]
-        failed = error is not None or (self._in_training and not self._completed)
-        status = ("KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED") if failed else "FINISHED"
-        try:  # the manifest now records how this attempt ended: upload that version
-            self._log_run_files()
-        finally:
-            run_id, self.run_id = self.run_id, None
-            self.client.set_terminated(run_id, status=status)
+        run_id, self.run_id = self.run_id, None
+        self.client.set_terminated(run_id, status={"finished": "FINISHED", "failed": "FAILED",
+                                                   "interrupted": "KILLED"}[outcome])
 
     # -- opening -------------------------------------------------------------------------------
 
     def _open(self, *, resume: bool) -> None:
-        previous = self._previous_run() if resume else None
+        previous = self.read_state() if resume else None
         uri = self._resolve_uri(previous)
         if urlparse(uri).scheme in ("", "file"):
             # MLflow 3 refuses file stores unless this is set; a value the user set wins
@@ -157,8 +139,7 @@ class MlflowTracker:
                 "folder, a database or a reachable tracking server."
             ) from exc
         self.tracking_uri = uri
-        state = {"run_id": self.run_id, "tracking_uri": uri, "experiment": self.config.experiment}
-        atomic_write_text(self.run_dir / STATE_FILE, json.dumps(state, indent=2) + "\n")
+        self.write_state({"run_id": self.run_id, "tracking_uri": uri, "experiment": self.config.experiment})
         self._log_params()
         self._log_run_files()
 
@@ -215,22 +196,11 @@ class MlflowTracker:
         self.client.update_run(run_id, status="RUNNING")
         return run_id
 
-    def _previous_run(self) -> dict[str, Any] | None:
-        path = self.run_dir / STATE_FILE
-        if not path.is_file():
-            return None
-        try:
-            return dict(json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, ValueError) as exc:
-            raise SkyrlError(
-                f"{path}: cannot read the recorded MLflow run ({exc}); delete the file to start a new MLflow run"
-            ) from exc
-
     def _log_params(self) -> None:
         """The run config as params; on a resumed run only the new ones (MLflow params cannot change)."""
         from mlflow.entities import Param
 
-        params = {metric_name(key): _param_value(value) for key, value in _flatten(self._run_config())}
+        params = {metric_name(key): _param_value(value) for key, value in _flatten(self.resolved_run_config())}
         logged = self.client.get_run(self.run_id).data.params
         changed = sorted(k for k, v in params.items() if k in logged and logged[k] != v)
         if changed:
@@ -242,15 +212,6 @@ class MlflowTracker:
         new = [Param(k, v) for k, v in params.items() if k not in logged]
         for chunk in _chunks(new, PARAMS_PER_BATCH):
             self.client.log_batch(self.run_id, params=chunk)
-
-    def _run_config(self) -> dict[str, Any]:
-        """The resolved config of the run (from manifest.json, written before trackers are built)."""
-        manifest = self.run_dir / "manifest.json"
-        if manifest.is_file():
-            config = json.loads(manifest.read_text(encoding="utf-8")).get("config")
-            if isinstance(config, dict):
-                return config
-        return dict(self.run_config)
 
 
 def metric_name(key: str) -> str:

@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import importlib.util
-import json
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from skyrl_core.api import MissingDependencyError, SkyrlError, atomic_write_text
+from skyrl_core.api import MissingDependencyError, RemoteRunTracker, SkyrlError
 from skyrl_tracker_wandb.config import WandbConfig
 
 STEP_METRIC = "trainer/step"
@@ -40,16 +39,19 @@ ARTIFACT_TYPE = "skyrl-run"
 ARTIFACT_FILES = ("manifest.json", "config.toml")
 
 
-class WandbTracker:
-    """Sends a run's metrics, config and manifest to W&B (online, offline or disabled)."""
+class WandbTracker(RemoteRunTracker):
+    """Sends a run's metrics, config and manifest to W&B (online, offline or disabled).
+
+    The lifecycle (hooks, exit status on close), the state file and the run config come from
+    ``skyrl_core.api.RemoteRunTracker``."""
+
+    SERVICE = "W&B"
+    STATE_FILE = STATE_FILE
 
     def __init__(self, config: WandbConfig | None, run_dir: Path, run_config: dict[str, Any] | None = None) -> None:
+        super().__init__(run_dir, run_config)
         self.config = config or WandbConfig()
-        self.run_dir = Path(run_dir)
-        self.run_config = dict(run_config or {})
         self.run: Any = None  # the wandb Run, once opened
-        self._in_training = False  # opened by the skyrl_run_start hook: success needs skyrl_run_end
-        self._completed = False
         self._logged_files: tuple[bytes, ...] = ()  # the artifact files' contents as last logged
 
     @staticmethod
@@ -62,43 +64,22 @@ class WandbTracker:
             )
         return f"wandb {md.version('wandb')}"
 
-    # -- the run's lifecycle (driven by the plugin's skyrl_run_start / skyrl_run_end hooks) -------
-
-    def on_run_start(self, step: int) -> None:
-        """Open the W&B run: the recorded one when training resumed from a checkpoint (``step > 0``), else a new one."""
-        self._in_training = True
-        if self.run is None:
-            self._open(resume=step > 0)
-
-    def on_run_end(self) -> None:
-        """Training finished normally: ``close`` reports success."""
-        self._completed = True
-
     # -- the Tracker protocol -----------------------------------------------------------------
 
-    def log(self, metrics: dict[str, float], step: int) -> None:
-        """Log ``metrics`` with ``trainer/step = step``.
+    @property
+    def is_open(self) -> bool:
+        return self.run is not None
 
-        Opens the run first when no hook did (a tracker used outside ``skyrl train``): a first
-        step above 0 continues the recorded run."""
-        if self.run is None:
-            self._open(resume=step > 0)
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        """Log ``metrics`` with ``trainer/step = step`` (opening the run first when no hook did)."""
+        self.ensure_open(step)
         values = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
         self.run.log({STEP_METRIC: step, **values})
 
-    def close(self) -> None:
+    def _finish(self, outcome: str) -> None:
         """Finish the W&B run with exit code 0 (finished), 1 (failed) or 130 (interrupted)."""
-        if self.run is None:
-            return
-        # close() runs in the loop's `finally`: an exception on its way out means the run failed
-        error = sys.exc_info()[1]
-        failed = error is not None or (self._in_training and not self._completed)
-        code = (130 if isinstance(error, KeyboardInterrupt) else 1) if failed else 0
-        try:  # the manifest now records how this attempt ended: log that version too
-            self._log_run_files()
-        finally:
-            run, self.run = self.run, None
-            run.finish(exit_code=code)
+        run, self.run = self.run, None
+        run.finish(exit_code={"finished": 0, "failed": 1, "interrupted": 130}[outcome])
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -116,7 +97,7 @@ class WandbTracker:
             "tags": list(self.config.tags) or None,
             "notes": self.config.notes,
             "dir": str(where),
-            "config": self._run_config(),
+            "config": self.resolved_run_config(),
             "mode": self._mode(),
         }
         if previous is not None:
@@ -127,8 +108,7 @@ class WandbTracker:
             raise SkyrlError(self._init_error(exc)) from exc
         self.run = run
         if kwargs["mode"] != "disabled":  # a disabled run has a made-up id: nothing to resume
-            state = {"run_id": run.id, "project": self.config.project, "entity": self.config.entity}
-            atomic_write_text(self.run_dir / STATE_FILE, json.dumps(state, indent=2) + "\n")
+            self.write_state({"run_id": run.id, "project": self.config.project, "entity": self.config.entity})
         run.define_metric(STEP_METRIC)
         run.define_metric("*", step_metric=STEP_METRIC)
         self._log_run_files()
@@ -154,33 +134,18 @@ class WandbTracker:
 
     def _previous_run(self) -> str | None:
         """The W&B run id recorded in the run directory, when it belongs to the configured project and entity."""
-        path = self.run_dir / STATE_FILE
-        if not path.is_file():
+        state = self.read_state()
+        if state is None:
             return None
-        try:
-            state = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise SkyrlError(
-                f"{path}: cannot read the recorded W&B run ({exc}); delete the file to start a new W&B run"
-            ) from exc
         if (state.get("project"), state.get("entity")) != (self.config.project, self.config.entity):
             print(
-                f"wandb: {path} records run {state.get('run_id')} of project {state.get('project')!r} "
-                f"(entity {state.get('entity')!r}); [tracking.wandb] now names project {self.config.project!r} "
-                f"(entity {self.config.entity!r}), so a new W&B run starts",
+                f"wandb: {self.run_dir / STATE_FILE} records run {state.get('run_id')} of project "
+                f"{state.get('project')!r} (entity {state.get('entity')!r}); [tracking.wandb] now names project "
+                f"{self.config.project!r} (entity {self.config.entity!r}), so a new W&B run starts",
                 file=sys.stderr,
             )
             return None
         return str(state["run_id"])
-
-    def _run_config(self) -> dict[str, Any]:
-        """The resolved config of the run (from manifest.json, written before trackers are built)."""
-        manifest = self.run_dir / "manifest.json"
-        if manifest.is_file():
-            config = json.loads(manifest.read_text(encoding="utf-8")).get("config")
-            if isinstance(config, dict):
-                return config
-        return dict(self.run_config)
 
     def _mode(self) -> str | None:
         """``[tracking.wandb] mode``; for 'auto', WANDB_MODE read now (wandb itself reads it once per
