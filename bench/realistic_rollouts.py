@@ -192,6 +192,23 @@ def run_hf(model: Any, prompts: list[list[int]], lengths: list[int] | None, max_
     return dt, int(first.sum()), int(reply.shape[1])
 
 
+def profile_native(backend: Any, prompts: list[list[int]], lengths: list[int] | None, args: argparse.Namespace,
+                   stop_ids: tuple[int, ...], name: str) -> None:
+    """One more native call under the torch profiler: the top ops by device and by host time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if backend.device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        run_native(backend, prompts, lengths, args.max_new, stop_ids, seed=99)
+    averages = prof.key_averages()
+    device_key = "self_cuda_time_total" if backend.device.type == "cuda" else "self_cpu_time_total"
+    for key in dict.fromkeys((device_key, "self_cpu_time_total")):
+        table = averages.table(sort_by=key, row_limit=args.profile_rows, max_name_column_width=60)
+        print(f"== profile of {name}, sorted by {key} ==\n{table}", flush=True)
+        if args.out:
+            Path(args.out).with_suffix(f".{name}.{key}.txt").write_text(table)
+
+
 def bench_one(name: str, model_path: Path, device: torch.device, dtype: str, args: argparse.Namespace,
               real: bool) -> dict[str, Any]:
     from transformers import AutoTokenizer
@@ -223,6 +240,8 @@ def bench_one(name: str, model_path: Path, device: torch.device, dtype: str, arg
             native.append((dt, tokens))
         log(workload=name, engine="native-static", rep=rep, seconds=round(dt, 3), tokens=tokens,
             tokens_per_s=round(tokens / dt), stats=dict(backend.engine.stats) if backend.engine else None)
+    if args.profile:
+        profile_native(backend, prompts, lengths, args, stop_ids, name)
     if args.hf:
         model = backend.model
         pad = tok.pad_token_id if tok.pad_token_id is not None else eos
@@ -263,6 +282,8 @@ def main() -> int:
     parser.add_argument("--sigma", type=float, default=0.8)
     parser.add_argument("--reps", type=int, default=2)
     parser.add_argument("--no-hf", dest="hf", action="store_false", help="skip transformers generate")
+    parser.add_argument("--profile", action="store_true", help="one more native call under the torch profiler")
+    parser.add_argument("--profile-rows", type=int, default=30)
     parser.add_argument("--out", default=None, help="also write every record as a JSON list here")
     args = parser.parse_args()
     device = torch.device(args.device)
