@@ -272,9 +272,14 @@ class StaticEngine:
             if b is None or b.rows != bucket_size(n):
                 b = self._bucket(bucket_size(n))
                 b.load(tokens, positions, counters, state)
-            k = min(self.sync_every, min(rows[i].limit - len(outputs[i].ids) for i in live))
             # A row's next write position is prompt + produced - 1; the window writes k of them.
             longest = max(lengths[rows[i].prompt] + len(outputs[i].ids) for i in live)
+            # Rows whose token limit falls inside the window decode on to its end, like rows that
+            # sampled a stop token (StopChecker drops what they produce past their end), so rows with
+            # different limits (max_total_tokens, per-request max_new_tokens) do not shrink windows
+            # to a step or two; the window stays inside the cache and stops once every row is done.
+            k = min(self.sync_every, max(rows[i].limit - len(outputs[i].ids) for i in live),
+                    cache.max_len - longest + 1)
             span = min(round_up(longest + k - 1, self.span_step), cache.max_len)
             b.win.zero_()
             for _ in range(k):
