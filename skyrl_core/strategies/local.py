@@ -165,6 +165,8 @@ class LocalStrategy:
         if critic is not None:
             self._critic = self._trainable(critic, self.config.critic_lr or trainer.lr)
         self.prefix_sharing = self._choose_shared_prefix()
+        if self.config.compile:
+            self._compile()
 
     # -- construction helpers ---------------------------------------------------------------
 
@@ -286,6 +288,47 @@ class LocalStrategy:
         if reason is None and self._critic is not None:
             reason = shared_prefix.unsupported_reason(self._require_critic().backbone)
         return reason
+
+    def _compile(self) -> None:
+        """``[strategy] compile``: compile the transformer blocks of every model, then run a training
+        forward and backward of the policy on a probe batch (in the layout training uses) and check that
+        it gives the eager log-probs: a compiler problem is a clear error at start-up, not mid-run."""
+        probe = shared_prefix.probe(int(self.policy.get_input_embeddings().weight.shape[0]))
+        c = self._collate(probe)
+        # Train mode (what the update compiles for) unless dropout stays on: then eval, deterministic.
+        self.policy.train(self.config.disable_dropout)
+
+        def logprobs() -> Tensor:
+            with self._autocast():
+                logits = self._policy_logits(c, mode=self.logits_mode)
+                return token_outputs.logprob_outputs(logits, c.targets, 1.0, False)["logprobs"]
+
+        with torch.no_grad():
+            eager = logprobs()
+        modules = [self.policy, self.ref, self._critic.module if self._critic is not None else None]
+        compiled = [model_parts.compile_blocks(m) for m in modules if m is not None]
+        if not compiled[0]:
+            raise SkyrlError(
+                f"[strategy] compile = true: {type(self.policy).__name__} names no transformer blocks "
+                "(_no_split_modules) to compile; set [strategy] compile = false"
+            )
+        try:
+            out = logprobs()
+            out.sum().backward()
+        except Exception as exc:  # whatever the compiler raised: say where, keep the cause
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise SkyrlError(
+                f"[strategy] compile = true: torch.compile failed on a probe batch ({type(exc).__name__}: {first}); "
+                "on the CPU it needs a C++ compiler, on CUDA Triton; set [strategy] compile = false"
+            ) from exc
+        finally:
+            self.policy.zero_grad(set_to_none=True)
+        tol = 2e-2 if self._autocast_dtype is not None else 1e-4
+        if not torch.allclose(out.detach().float(), eager.float(), rtol=tol, atol=tol):
+            raise SkyrlError(
+                "[strategy] compile = true: the compiled model's log-probs differ from the eager model's on a probe "
+                "batch; set [strategy] compile = false"
+            )
 
     # -- passes -----------------------------------------------------------------------------
 

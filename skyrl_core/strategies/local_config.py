@@ -82,3 +82,12 @@ class LocalStrategyConfig:
         "Default 'auto': on the CPU anchor (16 prompts x 4 samples of 32 + 64 tokens, fp32, 1 thread) it cut the "
         "update from 1.27 s to 1.07 s (bench/RESULTS.md); not yet measured on a GPU.",
     )
+    compile: bool = option(
+        False,
+        help="torch.compile the cache-free parts of every transformer block (the MLPs and norms: the element-wise "
+        "work a compiler fuses) of the policy, reference and critic; the attention stays eager. Start-up compiles "
+        "them on a probe batch and checks a training pass reproduces the eager log-probs (a compiler problem is an "
+        "error there, not mid-run). Off by default: on the CPU anchor (16 x 4 samples, 32 + 64 tokens, fp32, 1 "
+        "thread) it cost ~17 s of compiling at start-up for an update 0-5 % faster (within the noise); meant for "
+        "GPUs, where it is not yet measured. Needs a C++ compiler on the CPU, Triton on CUDA.",
+    )

@@ -9,6 +9,8 @@ model surgery: dropout off, activation checkpointing, tied-weight dedup.
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch import Tensor, nn
 
@@ -143,3 +145,30 @@ def response_values(critic: ValueModel, inputs: dict[str, Tensor | None], rows: 
     """The critic's values ``(N,)`` (float32) at the same positions as ``response_logits``."""
     hidden = critic.backbone(**inputs, use_cache=False).last_hidden_state
     return critic.head(hidden[rows, cols]).squeeze(-1).float()
+
+
+def compile_blocks(model: nn.Module, *, dynamic: bool | None = None) -> int:
+    """``torch.compile`` the cache-free parts of every transformer block of ``model``, in place.
+
+    The blocks are the instances of the classes a Hugging Face model names in
+    ``_no_split_modules`` (its decoder layers). In each, every direct child whose ``forward``
+    takes no key/value cache is compiled (the MLP and the norms: the fusable element-wise work);
+    the attention stays eager, since a traced cache update would guard its graphs on per-layer
+    cache state and recompile them for every layer and pass (``[strategy] shared_prefix`` runs
+    the attention against a cache). Children of the same class share their compilations.
+    ``Module.compile`` keeps parameter names, so state dicts, checkpoints and weight sync are
+    unchanged. Returns how many modules were compiled (0: nothing to compile).
+    """
+    names = set(getattr(model, "_no_split_modules", None) or ())
+    count = 0
+    for block in (m for m in model.modules() if type(m).__name__ in names):
+        for child in block.children():
+            params = inspect.signature(child.forward).parameters
+            if not CACHE_ARGUMENTS.intersection(params):
+                child.compile(dynamic=dynamic)
+                count += 1
+    return count
+
+
+#: The names Hugging Face modules give their key/value cache argument.
+CACHE_ARGUMENTS = frozenset({"cache", "past_key_values", "past_key_value", "layer_past"})

@@ -1,0 +1,58 @@
+"""``[strategy] compile``: the cache-free parts of the transformer blocks run through torch.compile,
+and the passes and updates equal the eager model's."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from skyrl_core.errors import SkyrlError
+from skyrl_core.protocols.strategy import TrainBatch
+from skyrl_core.strategies import model_parts
+from skyrl_core.strategies.local_config import LocalStrategyConfig
+
+
+def test_compile_blocks_leaves_the_attention_eager(qwen2_dir) -> None:
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(qwen2_dir)
+    names = [n for n, _ in model.named_parameters()]
+    assert model_parts.compile_blocks(model) == 2 * 3  # per layer: the MLP and the two norms
+    layer = model.model.layers[0]
+    assert all(getattr(m, "_compiled_call_impl", None) is not None for m in (layer.mlp, layer.input_layernorm))
+    assert getattr(layer.self_attn, "_compiled_call_impl", None) is None  # it takes the KV cache
+    assert [n for n, _ in model.named_parameters()] == names  # checkpoints and weight sync unchanged
+
+
+def test_a_model_without_blocks_is_refused(qwen2_dir, make_strategy, monkeypatch) -> None:
+    from transformers.models.qwen2 import modeling_qwen2
+
+    monkeypatch.setattr(modeling_qwen2.Qwen2PreTrainedModel, "_no_split_modules", None)  # a model that names none
+    with pytest.raises(SkyrlError, match=r"compile = true: Qwen2ForCausalLM names no transformer blocks"):
+        make_strategy(qwen2_dir, strategy_config=LocalStrategyConfig(compile=True))
+
+
+@pytest.mark.slow  # compiles the tiny model's MLP and norms (~10-30 s on 2 CPU cores)
+def test_compiled_passes_and_update_equal_eager_ones(qwen2_dir, make_strategy, make_batch, pg_loss) -> None:
+    def build(compile: bool):
+        return make_strategy(qwen2_dir, strategy_config=LocalStrategyConfig(compile=compile), need_critic=True)
+
+    eager, compiled = build(False), build(True)
+    base = make_batch(5, n=8)
+    batch = TrainBatch([base.prompt_ids[i // 2] for i in range(8)], base.response_ids, base.tensors)  # groups of 2
+    for role in ("policy", "critic"):
+        a, b = (
+            eager.forward(batch, role=role, need_entropy=role == "policy"),
+            compiled.forward(batch, role=role, need_entropy=role == "policy"),
+        )
+        for x, y in ((a.logprobs, b.logprobs), (a.entropy, b.entropy), (a.values, b.values)):
+            if x is not None:
+                torch.testing.assert_close(y, x, atol=1e-5, rtol=1e-5)
+    for seed in (6, 7):  # a second shape: the compiled parts must follow it
+        other = make_batch(seed, n=6)
+        ma = eager.train_step(other, pg_loss, need_entropy=True)
+        mb = compiled.train_step(other, pg_loss, need_entropy=True)
+        assert mb["grad_norm"] == pytest.approx(ma["grad_norm"], rel=1e-4)
+        assert mb["pg"] == pytest.approx(ma["pg"], rel=1e-5)
+    for (name, pa), (_, pb) in zip(eager.policy.named_parameters(), compiled.policy.named_parameters(), strict=True):
+        torch.testing.assert_close(pb, pa, atol=1e-5, rtol=1e-4, msg=name)
