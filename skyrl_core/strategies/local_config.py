@@ -84,10 +84,11 @@ class LocalStrategyConfig:
     )
     compile: bool = option(
         False,
-        help="torch.compile the cache-free parts of every transformer block (the MLPs and norms: the element-wise "
-        "work a compiler fuses) of the policy, reference and critic; the attention stays eager. Start-up compiles "
-        "them on a probe batch and checks a training pass reproduces the eager log-probs (a compiler problem is an "
-        "error there, not mid-run). Off by default: on the CPU anchor (16 x 4 samples, 32 + 64 tokens, fp32, 1 "
-        "thread) it cost ~17 s of compiling at start-up for an update 0-5 % faster (within the noise); meant for "
-        "GPUs, where it is not yet measured. Needs a C++ compiler on the CPU, Triton on CUDA.",
+        help="torch.compile every transformer block (decoder layer) of the policy, reference and critic (regional "
+        "compilation: the layers share their graphs; norms, RoPE, attention and MLP fused per layer) for the "
+        "training and no-grad passes. Start-up compiles them on a probe batch and checks a training pass "
+        "reproduces the eager log-probs (a compiler problem is an error there, not mid-run); raises dynamo's "
+        "recompile limit for the process. Off by default: on the CPU anchor (16 x 4 samples, 32 + 64 tokens, "
+        "fp32, 1 thread) it costs ~15-25 s of compiling (start-up and first steps) for an update ~10 % faster; "
+        "not yet measured on a GPU. Needs a C++ compiler on the CPU, Triton on CUDA.",
     )

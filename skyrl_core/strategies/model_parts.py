@@ -9,8 +9,6 @@ model surgery: dropout off, activation checkpointing, tied-weight dedup.
 
 from __future__ import annotations
 
-import inspect
-
 import torch
 from torch import Tensor, nn
 
@@ -148,27 +146,30 @@ def response_values(critic: ValueModel, inputs: dict[str, Tensor | None], rows: 
 
 
 def compile_blocks(model: nn.Module, *, dynamic: bool | None = None) -> int:
-    """``torch.compile`` the cache-free parts of every transformer block of ``model``, in place.
+    """``torch.compile`` every transformer block of ``model`` in place (regional compilation).
 
     The blocks are the instances of the classes a Hugging Face model names in
-    ``_no_split_modules`` (its decoder layers). In each, every direct child whose ``forward``
-    takes no key/value cache is compiled (the MLP and the norms: the fusable element-wise work);
-    the attention stays eager, since a traced cache update would guard its graphs on per-layer
-    cache state and recompile them for every layer and pass (``[strategy] shared_prefix`` runs
-    the attention against a cache). Children of the same class share their compilations.
+    ``_no_split_modules`` (its decoder layers); the layers share code, so they share their
+    compilations, and the parts between them (embeddings, masks, the LM head) stay eager.
     ``Module.compile`` keeps parameter names, so state dicts, checkpoints and weight sync are
-    unchanged. Returns how many modules were compiled (0: nothing to compile).
+    unchanged. A block is compiled once per kind of call (training or no-grad pass, plain or
+    shared-prompt layout, first shape then dynamic shapes; a key/value cache's updates run
+    outside the graphs, ``shared_prefix``), more than dynamo's default limit of 8 per code
+    object: the limit is raised to ``RECOMPILE_LIMIT`` for the process. Returns how many blocks
+    were compiled (0: nothing to compile).
     """
     names = set(getattr(model, "_no_split_modules", None) or ())
-    count = 0
-    for block in (m for m in model.modules() if type(m).__name__ in names):
-        for child in block.children():
-            params = inspect.signature(child.forward).parameters
-            if not CACHE_ARGUMENTS.intersection(params):
-                child.compile(dynamic=dynamic)
-                count += 1
-    return count
+    blocks = [m for m in model.modules() if type(m).__name__ in names]
+    if blocks:
+        import torch._dynamo
+
+        config = torch._dynamo.config
+        name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"  # torch < 2.6
+        setattr(config, name, max(getattr(config, name), RECOMPILE_LIMIT))
+    for block in blocks:
+        block.compile(dynamic=dynamic)
+    return len(blocks)
 
 
-#: The names Hugging Face modules give their key/value cache argument.
-CACHE_ARGUMENTS = frozenset({"cache", "past_key_values", "past_key_value", "layer_past"})
+#: Compilations per compiled code object ``compile_blocks`` allows (dynamo's default is 8).
+RECOMPILE_LIMIT = 64

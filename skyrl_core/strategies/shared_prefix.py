@@ -115,13 +115,27 @@ def shared_layout(batch: TrainBatch, device: torch.device | str, *, pad_id: int 
     )
 
 
-def _new_cache(body: nn.Module) -> Any:
-    from transformers import DynamicCache
+_CACHE_CLASS: Any = None
 
+
+def _new_cache(body: nn.Module) -> Any:
+    """A ``DynamicCache`` whose updates run outside compiled graphs (``[strategy] compile``): traced,
+    its per-layer bookkeeping (initialised or not, lengths, strides, the layer index) would guard
+    the compiled decoder layers and recompile them for every layer and pass."""
+    global _CACHE_CLASS
+    if _CACHE_CLASS is None:
+        from transformers import DynamicCache
+
+        class PrefixCache(DynamicCache):
+            @torch.compiler.disable
+            def update(self, *args: Any, **kwargs: Any) -> Any:
+                return super().update(*args, **kwargs)
+
+        _CACHE_CLASS = PrefixCache
     try:
-        return DynamicCache(config=body.config)
+        return _CACHE_CLASS(config=body.config)
     except TypeError:  # older transformers: no per-layer types
-        return DynamicCache()
+        return _CACHE_CLASS()
 
 
 def _cache_keyword(body: nn.Module) -> str:
