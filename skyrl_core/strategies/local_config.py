@@ -80,7 +80,7 @@ class LocalStrategyConfig:
         "'sliced', no packing, no gradient checkpointing) and a start-up probe reproduces the plain layout's "
         "log-probs; true requires it (an error says what is missing); false always runs the plain layout. "
         "Default 'auto': on the CPU anchor (16 prompts x 4 samples of 32 + 64 tokens, fp32, 1 thread) it cut the "
-        "update from 1.27 s to 1.07 s (bench/RESULTS.md); not yet measured on a GPU.",
+        "update from 1.23 s to 0.96-1.04 s (bench/RESULTS.md); not yet measured on a GPU.",
     )
     compile: bool = option(
         False,
@@ -89,6 +89,7 @@ class LocalStrategyConfig:
         "training and no-grad passes. Start-up compiles them on a probe batch and checks a training pass "
         "reproduces the eager log-probs (a compiler problem is an error there, not mid-run); raises dynamo's "
         "recompile limit for the process. Off by default: on the CPU anchor (16 x 4 samples, 32 + 64 tokens, "
-        "fp32, 1 thread) it costs ~15-25 s of compiling (start-up and first steps) for an update ~10 % faster; "
+        "fp32, 1 thread) it costs ~55 s of compiling with an empty inductor cache (13-18 s with a warm one) for "
+        "an update ~10 % faster; "
         "not yet measured on a GPU. Needs a C++ compiler on the CPU, Triton on CUDA.",
     )
