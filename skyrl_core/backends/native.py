@@ -207,13 +207,11 @@ class NativeBackend:
             if self._closed or self._abort_epoch > epoch:
                 return [_aborted(p.request) for p in batch]
             assert self.engine is not None
-            rows = self._rows(batch)
-            outputs = self.engine.generate(
-                [p.request.prompt_ids for p in batch], rows, lambda: self._closed or self._abort_epoch > epoch
-            )
+            prompts, rows, owners = self._rows(batch)
+            outputs = self.engine.generate(prompts, rows, lambda: self._closed or self._abort_epoch > epoch)
         per_request: list[list[Completion]] = [[] for _ in batch]
-        for row, out in zip(rows, outputs, strict=True):
-            per_request[row.prompt].append(self._completion(out))
+        for owner, out in zip(owners, outputs, strict=True):
+            per_request[owner].append(self._completion(out))
         results = [GenerateResult(c) for c in per_request]
         self.stats["batches"] += 1
         self.stats["requests"] += len(batch)
@@ -221,14 +219,27 @@ class NativeBackend:
         self.stats["generated_tokens"] += sum(len(out.ids) for out in outputs)
         return results
 
-    def _rows(self, batch: list[_Pending]) -> list[RowSpec]:
-        """One row per sample: sample ``j`` of a request seeded ``s`` gets the seed ``sample_seed(s, j)``."""
-        rows = []
+    def _rows(self, batch: list[_Pending]) -> tuple[list[list[int]], list[RowSpec], list[int]]:
+        """The distinct prompts of ``batch``, one row per sample, and each row's request.
+
+        Sample ``j`` of a request seeded ``s`` gets the seed ``sample_seed(s, j)``. Requests with
+        identical prompt ids share one prompt (the engines prefill each distinct prompt once): a
+        GRPO group arrives as ``n`` single-sample requests, one per trajectory.
+        """
+        distinct: dict[tuple[int, ...], int] = {}
+        prompts: list[list[int]] = []
+        rows: list[RowSpec] = []
+        owners: list[int] = []
         for i, p in enumerate(batch):
+            ids = list(p.request.prompt_ids)
+            k = distinct.setdefault(tuple(ids), len(prompts))
+            if k == len(prompts):
+                prompts.append(ids)
             params = p.request.params
-            limit = min(params.max_new_tokens, self.max_model_len - len(p.request.prompt_ids))
-            rows.extend(RowSpec(i, params, limit, sample_seed(p.seed, j)) for j in range(params.n))
-        return rows
+            limit = min(params.max_new_tokens, self.max_model_len - len(ids))
+            rows.extend(RowSpec(k, params, limit, sample_seed(p.seed, j)) for j in range(params.n))
+            owners.extend([i] * params.n)
+        return prompts, rows, owners
 
     def _completion(self, out: RowOutput) -> Completion:
         return Completion(

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from skyrl_core.errors import DataError, SkyrlError
 from skyrl_core.protocols.strategy import TrainBatch
 from skyrl_core.strategies.micro_batching import pack_rows
+from skyrl_core.strategies.shared_prefix import SharedPrefix, shared_layout
 
 
 @attrs.frozen
@@ -45,6 +46,10 @@ class Collated:
         response_len: ``R``, the longest response of the micro-batch.
         padded: whether any row is shorter than ``L`` (and so needs the attention mask).
         packed: whether rows hold several sequences.
+        prefix: the same micro-batch in the shared-prompt layout (``collate(shared_prefix=True)``
+            when sequences share prompts; ``skyrl_core.strategies.shared_prefix``), which gives the
+            same outputs for fewer token positions; None otherwise. The plain inputs above are
+            always complete, so a consumer that ignores it stays correct.
     """
 
     input_ids: Tensor
@@ -59,6 +64,7 @@ class Collated:
     response_len: int
     padded: bool = True
     packed: bool = False
+    prefix: SharedPrefix | None = None
 
     def model_inputs(self) -> dict[str, Tensor | None]:
         """Keyword arguments for a Hugging Face model. Without padding, and when packed, the mask
@@ -81,12 +87,14 @@ def collate(
     pad_id: int = 0,
     packed: bool = False,
     row_width: int | None = None,
+    shared_prefix: bool = False,
 ) -> Collated:
     """Lay out ``prompt + response`` of every sequence and index the response tokens.
 
     Right-padded by default; with ``packed`` the sequences are laid into rows as wide as the
     longest one, or ``row_width`` when wider (first-fit decreasing, ``pack_rows``), each with
-    its own position ids.
+    its own position ids. With ``shared_prefix`` (and not packed), ``Collated.prefix`` also
+    holds the shared-prompt layout when two sequences with responses share their prompt.
 
     Raises:
         DataError: when a sequence with a response has an empty prompt (its first token
@@ -146,6 +154,7 @@ def collate(
         response_len=batch.response_len,
         padded=padded,
         packed=packed,
+        prefix=shared_layout(batch, device, pad_id=pad_id) if shared_prefix and not packed else None,
     )
 
 

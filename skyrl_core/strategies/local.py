@@ -16,9 +16,11 @@ Every pass right-pads ``prompt + response`` (or packs several sequences per row,
 packing``) into micro-batches packed by token budget and scores response token ``j`` from the
 hidden state at ``prompt_len - 1 + j``; by default the LM head runs only at those positions
 (see ``LocalStrategyConfig.logits``), and log-probs and entropy come from one fused kernel on
-CUDA (``token_outputs``). ``train_step`` is the shared step of ``skyrl_core.strategies.update``
-(the one ``fsdp2``'s workers run too): gradient accumulation over the micro-batches, the
-non-finite skip, clipping, fp16 loss scaling, the AdamW and schedule steps, and the metrics.
+CUDA (``token_outputs``). Sequences of a micro-batch that share their prompt (GRPO's groups)
+run the prompt once by default (``[strategy] shared_prefix``, ``strategies.shared_prefix``).
+``train_step`` is the shared step of ``skyrl_core.strategies.update`` (the one ``fsdp2``'s
+workers run too): gradient accumulation over the micro-batches, the non-finite skip, clipping,
+fp16 loss scaling, the AdamW and schedule steps, and the metrics.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from torch import Tensor, nn
 from skyrl_core.config.schema import ModelConfig, TrainerConfig
 from skyrl_core.errors import SkyrlError
 from skyrl_core.protocols.strategy import ForwardOutput, LossFn, ModelRole, TrainBatch
-from skyrl_core.strategies import lora, memory, model_parts, token_outputs, update
+from skyrl_core.strategies import lora, memory, model_parts, shared_prefix, token_outputs, update
 from skyrl_core.strategies.batch_layout import (
     Collated,
     check_packing_width,
@@ -162,6 +164,9 @@ class LocalStrategy:
         self._critic = None
         if critic is not None:
             self._critic = self._trainable(critic, self.config.critic_lr or trainer.lr)
+        self.prefix_sharing = self._choose_shared_prefix()
+        if self.config.compile:
+            self._compile()
 
     # -- construction helpers ---------------------------------------------------------------
 
@@ -241,6 +246,90 @@ class LocalStrategy:
         if not packing_agrees(*results, low_precision=self._autocast_dtype is not None):
             raise packing_error(self.policy)
 
+    @torch.no_grad()
+    def _choose_shared_prefix(self) -> bool:
+        """Whether micro-batches whose sequences share prompts run in the shared-prompt layout
+        (``[strategy] shared_prefix``; see ``skyrl_core.strategies.shared_prefix``)."""
+        mode = self.config.shared_prefix
+        if mode is False:
+            return False
+        reason = self._shared_prefix_unavailable()
+        if reason is None:
+            probe = shared_prefix.probe(int(self.policy.get_input_embeddings().weight.shape[0]))
+            self.policy.eval()
+            results = []
+            for shared in (False, True):
+                c = collate(probe, self.device, shared_prefix=shared)
+                with self._autocast():
+                    logits = self._policy_logits(c, mode=self.logits_mode)
+                results.append(c.scatter(token_outputs.logprob_outputs(logits, c.targets, 1.0, False)["logprobs"]))
+            tol = 2e-2 if self._autocast_dtype is not None else 1e-4
+            if not torch.allclose(*results, rtol=tol, atol=tol):
+                reason = "on a probe batch it did not reproduce the plain layout's log-probs"
+        if reason is not None and mode is True:
+            raise SkyrlError(
+                f"[strategy] shared_prefix = true: {reason}; set [strategy] shared_prefix = 'auto' (used where it "
+                "applies) or false"
+            )
+        return reason is None
+
+    def _shared_prefix_unavailable(self) -> str | None:
+        """Why the shared-prompt layout cannot run on this strategy's models, or None."""
+        if self.config.packing:
+            return "[strategy] packing lays several sequences into a row, which the shared layout does not"
+        if self.checkpointing.on:
+            return (
+                "gradient checkpointing is on (Hugging Face layers drop the key/value cache while they checkpoint; "
+                "trainer.gradient_checkpointing = false turns it off)"
+            )
+        if self.logits_mode != "sliced":
+            return "it needs the LM head applied to hidden states ([strategy] logits resolved to 'full')"
+        reason = shared_prefix.unsupported_reason(model_parts.backbone(self.policy))
+        if reason is None and self._critic is not None:
+            reason = shared_prefix.unsupported_reason(self._require_critic().backbone)
+        return reason
+
+    def _compile(self) -> None:
+        """``[strategy] compile``: compile the transformer blocks of every model, then run a training
+        forward and backward of the policy on a probe batch (in the layout training uses) and check that
+        it gives the eager log-probs: a compiler problem is a clear error at start-up, not mid-run."""
+        probe = shared_prefix.probe(int(self.policy.get_input_embeddings().weight.shape[0]))
+        c = self._collate(probe)
+        # Train mode (what the update compiles for) unless dropout stays on: then eval, deterministic.
+        self.policy.train(self.config.disable_dropout)
+
+        def logprobs() -> Tensor:
+            with self._autocast():
+                logits = self._policy_logits(c, mode=self.logits_mode)
+                return token_outputs.logprob_outputs(logits, c.targets, 1.0, False)["logprobs"]
+
+        with torch.no_grad():
+            eager = logprobs()
+        modules = [self.policy, self.ref, self._critic.module if self._critic is not None else None]
+        compiled = [model_parts.compile_blocks(m) for m in modules if m is not None]
+        if not compiled[0]:
+            raise SkyrlError(
+                f"[strategy] compile = true: {type(self.policy).__name__} names no transformer blocks "
+                "(_no_split_modules) to compile; set [strategy] compile = false"
+            )
+        try:
+            out = logprobs()
+            out.sum().backward()
+        except Exception as exc:  # whatever the compiler raised: say where, keep the cause
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise SkyrlError(
+                f"[strategy] compile = true: torch.compile failed on a probe batch ({type(exc).__name__}: {first}); "
+                "on the CPU it needs a C++ compiler, on CUDA Triton; set [strategy] compile = false"
+            ) from exc
+        finally:
+            self.policy.zero_grad(set_to_none=True)
+        tol = 2e-2 if self._autocast_dtype is not None else 1e-4
+        if not torch.allclose(out.detach().float(), eager.float(), rtol=tol, atol=tol):
+            raise SkyrlError(
+                "[strategy] compile = true: the compiled model's log-probs differ from the eager model's on a probe "
+                "batch; set [strategy] compile = false"
+            )
+
     # -- passes -----------------------------------------------------------------------------
 
     def _micro_batches(self, lengths: list[int], budget: int) -> list[list[int]]:
@@ -251,7 +340,10 @@ class LocalStrategy:
         )
 
     def _collate(self, micro: TrainBatch) -> Collated:
-        return collate(micro, self.device, packed=self.config.packing, row_width=self.config.packing_width)
+        cfg = self.config
+        return collate(
+            micro, self.device, packed=cfg.packing, row_width=cfg.packing_width, shared_prefix=self.prefix_sharing
+        )
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self._autocast_dtype is None:
@@ -261,12 +353,17 @@ class LocalStrategy:
     def _policy_logits(self, c: Collated, *, mode: str, module: nn.Module | None = None) -> Tensor:
         """Logits ``(N, V)`` at the positions that predict the ``N`` response tokens."""
         module = self.policy if module is None else module
+        if c.prefix is not None:  # only ever built when the mode is 'sliced' (``_choose_shared_prefix``)
+            return shared_prefix.response_logits(module, c.prefix)
         return model_parts.response_logits(module, c.model_inputs(), c.rows, c.cols, sliced=mode == "sliced")
 
     def _outputs(self, role: ModelRole, c: Collated, temperature: float, need_entropy: bool) -> dict[str, Tensor]:
         """Per-token outputs ``(N,)`` of ``role`` on a collated micro-batch."""
         if role == "critic":
-            return {"values": model_parts.response_values(self._require_critic(), c.model_inputs(), c.rows, c.cols)}
+            critic = self._require_critic()
+            if c.prefix is not None:
+                return {"values": shared_prefix.response_values(critic, c.prefix)}
+            return {"values": model_parts.response_values(critic, c.model_inputs(), c.rows, c.cols)}
         module = self.policy if role == "policy" else self._require_ref()
         with self._ref_context() if role == "ref" else contextlib.nullcontext():
             logits = self._policy_logits(c, mode=self.logits_mode, module=module)

@@ -143,3 +143,33 @@ def response_values(critic: ValueModel, inputs: dict[str, Tensor | None], rows: 
     """The critic's values ``(N,)`` (float32) at the same positions as ``response_logits``."""
     hidden = critic.backbone(**inputs, use_cache=False).last_hidden_state
     return critic.head(hidden[rows, cols]).squeeze(-1).float()
+
+
+def compile_blocks(model: nn.Module, *, dynamic: bool | None = None) -> int:
+    """``torch.compile`` every transformer block of ``model`` in place (regional compilation).
+
+    The blocks are the instances of the classes a Hugging Face model names in
+    ``_no_split_modules`` (its decoder layers); the layers share code, so they share their
+    compilations, and the parts between them (embeddings, masks, the LM head) stay eager.
+    ``Module.compile`` keeps parameter names, so state dicts, checkpoints and weight sync are
+    unchanged. A block is compiled once per kind of call (training or no-grad pass, plain or
+    shared-prompt layout, first shape then dynamic shapes; a key/value cache's updates run
+    outside the graphs, ``shared_prefix``), more than dynamo's default limit of 8 per code
+    object: the limit is raised to ``RECOMPILE_LIMIT`` for the process. Returns how many blocks
+    were compiled (0: nothing to compile).
+    """
+    names = set(getattr(model, "_no_split_modules", None) or ())
+    blocks = [m for m in model.modules() if type(m).__name__ in names]
+    if blocks:
+        import torch._dynamo
+
+        config = torch._dynamo.config
+        name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"  # torch < 2.6
+        setattr(config, name, max(getattr(config, name), RECOMPILE_LIMIT))
+    for block in blocks:
+        block.compile(dynamic=dynamic)
+    return len(blocks)
+
+
+#: Compilations per compiled code object ``compile_blocks`` allows (dynamo's default is 8).
+RECOMPILE_LIMIT = 64

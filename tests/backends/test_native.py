@@ -143,6 +143,32 @@ def test_results_do_not_depend_on_batching(make, ref):
         assert max(abs(x - y) for x, y in zip(a.completions[0].logprobs, b.completions[0].logprobs, strict=True)) < 1e-4
 
 
+@pytest.mark.parametrize("engine", ["static", "hf"])
+def test_identical_prompts_are_prefilled_once(make, ref, engine):
+    """A GRPO group arrives as n single-sample requests with the same prompt ids: the engine gets
+    each distinct prompt once, and every request still gets its own seeded samples."""
+    a, b = ref.prompt("What is 1 + 2?"), ref.prompt("What is 3 + 4?")
+    prompts = [a, a, b, a, b]
+    requests = [
+        GenerateRequest(p, SamplingParams(max_new_tokens=6, temperature=0.9, seed=i)) for i, p in enumerate(prompts)
+    ]
+    backend = make(engine=engine, batch_wait_ms=0)
+    seen: list[int] = []
+    real = backend.engine.generate
+
+    def counting(prompt_ids, rows, *args):
+        seen.append(len(prompt_ids))
+        return real(prompt_ids, rows, *args)
+
+    backend.engine.generate = counting
+    together = generate(backend, requests)
+    assert seen == [2]
+    alone = [generate(make(engine=engine, max_batch_size=1), [r])[0] for r in requests]
+    for x, y in zip(together, alone, strict=True):
+        assert x.completions[0].token_ids == y.completions[0].token_ids
+        assert max(abs(u - v) for u, v in zip(x.completions[0].logprobs, y.completions[0].logprobs, strict=True)) < 1e-4
+
+
 def test_invalid_requests_are_rejected_with_the_reason(make, ref):
     backend = make()
     prompt = ref.prompt("hi")

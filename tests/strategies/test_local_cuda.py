@@ -68,3 +68,30 @@ def test_fp16_uses_a_gradient_scaler(qwen2_dir, make_strategy, make_batch, pg_lo
     for _ in range(2):
         assert gpu.train_step(batch, pg_loss)["skipped"] == 0.0
     assert gpu._policy.scaler is not None and gpu._policy.scaler.get_scale() > 0
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_shared_prefix_and_compile_on_cuda(qwen2_dir, make_strategy, make_batch, pg_loss, dtype):
+    """``[strategy] shared_prefix`` and ``compile`` on the GPU give the plain eager passes and update
+    (fp32: to rounding; bf16 autocast: to bf16 rounding)."""
+    from skyrl_core.protocols.strategy import TrainBatch
+    from skyrl_core.strategies.local_config import LocalStrategyConfig
+
+    def build(**options):
+        cfg = LocalStrategyConfig(**options)
+        return make_strategy(qwen2_dir, strategy_config=cfg, model_kw={"device": "cuda", "dtype": dtype})
+
+    plain, shared, compiled = build(shared_prefix=False), build(shared_prefix=True), build(compile=True)
+    assert shared.prefix_sharing and compiled.prefix_sharing
+    base = make_batch(40, n=12)
+    batch = TrainBatch([base.prompt_ids[i // 3] for i in range(12)], base.response_ids, base.tensors)  # groups of 3
+    tol = 1e-4 if dtype == "float32" else 5e-2
+    reference = plain.forward(batch, need_entropy=True)
+    for other in (shared, compiled):
+        out = other.forward(batch, need_entropy=True)
+        torch.testing.assert_close(out.logprobs, reference.logprobs, atol=tol, rtol=tol)
+        torch.testing.assert_close(out.entropy, reference.entropy, atol=tol, rtol=tol)
+    m = [s.train_step(batch, pg_loss, need_entropy=True) for s in (plain, shared, compiled)]
+    assert all(x["skipped"] == 0.0 for x in m)
+    assert m[1]["grad_norm"] == pytest.approx(m[0]["grad_norm"], rel=10 * tol)
+    assert m[2]["grad_norm"] == pytest.approx(m[0]["grad_norm"], rel=10 * tol)
