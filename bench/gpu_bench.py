@@ -209,7 +209,11 @@ def grpo_parts(model_path: Path, device: torch.device, args: argparse.Namespace)
 
     dtype = "bfloat16" if device.type == "cuda" else "float32"
     strategy = LocalStrategy(
-        LocalStrategyConfig(forward_micro_batch_tokens=args.forward_micro_batch_tokens),
+        LocalStrategyConfig(
+            forward_micro_batch_tokens=args.forward_micro_batch_tokens,
+            shared_prefix={"auto": "auto", "true": True, "false": False}[args.shared_prefix],
+            compile=args.compile,
+        ),
         model=ModelConfig(path=str(model_path), device=str(device), dtype=dtype),
         trainer=TrainerConfig(micro_batch_tokens=args.micro_batch_tokens, gradient_checkpointing=args.checkpointing),
         seed=0,
@@ -348,6 +352,9 @@ def main() -> int:
                         help="old log-probs from the update's forward pass (the loop's default on-policy) "
                         "or from a separate pass")
     parser.add_argument("--sync-every", type=int, default=16)
+    parser.add_argument("--shared-prefix", choices=["auto", "true", "false"], default="auto",
+                        help="[strategy] shared_prefix of the local strategy (auto is off on CUDA until measured)")
+    parser.add_argument("--compile", action="store_true", help="[strategy] compile: torch.compile the decoder layers")
     parser.add_argument("--ref-steps", type=int, default=2,
                         help="GRPO steps with a reference model (KL loss) after the default ones (0: none)")
     parser.add_argument("--trl-anchor", default=None, help="TRL anchor script (default: bench/trl_anchor.py's search)")

@@ -253,6 +253,10 @@ class LocalStrategy:
         mode = self.config.shared_prefix
         if mode is False:
             return False
+        if mode == "auto" and self.device.type != "cpu":
+            # Measured only on the CPU so far (bench/RESULTS.md); on GPUs the plain layout's flash
+            # attention may beat the gathered-cache attention: 'auto' stays off there until measured.
+            return False
         reason = self._shared_prefix_unavailable()
         if reason is None:
             probe = shared_prefix.probe(int(self.policy.get_input_embeddings().weight.shape[0]))

@@ -80,7 +80,8 @@ class LocalStrategyConfig:
         "'sliced', no packing, no gradient checkpointing) and a start-up probe reproduces the plain layout's "
         "log-probs; true requires it (an error says what is missing); false always runs the plain layout. "
         "Default 'auto': on the CPU anchor (16 prompts x 4 samples of 32 + 64 tokens, fp32, 1 thread) it cut the "
-        "update from 1.23 s to 0.96-1.04 s (bench/RESULTS.md); not yet measured on a GPU.",
+        "update from 1.23 s to 0.96-1.04 s (bench/RESULTS.md). Not yet measured on a GPU, so on CUDA 'auto' is "
+        "off for now (true turns it on there; its CUDA test checks it matches the plain layout).",
     )
     compile: bool = option(
         False,
