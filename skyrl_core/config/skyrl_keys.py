@@ -165,7 +165,11 @@ TABLE: tuple[SkyrlKey, ...] = (
     SkyrlKey("trainer.policy.fsdp_config.fsdp_size", -1, Ignored(FSDP_ONLY)),
     SkyrlKey("trainer.policy.sequence_parallel_size", 1,
              Ignored("no sequence parallelism here: the same updates, but each sequence must fit one GPU")),
-    SkyrlKey("trainer.policy.use_torch_compile", False, Ignored("a kernel choice; the same results")),
+    SkyrlKey(
+        "trainer.policy.use_torch_compile",
+        False,
+        Ignored("a kernel choice; the same results (ours: `[strategy] compile = true` with the local strategy)"),
+    ),
     SkyrlKey("trainer.policy.record_memory", False, Ignored("a debugging aid")),
     SkyrlKey("trainer.policy.model_config_kwargs", {},
              NeutralOnly(({},), "changing the model's config is not available; edit the model folder's config.json")),
