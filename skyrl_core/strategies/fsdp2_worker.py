@@ -236,6 +236,11 @@ class Fsdp2Worker:
         fm.materialize(root, real, self.device, self.rank)
         if not train:
             root.eval().requires_grad_(False)
+        if self.config.compile and not model_parts.compile_blocks(fm.hf_model(root)):
+            raise SkyrlError(
+                f"[strategy] compile = true: the {role} model names no transformer blocks (_no_split_modules) "
+                "to compile; set [strategy] compile = false"
+            )
         return root
 
     def _trainable(self, root: nn.Module, lr: float) -> Trainable:

@@ -159,7 +159,8 @@ def compile_blocks(model: nn.Module, *, dynamic: bool | None = None) -> int:
     were compiled (0: nothing to compile).
     """
     names = set(getattr(model, "_no_split_modules", None) or ())
-    blocks = [m for m in model.modules() if type(m).__name__ in names]
+    # by class or base class name: fsdp2's fully_shard swaps a layer's class for an `FSDP<name>` subclass
+    blocks = [m for m in model.modules() if any(c.__name__ in names for c in type(m).__mro__)]
     if blocks:
         import torch._dynamo
 

@@ -204,6 +204,22 @@ def test_checkpointing_and_prefetch_leave_the_step_unchanged(ray_cluster, qwen2_
     fsdp2.shutdown()
 
 
+@pytest.mark.slow
+def test_compiled_fsdp2_step_matches_local(ray_cluster, qwen2_dir, make_strategy, make_batch):
+    """``[strategy] compile`` on fsdp2: each sharded decoder layer compiled in place (FSDP2's hooks stay
+    eager); the step and the log-probs after it are still local's eager ones."""
+    from skyrl_core.strategies.fsdp2_config import Fsdp2StrategyConfig
+
+    local = make_strategy(qwen2_dir, micro_batch_tokens=MICRO_TOKENS)
+    fsdp2 = make_fsdp2(qwen2_dir, micro_batch_tokens=MICRO_TOKENS, strategy_config=Fsdp2StrategyConfig(compile=True))
+    batch = rl_batch(make_batch, 5, local)
+    m_fsdp2, m_local = fsdp2.train_step(batch, policy_loss()), local.train_step(batch, policy_loss())
+    for key in ("policy/loss", "grad_norm", "tokens"):
+        assert m_fsdp2[key] == pytest.approx(m_local[key], rel=1e-4, abs=1e-5), key
+    torch.testing.assert_close(fsdp2.forward(batch).logprobs, local.forward(batch).logprobs, atol=2e-4, rtol=2e-4)
+    fsdp2.shutdown()
+
+
 # -- checkpoints -----------------------------------------------------------------------------
 
 
