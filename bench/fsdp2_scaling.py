@@ -299,12 +299,18 @@ def compare_phase(args: argparse.Namespace, root: Path, dtype: str, trainer: Tra
                 torch.cuda.reset_peak_memory_stats()
             start = time.perf_counter()
             if name == "local":
-                strategy: Any = LocalStrategy(None, model=model, trainer=trainer, seed=0)
+                from skyrl_core.strategies.local_config import LocalStrategyConfig
+
+                local_cfg = LocalStrategyConfig(compile=args.compile, shared_prefix=False)
+                strategy: Any = LocalStrategy(local_cfg, model=model, trainer=trainer, seed=0)
                 params = sum(p.numel() for p in strategy.policy.parameters())
                 batch.tensors["old_logprobs"] = strategy.forward(batch, temperature=1.0).logprobs.float().cpu()
             else:
                 runtime.configure(RuntimeConfig(mode="ray", train_gpus=1, colocate=True, inference_gpus=0))
-                strategy = Fsdp2Strategy(None, model=model, trainer=trainer, seed=0)
+                from skyrl_core.strategies.fsdp2_config import Fsdp2StrategyConfig
+
+                fsdp2_cfg = Fsdp2StrategyConfig(compile=args.compile)
+                strategy = Fsdp2Strategy(fsdp2_cfg, model=model, trainer=trainer, seed=0)
                 strategy.peak_memory_gib()  # reset after start-up
             setup_s = time.perf_counter() - start
             result = timed_updates(strategy, batch, loss_fn, args.steps, args.profile)
@@ -447,6 +453,8 @@ def main() -> int:
     parser.add_argument("--micro-batch-tokens", type=int, default=None,
                         help="[trainer] micro_batch_tokens (default: 16384 on GPU, 2 sequences on CPU)")
     parser.add_argument("--profile", action="store_true", help="compare phase: profile one more update of each")
+    parser.add_argument("--compile", action="store_true",
+                        help="compare phase: [strategy] compile for both strategies (warm-up step compiles)")
     parser.add_argument("--dcp", action="store_true",
                         help="compare phase: DCP save, resume and HF export of the first shape's fsdp2 strategy")
     parser.add_argument("--out", default=None, help="also write all records as JSON here")
