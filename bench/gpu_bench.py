@@ -322,8 +322,7 @@ def trl_baseline(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     env = {}
     if args.trl_site:  # wheels of trl, datasets, dill, multiprocess installed for the child only
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [args.trl_site, os.environ.get("PYTHONPATH", "")]))
-    shape = {"0.5b": "0.5b", "tiny": "tiny"}[args.shape]
-    result = run_anchor(anchor, shape, args.trl_steps, root, env=env, timeout=args.trl_timeout)
+    result = run_anchor(anchor, args.shape, args.trl_steps, root, env=env, timeout=args.trl_timeout)
     ours = {"prompts": args.prompts, "samples": args.samples, "prompt_len": args.prompt_len,
             "completion_len": args.new_tokens}
     result["same_shape"] = all(result["shape"].get(k) == v for k, v in ours.items())

@@ -49,6 +49,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from bench.gpu_bench import RESULTS, log, sync  # noqa: E402  (one record list and log format for both benches)
+
 SHAPES: dict[str, dict[str, Any]] = {
     "0.5b": dict(arch="qwen2", vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
                  num_attention_heads=14, num_key_value_heads=2),
@@ -57,17 +59,6 @@ SHAPES: dict[str, dict[str, Any]] = {
     "tiny": dict(arch="llama", vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                  num_attention_heads=4, num_key_value_heads=2),
 }
-RESULTS: list[dict[str, Any]] = []
-
-
-def log(**kw: Any) -> None:
-    RESULTS.append(kw)
-    print(json.dumps(kw), flush=True)
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def build_random_model(shape: str, root: Path, device: torch.device, dtype: torch.dtype) -> Path:
@@ -168,12 +159,13 @@ def run_hf(model: Any, prompts: list[list[int]], lengths: list[int] | None, max_
         stop_at = torch.tensor(lengths, device=device) - 1  # index of the reply token that must be EOS
 
         class ForceStop(LogitsProcessor):
+            """EOS for rows at their drawn length; no host sync (generate's own stop check is the step's one)."""
+
             def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-                done = stop_at <= input_ids.shape[1] - width
-                if bool(done.any()):
-                    scores[done] = float("-inf")
-                    scores[done, eos_id] = 0.0
-                return scores
+                done = (stop_at <= input_ids.shape[1] - width).unsqueeze(1)
+                eos_only = torch.full_like(scores[:1], float("-inf"))
+                eos_only[:, eos_id] = 0.0
+                return torch.where(done, eos_only, scores)
 
         processors.append(ForceStop())
     kwargs = dict(do_sample=True, temperature=1.0, top_p=1.0, top_k=0, pad_token_id=pad_id, eos_token_id=eos_id,

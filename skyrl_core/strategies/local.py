@@ -232,17 +232,21 @@ class LocalStrategy:
         return "sliced" if ok else "full"
 
     @torch.no_grad()
+    def _probe_logprobs(self, probe: TrainBatch, **layout: bool) -> Tensor:
+        """The policy's log-probs (eval mode, no grad) of a start-up probe batch collated with ``layout``
+        (``packed=`` or ``shared_prefix=``): start-up checks compare two layouts with it."""
+        self.policy.eval()
+        c = collate(probe, self.device, **layout)
+        with self._autocast():
+            logits = self._policy_logits(c, mode=self.logits_mode)
+        return c.scatter(token_outputs.logprob_outputs(logits, c.targets, 1.0, False)["logprobs"])
+
+    @torch.no_grad()
     def _check_packing(self) -> None:
         """``packing = true``: packed rows must give the padded rows' log-probs (the model's
         attention must keep packed sequences apart), else a clear error at start-up."""
         probe = packing_probe(int(self.policy.get_input_embeddings().weight.shape[0]))
-        self.policy.eval()
-        results = []
-        for packed in (False, True):
-            c = collate(probe, self.device, packed=packed)
-            with self._autocast():
-                logits = self._policy_logits(c, mode=self.logits_mode)
-            results.append(c.scatter(token_outputs.logprob_outputs(logits, c.targets, 1.0, False)["logprobs"]))
+        results = [self._probe_logprobs(probe, packed=packed) for packed in (False, True)]
         if not packing_agrees(*results, low_precision=self._autocast_dtype is not None):
             raise packing_error(self.policy)
 
@@ -260,13 +264,7 @@ class LocalStrategy:
         reason = self._shared_prefix_unavailable()
         if reason is None:
             probe = shared_prefix.probe(int(self.policy.get_input_embeddings().weight.shape[0]))
-            self.policy.eval()
-            results = []
-            for shared in (False, True):
-                c = collate(probe, self.device, shared_prefix=shared)
-                with self._autocast():
-                    logits = self._policy_logits(c, mode=self.logits_mode)
-                results.append(c.scatter(token_outputs.logprob_outputs(logits, c.targets, 1.0, False)["logprobs"]))
+            results = [self._probe_logprobs(probe, shared_prefix=shared) for shared in (False, True)]
             tol = 2e-2 if self._autocast_dtype is not None else 1e-4
             if not torch.allclose(*results, rtol=tol, atol=tol):
                 reason = "on a probe batch it did not reproduce the plain layout's log-probs"
