@@ -211,7 +211,8 @@ def bench_one(name: str, model_path: Path, device: torch.device, dtype: str, arg
 
     tok = AutoTokenizer.from_pretrained(model_path)
     backend = NativeBackend(
-        NativeBackendConfig(engine="static", dtype=dtype, max_batch_size=args.rows, max_tokens_in_flight=1 << 30),
+        NativeBackendConfig(engine="static", dtype=dtype, max_batch_size=args.rows, max_tokens_in_flight=1 << 30,
+                            compile=args.engine_compile),
         model=ModelConfig(path=str(model_path), device=str(device), dtype=dtype),
         seed=0,
     )
@@ -274,6 +275,8 @@ def main() -> int:
     parser.add_argument("--sigma", type=float, default=0.8)
     parser.add_argument("--reps", type=int, default=2)
     parser.add_argument("--no-hf", dest="hf", action="store_false", help="skip transformers generate")
+    parser.add_argument("--engine-compile", type=lambda s: s if s == "auto" else s == "true", default="auto",
+                        help="[backend] compile of the static engine: auto (on for CUDA graphs), true or false")
     parser.add_argument("--profile", action="store_true", help="one more native call under the torch profiler")
     parser.add_argument("--profile-rows", type=int, default=30)
     parser.add_argument("--out", default=None, help="also write every record as a JSON list here")

@@ -61,3 +61,11 @@ class NativeBackendConfig:
     prefill_tokens: int = option(
         16384, help="Static engine: padded prompt tokens per prefill chunk (bounds activation memory).", check=positive
     )
+    compile: Literal["auto", True, False] = option(
+        "auto",
+        help="Static engine: torch.compile the math between attentions of a decode step (output projection, "
+        "residuals, norms, MLP, next q/k/v projection and RoPE: one graph per layer boundary, the layers share it), "
+        "so inductor fuses its elementwise work; attention and cache writes stay eager. Compiles at the first "
+        "decode step (seconds; again once for a second row count). 'auto' = on for CUDA with cuda_graphs, off on "
+        "the CPU. Needs Triton on CUDA, a C++ compiler on the CPU; Llama/Qwen2/Qwen3/Mistral with SiLU MLPs.",
+    )

@@ -17,7 +17,7 @@ from skyrl_core.backends.native_config import NativeBackendConfig
 from skyrl_core.backends.rows import RowSpec
 from skyrl_core.backends.static import StaticEngine, make_engine, unsupported_reason
 from skyrl_core.backends.static.engine import BUCKETS, bucket_size
-from skyrl_core.backends.static.model import StaticDecoder
+from skyrl_core.backends.static.model import StaticDecoder, StaticKVCache
 from skyrl_core.config.schema import ModelConfig, TinyModelConfig
 from skyrl_core.models.tiny import build_tiny_model
 from skyrl_core.protocols.backend import GenerateRequest, SamplingParams
@@ -220,7 +220,8 @@ def test_abort_ends_live_rows(model_dir, ref, prompts):
 
 @pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
 def test_cuda_graphs_match_eager_steps_in_bfloat16(model_dir, prompts):
-    """Same bf16 model, graphs on and off: identical tokens (graph replay runs the same kernels)."""
+    """Same bf16 model, graphs on and off: identical tokens (graph replay runs the same kernels;
+    compile stays off in both, since compiled layer math rounds bf16 differently)."""
     requests = [
         GenerateRequest(prompts[i % 4], SamplingParams(max_new_tokens=40, temperature=1.0, seed=i, n=2))
         for i in range(6)
@@ -228,7 +229,7 @@ def test_cuda_graphs_match_eager_steps_in_bfloat16(model_dir, prompts):
     results = []
     for graphs in (False, True):
         backend = NativeBackend(
-            NativeBackendConfig(engine="static", dtype="bfloat16", cuda_graphs=graphs),
+            NativeBackendConfig(engine="static", dtype="bfloat16", cuda_graphs=graphs, compile=False),
             model=ModelConfig(path=str(model_dir), device="cuda"),
             seed=0,
         )
@@ -255,3 +256,95 @@ def test_cuda_sleep_releases_the_static_cache_and_wake_recaptures(model_dir, pro
         assert after.completions[0].token_ids == before.completions[0].token_ids
     finally:
         backend.shutdown()
+
+
+# -- the compiled decode step ([backend] compile) ------------------------------------------------
+
+
+@torch.no_grad()
+def test_compiled_decode_matches_the_eager_step(ref, prompts):
+    """CompiledDecode gives the eager decode's logits (float32, CPU inductor) for two row counts
+    (static, then dynamic shapes) and after the fused weights were rebuilt (sleep/wake)."""
+    eager = StaticDecoder(ref.model)
+    compiled = StaticDecoder(ref.model, compile=True)
+    assert compiled.compiled is not None and eager.compiled is None
+    for rows in (4, 3):
+        cache = eager.new_cache(rows, 64)
+        ids = torch.tensor([p[:8] for p in prompts[:rows]])
+        eager.prefill(cache, ids, torch.full((rows,), 8), torch.arange(rows), torch.arange(rows))
+        tokens = torch.tensor([5, 9, 11, 13][:rows])
+        spare = StaticKVCache(cache.k.shape[0], rows, cache.k.shape[2], 64, cache.k.shape[4], cache.k.dtype, "cpu")
+        spare.k.copy_(cache.k)
+        spare.v.copy_(cache.v)
+        want = eager.decode(cache, tokens, torch.full((rows,), 8), span=16)
+        got = compiled.decode(spare, tokens, torch.full((rows,), 8), span=16)
+        torch.testing.assert_close(got, want, atol=2e-5, rtol=1e-5)
+        torch.testing.assert_close(spare.k, cache.k, atol=1e-5, rtol=1e-5)  # same cache writes
+    layer = ref.model.model.layers[0]
+    layer.self_attn.q_proj.weight.data = layer.self_attn.q_proj.weight.data.clone()
+    assert compiled.fuse() and eager.fuse()
+    cache = eager.new_cache(2, 64)
+    ids = torch.tensor([p[:8] for p in prompts[:2]])
+    eager.prefill(cache, ids, torch.full((2,), 8), torch.arange(2), torch.arange(2))
+    spare = StaticKVCache(cache.k.shape[0], 2, cache.k.shape[2], 64, cache.k.shape[4], cache.k.dtype, "cpu")
+    spare.k.copy_(cache.k)
+    spare.v.copy_(cache.v)
+    want = eager.decode(cache, torch.tensor([3, 4]), torch.tensor([8, 8]), span=16)
+    torch.testing.assert_close(compiled.decode(spare, torch.tensor([3, 4]), torch.tensor([8, 8]), span=16), want,
+                               atol=2e-5, rtol=1e-5)
+
+
+def test_compiled_engine_generates_what_the_eager_engine_does(model_dir, prompts):
+    """`[backend] compile = true` on the CPU: greedy and seeded sampled rows equal the eager engine's
+    tokens, with log-probs to float rounding."""
+    requests = [
+        GenerateRequest(prompts[0], SamplingParams(max_new_tokens=12, temperature=0)),
+        GenerateRequest(prompts[2], SamplingParams(max_new_tokens=12, temperature=1.0, seed=3, n=2)),
+    ]
+    eager = _backend(model_dir, engine="static", compile=False, sync_every=4)
+    compiled = _backend(model_dir, engine="static", compile=True, sync_every=4)
+    try:
+        assert compiled.engine.decoder.compiled is not None and eager.engine.decoder.compiled is None
+        want, got = _gen(eager, requests), _gen(compiled, requests)
+        for a, b in zip(want, got, strict=True):
+            assert [c.token_ids for c in b.completions] == [c.token_ids for c in a.completions]
+            for ca, cb in zip(a.completions, b.completions, strict=True):
+                torch.testing.assert_close(list(cb.logprobs), list(ca.logprobs), atol=1e-4, rtol=0)
+    finally:
+        eager.shutdown()
+        compiled.shutdown()
+
+
+def test_compile_auto_is_off_on_the_cpu(model_dir):
+    backend = _backend(model_dir, engine="static")
+    try:
+        assert backend.engine.decoder.compiled is None
+    finally:
+        backend.shutdown()
+
+
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
+def test_cuda_compiled_graphs_match_eager_steps(model_dir, prompts):
+    """`compile = "auto"` on CUDA compiles the decode layers inside the captured graphs; in float32
+    (TF32 off) they give the uncompiled eager engine's tokens and log-probs, over several buckets."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    requests = [
+        GenerateRequest(prompts[i % 4], SamplingParams(max_new_tokens=24 + 4 * i, temperature=1.0, seed=i, n=2))
+        for i in range(6)
+    ]
+    results = []
+    for compiled in (False, True):
+        config = NativeBackendConfig(engine="static", dtype="float32", sync_every=4, cuda_graphs=compiled,
+                                     compile="auto" if compiled else False)
+        backend = NativeBackend(config, model=ModelConfig(path=str(model_dir), device="cuda"), seed=0)
+        try:
+            assert (backend.engine.decoder.compiled is not None) == compiled
+            results.append(_gen(backend, requests))
+            if compiled:
+                assert backend.engine.stats["graphs_captured"] > 1 and backend.engine.stats["compactions"] > 0
+        finally:
+            backend.shutdown()
+    for a, b in zip(*results, strict=True):
+        assert [c.token_ids for c in b.completions] == [c.token_ids for c in a.completions]
+        for ca, cb in zip(a.completions, b.completions, strict=True):
+            torch.testing.assert_close(list(cb.logprobs), list(ca.logprobs), atol=2e-3, rtol=0)

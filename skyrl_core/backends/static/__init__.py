@@ -39,10 +39,16 @@ def make_engine(config: Any, model: Any, tokenizer: Any, device: Any) -> StaticE
                 "engine) or 'hf'."
             )
         return None
+    compile_ = config.compile
+    if compile_ == "auto":
+        # On CUDA, where a decode step is bound by its kernel count; the CPU runs steps eagerly,
+        # where per-call guard checks and compile time outweigh the fusion for the models run there.
+        compile_ = getattr(device, "type", str(device)) == "cuda" and config.cuda_graphs
     return StaticEngine(
         model,
         tokenizer,
         cuda_graphs=config.cuda_graphs,
         sync_every=config.sync_every,
         prefill_tokens=config.prefill_tokens,
+        compile=bool(compile_),
     )

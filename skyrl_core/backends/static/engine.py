@@ -102,6 +102,8 @@ class StaticEngine:
         prefill_tokens: padded tokens per prefill chunk.
         span_step: granularity of the attended cache length (graphs per bucket ~ max_len / span_step);
             default 128 with CUDA graphs, 16 without.
+        compile: run decode steps with ``torch.compile``d layer math
+            (``skyrl_core.backends.static.model.CompiledDecode``).
 
     Attributes:
         stats: ``decode_steps``, ``windows``, ``graphs_captured``, ``compactions``,
@@ -117,8 +119,9 @@ class StaticEngine:
         sync_every: int = 16,
         prefill_tokens: int = 16384,
         span_step: int | None = None,
+        compile: bool = False,
     ) -> None:
-        self.decoder = StaticDecoder(model)
+        self.decoder = StaticDecoder(model, compile=compile)
         self.tokenizer = tokenizer
         self.device = self.decoder.device
         self.use_graphs = bool(cuda_graphs) and self.device.type == "cuda"

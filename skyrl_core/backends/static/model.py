@@ -140,7 +140,7 @@ class StaticDecoder:
     Shapes: ``B`` rows, ``T`` tokens per row, ``H`` query heads, ``G`` kv heads, ``D`` head dim.
     """
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, *, compile: bool = False) -> None:
         reason = unsupported_reason(model)
         if reason is not None:
             raise ValueError(f"the static engine cannot run this model: {reason}")
@@ -158,6 +158,12 @@ class StaticDecoder:
         self.lm_head = model.get_output_embeddings()
         self._fused: list[_Fused] = []
         self.fuse()
+        self.compiled: CompiledDecode | None = None
+        if compile:
+            reason = CompiledDecode.unsupported_reason(self)
+            if reason is not None:
+                raise ValueError(f"[backend] compile: the compiled decode step cannot run this model: {reason}")
+            self.compiled = CompiledDecode(self)
 
     @torch.no_grad()
     def fuse(self) -> bool:
@@ -277,6 +283,8 @@ class StaticDecoder:
         Returns:
             ``(B, V)`` next-token logits.
         """
+        if self.compiled is not None:
+            return self.compiled.decode(cache, tokens, positions, span)
         b = tokens.shape[0]
         rows = torch.arange(b, device=tokens.device)
         h = self.body.embed_tokens(tokens[:, None])  # (B, 1, hidden)
@@ -296,3 +304,156 @@ class StaticDecoder:
                 out = F.scaled_dot_product_attention(qg, keys, values, attn_mask=visible, scale=self.scaling)
             h = self._finish_layer(i, h, out.reshape(b, 1, self.heads * self.head_dim))
         return self.logits(h[:, 0])
+
+
+# -- the compiled decode step ---------------------------------------------------------------
+#
+# Pure functions of tensors, so that one compiled graph serves every layer (the weights are
+# arguments, not attributes: layers differ only in which tensors they pass). Attention and
+# the cache writes stay outside the graphs: their shapes depend on the attended span, which
+# changes during a batch, while everything here depends on the row count only.
+
+
+def _rms(x: Tensor, weight: Tensor, eps: float) -> Tensor:
+    """Hugging Face RMSNorm: normalise in float32, cast back, scale."""
+    xf = x.float()
+    return weight * (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)
+
+
+def _rope_f(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """``x * cos + rotate_half(x) * sin`` for ``x`` ``(B, heads, D)``, ``cos, sin`` ``(B, 1, D)``."""
+    half = x.shape[-1] // 2
+    return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
+
+
+def _pre(h: Tensor, w: dict[str, Any], cos: Tensor, sin: Tensor, shape: tuple[int, int, int, float, float],
+         ) -> tuple[Tensor, Tensor, Tensor]:
+    """Input norm, fused q/k/v projection, optional q/k norms, RoPE: ``(B, H, D), (B, G, D), (B, G, D)``."""
+    hq, hk, dim, eps, qk_eps = shape
+    x = _rms(h, w["norm1"], eps)
+    qkv = F.linear(x, w["qkv_w"], w["qkv_b"]).view(h.shape[0], hq + 2 * hk, dim)
+    q, k, v = qkv[:, :hq], qkv[:, hq : hq + hk], qkv[:, hq + hk :]
+    if w["q_norm"] is not None:
+        q, k = _rms(q, w["q_norm"], qk_eps), _rms(k, w["k_norm"], qk_eps)
+    return _rope_f(q, cos, sin), _rope_f(k, cos, sin), v
+
+
+def _post(h: Tensor, attn: Tensor, w: dict[str, Any], eps: float) -> Tensor:
+    """Output projection, residual, norm, gated SiLU MLP, residual: the layer's new hidden state."""
+    h = h + F.linear(attn, w["o_w"], w["o_b"])
+    gate, up = F.linear(_rms(h, w["norm2"], eps), w["gate_up_w"], w["gate_up_b"]).chunk(2, dim=-1)
+    return h + F.linear(F.silu(gate) * up, w["down_w"], w["down_b"])
+
+
+def _first(embed: Tensor, tokens: Tensor, w: dict[str, Any], cos: Tensor, sin: Tensor,
+           shape: tuple[int, int, int, float, float]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Embedding lookup and the first layer's ``_pre``: ``h`` and its ``q, k, v``."""
+    h = F.embedding(tokens, embed)
+    return (h, *_pre(h, w, cos, sin, shape))
+
+
+def _middle(h: Tensor, attn: Tensor, w: dict[str, Any], w_next: dict[str, Any], cos: Tensor, sin: Tensor,
+            shape: tuple[int, int, int, float, float]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Layer ``i``'s ``_post`` then layer ``i + 1``'s ``_pre`` (one graph, so the residual add and the next
+    norm fuse)."""
+    h = _post(h, attn, w, shape[3])
+    return (h, *_pre(h, w_next, cos, sin, shape))
+
+
+def _last(h: Tensor, attn: Tensor, w: dict[str, Any], final_norm: Tensor, final_eps: float, lm_w: Tensor,
+          lm_b: Tensor | None, eps: float) -> Tensor:
+    """The last layer's ``_post``, the final norm and the LM head: ``(B, V)`` logits."""
+    return F.linear(_rms(_post(h, attn, w, eps), final_norm, final_eps), lm_w, lm_b)
+
+
+class CompiledDecode:
+    """The decode step with ``torch.compile``d layer math (``[backend] compile``).
+
+    Per layer, what runs between two attentions (output projection, residual, norm, MLP,
+    residual, the next layer's norm, q/k/v projection and RoPE) is one compiled graph whose
+    elementwise work inductor fuses around the matmuls: about 8 kernels per layer instead of
+    about 20. Attention (one masked SDPA over the strided cache view) and the cache writes
+    stay eager, so the graphs depend only on the row count (the first bucket compiles static
+    shapes, a second one a dynamic row count that serves all later buckets). Compiling happens
+    in the warm-up step before a CUDA graph captures the step.
+    """
+
+    def __init__(self, decoder: StaticDecoder) -> None:
+        import torch._dynamo
+
+        from skyrl_core.strategies.model_parts import RECOMPILE_LIMIT
+
+        self.decoder = decoder
+        config = torch._dynamo.config
+        name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"  # torch < 2.6
+        setattr(config, name, max(getattr(config, name), RECOMPILE_LIMIT))
+        self._cached: tuple[list[_Fused], list[dict[str, Any]]] | None = None
+        self._first = torch.compile(_first, fullgraph=True)
+        self._middle = torch.compile(_middle, fullgraph=True)
+        self._last = torch.compile(_last, fullgraph=True)
+
+    @staticmethod
+    def unsupported_reason(decoder: StaticDecoder) -> str | None:
+        """Why the compiled step cannot run ``decoder``'s model (None when it can)."""
+        act = getattr(decoder.model.config, "hidden_act", None)
+        if act not in ("silu", "swish"):
+            return f"hidden_act {act!r} is not silu"
+        for i, (layer, fused) in enumerate(zip(decoder.layers, decoder._fused, strict=True)):
+            if not (fused.qkv_ok and fused.mlp_ok):
+                return f"layer {i} does not have separate q/k/v and gate/up projections to fuse"
+            for norm in (layer.input_layernorm, layer.post_attention_layernorm):
+                if getattr(norm, "variance_epsilon", None) is None:
+                    return f"layer {i} has a norm that is not an RMSNorm"
+        if getattr(decoder.body.norm, "variance_epsilon", None) is None:
+            return "the final norm is not an RMSNorm"
+        return None
+
+    def _weights(self, i: int) -> dict[str, Any]:
+        d = self.decoder
+        layer, fused = d.layers[i], d._fused[i]
+        attn, mlp = layer.self_attn, layer.mlp
+        q_norm = getattr(attn, "q_norm", None)
+        k_norm = getattr(attn, "k_norm", None)
+        return {
+            "norm1": layer.input_layernorm.weight, "qkv_w": fused.qkv_w, "qkv_b": fused.qkv_b,
+            "q_norm": None if q_norm is None else q_norm.weight, "k_norm": None if k_norm is None else k_norm.weight,
+            "o_w": attn.o_proj.weight, "o_b": attn.o_proj.bias, "norm2": layer.post_attention_layernorm.weight,
+            "gate_up_w": fused.gate_up_w, "gate_up_b": fused.gate_up_b,
+            "down_w": mlp.down_proj.weight, "down_b": mlp.down_proj.bias,
+        }
+
+    def decode(self, cache: StaticKVCache, tokens: Tensor, positions: Tensor, span: int) -> Tensor:
+        """``StaticDecoder.decode`` with the compiled layer math (same arguments, same result to rounding)."""
+        d = self.decoder
+        b = tokens.shape[0]
+        if self._cached is None or self._cached[0] is not d._fused:  # fuse() made new tensors
+            self._cached = (d._fused, [self._weights(i) for i in range(len(d.layers))])
+        layers = self._cached[1]
+        attn0 = d.layers[0].self_attn
+        qk_eps = float(getattr(getattr(attn0, "q_norm", None), "variance_epsilon", 0.0) or 0.0)
+        eps = float(d.layers[0].input_layernorm.variance_epsilon)
+        shape = (d.heads, d.kv_heads, d.head_dim, eps, qk_eps)
+        embed = d.body.embed_tokens.weight
+        cos, sin = d._cos_sin(embed[:1][None], positions[:, None])  # (B, 1, D)
+        rows = torch.arange(b, device=tokens.device)
+        visible = (torch.arange(span, device=tokens.device)[None, :] <= positions[:, None])[:, None, None, :]
+        backends = _DECODE_BACKENDS.get(tokens.device.type, [SDPBackend.MATH])
+        h, q, k, v = self._first(embed, tokens, layers[0], cos, sin, shape)
+        logits = None
+        for i in range(len(layers)):
+            cache.k[i, rows, :, positions] = k
+            cache.v[i, rows, :, positions] = v
+            qg = q.view(b, d.kv_heads, d.groups, d.head_dim)
+            with sdpa_kernel(backends):
+                out = F.scaled_dot_product_attention(
+                    qg, cache.k[i, :b, :, :span], cache.v[i, :b, :, :span], attn_mask=visible, scale=d.scaling
+                )
+            out = out.reshape(b, d.heads * d.head_dim)
+            if i + 1 < len(layers):
+                h, q, k, v = self._middle(h, out, layers[i], layers[i + 1], cos, sin, shape)
+            else:
+                norm = d.body.norm
+                logits = self._last(h, out, layers[i], norm.weight, float(norm.variance_epsilon), d.lm_head.weight,
+                                    d.lm_head.bias, eps)
+        assert logits is not None
+        return logits
