@@ -352,6 +352,13 @@ class LocalStrategy:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self._autocast_dtype)
 
+    def _keep_casts(self) -> contextlib.AbstractContextManager:
+        """A disabled autocast region around a step's passes: autocast drops its cast weights only when
+        the outermost region exits, so each weight is cast once per step instead of per micro-batch."""
+        if self._autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self._autocast_dtype, enabled=False)
+
     def _policy_logits(self, c: Collated, *, mode: str, module: nn.Module | None = None) -> Tensor:
         """Logits ``(N, V)`` at the positions that predict the ``N`` response tokens."""
         module = self.policy if module is None else module
@@ -445,7 +452,8 @@ class LocalStrategy:
         micro_batches = (update.MicroBatch(to_device(batch.select(idx), self.device)) for idx in groups)
         scale = loss_scale(batch)
         acc = update.accumulate(
-            trained, micro_batches, score, loss_fn, scale, autocast=self._autocast, where=f"of {len(groups)}"
+            trained, micro_batches, score, loss_fn, scale, autocast=self._autocast, keep_casts=self._keep_casts,
+            where=f"of {len(groups)}",
         )
         t = self.trainer
         outcome = update.step_optimizer(trained, acc.bad, grad_clip=t.grad_clip, skip_nan=t.skip_nan)

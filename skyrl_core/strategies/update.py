@@ -120,6 +120,7 @@ def accumulate(
     scale: LossScale,
     *,
     autocast: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
+    keep_casts: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
     stop_at_non_finite: bool = True,
     where: str = "",
 ) -> Accumulated:
@@ -128,7 +129,10 @@ def accumulate(
     Each real micro-batch's loss is ``loss_fn(micro.batch, score(micro), scale)``, with
     ``scale`` the whole mini-batch's totals, so the accumulated gradient is the mini-batch's;
     with ``trained.scaler`` it is scaled before backward (fp16). ``score`` and the loss run
-    under ``autocast()``.
+    under ``autocast()``; all the passes run inside one ``keep_casts()`` region, which keeps
+    autocast's cast weights from one micro-batch to the next (``local``: a disabled
+    ``torch.autocast`` region around them, so each parameter is cast to bf16 once per step, not
+    once per micro-batch; backward runs in it, outside autocast, as before).
 
     A non-finite loss is recorded in ``bad`` (``"micro-batch {k} {where} has loss nan"``);
     with ``stop_at_non_finite`` the passes stop there, without its backward or metrics
@@ -140,6 +144,26 @@ def accumulate(
     sums: dict[str, float] = {}
     plain: dict[str, float] = {}
     extremes: dict[str, float] = {}
+    with keep_casts():
+        bad, weight_total = _passes(trained, micro_batches, score, loss_fn, scale, autocast, stop_at_non_finite,
+                                    where, sums, plain, extremes)
+    return Accumulated(sums, plain, weight_total, bad, time.perf_counter() - start, extremes)
+
+
+def _passes(
+    trained: Trainable,
+    micro_batches: Iterable[MicroBatch],
+    score: Score,
+    loss_fn: LossFn,
+    scale: LossScale,
+    autocast: Callable[[], contextlib.AbstractContextManager[Any]],
+    stop_at_non_finite: bool,
+    where: str,
+    sums: dict[str, float],
+    plain: dict[str, float],
+    extremes: dict[str, float],
+) -> tuple[str | None, float]:
+    """``accumulate``'s forward and backward passes; fills the three metric dicts, returns ``(bad, weight)``."""
     weight_total = 0.0
     bad: str | None = None
     for k, micro in enumerate(micro_batches):
@@ -163,7 +187,7 @@ def accumulate(
                 sums[name] = sums.get(name, 0.0) + float(value) * weight
                 plain[name] = plain.get(name, 0.0) + float(value)
         (trained.scaler.scale(loss) if trained.scaler is not None else loss).backward()
-    return Accumulated(sums, plain, weight_total, bad, time.perf_counter() - start, extremes)
+    return bad, weight_total
 
 
 def _zero_loss(out: ForwardOutput) -> Tensor:

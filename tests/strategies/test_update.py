@@ -148,3 +148,42 @@ def test_metrics_of_ranks_merge_like_one_process() -> None:
         "m": pytest.approx(9.0 / 5.0), "grad_norm": 1.5, "lr": 0.1, "skipped": 0.0, "micro_batches": 3.0,
         "tokens": 10.0, "fwd_bwd_s": 0.7, "optimizer_s": 0.4,
     }
+
+
+def test_keep_casts_casts_each_weight_once_per_step_with_the_same_gradients(trained, score) -> None:
+    """bf16 autocast on the CPU: with ``keep_casts`` (the local strategy's disabled autocast region
+    around the passes) the weights are cast once for three micro-batches instead of three times, and
+    the gradients are the same as with a fresh cast per micro-batch."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class CountCasts(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.weight_casts = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if (func is torch.ops.aten._to_copy.default and args[0].shape == (1, 3)
+                    and (kwargs or {}).get("dtype") is torch.bfloat16):
+                self.weight_casts += 1  # fp32 weight -> bf16 (not the gradient's way back)
+            return func(*args, **(kwargs or {}))
+
+    parts = [update.MicroBatch(micro(2, 3, s)) for s in range(3)]
+    scale = loss_scale(TrainBatch([[1]] * 6, [[2, 3]] * 6, {"loss_mask": torch.ones(6, 2)}))
+
+    def autocast():
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+
+    def keep():
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=False)
+
+    runs = []
+    for keep_casts in (None, keep):
+        with CountCasts() as counter:
+            options = {} if keep_casts is None else {"keep_casts": keep_casts}
+            update.accumulate(trained, parts, score, loss_fn, scale, autocast=autocast, **options)
+        runs.append((counter.weight_casts, [p.grad.clone() for p in trained.params]))
+    (casts_each, grads_each), (casts_kept, grads_kept) = runs
+    assert casts_each == 3 and casts_kept == 1
+    for a, b in zip(grads_each, grads_kept, strict=True):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
+    assert not torch.is_autocast_enabled("cpu")
