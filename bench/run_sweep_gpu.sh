@@ -5,7 +5,7 @@
 #   bash bench/run_sweep_gpu.sh                (GPU machine, repo root)
 # VARIANTS: `;`-separated option sets of bench/gpu_bench.py (default below); COMMON: options
 # every variant gets; REALISTIC: options of bench/realistic_rollouts.py ('' skips it);
-# TESTS: pytest node ids run first ('' skips them). Each part is bounded by T_EACH seconds.
+# TESTS: pytest node ids run first ('' skips them), TESTS_K: their -k expression. Each part is bounded by T_EACH seconds.
 set -o pipefail
 OUT=${OUT:-/tmp/sweep-out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_VERBOSITY=error TOKENIZERS_PARALLELISM=false
@@ -16,7 +16,7 @@ git log -1 --format='commit %h %s' 2>/dev/null | tee -a "$OUT/gpu.txt"
 T_EACH=${T_EACH:-150}
 if [ -n "${TESTS-tests/strategies/test_local_cuda.py}" ]; then
   timeout -k 5 "$T_EACH" python3 -m pytest -p skyrl_core.testing.pytest_plugin -q -p no:cacheprovider \
-    ${TESTS-tests/strategies/test_local_cuda.py} > "$OUT/pytest.txt" 2>&1
+    ${TESTS-tests/strategies/test_local_cuda.py} ${TESTS_K:+-k "$TESTS_K"} > "$OUT/pytest.txt" 2>&1
   tail -5 "$OUT/pytest.txt"
 fi
 COMMON=${COMMON:---skip trl,generate,ceilings --ref-steps 0 --steps 3}
