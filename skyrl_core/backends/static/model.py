@@ -271,6 +271,14 @@ class StaticDecoder:
         last = h[torch.arange(p, device=h.device), lengths - 1]
         return self.logits(last)
 
+    def decode_mask(self, positions: Tensor, span: int) -> Tensor:
+        """``(B, 1, 1, span)`` additive attention bias in the model dtype: 0 where a row sees its cache
+        (up to its own position), -inf elsewhere. Built once per step: SDPA would turn a boolean mask
+        into this bias again in every layer."""
+        visible = torch.arange(span, device=positions.device)[None, :] <= positions[:, None]
+        bias = torch.zeros(visible.shape, dtype=self.dtype, device=positions.device)
+        return bias.masked_fill_(~visible, float("-inf"))[:, None, None, :]
+
     def decode(self, cache: StaticKVCache, tokens: Tensor, positions: Tensor, span: int) -> Tensor:
         """One token per cache row ``0..B-1``.
 
@@ -290,7 +298,7 @@ class StaticDecoder:
         h = self.body.embed_tokens(tokens[:, None])  # (B, 1, hidden)
         cos, sin = self._cos_sin(h, positions[:, None])
         # (B, 1, 1, span): a row sees its cache up to its own position.
-        visible = (torch.arange(span, device=tokens.device)[None, :] <= positions[:, None])[:, None, None, :]
+        visible = self.decode_mask(positions, span)
         backends = _DECODE_BACKENDS.get(tokens.device.type, [SDPBackend.MATH])
         for i, layer in enumerate(self.layers):
             q, k, v = self._qkv(i, self._norm(layer.input_layernorm, h), cos, sin)
@@ -436,7 +444,7 @@ class CompiledDecode:
         embed = d.body.embed_tokens.weight
         cos, sin = d._cos_sin(embed[:1][None], positions[:, None])  # (B, 1, D)
         rows = torch.arange(b, device=tokens.device)
-        visible = (torch.arange(span, device=tokens.device)[None, :] <= positions[:, None])[:, None, None, :]
+        visible = d.decode_mask(positions, span)
         backends = _DECODE_BACKENDS.get(tokens.device.type, [SDPBackend.MATH])
         h, q, k, v = self._first(embed, tokens, layers[0], cos, sin, shape)
         logits = None
