@@ -260,21 +260,57 @@ def sample(logits: Tensor, rows: RowSampling, counters: Tensor) -> tuple[Tensor,
     return draw(filtered_logprobs(logits, rows), rows, counter_uniform(rows.seeds, counters))
 
 
-def _sample_plain(logits: Tensor, rows: RowSampling, counters: Tensor) -> tuple[Tensor, Tensor]:
-    """``sample`` without filters in five passes over ``(B, V)``: scale, softmax, argmax, CDF, search.
+#: Vocabulary entries per block of the two-level inverse CDF of ``_sample_plain``.
+CDF_BLOCK = 128
 
-    The log-prob is ``log`` of the chosen token's float32 probability (within ~1e-7 of the
-    log-softmax; a token whose probability underflows to 0 is never drawn). Greedy rows have
-    temperature 1 here, so their log-prob is that of the raw logits.
+
+def _sample_plain(logits: Tensor, rows: RowSampling, counters: Tensor) -> tuple[Tensor, Tensor]:
+    """``sample`` without filters (see ``sample_plain``)."""
+    return sample_plain(logits, rows.temperature, rows.greedy, rows.seeds, counters, all_greedy=rows.flags.all_greedy)
+
+
+def sample_plain(logits: Tensor, temperature: Tensor, greedy: Tensor, seeds: Tensor, counters: Tensor, *,
+                 all_greedy: bool) -> tuple[Tensor, Tensor]:
+    """Temperature sampling by a two-level inverse CDF, never materialising the ``(B, V)`` CDF.
+
+    The draw is the token at which the cumulative (unnormalised) probability first exceeds
+    ``u * total`` (``u = counter_uniform(seed, counter)``), as a full ``cumsum`` + ``searchsorted``
+    would find it: here the vocabulary is cut into blocks of ``CDF_BLOCK`` tokens, the block
+    sums' prefix sums pick the block, and the prefix sums of that one block pick the token. So
+    the ``(B, V)`` passes are the scaled logits, their row max (and argmax, for greedy rows and
+    the fallback) and ``exp`` summed per block: about half the memory traffic of a softmax + a
+    full ``cumsum`` over a 152k vocabulary, and all shapes static (CUDA graphs). The log-prob is
+    the chosen token's log-softmax, ``x - max - log(total)``. Greedy rows (temperature 1 here)
+    take the argmax of the logits with its log-softmax.
+
+    Args:
+        logits: ``(B, V)`` next-token logits (any float dtype; computed in float32).
+        temperature, greedy, seeds: ``RowSampling``'s fields; counters: ``(B,)`` token indices.
+        all_greedy: no row samples (skip the draw).
+
+    Returns:
+        ``(tokens, logprobs)``: ``(B,)`` int64 and ``(B,)`` float32.
     """
-    probs = torch.softmax(logits / rows.temperature[:, None], dim=-1)  # bf16 / float32 -> float32
-    argmax = logits.argmax(dim=-1)
-    if rows.flags.all_greedy:
+    x = logits.float() / temperature[:, None]
+    b, vocab = x.shape
+    top, argmax = x.max(dim=-1)
+    blocks = -(-vocab // CDF_BLOCK)
+    if blocks * CDF_BLOCK != vocab:  # pad with -inf: probability 0, never drawn
+        x = torch.nn.functional.pad(x, (0, blocks * CDF_BLOCK - vocab), value=float("-inf"))
+    shifted = (x - top[:, None]).view(b, blocks, CDF_BLOCK)
+    block_cdf = torch.cumsum(shifted.exp().sum(dim=-1), dim=-1)  # (B, blocks)
+    total = block_cdf[:, -1]
+    if all_greedy:
         tokens = argmax
     else:
-        cdf = torch.cumsum(probs, dim=-1)
-        target = (counter_uniform(rows.seeds, counters) * cdf[:, -1]).unsqueeze(-1)
-        picked = torch.searchsorted(cdf, target, right=True).squeeze(-1).clamp_(max=probs.shape[-1] - 1)
-        ok = probs.gather(1, picked[:, None]).squeeze(-1) > 0
-        tokens = torch.where(rows.greedy | ~ok, argmax, picked)
-    return tokens, probs.gather(1, tokens[:, None]).squeeze(-1).log()
+        target = counter_uniform(seeds, counters) * total
+        j = torch.searchsorted(block_cdf, target[:, None], right=True).clamp_(max=blocks - 1)  # (B, 1)
+        before = torch.where(j > 0, block_cdf.gather(1, (j - 1).clamp(min=0)), 0.0).squeeze(-1)
+        inner = shifted.gather(1, j[:, :, None].expand(b, 1, CDF_BLOCK)).squeeze(1).exp()  # (B, CDF_BLOCK)
+        k = torch.searchsorted(torch.cumsum(inner, dim=-1), (target - before)[:, None], right=True)
+        picked = (j * CDF_BLOCK + k.clamp_(max=CDF_BLOCK - 1)).clamp_(max=vocab - 1)  # (B, 1)
+        # Rounding at the very top of a CDF could land past the last drawable token: take the argmax.
+        ok = torch.isfinite(x.gather(1, picked)).squeeze(-1) & (inner.gather(1, k).squeeze(-1) > 0)
+        tokens = torch.where(greedy | ~ok, argmax, picked.squeeze(-1))
+    chosen = x.gather(1, tokens[:, None]).squeeze(-1)
+    return tokens, chosen - top - total.log()
