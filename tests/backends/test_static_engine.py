@@ -348,3 +348,19 @@ def test_cuda_compiled_graphs_match_eager_steps(model_dir, prompts):
         assert [c.token_ids for c in b.completions] == [c.token_ids for c in a.completions]
         for ca, cb in zip(a.completions, b.completions, strict=True):
             torch.testing.assert_close(list(cb.logprobs), list(ca.logprobs), atol=2e-3, rtol=0)
+
+
+@torch.no_grad()
+def test_a_compiler_failure_says_to_turn_compile_off(ref, prompts, monkeypatch):
+    """A compiler error in the decode step is an error naming the option that avoids it."""
+    import torch._dynamo.exc
+
+    dec = StaticDecoder(ref.model, compile=True)
+
+    def broken(*args, **kwargs):
+        raise torch._dynamo.exc.InternalTorchDynamoError("triton missing")
+
+    monkeypatch.setattr(dec.compiled, "_first", broken)
+    cache = dec.new_cache(1, 32)
+    with pytest.raises(RuntimeError, match=r"\[backend\] compile = false"):
+        dec.decode(cache, torch.tensor([3]), torch.tensor([0]), span=16)

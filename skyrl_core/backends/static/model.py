@@ -431,7 +431,24 @@ class CompiledDecode:
         }
 
     def decode(self, cache: StaticKVCache, tokens: Tensor, positions: Tensor, span: int) -> Tensor:
-        """``StaticDecoder.decode`` with the compiled layer math (same arguments, same result to rounding)."""
+        """``StaticDecoder.decode`` with the compiled layer math (same arguments, same result to rounding).
+
+        Raises:
+            RuntimeError: the compiler failed (at the first step, or at the recompile for a new row
+                count), saying to set ``[backend] compile = false``.
+        """
+        import torch._dynamo.exc
+
+        try:
+            return self._decode(cache, tokens, positions, span)
+        except torch._dynamo.exc.TorchDynamoException as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise RuntimeError(
+                f"[backend] compile: torch.compile failed on the static engine's decode step "
+                f"({type(exc).__name__}: {first}); set [backend] compile = false to decode with the eager layer code"
+            ) from exc
+
+    def _decode(self, cache: StaticKVCache, tokens: Tensor, positions: Tensor, span: int) -> Tensor:
         d = self.decoder
         b = tokens.shape[0]
         if self._cached is None or self._cached[0] is not d._fused:  # fuse() made new tensors
