@@ -37,6 +37,15 @@ class TestStaticEngineConformance(BackendConformance):
         return backend
 
 
+class TestStaticEnginePipelinedConformance(TestStaticEngineConformance):
+    """The suite again with windows pipelined (the CUDA default), on the CPU."""
+
+    def make_backend(self, model: ModelConfig, seed: int) -> NativeBackend:
+        backend = super().make_backend(model, seed)
+        backend.engine.pipeline = True
+        return backend
+
+
 @pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
 class TestStaticEngineConformanceCUDA(BackendConformance):
     """The whole suite on the GPU with CUDA graphs (float32, TF32 off: greedy ties match the CPU reference)."""
@@ -162,9 +171,12 @@ def test_prefill_and_decode_logits_match_the_hf_forward(ref, prompts):
 # -- windows and retirement --------------------------------------------------------------------
 
 
-def test_mixed_batch_equals_solo_runs_whatever_the_window(model_dir, ref, prompts):
+@pytest.mark.parametrize("pipeline", [False, True], ids=["one-window", "pipelined"])
+def test_mixed_batch_equals_solo_runs_whatever_the_window(model_dir, ref, prompts, pipeline):
     """Rows with different limits, stop ids and stop strings retire at different windows;
-    every row still equals the same request run alone, with per-token checks (sync_every=1)."""
+    every row still equals the same request run alone, with per-token checks (sync_every=1).
+    Pipelined (the CUDA default: the next window runs while one is read back), rows retire a
+    window later, with the same outputs."""
     base = SamplingParams(max_new_tokens=24, temperature=1.0, seed=21)
     (probe,) = _gen(_b := _backend(model_dir, engine="static", sync_every=1), [GenerateRequest(prompts[0], base)])
     _b.shutdown()
@@ -180,6 +192,7 @@ def test_mixed_batch_equals_solo_runs_whatever_the_window(model_dir, ref, prompt
     ]
     solo_backend = _backend(model_dir, engine="static", sync_every=1)
     windowed = _backend(model_dir, engine="static", sync_every=7)
+    windowed.engine.pipeline = pipeline
     try:
         solo = [_gen(solo_backend, [r])[0] for r in requests]
         together = _gen(windowed, requests)
@@ -207,8 +220,9 @@ def test_engine_on_a_llama_model(tmp_path):
     assert out.ids == ref.greedy(prompt, 12)[: len(out.ids)] and out.finish_reason == "length"
 
 
-def test_abort_ends_live_rows(model_dir, ref, prompts):
-    engine = StaticEngine(Reference(model_dir).model, ref.tokenizer, sync_every=2)
+@pytest.mark.parametrize("pipeline", [False, True], ids=["one-window", "pipelined"])
+def test_abort_ends_live_rows(model_dir, ref, prompts, pipeline):
+    engine = StaticEngine(Reference(model_dir).model, ref.tokenizer, sync_every=2, pipeline=pipeline)
     calls = iter([False, False, True])
     outs = engine.generate(
         [prompts[0]], [RowSpec(0, SamplingParams(max_new_tokens=50, temperature=1.0), 50, s) for s in (1, 2)],

@@ -14,14 +14,16 @@ How a batch runs (``StaticEngine.generate``):
    its tokens into a small history buffer. On CUDA the step is captured once per
    ``(bucket, span, sampling flags)`` in a CUDA graph and replayed, where ``span`` (the
    cache positions attended to) is the longest row rounded up to ``span_step``.
-4. **Host check, once per window.** The window's tokens come to the host in one copy;
+4. **Host check, once per window.** The window's tokens come to the host in one copy
+   (asynchronous on CUDA, where the next window is launched before this one is read, so the
+   host's checks overlap the device's decoding: ``pipeline``);
    each row's ``StopChecker`` (``skyrl_core.backends.stops``) applies its stop token ids,
    stop strings and length limit in order, so outputs are cut exactly where they would be
    if checked after every token. ``k`` never exceeds a live row's remaining length
    budget, so no row outruns its limit or the cache.
 5. **Retirement.** Finished rows leave by moving the survivors' cache rows and state to
-   the front (and to a smaller bucket); nothing is recompiled, and graphs already
-   captured for that bucket are reused.
+   the front (and to a smaller bucket) once no window is in flight; nothing is recompiled,
+   and graphs already captured for that bucket are reused.
 
 Sampling is ``skyrl_core.backends.sampling.sample``, the sampler of the Hugging Face
 engine too: row ``r`` draws its ``i``-th token with ``counter_uniform(seed_r, i)``, so a
@@ -74,8 +76,13 @@ class _Bucket:
         self.live = torch.zeros(rows, **long)
         self.win = torch.zeros(1, **long)
         self.state = RowSampling.empty(rows, device)
-        self.hist_tokens = torch.zeros(rows, window, **long)
-        self.hist_logprobs = torch.zeros(rows, window, dtype=torch.float32, device=device)
+        # Two slots of `window` steps: a window can be read back while the next one runs.
+        self.hist_tokens = torch.zeros(rows, 2 * window, **long)
+        self.hist_logprobs = torch.zeros(rows, 2 * window, dtype=torch.float32, device=device)
+        pin = device.type == "cuda"
+        # Per slot, where its tokens and log-probs land on the host (pinned: the copies are asynchronous).
+        self.host_tokens = [torch.zeros(rows * window, dtype=torch.long, pin_memory=pin) for _ in range(2)]
+        self.host_logprobs = [torch.zeros(rows * window, dtype=torch.float32, pin_memory=pin) for _ in range(2)]
 
     def mutable(self) -> list[Tensor]:
         return [self.tokens, self.positions, self.counters, self.win]
@@ -91,6 +98,28 @@ class _Bucket:
         self.state.load(state)
 
 
+class _Window:
+    """A launched window of ``k`` decode steps of rows ``0..n-1``, its tokens on their way to the host."""
+
+    def __init__(self, b: _Bucket, slot: int, n: int, k: int, window: int) -> None:
+        self.slot, self.n, self.k = slot, n, k
+        cols = slice(slot * window, slot * window + k)
+        self.tokens = b.host_tokens[slot][: n * k].view(n, k)
+        self.logprobs = b.host_logprobs[slot][: n * k].view(n, k)
+        self.tokens.copy_(b.hist_tokens[:n, cols], non_blocking=True)
+        self.logprobs.copy_(b.hist_logprobs[:n, cols], non_blocking=True)
+        self.event: Any = None
+        if b.tokens.device.type == "cuda":
+            self.event = torch.cuda.Event()
+            self.event.record()
+
+    def read(self) -> tuple[list[list[int]], list[list[float]]]:
+        """Wait for the window and return its ``(n, k)`` tokens and log-probs as lists."""
+        if self.event is not None:
+            self.event.synchronize()
+        return self.tokens.tolist(), self.logprobs.tolist()
+
+
 class StaticEngine:
     """Generates for batches of samples on a static KV cache (see the module docstring).
 
@@ -104,6 +133,9 @@ class StaticEngine:
             default 128 with CUDA graphs, 16 without.
         compile: run decode steps with ``torch.compile``d layer math
             (``skyrl_core.backends.static.model.CompiledDecode``).
+        pipeline: launch the next window before reading one back, so the host's stop checks overlap
+            the device's decoding (default: on CUDA). Rows that end are retired once the window
+            after theirs is read too (at most ``sync_every`` more steps decoded for them).
 
     Attributes:
         stats: ``decode_steps``, ``windows``, ``graphs_captured``, ``compactions``,
@@ -120,12 +152,15 @@ class StaticEngine:
         prefill_tokens: int = 16384,
         span_step: int | None = None,
         compile: bool = False,
+        pipeline: bool | None = None,
     ) -> None:
         self.decoder = StaticDecoder(model, compile=compile)
         self.tokenizer = tokenizer
         self.device = self.decoder.device
         self.use_graphs = bool(cuda_graphs) and self.device.type == "cuda"
         self.sync_every = max(1, int(sync_every))
+        # With a device that runs ahead of the host, launch the next window before reading one.
+        self.pipeline = self.device.type == "cuda" if pipeline is None else bool(pipeline)
         self.prefill_tokens = max(1, int(prefill_tokens))
         # With graphs a coarse step bounds the graphs captured per bucket; eager steps attend to
         # no more of the cache than the window needs.
@@ -210,6 +245,33 @@ class StaticEngine:
         self.stats["graphs_captured"] += 1
         return graph
 
+    def _launch(self, b: _Bucket, cache: StaticKVCache, n: int, queue: list[_Window], lengths: list[int],
+                remaining: int) -> _Window | None:
+        """Launch one window of decode steps for live rows ``0..n-1`` after the windows in ``queue``.
+
+        ``lengths`` are the live rows' lengths (prompt + tokens read so far), ``remaining`` the
+        most tokens any of them may still produce; both exclude the windows in flight. Returns
+        None when no row needs another token or the cache is full.
+        """
+        ahead = sum(w.k for w in queue)
+        # A row's next write position is its length - 1; the window writes k of them. Rows whose
+        # token limit falls inside the window decode on to its end, like rows that sampled a stop
+        # token (StopChecker drops what they produce past their end), so rows with different limits
+        # (max_total_tokens, per-request max_new_tokens) do not shrink windows to a step or two;
+        # the window stays inside the cache and stops once every row is done.
+        longest = max(lengths) + ahead
+        k = min(self.sync_every, remaining - ahead, cache.max_len - longest + 1)
+        if k < 1:
+            return None
+        span = min(round_up(longest + k - 1, self.span_step), cache.max_len)
+        slot = 1 if any(w.slot == 0 for w in queue) else 0
+        b.win.fill_(slot * self.sync_every)
+        for _ in range(k):
+            self._step(b, span)
+        self.stats["decode_steps"] += k
+        self.stats["windows"] += 1
+        return _Window(b, slot, n, k, self.sync_every)
+
     # -- a batch ----------------------------------------------------------------------------
 
     def generate(
@@ -266,45 +328,55 @@ class StaticEngine:
             tokens, positions, counters, state = tokens[keep], positions[keep], counters[keep], state.select(keep)
 
         b: _Bucket | None = None
-        while live:
-            if should_abort():
-                for i in live:
-                    outputs[i].finish_reason = "abort"
+        # Windows launched and not yet read, oldest first (at most 2 when pipelined). Rows are
+        # only retired when none is in flight, so every queued window has the current layout.
+        queue: list[_Window] = []
+        depth = 2 if self.pipeline else 1
+        aborted = False
+        while live or queue:
+            while live and not aborted and len(queue) < depth:
+                if should_abort():
+                    aborted = True
+                    break
+                n = len(live)
+                if b is None or b.rows != bucket_size(n):
+                    b = self._bucket(bucket_size(n))
+                    b.load(tokens, positions, counters, state)
+                window = self._launch(b, cache, n, queue, [lengths[rows[i].prompt] + len(outputs[i].ids) for i in live],
+                                      max(rows[i].limit - len(outputs[i].ids) for i in live))
+                if window is None:
+                    break
+                queue.append(window)
+            if not queue:
+                if aborted:
+                    for i in live:
+                        outputs[i].finish_reason = "abort"
                 break
-            n = len(live)
-            if b is None or b.rows != bucket_size(n):
-                b = self._bucket(bucket_size(n))
-                b.load(tokens, positions, counters, state)
-            # A row's next write position is prompt + produced - 1; the window writes k of them.
-            longest = max(lengths[rows[i].prompt] + len(outputs[i].ids) for i in live)
-            # Rows whose token limit falls inside the window decode on to its end, like rows that
-            # sampled a stop token (StopChecker drops what they produce past their end), so rows with
-            # different limits (max_total_tokens, per-request max_new_tokens) do not shrink windows
-            # to a step or two; the window stays inside the cache and stops once every row is done.
-            k = min(self.sync_every, max(rows[i].limit - len(outputs[i].ids) for i in live),
-                    cache.max_len - longest + 1)
-            span = min(round_up(longest + k - 1, self.span_step), cache.max_len)
-            b.win.zero_()
-            for _ in range(k):
-                self._step(b, span)
-            self.stats["decode_steps"] += k
-            self.stats["windows"] += 1
-            hist = b.hist_tokens[:n, :k].tolist()  # the one host sync of the window
-            hist_lp = b.hist_logprobs[:n, :k].tolist()
-            keep_rows: list[int] = []
-            for j, i in enumerate(live):
-                if not checks[i].feed(hist[j], hist_lp[j]):
-                    keep_rows.append(j)
-            if len(keep_rows) == n:
+            # Read the oldest window (the one host sync per window; the next one may be running).
+            hist, hist_lp = queue.pop(0).read()
+            done = [checks[i].feed(hist[j], hist_lp[j]) for j, i in enumerate(live)]
+            if not any(done) and not (aborted and not queue):
                 continue
+            for window in queue:  # rows ended: read what is still in flight before moving rows
+                hist, hist_lp = window.read()
+                done = [checks[i].feed(hist[j], hist_lp[j]) for j, i in enumerate(live)]  # ended rows stay ended
+            queue.clear()
+            if aborted:
+                for i, d in zip(live, done, strict=True):
+                    if not d:
+                        outputs[i].finish_reason = "abort"
+                break
+            keep_rows = [j for j, d in enumerate(done) if not d]
             # Retire: move survivors to the front of the cache and of the (maybe smaller) bucket.
             live = [live[j] for j in keep_rows]
             if not live:
                 break
+            assert b is not None
             self.stats["compactions"] += 1
             keep = torch.tensor(keep_rows, dtype=torch.long, device=dev)
             if keep_rows != list(range(len(keep_rows))):
-                cache.compact(keep, span)
+                cache.compact(keep, min(round_up(max(lengths[rows[i].prompt] + len(outputs[i].ids) for i in live),
+                                                 self.span_step), cache.max_len))
             tokens, positions = b.tokens.index_select(0, keep), b.positions.index_select(0, keep)
             counters, state = b.counters.index_select(0, keep), b.state.select(keep)
             if bucket_size(len(live)) == b.rows:
