@@ -5,6 +5,7 @@
 # dependencies (click, jsonschema*, referencing, rpds-py, msgpack, protobuf) and ray_trim.tar.xz
 # (../shared/tools/make_ray_trim.sh).
 #   bash bench/run_compare_gpu.sh            (GPU machine, repo root; BENCH_ARGS adds options)
+#   VARIANTS="--compile;--compile --checkpointing off" FLAGS="" bash bench/run_compare_gpu.sh
 set -o pipefail
 OUT=${OUT:-/tmp/compare-out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_VERBOSITY=error TOKENIZERS_PARALLELISM=false
@@ -14,8 +15,18 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 [ -d "$SITE/ray" ] || tar xJf .whl/ray_trim.tar.xz -C "$SITE" || exit 1
 export PYTHONPATH=$PWD:$SITE
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
-timeout -k 10 "${T_COMPARE:-420}" python3 bench/fsdp2_scaling.py --phases compare --profile --dcp \
-  --model-dir /tmp/fsdp2-models --out "$OUT/compare.json" ${BENCH_ARGS:-} > "$OUT/compare.log" 2>&1
-echo "== compare rc $?"
-grep -v 'Loading weights\|Writing model\|USDT' "$OUT/compare.log" | grep -v '^{' | tail -80
-grep '"what": "error"\|Traceback\|Error' "$OUT/compare.log" | head -20
+# VARIANTS: `;`-separated option sets, each one more compare run in this call (own log and JSON);
+# FLAGS replaces the default `--profile --dcp`.
+VARIANTS=${VARIANTS:-${BENCH_ARGS:-}}
+i=0
+IFS=';' read -ra parts <<< "$VARIANTS"
+[ ${#parts[@]} -eq 0 ] && parts=("")
+for v in "${parts[@]}"; do
+  i=$((i + 1))
+  echo "== compare $i: ${v:-default}"
+  timeout -k 10 "${T_COMPARE:-420}" python3 bench/fsdp2_scaling.py --phases compare ${FLAGS---profile --dcp} \
+    --model-dir /tmp/fsdp2-models --out "$OUT/compare$i.json" $v > "$OUT/compare$i.log" 2>&1
+  echo "== compare $i rc $?"
+  grep -v 'Loading weights\|Writing model\|USDT' "$OUT/compare$i.log" | grep -v '^{' | tail -${TAIL:-80}
+  grep '"what": "error"\|Traceback\|Error' "$OUT/compare$i.log" | head -20
+done
