@@ -236,11 +236,14 @@ class Fsdp2Worker:
         fm.materialize(root, real, self.device, self.rank)
         if not train:
             root.eval().requires_grad_(False)
-        if self.config.compile and not model_parts.compile_blocks(fm.hf_model(root)):
-            raise SkyrlError(
-                f"[strategy] compile = true: the {role} model names no transformer blocks (_no_split_modules) "
-                "to compile; set [strategy] compile = false"
-            )
+        # [strategy] compile: 'auto' compiles on CUDA with Triton (model_parts.resolve_compile); without
+        # blocks to compile, 'auto' stays eager and true is an error.
+        if model_parts.resolve_compile(self.config.compile, self.device)[0]:
+            if not model_parts.compile_blocks(fm.hf_model(root)) and self.config.compile is True:
+                raise SkyrlError(
+                    f"[strategy] compile = true: the {role} model names no transformer blocks (_no_split_modules) "
+                    "to compile; set [strategy] compile = false"
+                )
         return root
 
     def _trainable(self, root: nn.Module, lr: float) -> Trainable:

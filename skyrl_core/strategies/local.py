@@ -165,8 +165,10 @@ class LocalStrategy:
         if critic is not None:
             self._critic = self._trainable(critic, self.config.critic_lr or trainer.lr)
         self.prefix_sharing = self._choose_shared_prefix()
-        if self.config.compile:
-            self._compile()
+        #: whether the transformer blocks run compiled (``[strategy] compile``, resolved)
+        self.compiled, _ = model_parts.resolve_compile(self.config.compile, self.device)
+        if self.compiled:
+            self.compiled = self._compile(strict=self.config.compile is True)
 
     # -- construction helpers ---------------------------------------------------------------
 
@@ -258,8 +260,8 @@ class LocalStrategy:
         if mode is False:
             return False
         if mode == "auto" and self.device.type != "cpu":
-            # Measured only on the CPU so far (bench/RESULTS.md); on GPUs the plain layout's flash
-            # attention may beat the gathered-cache attention: 'auto' stays off there until measured.
+            # On one H100 the plain layout's flash attention beat the gathered-cache attention (GRPO
+            # bench update 2.11 s plain vs 3.03 s shared; bench/RESULTS.md): 'auto' is off off the CPU.
             return False
         reason = self._shared_prefix_unavailable()
         if reason is None:
@@ -291,10 +293,12 @@ class LocalStrategy:
             reason = shared_prefix.unsupported_reason(self._require_critic().backbone)
         return reason
 
-    def _compile(self) -> None:
+    def _compile(self, *, strict: bool) -> bool:
         """``[strategy] compile``: compile the transformer blocks of every model, then run a training
         forward and backward of the policy on a probe batch (in the layout training uses) and check that
-        it gives the eager log-probs: a compiler problem is a clear error at start-up, not mid-run."""
+        it gives the eager log-probs: a compiler problem shows at start-up, not mid-run. With ``strict``
+        (``compile = true``) it is an error; with ``"auto"`` the models go back to eager, with a notice.
+        Returns whether the blocks stay compiled."""
         probe = shared_prefix.probe(int(self.policy.get_input_embeddings().weight.shape[0]))
         c = self._collate(probe)
         # Train mode (what the update compiles for) unless dropout stays on: then eval, deterministic.
@@ -307,30 +311,36 @@ class LocalStrategy:
 
         with torch.no_grad():
             eager = logprobs()
-        modules = [self.policy, self.ref, self._critic.module if self._critic is not None else None]
-        compiled = [model_parts.compile_blocks(m) for m in modules if m is not None]
+        modules = [m for m in (self.policy, self.ref, self._critic.module if self._critic is not None else None)
+                   if m is not None]
+        compiled = [model_parts.compile_blocks(m) for m in modules]
+        problem: str | None = None
+        cause: BaseException | None = None
         if not compiled[0]:
-            raise SkyrlError(
-                f"[strategy] compile = true: {type(self.policy).__name__} names no transformer blocks "
-                "(_no_split_modules) to compile; set [strategy] compile = false"
-            )
-        try:
-            out = logprobs()
-            out.sum().backward()
-        except Exception as exc:  # whatever the compiler raised: say where, keep the cause
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            raise SkyrlError(
-                f"[strategy] compile = true: torch.compile failed on a probe batch ({type(exc).__name__}: {first}); "
-                "on the CPU it needs a C++ compiler, on CUDA Triton; set [strategy] compile = false"
-            ) from exc
-        finally:
-            self.policy.zero_grad(set_to_none=True)
-        tol = 2e-2 if self._autocast_dtype is not None else 1e-4
-        if not torch.allclose(out.detach().float(), eager.float(), rtol=tol, atol=tol):
-            raise SkyrlError(
-                "[strategy] compile = true: the compiled model's log-probs differ from the eager model's on a probe "
-                "batch; set [strategy] compile = false"
-            )
+            problem = f"{type(self.policy).__name__} names no transformer blocks (_no_split_modules) to compile"
+        else:
+            try:
+                out = logprobs()
+                out.sum().backward()
+            except Exception as exc:  # whatever the compiler raised: say where, keep the cause
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                problem = (f"torch.compile failed on a probe batch ({type(exc).__name__}: {first}); on the CPU it "
+                           "needs a C++ compiler, on CUDA Triton")
+                cause = exc
+            finally:
+                self.policy.zero_grad(set_to_none=True)
+            tol = 2e-2 if self._autocast_dtype is not None else 1e-4
+            if problem is None and not torch.allclose(out.detach().float(), eager.float(), rtol=tol, atol=tol):
+                problem = "the compiled model's log-probs differ from the eager model's on a probe batch"
+        if problem is None:
+            return True
+        if strict:
+            raise SkyrlError(f"[strategy] compile = true: {problem}; set [strategy] compile = false") from cause
+        for m in modules:
+            model_parts.uncompile_blocks(m)
+        print(f"local: [strategy] compile auto: off, eager layers: {problem} (set compile = false to skip the "
+              "attempt)", flush=True)
+        return False
 
     # -- passes -----------------------------------------------------------------------------
 

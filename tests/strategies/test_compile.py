@@ -31,6 +31,50 @@ def test_a_model_without_blocks_is_refused(qwen2_dir, make_strategy, monkeypatch
         make_strategy(qwen2_dir, strategy_config=LocalStrategyConfig(compile=True))
 
 
+def test_auto_resolves_by_device_and_triton(monkeypatch) -> None:
+    import torch.utils._triton as triton_probe
+
+    assert model_parts.resolve_compile("auto", torch.device("cpu"))[0] is False
+    assert model_parts.resolve_compile(True, torch.device("cpu")) == (True, "[strategy] compile = true")
+    assert model_parts.resolve_compile(False, torch.device("cuda", 0))[0] is False
+    monkeypatch.setattr(triton_probe, "has_triton", lambda: True)
+    assert model_parts.resolve_compile("auto", torch.device("cuda", 0)) == (True, "auto: on (CUDA with Triton)")
+    monkeypatch.setattr(triton_probe, "has_triton", lambda: False)
+    on, why = model_parts.resolve_compile("auto", torch.device("cuda", 0))
+    assert not on and "Triton" in why
+
+
+def test_auto_on_cpu_leaves_the_layers_eager(qwen2_dir, make_strategy) -> None:
+    strategy = make_strategy(qwen2_dir, strategy_config=LocalStrategyConfig())
+    assert LocalStrategyConfig().compile == "auto" and strategy.compiled is False
+    assert all(getattr(m, "_compiled_call_impl", None) is None for m in strategy.policy.modules())
+
+
+def test_auto_falls_back_to_eager_with_a_notice(qwen2_dir, make_strategy, monkeypatch, capsys) -> None:
+    """Where 'auto' compiles (CUDA with Triton; forced here on the CPU) and the start-up probe fails,
+    the run goes on with eager layers and says why, instead of stopping as compile = true does."""
+    from skyrl_core.strategies import local
+
+    monkeypatch.setattr(local.model_parts, "resolve_compile", lambda setting, device: (True, "forced"))
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("inductor exploded")
+
+    def broken(model, **_):  # a compiler that fails: every block's compiled call raises
+        for layer in model.model.layers:
+            layer._compiled_call_impl = failing
+        return len(model.model.layers)
+
+    monkeypatch.setattr(local.model_parts, "compile_blocks", broken)
+    strategy = make_strategy(qwen2_dir, strategy_config=LocalStrategyConfig(compile="auto"))
+    assert strategy.compiled is False
+    assert all(getattr(m, "_compiled_call_impl", None) is None for m in strategy.policy.modules())
+    assert "[strategy] compile auto: off, eager layers: torch.compile failed on a probe batch (RuntimeError: " \
+        "inductor exploded)" in capsys.readouterr().out
+    with pytest.raises(SkyrlError, match=r"compile = true: torch.compile failed on a probe batch"):
+        make_strategy(qwen2_dir, strategy_config=LocalStrategyConfig(compile=True))
+
+
 @pytest.mark.slow  # compiles the tiny model's decoder layers (~20-60 s on 2 CPU cores)
 def test_compiled_passes_and_update_equal_eager_ones(qwen2_dir, make_strategy, make_batch, pg_loss) -> None:
     def build(compile: bool):

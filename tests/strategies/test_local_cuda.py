@@ -81,7 +81,10 @@ def test_shared_prefix_and_compile_on_cuda(qwen2_dir, make_strategy, make_batch,
         cfg = LocalStrategyConfig(**options)
         return make_strategy(qwen2_dir, strategy_config=cfg, model_kw={"device": "cuda", "dtype": dtype})
 
-    plain, shared, compiled = build(shared_prefix=False), build(shared_prefix=True), build(compile=True)
+    # compile is 'auto' (on) on CUDA, shared_prefix 'auto' (off) there: name both for each strategy
+    plain = build(shared_prefix=False, compile=False)
+    shared = build(shared_prefix=True, compile=False)
+    compiled = build(shared_prefix=True, compile=True)
     assert shared.prefix_sharing and compiled.prefix_sharing
     base = make_batch(40, n=12)
     batch = TrainBatch([base.prompt_ids[i // 3] for i in range(12)], base.response_ids, base.tensors)  # groups of 3
