@@ -355,7 +355,10 @@ def main() -> int:
                         help="[backend] compile of the static engine: auto (on for CUDA graphs), true or false")
     parser.add_argument("--shared-prefix", choices=["auto", "true", "false"], default="auto",
                         help="[strategy] shared_prefix of the local strategy (auto is off on CUDA until measured)")
-    parser.add_argument("--compile", action="store_true", help="[strategy] compile: torch.compile the decoder layers")
+    parser.add_argument("--compile", nargs="?", const="true", default="auto",
+                        type=lambda s: s if s == "auto" else s == "true",
+                        help="[strategy] compile: auto (the default: on CUDA with Triton), true (also plain "
+                        "--compile) or false")
     parser.add_argument("--ref-steps", type=int, default=2,
                         help="GRPO steps with a reference model (KL loss) after the default ones (0: none)")
     parser.add_argument("--trl-anchor", default=None, help="TRL anchor script (default: bench/trl_anchor.py's search)")
