@@ -455,8 +455,8 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true", help="compare phase: profile one more update of each")
     parser.add_argument("--compile", nargs="?", const="true", default="auto",
                         type=lambda s: s if s == "auto" else s == "true",
-                        help="compare phase: [strategy] compile: auto (the default: on CUDA with Triton), true (also plain "
-                        "--compile) or false")
+                        help="compare phase: [strategy] compile: auto (the default: on CUDA with Triton), true "
+                        "(also plain --compile) or false")
     parser.add_argument("--dcp", action="store_true",
                         help="compare phase: DCP save, resume and HF export of the first shape's fsdp2 strategy")
     parser.add_argument("--out", default=None, help="also write all records as JSON here")
