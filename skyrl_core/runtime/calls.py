@@ -71,20 +71,49 @@ def wait_all(
             except ray.exceptions.RayActorError as exc:
                 if on_failure is not None:
                     on_failure()
-                raise WorkerDiedError(
-                    f"{names[i]} died during {what}: {_first_line(exc)}. The other workers of its group cannot "
-                    "go on without it, so they were stopped. Look for an out-of-memory kill or a crash in the "
-                    "Ray logs (/tmp/ray/session_latest/logs on its node, or `ray logs`), then restart: the run "
-                    "resumes from its last checkpoint."
-                ) from exc
+                raise _died(names[i], what, exc) from exc
             except ray.exceptions.RayTaskError as exc:
+                cause = getattr(exc, "cause", None)
+                # A worker whose collective lost its peer raises (gloo: "Connection closed by peer")
+                # about when that peer dies; the death is the cause to report, so look for one first.
+                dead = None if isinstance(cause, SkyrlError) else _dead_peer(ray, pending, index, DEATH_GRACE_S)
                 if on_failure is not None:
                     on_failure()
-                cause = getattr(exc, "cause", None)
+                if dead is not None:
+                    raise _died(names[dead[0]], what, dead[1]) from dead[1]
                 if isinstance(cause, SkyrlError):
                     raise cause from None
                 raise WorkerDiedError(f"{names[i]} failed during {what}:\n{exc}") from exc
     return results
+
+
+#: How long ``wait_all`` waits for the other calls after one raised, to find a peer that died (the
+#: usual cause of a collective's error); only spent on the failure path.
+DEATH_GRACE_S = 3.0
+
+
+def _dead_peer(ray: Any, pending: Sequence[Any], index: dict[Any, int], grace_s: float) -> tuple[int, Any] | None:
+    """The index and error of a call in ``pending`` whose actor died, waiting up to ``grace_s``."""
+    if not pending:
+        return None
+    ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=grace_s)
+    for ref in ready:
+        try:
+            ray.get(ref)
+        except ray.exceptions.RayActorError as exc:
+            return index[ref], exc
+        except Exception:
+            continue
+    return None
+
+
+def _died(name: str, what: str, exc: BaseException) -> WorkerDiedError:
+    return WorkerDiedError(
+        f"{name} died during {what}: {_first_line(exc)}. The other workers of its group cannot "
+        "go on without it, so they were stopped. Look for an out-of-memory kill or a crash in the "
+        "Ray logs (/tmp/ray/session_latest/logs on its node, or `ray logs`), then restart: the run "
+        "resumes from its last checkpoint."
+    )
 
 
 def _first_line(exc: BaseException) -> str:

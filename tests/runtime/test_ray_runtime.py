@@ -235,3 +235,30 @@ def test_a_dead_worker_is_a_clear_error_not_a_hang(ray_cluster, model_cfg):
     finally:
         loop.close()
     backend.shutdown()
+
+
+def test_a_peers_death_is_reported_over_the_error_it_caused(ray_cluster):
+    """The race behind a dead rank: its peer's collective fails first ("Connection closed by
+    peer"), the death is seen a moment later. ``wait_all`` names the dead worker as the cause."""
+    from skyrl_core.runtime.calls import wait_all
+
+    @ray_cluster.remote
+    class Rank:
+        def step(self, role: str) -> None:
+            import time
+
+            if role == "survivor":  # its all-gather lost the peer at once
+                raise RuntimeError("Connection closed by peer [127.0.0.1]:12198")
+            time.sleep(0.5)  # the peer's process goes a moment later
+            os._exit(1)
+
+    actors = [Rank.remote(), Rank.remote()]
+    stopped = []
+    refs = [actors[0].step.remote("survivor"), actors[1].step.remote("dies")]
+    with pytest.raises(WorkerDiedError, match=r"rank 1 died during train_step") as err:
+        wait_all(refs, ["rank 0", "rank 1"], what="train_step", on_failure=lambda: stopped.append(True))
+    assert "resumes from its last checkpoint" in str(err.value) and stopped == [True]
+    # A worker that raised with no peer dead is still reported as itself.
+    refs = [actors[0].step.remote("survivor")]
+    with pytest.raises(WorkerDiedError, match=r"(?s)rank 0 failed during train_step:\n.*Connection closed by peer"):
+        wait_all(refs, ["rank 0"], what="train_step")
