@@ -68,7 +68,8 @@ def build_random_model(shape: str, root: Path, device: torch.device, dtype: torc
     from skyrl_core.config.schema import TinyModelConfig
     from skyrl_core.models.tiny import build_tiny_model
 
-    tok = AutoTokenizer.from_pretrained(build_tiny_model(root / "tok", TinyModelConfig()))
+    tok_dir = root / "tok"  # one tokenizer for every shape of the run
+    tok = AutoTokenizer.from_pretrained(tok_dir if tok_dir.exists() else build_tiny_model(tok_dir, TinyModelConfig()))
     spec = dict(SHAPES[shape])
     arch = spec.pop("arch")
     config_cls, model_cls = (Qwen2Config, Qwen2ForCausalLM) if arch == "qwen2" else (LlamaConfig, LlamaForCausalLM)
