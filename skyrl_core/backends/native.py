@@ -58,6 +58,9 @@ from skyrl_core.protocols.backend import (
     GenerateResult,
 )
 
+#: ``[backend] cpu_threads`` default: batches with parameters x rows below this decode on one CPU thread.
+SMALL_DECODE = 1_000_000_000
+
 
 @attrs.define(eq=False)
 class _Pending:
@@ -101,6 +104,11 @@ class NativeBackend:
         self.tokenizer = load_tokenizer(model)
         self.model = load_causal_lm(model, dtype=self.dtype, device=self.device)
         self.vocab_size = self.model.get_input_embeddings().num_embeddings
+        self._params = sum(p.numel() for p in self.model.parameters())
+        # [backend] cpu_threads: the creating thread's count is the default (OMP_NUM_THREADS or
+        # torch.set_num_threads); the executor thread's current count, once set.
+        self._default_threads = torch.get_num_threads()
+        self._threads: int | None = None
         self.max_model_len = self.config.max_model_len or getattr(self.model.config, "max_position_embeddings", 4096)
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None and pad < self.vocab_size else 0
@@ -208,6 +216,7 @@ class NativeBackend:
                 return [_aborted(p.request) for p in batch]
             assert self.engine is not None
             prompts, rows, owners = self._rows(batch)
+            self._cpu_threads(len(rows))
             outputs = self.engine.generate(prompts, rows, lambda: self._closed or self._abort_epoch > epoch)
         per_request: list[list[Completion]] = [[] for _ in batch]
         for owner, out in zip(owners, outputs, strict=True):
@@ -218,6 +227,16 @@ class NativeBackend:
         self.stats["sequences"] += len(rows)
         self.stats["generated_tokens"] += sum(len(out.ids) for out in outputs)
         return results
+
+    def _cpu_threads(self, rows: int) -> None:
+        """(In the executor thread.) ``[backend] cpu_threads`` for a batch of ``rows`` on the CPU: the
+        setting is per OS thread, so the training thread's count is untouched."""
+        if self.device.type != "cpu":
+            return
+        want = self.config.cpu_threads or (1 if self._params * rows < SMALL_DECODE else self._default_threads)
+        if want != self._threads:
+            torch.set_num_threads(want)
+            self._threads = want
 
     def _rows(self, batch: list[_Pending]) -> tuple[list[list[int]], list[RowSpec], list[int]]:
         """The distinct prompts of ``batch``, one row per sample, and each row's request.

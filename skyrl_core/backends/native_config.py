@@ -61,6 +61,16 @@ class NativeBackendConfig:
     prefill_tokens: int = option(
         16384, help="Static engine: padded prompt tokens per prefill chunk (bounds activation memory).", check=positive
     )
+    cpu_threads: int | None = option(
+        None,
+        help="On the CPU: torch intra-op threads of the generation thread (the training thread keeps its own). "
+        "Default: one thread for batches whose decode step is small (parameters x rows under 1e9, e.g. a "
+        "3M-parameter model at 64 rows), where OpenMP's fork and join on ~100 small operators per token costs "
+        "more than a second core gives, and torch's default (OMP_NUM_THREADS) otherwise. Measured on 2 cores "
+        "(bench/RESULTS.md): the CPU anchor's generation 0.61 s on one thread vs 0.67 s on two; SmolLM2's shape "
+        "at 64 rows 9.7 s on one vs 7.1 s on two.",
+        check=positive,
+    )
     compile: Literal["auto", True, False] = option(
         "auto",
         help="Static engine: torch.compile the math between attentions of a decode step (output projection, "

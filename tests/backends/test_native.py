@@ -385,3 +385,27 @@ def test_a_seed_gives_the_same_samples_on_either_engine(make, ref):
     assert not _on_a_rounding_boundary(ref, requests[1], 0, ids[:5], (ids[5], other))
     assert {c.finish_reason for r in together for c in r.completions} == {"stop", "length"}
     assert static.stats["batches"] == 1 + len(requests)
+
+
+def test_cpu_threads_of_the_generation_thread(make, ref):
+    """``[backend] cpu_threads``: a small decode (parameters x rows < 1e9) runs on one thread of the
+    executor; a large one on the process's default; an explicit count wins; the caller's thread keeps
+    its own count and the samples do not depend on it."""
+    main_threads = torch.get_num_threads()
+    requests = _requests(ref, 3, max_new_tokens=5, temperature=1.0, seed=3, n=2)
+
+    def run(backend):
+        out = asyncio.run(backend.generate(requests))
+        threads = backend._executor.submit(torch.get_num_threads).result()  # the generation thread's count
+        return [c.token_ids for r in out for c in r.completions], threads
+
+    small = make()
+    ids_small, threads = run(small)
+    assert threads == 1 and torch.get_num_threads() == main_threads
+    large = make()
+    large._params = 10**9  # as if a 1B-parameter model: 6 rows x 1e9 is not small
+    ids_large, threads = run(large)
+    assert threads == main_threads and ids_large == ids_small
+    fixed = make(cpu_threads=2)
+    ids_fixed, threads = run(fixed)
+    assert threads == 2 and ids_fixed == ids_small
