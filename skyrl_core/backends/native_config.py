@@ -61,6 +61,15 @@ class NativeBackendConfig:
     prefill_tokens: int = option(
         16384, help="Static engine: padded prompt tokens per prefill chunk (bounds activation memory).", check=positive
     )
+    attention_chunks: int | None = option(
+        None,
+        help="Static engine: admit rows longest prompt first and run each decode step's attention per chunk of "
+        "rows, each chunk reading the KV cache up to its own longest row instead of the batch's (rows with short "
+        "prompts then read fewer masked positions). Default: 4 on the CPU (a 3M-parameter model, 64 rows with "
+        "prompts of 32-512 tokens: 5.0-5.1 s against 5.4-5.9 s), 1 on CUDA until measured there (each distinct "
+        "set of chunk spans is one more CUDA graph). 1 turns it off.",
+        check=positive,
+    )
     cpu_threads: int | None = option(
         None,
         help="On the CPU: torch intra-op threads of the generation thread (the training thread keeps its own). "

@@ -46,6 +46,27 @@ class TestStaticEnginePipelinedConformance(TestStaticEngineConformance):
         return backend
 
 
+class TestStaticEngineChunkedAttentionConformance(TestStaticEngineConformance):
+    """The suite again with decode attention per row chunk (rows admitted longest prompt first)."""
+
+    def make_backend(self, model: ModelConfig, seed: int) -> NativeBackend:
+        backend = super().make_backend(model, seed)
+        backend.engine.attention_chunks = 4
+        return backend
+
+
+def test_attention_spans_per_row_chunk(model_dir, ref):
+    """``_spans``: one span when every chunk needs the same; else each chunk of the bucket its own
+    longest live row (+ the window), rounded to span_step; padding-only chunks one span_step."""
+    engine = StaticEngine(ref.model, ref.tokenizer, attention_chunks=4, span_step=16)
+    assert engine._spans(16, [40] * 16, 7, 512) == 48
+    lengths = [200, 190, 150, 120, 100, 90, 60, 33, 20, 10]  # sorted, as admission orders them
+    assert engine._spans(16, lengths, 7, 512) == ((0, 4, 208), (4, 8, 112), (8, 12, 32), (12, 16, 16))
+    assert engine._spans(16, lengths, 7, 128) == ((0, 4, 128), (4, 8, 112), (8, 12, 32), (12, 16, 16))
+    assert StaticEngine(ref.model, ref.tokenizer, span_step=16)._spans(16, lengths, 7, 512) == 208
+    assert engine._spans(4, lengths[:4], 7, 512) == 208  # too few rows to split
+
+
 @pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
 class TestStaticEngineConformanceCUDA(BackendConformance):
     """The whole suite on the GPU with CUDA graphs (float32, TF32 off: greedy ties match the CPU reference)."""
@@ -171,12 +192,14 @@ def test_prefill_and_decode_logits_match_the_hf_forward(ref, prompts):
 # -- windows and retirement --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("pipeline", [False, True], ids=["one-window", "pipelined"])
-def test_mixed_batch_equals_solo_runs_whatever_the_window(model_dir, ref, prompts, pipeline):
+@pytest.mark.parametrize(("pipeline", "chunks"), [(False, 1), (True, 1), (True, 4)],
+                         ids=["one-window", "pipelined", "pipelined-chunked-attention"])
+def test_mixed_batch_equals_solo_runs_whatever_the_window(model_dir, ref, prompts, pipeline, chunks):
     """Rows with different limits, stop ids and stop strings retire at different windows;
     every row still equals the same request run alone, with per-token checks (sync_every=1).
     Pipelined (the CUDA default: the next window runs while one is read back), rows retire a
-    window later, with the same outputs."""
+    window later, with the same outputs; with attention in row chunks (rows admitted longest
+    prompt first, each chunk attending to its own longest row), the same outputs again."""
     base = SamplingParams(max_new_tokens=24, temperature=1.0, seed=21)
     (probe,) = _gen(_b := _backend(model_dir, engine="static", sync_every=1), [GenerateRequest(prompts[0], base)])
     _b.shutdown()
@@ -193,6 +216,7 @@ def test_mixed_batch_equals_solo_runs_whatever_the_window(model_dir, ref, prompt
     solo_backend = _backend(model_dir, engine="static", sync_every=1)
     windowed = _backend(model_dir, engine="static", sync_every=7)
     windowed.engine.pipeline = pipeline
+    windowed.engine.attention_chunks = chunks
     try:
         solo = [_gen(solo_backend, [r])[0] for r in requests]
         together = _gen(windowed, requests)
@@ -205,6 +229,7 @@ def test_mixed_batch_equals_solo_runs_whatever_the_window(model_dir, ref, prompt
         assert together[0].completions[0].finish_reason == "stop"
         assert list(together[0].completions[0].token_ids) == ids[: ids.index(ids[6]) + 1]
         assert windowed.engine.stats["compactions"] >= 1
+        assert (windowed.engine.stats["chunked_windows"] > 0) == (chunks > 1)
     finally:
         solo_backend.shutdown()
         windowed.shutdown()

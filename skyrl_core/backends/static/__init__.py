@@ -51,4 +51,5 @@ def make_engine(config: Any, model: Any, tokenizer: Any, device: Any) -> StaticE
         sync_every=config.sync_every,
         prefill_tokens=config.prefill_tokens,
         compile=bool(compile_),
+        attention_chunks=config.attention_chunks or (4 if getattr(device, "type", str(device)) == "cpu" else 1),
     )

@@ -3,7 +3,8 @@
 How a batch runs (``StaticEngine.generate``):
 
 1. **Cache.** One ``StaticKVCache`` of ``rows x max_len`` is kept between batches and only
-   grows (reallocating drops the captured graphs). Sample ``i`` starts in cache row ``i``.
+   grows (reallocating drops the captured graphs). Sample ``i`` starts in cache row ``i``
+   (with ``attention_chunks`` > 1, samples are admitted longest prompt first instead).
 2. **Prefill.** Distinct prompts are sorted by length and run in chunks of similar lengths
    (padding only within a chunk, bounded by ``prefill_tokens``); each prompt's keys and
    values are written straight into the rows of all its ``n`` samples, and the first token
@@ -13,7 +14,9 @@ How a batch runs (``StaticEngine.generate``):
    back to back; each step (forward + sampling + bookkeeping, all on the device) writes
    its tokens into a small history buffer. On CUDA the step is captured once per
    ``(bucket, span, sampling flags)`` in a CUDA graph and replayed, where ``span`` (the
-   cache positions attended to) is the longest row rounded up to ``span_step``.
+   cache positions attended to) is the longest row rounded up to ``span_step``; with
+   ``attention_chunks``, each chunk of rows attends to its own longest row (rows advance
+   together, so admitted longest first they stay sorted and short rows read less).
 4. **Host check, once per window.** The window's tokens come to the host in one copy
    (asynchronous on CUDA, where the next window is launched before this one is read, so the
    host's checks overlap the device's decoding: ``pipeline``);
@@ -41,7 +44,7 @@ from torch import Tensor
 
 from skyrl_core.backends.rows import RowOutput, RowSpec
 from skyrl_core.backends.sampling import RowSampling, SamplingFlags, sample
-from skyrl_core.backends.static.model import StaticDecoder, StaticKVCache
+from skyrl_core.backends.static.model import Spans, StaticDecoder, StaticKVCache
 from skyrl_core.backends.stops import StopChecker
 
 #: Row counts decode steps are compiled for; more rows than the last use multiples of 128.
@@ -136,10 +139,12 @@ class StaticEngine:
         pipeline: launch the next window before reading one back, so the host's stop checks overlap
             the device's decoding (default: on CUDA). Rows that end are retired once the window
             after theirs is read too (at most ``sync_every`` more steps decoded for them).
+        attention_chunks: admit rows longest prompt first and run decode attention per chunk of
+            rows, each to its own longest row (``_spans``); 1: every row to the batch's longest.
 
     Attributes:
-        stats: ``decode_steps``, ``windows``, ``graphs_captured``, ``compactions``,
-            ``prefill_chunks``, ``cache_bytes``.
+        stats: ``decode_steps``, ``windows``, ``chunked_windows`` (attention per row chunk),
+            ``graphs_captured``, ``compactions``, ``prefill_chunks``, ``cache_bytes``.
     """
 
     def __init__(
@@ -153,6 +158,7 @@ class StaticEngine:
         span_step: int | None = None,
         compile: bool = False,
         pipeline: bool | None = None,
+        attention_chunks: int = 1,
     ) -> None:
         self.decoder = StaticDecoder(model, compile=compile)
         self.tokenizer = tokenizer
@@ -162,15 +168,19 @@ class StaticEngine:
         # With a device that runs ahead of the host, launch the next window before reading one.
         self.pipeline = self.device.type == "cuda" if pipeline is None else bool(pipeline)
         self.prefill_tokens = max(1, int(prefill_tokens))
+        # Rows are admitted longest prompt first; decode attention runs per chunk of rows, each to
+        # its own longest row (1: every row to the batch's longest).
+        self.attention_chunks = max(1, int(attention_chunks))
         # With graphs a coarse step bounds the graphs captured per bucket; eager steps attend to
         # no more of the cache than the window needs.
         self.span_step = max(1, int(span_step or (128 if self.use_graphs else 16)))
         self.stats = dict.fromkeys(
-            ("decode_steps", "windows", "graphs_captured", "compactions", "prefill_chunks", "cache_bytes"), 0
+            ("decode_steps", "windows", "chunked_windows", "graphs_captured", "compactions", "prefill_chunks",
+             "cache_bytes"), 0
         )
         self._cache: StaticKVCache | None = None
         self._buckets: dict[int, _Bucket] = {}
-        self._graphs: dict[tuple[int, int, SamplingFlags], Any] = {}
+        self._graphs: dict[tuple[int, Spans, SamplingFlags], Any] = {}
         self._pool: Any = None
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -204,7 +214,7 @@ class StaticEngine:
 
     # -- one decode step ------------------------------------------------------------------
 
-    def _step_eager(self, b: _Bucket, span: int) -> None:
+    def _step_eager(self, b: _Bucket, span: Spans) -> None:
         assert self._cache is not None
         logits = self.decoder.decode(self._cache, b.tokens, b.positions, span)
         nxt, lp = sample(logits, b.state, b.counters)
@@ -215,7 +225,7 @@ class StaticEngine:
         b.counters.add_(1)
         b.win.add_(1)
 
-    def _step(self, b: _Bucket, span: int) -> None:
+    def _step(self, b: _Bucket, span: Spans) -> None:
         if not self.use_graphs:
             self._step_eager(b, span)
             return
@@ -226,7 +236,7 @@ class StaticEngine:
             graph = self._graphs[key] = self._capture(b, span)
         graph.replay()
 
-    def _capture(self, b: _Bucket, span: int) -> Any:
+    def _capture(self, b: _Bucket, span: Spans) -> Any:
         """Capture one step. A warm-up step runs first on a side stream (lazy library set-up
         must not happen during capture); the small state it advanced is restored, and what
         it wrote to the cache and history is rewritten identically by the real step."""
@@ -263,14 +273,30 @@ class StaticEngine:
         k = min(self.sync_every, remaining - ahead, cache.max_len - longest + 1)
         if k < 1:
             return None
-        span = min(round_up(longest + k - 1, self.span_step), cache.max_len)
+        span = self._spans(b.rows, lengths, ahead + k - 1, cache.max_len)
         slot = 1 if any(w.slot == 0 for w in queue) else 0
         b.win.fill_(slot * self.sync_every)
         for _ in range(k):
             self._step(b, span)
         self.stats["decode_steps"] += k
         self.stats["windows"] += 1
+        self.stats["chunked_windows"] += not isinstance(span, int)
         return _Window(b, slot, n, k, self.sync_every)
+
+    def _spans(self, rows: int, lengths: list[int], extra: int, max_len: int) -> Spans:
+        """The cache positions a window's steps attend to: the longest live row's length plus
+        ``extra``, rounded up to ``span_step``; with ``attention_chunks``, per chunk of the bucket's
+        ``rows`` (a chunk of padding rows only gets one ``span_step``). One span when all agree."""
+        def bound(n: int) -> int:
+            return min(round_up(n + extra, self.span_step), max_len)
+
+        full = bound(max(lengths))
+        if self.attention_chunks == 1 or rows < 2 * self.attention_chunks:
+            return full
+        size = -(-rows // self.attention_chunks)
+        spans = tuple((s, min(rows, s + size), bound(max(lengths[s : s + size])) if s < len(lengths)
+                       else min(self.span_step, max_len)) for s in range(0, rows, size))
+        return full if all(sp == full for _, _, sp in spans) else spans
 
     # -- a batch ----------------------------------------------------------------------------
 
@@ -293,6 +319,23 @@ class StaticEngine:
             return self._generate(prompts, rows, should_abort)
 
     def _generate(
+        self,
+        prompts: Sequence[Sequence[int]],
+        rows: Sequence[RowSpec],
+        should_abort: Callable[[], bool],
+    ) -> list[RowOutput]:
+        if self.attention_chunks == 1:
+            return self._generate_rows(prompts, rows, should_abort)
+        # Longest prompt first: rows advance together, so the cache rows stay sorted by length
+        # and each attention chunk's span is close to its rows' own lengths.
+        order = sorted(range(len(rows)), key=lambda i: -len(prompts[rows[i].prompt]))
+        done = self._generate_rows(prompts, [rows[i] for i in order], should_abort)
+        outputs: list[RowOutput] = [done[0]] * len(rows) if rows else []
+        for j, i in enumerate(order):
+            outputs[i] = done[j]
+        return outputs
+
+    def _generate_rows(
         self,
         prompts: Sequence[Sequence[int]],
         rows: Sequence[RowSpec],

@@ -43,6 +43,38 @@ SUPPORTED_MODEL_TYPES = ("llama", "qwen2", "qwen3", "mistral")
 _DECODE_BACKENDS = {"cuda": [SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH],
                     "cpu": [SDPBackend.FLASH_ATTENTION, SDPBackend.MATH]}
 
+#: ``decode``'s attended cache positions: one span for every row, or row chunks with spans of their
+#: own, ``((start, end, span), ...)`` covering rows ``0..B-1`` in order (rows sorted longest first
+#: read fewer masked positions; ``StaticEngine`` builds them).
+Spans = int | tuple[tuple[int, int, int], ...]
+
+
+def span_of(spans: Spans) -> int:
+    """The longest span of ``spans``."""
+    return spans if isinstance(spans, int) else max(sp for _, _, sp in spans)
+
+
+def _attend(qg: Tensor, cache: StaticKVCache, i: int, visible: Tensor, spans: Spans, scale: float,
+            backends: list[Any]) -> Tensor:
+    """Decode attention of layer ``i``: ``qg`` ``(B, G, groups, D)`` against each row's cached keys
+    and values up to its chunk's span (``visible``: the additive mask up to the longest span)."""
+    b = qg.shape[0]
+    if isinstance(spans, int):
+        spans = ((0, b, spans),)
+    if len(spans) == 1:
+        _, _, sp = spans[0]
+        with sdpa_kernel(backends):
+            return F.scaled_dot_product_attention(qg, cache.k[i, :b, :, :sp], cache.v[i, :b, :, :sp],
+                                                  attn_mask=visible[..., :sp], scale=scale)
+    out = torch.empty_like(qg)
+    for start, end, sp in spans:
+        with sdpa_kernel(backends):
+            out[start:end] = F.scaled_dot_product_attention(
+                qg[start:end], cache.k[i, start:end, :, :sp], cache.v[i, start:end, :, :sp],
+                attn_mask=visible[start:end, ..., :sp], scale=scale,
+            )
+    return out
+
 
 def unsupported_reason(model: Any) -> str | None:
     """Why the static engine cannot run ``model`` (None when it can)."""
@@ -279,14 +311,15 @@ class StaticDecoder:
         bias = torch.zeros(visible.shape, dtype=self.dtype, device=positions.device)
         return bias.masked_fill_(~visible, float("-inf"))[:, None, None, :]
 
-    def decode(self, cache: StaticKVCache, tokens: Tensor, positions: Tensor, span: int) -> Tensor:
+    def decode(self, cache: StaticKVCache, tokens: Tensor, positions: Tensor, span: Spans) -> Tensor:
         """One token per cache row ``0..B-1``.
 
         Args:
             cache: rows ``0..B-1`` hold the sequences; position ``positions[b]`` of row ``b`` is written.
             tokens: ``(B,)`` the tokens to append.
             positions: ``(B,)`` their positions (= the row's current length); all ``< span``.
-            span: cache positions attended to (a static bound for graph capture).
+            span: cache positions attended to (a static bound for graph capture), for every row or
+                per row chunk (``Spans``).
 
         Returns:
             ``(B, V)`` next-token logits.
@@ -298,18 +331,16 @@ class StaticDecoder:
         h = self.body.embed_tokens(tokens[:, None])  # (B, 1, hidden)
         cos, sin = self._cos_sin(h, positions[:, None])
         # (B, 1, 1, span): a row sees its cache up to its own position.
-        visible = self.decode_mask(positions, span)
+        visible = self.decode_mask(positions, span_of(span))
         backends = _DECODE_BACKENDS.get(tokens.device.type, [SDPBackend.MATH])
         for i, layer in enumerate(self.layers):
             q, k, v = self._qkv(i, self._norm(layer.input_layernorm, h), cos, sin)
             cache.k[i, rows, :, positions] = k[:, 0]
             cache.v[i, rows, :, positions] = v[:, 0]
-            keys = cache.k[i, :b, :, :span]  # (B, G, span, D), a strided view
-            values = cache.v[i, :b, :, :span]
-            # The query heads that share a kv head form the "query length": no key copies.
+            # The query heads that share a kv head form the "query length": no key copies; the
+            # cached keys are strided views (B, G, span, D).
             qg = q.reshape(b, self.kv_heads, self.groups, self.head_dim)
-            with sdpa_kernel(backends):
-                out = F.scaled_dot_product_attention(qg, keys, values, attn_mask=visible, scale=self.scaling)
+            out = _attend(qg, cache, i, visible, span, self.scaling, backends)
             h = self._finish_layer(i, h, out.reshape(b, 1, self.heads * self.head_dim))
         return self.logits(h[:, 0])
 
@@ -430,7 +461,7 @@ class CompiledDecode:
             "down_w": mlp.down_proj.weight, "down_b": mlp.down_proj.bias,
         }
 
-    def decode(self, cache: StaticKVCache, tokens: Tensor, positions: Tensor, span: int) -> Tensor:
+    def decode(self, cache: StaticKVCache, tokens: Tensor, positions: Tensor, span: Spans) -> Tensor:
         """``StaticDecoder.decode`` with the compiled layer math (same arguments, same result to rounding).
 
         Raises:
@@ -448,7 +479,7 @@ class CompiledDecode:
                 f"({type(exc).__name__}: {first}); set [backend] compile = false to decode with the eager layer code"
             ) from exc
 
-    def _decode(self, cache: StaticKVCache, tokens: Tensor, positions: Tensor, span: int) -> Tensor:
+    def _decode(self, cache: StaticKVCache, tokens: Tensor, positions: Tensor, span: Spans) -> Tensor:
         d = self.decoder
         b = tokens.shape[0]
         if self._cached is None or self._cached[0] is not d._fused:  # fuse() made new tensors
@@ -461,7 +492,7 @@ class CompiledDecode:
         embed = d.body.embed_tokens.weight
         cos, sin = d._cos_sin(embed[:1][None], positions[:, None])  # (B, 1, D)
         rows = torch.arange(b, device=tokens.device)
-        visible = d.decode_mask(positions, span)
+        visible = d.decode_mask(positions, span_of(span))
         backends = _DECODE_BACKENDS.get(tokens.device.type, [SDPBackend.MATH])
         h, q, k, v = self._first(embed, tokens, layers[0], cos, sin, shape)
         logits = None
@@ -469,10 +500,7 @@ class CompiledDecode:
             cache.k[i, rows, :, positions] = k
             cache.v[i, rows, :, positions] = v
             qg = q.view(b, d.kv_heads, d.groups, d.head_dim)
-            with sdpa_kernel(backends):
-                out = F.scaled_dot_product_attention(
-                    qg, cache.k[i, :b, :, :span], cache.v[i, :b, :, :span], attn_mask=visible, scale=d.scaling
-                )
+            out = _attend(qg, cache, i, visible, span, d.scaling, backends)
             out = out.reshape(b, d.heads * d.head_dim)
             if i + 1 < len(layers):
                 h, q, k, v = self._middle(h, out, layers[i], layers[i + 1], cos, sin, shape)
