@@ -351,6 +351,8 @@ def main() -> int:
                         help="old log-probs from the update's forward pass (the loop's default on-policy) "
                         "or from a separate pass")
     parser.add_argument("--sync-every", type=int, default=16)
+    parser.add_argument("--attention-chunks", type=int, default=None,
+                        help="[backend] attention_chunks of the static engine (default: the backend's, 1 on CUDA)")
     parser.add_argument("--engine-compile", type=lambda s: s if s == "auto" else s == "true", default="auto",
                         help="[backend] compile of the static engine: auto (on for CUDA graphs), true or false")
     parser.add_argument("--shared-prefix", choices=["auto", "true", "false"], default="auto",
@@ -390,7 +392,8 @@ def main() -> int:
     rows = max([*args.batches, args.prompts * args.samples])
     backend = NativeBackend(
         NativeBackendConfig(engine="static", dtype=dtype, max_batch_size=rows, max_tokens_in_flight=1 << 30,
-                            sync_every=args.sync_every, compile=args.engine_compile),
+                            sync_every=args.sync_every, compile=args.engine_compile,
+                            attention_chunks=args.attention_chunks),
         model=ModelConfig(path=str(model_path), device=str(device), dtype=dtype),
         seed=0,
     )
