@@ -32,10 +32,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import contextlib
 import gc
 import random
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import attrs
@@ -105,10 +106,9 @@ class NativeBackend:
         self.model = load_causal_lm(model, dtype=self.dtype, device=self.device)
         self.vocab_size = self.model.get_input_embeddings().num_embeddings
         self._params = sum(p.numel() for p in self.model.parameters())
-        # [backend] cpu_threads: the creating thread's count is the default (OMP_NUM_THREADS or
-        # torch.set_num_threads); the executor thread's current count, once set.
+        # [backend] cpu_threads: the creating thread's count (OMP_NUM_THREADS or torch.set_num_threads)
+        # is the default, and what the generation thread returns to after each batch.
         self._default_threads = torch.get_num_threads()
-        self._threads: int | None = None
         self.max_model_len = self.config.max_model_len or getattr(self.model.config, "max_position_embeddings", 4096)
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None and pad < self.vocab_size else 0
@@ -216,8 +216,8 @@ class NativeBackend:
                 return [_aborted(p.request) for p in batch]
             assert self.engine is not None
             prompts, rows, owners = self._rows(batch)
-            self._cpu_threads(len(rows))
-            outputs = self.engine.generate(prompts, rows, lambda: self._closed or self._abort_epoch > epoch)
+            with self._cpu_threads(len(rows)):
+                outputs = self.engine.generate(prompts, rows, lambda: self._closed or self._abort_epoch > epoch)
         per_request: list[list[Completion]] = [[] for _ in batch]
         for owner, out in zip(owners, outputs, strict=True):
             per_request[owner].append(self._completion(out))
@@ -228,15 +228,22 @@ class NativeBackend:
         self.stats["generated_tokens"] += sum(len(out.ids) for out in outputs)
         return results
 
-    def _cpu_threads(self, rows: int) -> None:
-        """(In the executor thread.) ``[backend] cpu_threads`` for a batch of ``rows`` on the CPU: the
-        setting is per OS thread, so the training thread's count is untouched."""
-        if self.device.type != "cpu":
-            return
+    @contextlib.contextmanager
+    def _cpu_threads(self, rows: int) -> Iterator[None]:
+        """(In the executor thread.) ``[backend] cpu_threads`` while a batch of ``rows`` runs on the CPU.
+
+        OpenMP's and MKL's thread counts are per OS thread, so the training thread keeps its own;
+        torch also records the last count set for threads that start later, so the default is put
+        back when the batch ends."""
         want = self.config.cpu_threads or (1 if self._params * rows < SMALL_DECODE else self._default_threads)
-        if want != self._threads:
-            torch.set_num_threads(want)
-            self._threads = want
+        if self.device.type != "cpu" or want == self._default_threads:
+            yield
+            return
+        torch.set_num_threads(want)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(self._default_threads)
 
     def _rows(self, batch: list[_Pending]) -> tuple[list[list[int]], list[RowSpec], list[int]]:
         """The distinct prompts of ``batch``, one row per sample, and each row's request.

@@ -395,9 +395,18 @@ def test_cpu_threads_of_the_generation_thread(make, ref):
     requests = _requests(ref, 3, max_new_tokens=5, temperature=1.0, seed=3, n=2)
 
     def run(backend):
+        seen = []
+        engine_generate = backend.engine.generate
+
+        def generate(*args, **kwargs):  # the generation thread's count while the batch runs
+            seen.append(torch.get_num_threads())
+            return engine_generate(*args, **kwargs)
+
+        backend.engine.generate = generate
         out = asyncio.run(backend.generate(requests))
-        threads = backend._executor.submit(torch.get_num_threads).result()  # the generation thread's count
-        return [c.token_ids for r in out for c in r.completions], threads
+        after = backend._executor.submit(torch.get_num_threads).result()
+        assert after == main_threads  # put back when the batch ended
+        return [c.token_ids for r in out for c in r.completions], seen[0]
 
     small = make()
     ids_small, threads = run(small)
@@ -406,6 +415,6 @@ def test_cpu_threads_of_the_generation_thread(make, ref):
     large._params = 10**9  # as if a 1B-parameter model: 6 rows x 1e9 is not small
     ids_large, threads = run(large)
     assert threads == main_threads and ids_large == ids_small
-    fixed = make(cpu_threads=2)
+    fixed = make(cpu_threads=3)
     ids_fixed, threads = run(fixed)
-    assert threads == 2 and ids_fixed == ids_small
+    assert threads == 3 and ids_fixed == ids_small
