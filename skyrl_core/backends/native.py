@@ -32,11 +32,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
-import contextlib
 import gc
 import random
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import attrs
@@ -107,8 +106,9 @@ class NativeBackend:
         self.vocab_size = self.model.get_input_embeddings().num_embeddings
         self._params = sum(p.numel() for p in self.model.parameters())
         # [backend] cpu_threads: the creating thread's count (OMP_NUM_THREADS or torch.set_num_threads)
-        # is the default, and what the generation thread returns to after each batch.
+        # is the default; the generation thread's own count once set.
         self._default_threads = torch.get_num_threads()
+        self._threads: int | None = None
         self.max_model_len = self.config.max_model_len or getattr(self.model.config, "max_position_embeddings", 4096)
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None and pad < self.vocab_size else 0
@@ -216,8 +216,8 @@ class NativeBackend:
                 return [_aborted(p.request) for p in batch]
             assert self.engine is not None
             prompts, rows, owners = self._rows(batch)
-            with self._cpu_threads(len(rows)):
-                outputs = self.engine.generate(prompts, rows, lambda: self._closed or self._abort_epoch > epoch)
+            self._cpu_threads(len(rows))
+            outputs = self.engine.generate(prompts, rows, lambda: self._closed or self._abort_epoch > epoch)
         per_request: list[list[Completion]] = [[] for _ in batch]
         for owner, out in zip(owners, outputs, strict=True):
             per_request[owner].append(self._completion(out))
@@ -228,22 +228,27 @@ class NativeBackend:
         self.stats["generated_tokens"] += sum(len(out.ids) for out in outputs)
         return results
 
-    @contextlib.contextmanager
-    def _cpu_threads(self, rows: int) -> Iterator[None]:
-        """(In the executor thread.) ``[backend] cpu_threads`` while a batch of ``rows`` runs on the CPU.
+    def _cpu_threads(self, rows: int) -> None:
+        """(In the executor thread.) ``[backend] cpu_threads`` for a batch of ``rows`` on the CPU.
 
-        OpenMP's and MKL's thread counts are per OS thread, so the training thread keeps its own;
-        torch also records the last count set for threads that start later, so the default is put
-        back when the batch ends."""
-        want = self.config.cpu_threads or (1 if self._params * rows < SMALL_DECODE else self._default_threads)
-        if self.device.type != "cpu" or want == self._default_threads:
-            yield
+        OpenMP's and MKL's thread counts are per OS thread: the generation thread keeps the count it
+        is given (set back per batch only when it changes: a count that went back and forth with every
+        batch lost the gain, bench/RESULTS.md), and the training thread keeps its own. torch also
+        records the last count set as the one threads starting later begin with; a short-lived
+        thread sets the default again, so only this thread's count differs.
+        """
+        if self.device.type != "cpu":
             return
+        want = self.config.cpu_threads or (1 if self._params * rows < SMALL_DECODE else self._default_threads)
+        if want == self._threads:
+            return
+        torch.get_num_threads()  # torch sets a thread's count up at its first use: before ours, not after
         torch.set_num_threads(want)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(self._default_threads)
+        self._threads = want
+        if want != self._default_threads:
+            reset = threading.Thread(target=torch.set_num_threads, args=(self._default_threads,))
+            reset.start()
+            reset.join()
 
     def _rows(self, batch: list[_Pending]) -> tuple[list[list[int]], list[RowSpec], list[int]]:
         """The distinct prompts of ``batch``, one row per sample, and each row's request.
