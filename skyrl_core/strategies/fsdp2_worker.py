@@ -237,13 +237,15 @@ class Fsdp2Worker:
         if not train:
             root.eval().requires_grad_(False)
         # [strategy] compile: 'auto' compiles on CUDA with Triton (model_parts.resolve_compile); without
-        # blocks to compile, 'auto' stays eager and true is an error.
-        if model_parts.resolve_compile(self.config.compile, self.device)[0]:
-            if not model_parts.compile_blocks(fm.hf_model(root)) and self.config.compile is True:
-                raise SkyrlError(
-                    f"[strategy] compile = true: the {role} model names no transformer blocks (_no_split_modules) "
-                    "to compile; set [strategy] compile = false"
-                )
+        # blocks to compile, 'auto' stays eager (with a notice) and true is an error.
+        if model_parts.resolve_compile(self.config.compile, self.device) and not model_parts.compile_blocks(
+            fm.hf_model(root)
+        ):
+            problem = f"the {role} model names no transformer blocks (_no_split_modules) to compile"
+            if self.config.compile is True:
+                raise SkyrlError(f"[strategy] compile = true: {problem}; set [strategy] compile = false")
+            if self.rank == 0:
+                print(f"fsdp2: [strategy] compile auto: off, eager layers: {problem}", flush=True)
         return root
 
     def _trainable(self, root: nn.Module, lr: float) -> Trainable:

@@ -166,9 +166,9 @@ class LocalStrategy:
             self._critic = self._trainable(critic, self.config.critic_lr or trainer.lr)
         self.prefix_sharing = self._choose_shared_prefix()
         #: whether the transformer blocks run compiled (``[strategy] compile``, resolved)
-        self.compiled, _ = model_parts.resolve_compile(self.config.compile, self.device)
-        if self.compiled:
-            self.compiled = self._compile(strict=self.config.compile is True)
+        self.compiled = model_parts.resolve_compile(self.config.compile, self.device) and self._compile(
+            strict=self.config.compile is True
+        )
 
     # -- construction helpers ---------------------------------------------------------------
 

@@ -183,19 +183,17 @@ def uncompile_blocks(model: nn.Module) -> None:
             m._compiled_call_impl = None
 
 
-def resolve_compile(setting: bool | str, device: torch.device) -> tuple[bool, str]:
-    """``[strategy] compile``: whether to compile the transformer blocks, and why.
+def resolve_compile(setting: bool | str, device: torch.device) -> bool:
+    """``[strategy] compile``: whether to compile the transformer blocks.
 
     ``"auto"`` compiles on CUDA when Triton is importable (one H100, the GRPO bench's 0.5B update:
     23 % -> 37 % MFU; bench/RESULTS.md) and not on the CPU, where inductor's C++ compile costs ~55 s
     of start-up for ~10 % of update time (bench/RESULTS.md).
     """
     if setting != "auto":
-        return bool(setting), f"[strategy] compile = {str(bool(setting)).lower()}"
+        return bool(setting)
     if device.type != "cuda":
-        return False, f"auto: off on {device.type} (compiling costs more start-up than it saves there)"
+        return False
     from torch.utils._triton import has_triton
 
-    if not has_triton():
-        return False, "auto: off (Triton is not importable)"
-    return True, "auto: on (CUDA with Triton)"
+    return bool(has_triton())

@@ -34,14 +34,13 @@ def test_a_model_without_blocks_is_refused(qwen2_dir, make_strategy, monkeypatch
 def test_auto_resolves_by_device_and_triton(monkeypatch) -> None:
     import torch.utils._triton as triton_probe
 
-    assert model_parts.resolve_compile("auto", torch.device("cpu"))[0] is False
-    assert model_parts.resolve_compile(True, torch.device("cpu")) == (True, "[strategy] compile = true")
-    assert model_parts.resolve_compile(False, torch.device("cuda", 0))[0] is False
+    assert model_parts.resolve_compile("auto", torch.device("cpu")) is False
+    assert model_parts.resolve_compile(True, torch.device("cpu")) is True
+    assert model_parts.resolve_compile(False, torch.device("cuda", 0)) is False
     monkeypatch.setattr(triton_probe, "has_triton", lambda: True)
-    assert model_parts.resolve_compile("auto", torch.device("cuda", 0)) == (True, "auto: on (CUDA with Triton)")
+    assert model_parts.resolve_compile("auto", torch.device("cuda", 0)) is True
     monkeypatch.setattr(triton_probe, "has_triton", lambda: False)
-    on, why = model_parts.resolve_compile("auto", torch.device("cuda", 0))
-    assert not on and "Triton" in why
+    assert model_parts.resolve_compile("auto", torch.device("cuda", 0)) is False
 
 
 def test_auto_on_cpu_leaves_the_layers_eager(qwen2_dir, make_strategy) -> None:
@@ -55,7 +54,7 @@ def test_auto_falls_back_to_eager_with_a_notice(qwen2_dir, make_strategy, monkey
     the run goes on with eager layers and says why, instead of stopping as compile = true does."""
     from skyrl_core.strategies import local
 
-    monkeypatch.setattr(local.model_parts, "resolve_compile", lambda setting, device: (True, "forced"))
+    monkeypatch.setattr(local.model_parts, "resolve_compile", lambda setting, device: True)
 
     def failing(*args, **kwargs):
         raise RuntimeError("inductor exploded")

@@ -330,7 +330,7 @@ class StaticEngine:
         # and each attention chunk's span is close to its rows' own lengths.
         order = sorted(range(len(rows)), key=lambda i: -len(prompts[rows[i].prompt]))
         done = self._generate_rows(prompts, [rows[i] for i in order], should_abort)
-        outputs: list[RowOutput] = [done[0]] * len(rows) if rows else []
+        outputs = list(done)  # back to the callers' order
         for j, i in enumerate(order):
             outputs[i] = done[j]
         return outputs
