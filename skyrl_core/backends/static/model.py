@@ -36,6 +36,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from skyrl_core.backends.sampling import RowSampling, sample, sample_plain
+
 SUPPORTED_MODEL_TYPES = ("llama", "qwen2", "qwen3", "mistral")
 # Masked attention with a few queries per kv head: the memory-efficient kernel on CUDA; on the
 # CPU the flash kernel, which takes a mask there and reads the strided cache view without the
@@ -172,7 +174,7 @@ class StaticDecoder:
     Shapes: ``B`` rows, ``T`` tokens per row, ``H`` query heads, ``G`` kv heads, ``D`` head dim.
     """
 
-    def __init__(self, model: Any, *, compile: bool = False) -> None:
+    def __init__(self, model: Any, *, compile: bool = False, attention: str = "sdpa") -> None:
         reason = unsupported_reason(model)
         if reason is not None:
             raise ValueError(f"the static engine cannot run this model: {reason}")
@@ -190,12 +192,38 @@ class StaticDecoder:
         self.lm_head = model.get_output_embeddings()
         self._fused: list[_Fused] = []
         self.fuse()
+        #: Decode attention by the split-KV Triton kernel (``triton_attention``): each row reads its own
+        #: cache length and the kernel writes the step's keys and values; else SDPA over the span.
+        self.triton_attention = self._resolve_attention(attention)
         self.compiled: CompiledDecode | None = None
         if compile:
             reason = CompiledDecode.unsupported_reason(self)
             if reason is not None:
                 raise ValueError(f"[backend] compile: the compiled decode step cannot run this model: {reason}")
             self.compiled = CompiledDecode(self)
+
+    def _resolve_attention(self, choice: str) -> bool:
+        """``[backend] decode_attention``: 'triton', 'sdpa', or 'auto' (Triton on CUDA when a probe on
+        random data shaped like this model's agrees with the reference; else SDPA with a notice)."""
+        if choice == "sdpa":
+            return False
+        if choice not in ("auto", "triton"):
+            raise ValueError(f"[backend] decode_attention must be 'auto', 'triton' or 'sdpa', not {choice!r}")
+        if choice == "auto" and self.device.type != "cuda":
+            return False
+        from skyrl_core.backends.static import triton_attention
+
+        reason = triton_attention.unavailable_reason(self.device)
+        if reason is None:
+            reason = triton_attention.probe(self.device, self.dtype, self.kv_heads, self.groups, self.head_dim)
+            if reason is not None and choice == "auto":
+                print(f"native: [backend] decode_attention auto: SDPA, the Triton kernel failed its start-up check: "
+                      f"{reason}", flush=True)
+        if reason is None:
+            return True
+        if choice == "triton":
+            raise ValueError(f"[backend] decode_attention = 'triton': {reason}; use 'auto' or 'sdpa'")
+        return False
 
     @torch.no_grad()
     def fuse(self) -> bool:
@@ -311,6 +339,27 @@ class StaticDecoder:
         bias = torch.zeros(visible.shape, dtype=self.dtype, device=positions.device)
         return bias.masked_fill_(~visible, float("-inf"))[:, None, None, :]
 
+    def _attention(self, qg: Tensor, k: Tensor, v: Tensor, cache: StaticKVCache, i: int, rows: Tensor,
+                   positions: Tensor, visible: Tensor | None, span: Spans, backends: list[Any]) -> Tensor:
+        """Write layer ``i``'s new keys/values ``(B, G, D)`` at ``positions`` and attend ``qg``
+        ``(B, G, groups, D)`` to each row's cache: the Triton kernel, or SDPA over the span."""
+        if self.triton_attention:
+            from skyrl_core.backends.static.triton_attention import decode_attention
+
+            return decode_attention(qg, k, v, cache.k[i], cache.v[i], positions, span_of(span), self.scaling)
+        cache.k[i, rows, :, positions] = k
+        cache.v[i, rows, :, positions] = v
+        assert visible is not None
+        return _attend(qg, cache, i, visible, span, self.scaling, backends)
+
+    def sample(self, logits: Tensor, rows: RowSampling, counters: Tensor) -> tuple[Tensor, Tensor]:
+        """``skyrl_core.backends.sampling.sample`` of a decode step's logits; with the compiled step and
+        no top-k/top-p/min-p row, its filter-free path compiled too (one fused pass over the logits per
+        reduction instead of ~10 eager passes over a ``(B, V)`` float32 copy)."""
+        if self.compiled is not None and not rows.flags.filters:
+            return self.compiled.sample_plain(logits, rows, counters)
+        return sample(logits, rows, counters)
+
     def decode(self, cache: StaticKVCache, tokens: Tensor, positions: Tensor, span: Spans) -> Tensor:
         """One token per cache row ``0..B-1``.
 
@@ -331,16 +380,14 @@ class StaticDecoder:
         h = self.body.embed_tokens(tokens[:, None])  # (B, 1, hidden)
         cos, sin = self._cos_sin(h, positions[:, None])
         # (B, 1, 1, span): a row sees its cache up to its own position.
-        visible = self.decode_mask(positions, span_of(span))
+        visible = None if self.triton_attention else self.decode_mask(positions, span_of(span))
         backends = _DECODE_BACKENDS.get(tokens.device.type, [SDPBackend.MATH])
         for i, layer in enumerate(self.layers):
             q, k, v = self._qkv(i, self._norm(layer.input_layernorm, h), cos, sin)
-            cache.k[i, rows, :, positions] = k[:, 0]
-            cache.v[i, rows, :, positions] = v[:, 0]
             # The query heads that share a kv head form the "query length": no key copies; the
             # cached keys are strided views (B, G, span, D).
             qg = q.reshape(b, self.kv_heads, self.groups, self.head_dim)
-            out = _attend(qg, cache, i, visible, span, self.scaling, backends)
+            out = self._attention(qg, k[:, 0], v[:, 0], cache, i, rows, positions, visible, span, backends)
             h = self._finish_layer(i, h, out.reshape(b, 1, self.heads * self.head_dim))
         return self.logits(h[:, 0])
 
@@ -430,6 +477,7 @@ class CompiledDecode:
         self._first = torch.compile(_first, fullgraph=True)
         self._middle = torch.compile(_middle, fullgraph=True)
         self._last = torch.compile(_last, fullgraph=True)
+        self._sample_plain = torch.compile(sample_plain, fullgraph=True)
 
     @staticmethod
     def unsupported_reason(decoder: StaticDecoder) -> str | None:
@@ -479,6 +527,20 @@ class CompiledDecode:
                 f"({type(exc).__name__}: {first}); set [backend] compile = false to decode with the eager layer code"
             ) from exc
 
+    def sample_plain(self, logits: Tensor, rows: RowSampling, counters: Tensor) -> tuple[Tensor, Tensor]:
+        """``sampling.sample_plain`` compiled (same draws: same uniforms, rounding aside)."""
+        import torch._dynamo.exc
+
+        try:
+            return self._sample_plain(logits, rows.temperature, rows.greedy, rows.seeds, counters,
+                                      all_greedy=rows.flags.all_greedy)
+        except torch._dynamo.exc.TorchDynamoException as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise RuntimeError(
+                f"[backend] compile: torch.compile failed on the static engine's sampler "
+                f"({type(exc).__name__}: {first}); set [backend] compile = false to sample eagerly"
+            ) from exc
+
     def _decode(self, cache: StaticKVCache, tokens: Tensor, positions: Tensor, span: Spans) -> Tensor:
         d = self.decoder
         b = tokens.shape[0]
@@ -492,15 +554,13 @@ class CompiledDecode:
         embed = d.body.embed_tokens.weight
         cos, sin = d._cos_sin(embed[:1][None], positions[:, None])  # (B, 1, D)
         rows = torch.arange(b, device=tokens.device)
-        visible = d.decode_mask(positions, span_of(span))
+        visible = None if d.triton_attention else d.decode_mask(positions, span_of(span))
         backends = _DECODE_BACKENDS.get(tokens.device.type, [SDPBackend.MATH])
         h, q, k, v = self._first(embed, tokens, layers[0], cos, sin, shape)
         logits = None
         for i in range(len(layers)):
-            cache.k[i, rows, :, positions] = k
-            cache.v[i, rows, :, positions] = v
             qg = q.view(b, d.kv_heads, d.groups, d.head_dim)
-            out = _attend(qg, cache, i, visible, span, d.scaling, backends)
+            out = d._attention(qg, k, v, cache, i, rows, positions, visible, span, backends)
             out = out.reshape(b, d.heads * d.head_dim)
             if i + 1 < len(layers):
                 h, q, k, v = self._middle(h, out, layers[i], layers[i + 1], cos, sin, shape)
