@@ -78,7 +78,8 @@ def test_auto_is_sdpa_on_the_cpu_and_triton_there_says_what_to_do(tiny_model_dir
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
 def test_cuda_kernel_matches_the_reference(dtype):
     torch.manual_seed(0)
-    for b, g, groups, d, length, span in [(256, 2, 7, 64, 768, 640), (3, 3, 3, 64, 2048, 2048), (17, 8, 4, 128, 300, 256)]:
+    shapes = [(256, 2, 7, 64, 768, 640), (3, 3, 3, 64, 2048, 2048), (17, 8, 4, 128, 300, 256)]
+    for b, g, groups, d, length, span in shapes:
         q = torch.randn(b, g, groups, d, device="cuda", dtype=dtype)
         kn = torch.randn(b, g, d, device="cuda", dtype=dtype)
         vn = torch.randn(b, g, d, device="cuda", dtype=dtype)
