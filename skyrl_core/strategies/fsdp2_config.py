@@ -45,10 +45,20 @@ class Fsdp2StrategyConfig:
         "'full' takes the model's own logits for every position; 'auto' checks once at start-up that 'sliced' "
         "reproduces the model's logits and falls back to 'full' when it does not (e.g. unusual output layers).",
     )
-    reshard_after_forward: bool = option(
-        True,
+    reshard_after_forward: Literal["auto", True, False] = option(
+        "auto",
         help="Free each layer's gathered parameters after its forward pass (ZeRO-3 memory); false keeps "
-        "them until the backward pass (ZeRO-2 style: less communication, more memory).",
+        "them until the backward pass (ZeRO-2 style: less communication, more memory). 'auto' = false at "
+        "world size 1 (the shard is the whole model, so resharding saves nothing and costs a second "
+        "all-gather per micro-batch), true otherwise.",
+    )
+    defer_gradient_sync: Literal["auto", True, False] = option(
+        "auto",
+        help="Across a step's micro-batches keep the parameters gathered and the gradients unsharded (float32), "
+        "reduce-scattering once after the last backward (FSDP2's set_requires_gradient_sync and "
+        "set_reshard_after_backward): one all-gather and one reduce-scatter per step instead of per micro-batch, "
+        "for the memory of the unsharded bf16 parameters and float32 gradients. 'auto' = on at world size 1, "
+        "where sharding saves no memory, off otherwise.",
     )
     prefetch_layers: int = option(
         1,

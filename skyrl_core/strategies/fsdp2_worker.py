@@ -230,7 +230,7 @@ class Fsdp2Worker:
             mesh=self.mesh,
             param_dtype=self.param_dtype,
             reduce_dtype=reduce_dtype,
-            reshard_after_forward=self.config.reshard_after_forward,
+            reshard_after_forward=self._single_or(self.config.reshard_after_forward, False),
             prefetch_layers=self.config.prefetch_layers,
         )
         fm.materialize(root, real, self.device, self.rank)
@@ -247,6 +247,12 @@ class Fsdp2Worker:
             if self.rank == 0:
                 print(f"fsdp2: [strategy] compile auto: off, eager layers: {problem}", flush=True)
         return root
+
+    def _single_or(self, setting: Any, at_one: bool) -> bool:
+        """A true/false/'auto' option: 'auto' is ``at_one`` at world size 1 and its negation otherwise."""
+        if setting == "auto":
+            return at_one if self.world_size == 1 else not at_one
+        return bool(setting)
 
     def _trainable(self, root: nn.Module, lr: float) -> Trainable:
         return build_trainable(
@@ -355,6 +361,9 @@ class Fsdp2Worker:
             per_token = self._outputs(role, c, temperature, need_entropy and real)
             if real:
                 token_outputs.place(results, idx, c, per_token)
+        # Without resharding after forward (the world-size-1 default) a no-grad pass leaves the
+        # parameters gathered, and FSDP2 would reuse that copy after the next optimizer step.
+        self._root(role).reshard()
         return results
 
     def train_step(
@@ -401,14 +410,19 @@ class Fsdp2Worker:
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
             return bool(flag.item() > 0)
 
-        micro_batches = (
-            update.MicroBatch(to_device(batch.select(groups[k]), self.device))
-            if k < len(groups)
-            else update.MicroBatch(to_device(DUMMY, self.device), real=False)
-            for k in range(n_micro)
-        )
+        defer = n_micro > 1 and self._single_or(self.config.defer_gradient_sync, True)
+
+        def micro_batches() -> Any:
+            for k in range(n_micro):
+                if defer:  # only the last backward reduce-scatters and reshards ([strategy] defer_gradient_sync)
+                    last = k == n_micro - 1
+                    trained.module.set_requires_gradient_sync(last)
+                    trained.module.set_reshard_after_backward(last)
+                yield (update.MicroBatch(to_device(batch.select(groups[k]), self.device)) if k < len(groups)
+                       else update.MicroBatch(to_device(DUMMY, self.device), real=False))
+
         acc = update.accumulate(
-            trained, micro_batches, score, loss_fn, scale, stop_at_non_finite=False, where=f"of rank {self.rank}"
+            trained, micro_batches(), score, loss_fn, scale, stop_at_non_finite=False, where=f"of rank {self.rank}"
         )
         t = self.trainer
         outcome = update.step_optimizer(

@@ -204,6 +204,30 @@ def test_checkpointing_and_prefetch_leave_the_step_unchanged(ray_cluster, qwen2_
     fsdp2.shutdown()
 
 
+@pytest.mark.parametrize("world_size", [1, 2])
+def test_gathered_micro_batches_leave_the_step_unchanged(ray_cluster, qwen2_dir, make_strategy, make_batch,
+                                                         world_size):
+    """Parameters kept gathered across a step and one deferred gradient reduce-scatter
+    (``defer_gradient_sync`` and ``reshard_after_forward = false``; 'auto' at world size 1, forced at
+    2): still local's step over several micro-batches, and the passes after it see the new weights
+    (no stale gathered copy from a no-grad forward)."""
+    from skyrl_core.strategies.fsdp2_config import Fsdp2StrategyConfig
+
+    local = make_strategy(qwen2_dir, micro_batch_tokens=MICRO_TOKENS)
+    options = {} if world_size == 1 else {"defer_gradient_sync": True, "reshard_after_forward": False}
+    fsdp2 = make_fsdp2(qwen2_dir, world_size=world_size, micro_batch_tokens=MICRO_TOKENS,
+                       strategy_config=Fsdp2StrategyConfig(**options))
+    batch = rl_batch(make_batch, 3, local)
+    torch.testing.assert_close(fsdp2.forward(batch).logprobs, local.forward(batch).logprobs, atol=1e-5, rtol=1e-5)
+    for _ in range(2):
+        m_fsdp2, m_local = fsdp2.train_step(batch, policy_loss()), local.train_step(batch, policy_loss())
+        assert m_fsdp2["micro_batches"] >= 2
+        for key in ("policy/loss", "grad_norm", "tokens"):
+            assert m_fsdp2[key] == pytest.approx(m_local[key], rel=1e-5, abs=1e-6), key
+        torch.testing.assert_close(fsdp2.forward(batch).logprobs, local.forward(batch).logprobs, atol=1e-4, rtol=1e-4)
+    fsdp2.shutdown()
+
+
 @pytest.mark.slow
 def test_compiled_fsdp2_step_matches_local(ray_cluster, qwen2_dir, make_strategy, make_batch):
     """``[strategy] compile`` on fsdp2: each sharded decoder layer compiled in place (FSDP2's hooks stay
