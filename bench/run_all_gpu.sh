@@ -5,6 +5,7 @@
 #   bash bench/run_all_gpu.sh            (GPU machine, repo root; results under $OUT)
 # T_TESTS / T_DECODE / T_BENCH bound the parts (seconds); BENCH_ARGS adds gpu_bench.py options.
 set -o pipefail
+save() { tar czf "$OUT/all.tgz" -C /tmp all-work; }  # after each part: a timeout keeps what ran
 OUT=${OUT:-/tmp/all-out}; mkdir -p "$OUT" /tmp/all-work
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_VERBOSITY=error TOKENIZERS_PARALLELISM=false
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
@@ -21,7 +22,7 @@ if [ "${T_TESTS:-150}" != 0 ]; then
   timeout -k 5 "${T_TESTS:-150}" python3 -m pytest -p skyrl_core.testing.pytest_plugin -q -p no:cacheprovider \
     tests/backends/test_triton_attention.py tests/backends/test_static_engine.py ${EXTRA_TESTS:-} -k "CUDA or cuda" \
     > /tmp/all-work/pytest.txt 2>&1
-  echo "== tests rc $?"; tail -8 /tmp/all-work/pytest.txt | cut -c1-300
+  echo "== tests rc $?"; tail -8 /tmp/all-work/pytest.txt | cut -c1-300; save
 fi
 if [ "${T_DECODE:-60}" != 0 ]; then
   F="--shapes 0.5b --prompt-min 128 --prompt-max 129 --median-new 512 --sigma 0 --no-hf"
@@ -31,6 +32,7 @@ if [ "${T_DECODE:-60}" != 0 ]; then
   timeout -k 5 "${T_DECODE:-60}" python3 bench/realistic_rollouts.py --shapes smollm2 --no-hf --reps 1 \
     --out /tmp/all-work/smollm2.json > /tmp/all-work/smollm2.txt 2>&1
   echo "== realistic smollm2 rc $?"; grep '"summary"\|decode_attention\|Error' /tmp/all-work/smollm2.txt | head -3 | cut -c1-300
+  save
 fi
 if [ "${T_BENCH:-330}" != 0 ]; then
   timeout -k 5 "${T_BENCH:-330}" python3 bench/gpu_bench.py --out /tmp/all-work/bench.json \
@@ -38,4 +40,4 @@ if [ "${T_BENCH:-330}" != 0 ]; then
     | grep -v "Loading weights\|Writing model" > /tmp/all-work/bench.txt
   echo "== bench rc $?"; grep -v '"trace"' /tmp/all-work/bench.txt | grep '"summary"\|"bench": "grpo\|ratio\|Error' | cut -c1-600 | tail -12
 fi
-tar czf "$OUT/all.tgz" -C /tmp all-work
+save
