@@ -175,13 +175,20 @@ class Fsdp2Worker:
         trained_roles = 1 + int(bool(self.spec["need_critic"]))
         all_roles = trained_roles + int(bool(self.spec["need_ref"]) and not self.lora)
         optimizer = 0 if self.lora else memory.optimizer_bytes(numel) * trained_roles  # adapters: negligible
+        # Gathered for the whole step (reshard_after_forward false): the full model in the compute
+        # dtype; gradients kept unsharded until the last micro-batch (defer_gradient_sync): float32.
+        full = numel * self.world_size
+        compute = 4 if self.param_dtype is None else 2
+        gathered = 0 if self._single_or(self.config.reshard_after_forward, False) else compute * full * trained_roles
+        defer = self._single_or(self.config.defer_gradient_sync, True) and not self.lora
+        deferred = 4 * full * trained_roles if defer else 0
         choice = memory.decide_checkpointing(
             self.trainer.gradient_checkpointing,
             config=skeleton.config,
             tokens=self.trainer.micro_batch_tokens,
             device=self.device,
             compute_bytes=4 if self.param_dtype is None else 2,
-            pending_bytes=4 * numel * all_roles + optimizer,
+            pending_bytes=4 * numel * all_roles + optimizer + gathered + deferred,
         )
         agreed = torch.tensor([1.0 if choice.on else 0.0], device=self.device)
         dist.all_reduce(agreed, op=dist.ReduceOp.MAX)
