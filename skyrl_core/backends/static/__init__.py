@@ -4,7 +4,7 @@ steps in CUDA graphs, sampling on the device, host checks once per window (see `
 Selected with ``[backend] engine``: ``"auto"`` (the default) uses it on CUDA (with graphs) and
 on the CPU (eager steps) for supported models (Llama, Qwen2, Qwen3, Mistral), and the Hugging
 Face engine otherwise (other devices, other models); ``"static"`` forces it; ``"hf"`` never
-uses it. On CUDA it is 17x transformers ``generate`` at batch 256 (bench/RESULTS.md); on the CPU
+uses it. On an H100 it is 24.6x transformers ``generate`` at batch 256 (bench/RESULTS.md); on the CPU
 anchor shape it is level with ``generate`` (an earlier 1.5x was OpenMP interference, RESULTS.md).
 It samples and stops exactly as the Hugging Face engine does (``skyrl_core.backends.rows``).
 """
