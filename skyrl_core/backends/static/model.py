@@ -29,6 +29,8 @@ full causal attention (Llama, Qwen2, Qwen3, Mistral without sliding window).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -452,6 +454,21 @@ def _last(h: Tensor, attn: Tensor, w: dict[str, Any], final_norm: Tensor, final_
     return F.linear(_rms(_post(h, attn, w, eps), final_norm, final_eps), lm_w, lm_b)
 
 
+@contextlib.contextmanager
+def _compiler_failure(part: str, eager: str) -> Iterator[None]:
+    """Turn a ``torch.compile`` failure inside into a RuntimeError saying to set ``[backend] compile = false``."""
+    import torch._dynamo.exc
+
+    try:
+        yield
+    except torch._dynamo.exc.TorchDynamoException as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise RuntimeError(
+            f"[backend] compile: torch.compile failed on the static engine's {part} "
+            f"({type(exc).__name__}: {first}); set [backend] compile = false {eager}"
+        ) from exc
+
+
 class CompiledDecode:
     """The decode step with ``torch.compile``d layer math (``[backend] compile``).
 
@@ -516,30 +533,14 @@ class CompiledDecode:
             RuntimeError: the compiler failed (at the first step, or at the recompile for a new row
                 count), saying to set ``[backend] compile = false``.
         """
-        import torch._dynamo.exc
-
-        try:
+        with _compiler_failure("decode step", "to decode with the eager layer code"):
             return self._decode(cache, tokens, positions, span)
-        except torch._dynamo.exc.TorchDynamoException as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            raise RuntimeError(
-                f"[backend] compile: torch.compile failed on the static engine's decode step "
-                f"({type(exc).__name__}: {first}); set [backend] compile = false to decode with the eager layer code"
-            ) from exc
 
     def sample_plain(self, logits: Tensor, rows: RowSampling, counters: Tensor) -> tuple[Tensor, Tensor]:
         """``sampling.sample_plain`` compiled (same draws: same uniforms, rounding aside)."""
-        import torch._dynamo.exc
-
-        try:
+        with _compiler_failure("sampler", "to sample eagerly"):
             return self._sample_plain(logits, rows.temperature, rows.greedy, rows.seeds, counters,
                                       all_greedy=rows.flags.all_greedy)
-        except torch._dynamo.exc.TorchDynamoException as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            raise RuntimeError(
-                f"[backend] compile: torch.compile failed on the static engine's sampler "
-                f"({type(exc).__name__}: {first}); set [backend] compile = false to sample eagerly"
-            ) from exc
 
     def _decode(self, cache: StaticKVCache, tokens: Tensor, positions: Tensor, span: Spans) -> Tensor:
         d = self.decoder
