@@ -96,6 +96,13 @@ class Fsdp2Worker:
         self._offloaded = False
         self._profiler: Any = None
         self.lora = lora.enabled(self.model_cfg)  # adapters only; the reference is the policy with them off
+        # 'auto' of these two: the ZeRO-3 behaviour above one GPU; at world size 1 (a shard is the whole
+        # model) the parameters stay gathered for a step and gradients are reduced once per step.
+        one = world_size == 1
+        setting = self.config.reshard_after_forward
+        self.reshard_after_forward = not one if setting == "auto" else bool(setting)
+        setting = self.config.defer_gradient_sync
+        self.defer_gradient_sync = one if setting == "auto" else bool(setting)
         self.peft: Any = None
         self.merged: dict[str, lora.MergedSource] | None = None
 
@@ -179,15 +186,14 @@ class Fsdp2Worker:
         # dtype; gradients kept unsharded until the last micro-batch (defer_gradient_sync): float32.
         full = numel * self.world_size
         compute = 4 if self.param_dtype is None else 2
-        gathered = 0 if self._single_or(self.config.reshard_after_forward, False) else compute * full * trained_roles
-        defer = self._single_or(self.config.defer_gradient_sync, True) and not self.lora
-        deferred = 4 * full * trained_roles if defer else 0
+        gathered = 0 if self.reshard_after_forward else compute * full * trained_roles
+        deferred = 4 * full * trained_roles if self.defer_gradient_sync and not self.lora else 0
         choice = memory.decide_checkpointing(
             self.trainer.gradient_checkpointing,
             config=skeleton.config,
             tokens=self.trainer.micro_batch_tokens,
             device=self.device,
-            compute_bytes=4 if self.param_dtype is None else 2,
+            compute_bytes=compute,
             pending_bytes=4 * numel * all_roles + optimizer + gathered + deferred,
         )
         agreed = torch.tensor([1.0 if choice.on else 0.0], device=self.device)
@@ -237,7 +243,7 @@ class Fsdp2Worker:
             mesh=self.mesh,
             param_dtype=self.param_dtype,
             reduce_dtype=reduce_dtype,
-            reshard_after_forward=self._single_or(self.config.reshard_after_forward, False),
+            reshard_after_forward=self.reshard_after_forward,
             prefetch_layers=self.config.prefetch_layers,
         )
         fm.materialize(root, real, self.device, self.rank)
@@ -254,12 +260,6 @@ class Fsdp2Worker:
             if self.rank == 0:
                 print(f"fsdp2: [strategy] compile auto: off, eager layers: {problem}", flush=True)
         return root
-
-    def _single_or(self, setting: Any, at_one: bool) -> bool:
-        """A true/false/'auto' option: 'auto' is ``at_one`` at world size 1 and its negation otherwise."""
-        if setting == "auto":
-            return at_one if self.world_size == 1 else not at_one
-        return bool(setting)
 
     def _trainable(self, root: nn.Module, lr: float) -> Trainable:
         return build_trainable(
@@ -417,7 +417,7 @@ class Fsdp2Worker:
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
             return bool(flag.item() > 0)
 
-        defer = n_micro > 1 and self._single_or(self.config.defer_gradient_sync, True)
+        defer = n_micro > 1 and self.defer_gradient_sync
 
         def micro_batches() -> Any:
             for k in range(n_micro):

@@ -194,15 +194,24 @@ class StaticDecoder:
         self.lm_head = model.get_output_embeddings()
         self._fused: list[_Fused] = []
         self.fuse()
-        #: Decode attention by the split-KV Triton kernel (``triton_attention``): each row reads its own
-        #: cache length and the kernel writes the step's keys and values; else SDPA over the span.
-        self.triton_attention = self._resolve_attention(attention)
+        # The split-KV Triton kernel's entry point (``triton_attention.decode_attention``) or None: SDPA.
+        self._triton_decode: Any = None
+        if self._resolve_attention(attention):
+            from skyrl_core.backends.static.triton_attention import decode_attention
+
+            self._triton_decode = decode_attention
         self.compiled: CompiledDecode | None = None
         if compile:
             reason = CompiledDecode.unsupported_reason(self)
             if reason is not None:
                 raise ValueError(f"[backend] compile: the compiled decode step cannot run this model: {reason}")
             self.compiled = CompiledDecode(self)
+
+    @property
+    def triton_attention(self) -> bool:
+        """Decode attention by the split-KV Triton kernel (each row reads its own cache length and the
+        kernel writes the step's keys and values); else SDPA over the span."""
+        return self._triton_decode is not None
 
     def _resolve_attention(self, choice: str) -> bool:
         """``[backend] decode_attention``: 'triton', 'sdpa', or 'auto' (Triton on CUDA when a probe on
@@ -345,10 +354,8 @@ class StaticDecoder:
                    positions: Tensor, visible: Tensor | None, span: Spans, backends: list[Any]) -> Tensor:
         """Write layer ``i``'s new keys/values ``(B, G, D)`` at ``positions`` and attend ``qg``
         ``(B, G, groups, D)`` to each row's cache: the Triton kernel, or SDPA over the span."""
-        if self.triton_attention:
-            from skyrl_core.backends.static.triton_attention import decode_attention
-
-            return decode_attention(qg, k, v, cache.k[i], cache.v[i], positions, span_of(span), self.scaling)
+        if self._triton_decode is not None:
+            return self._triton_decode(qg, k, v, cache.k[i], cache.v[i], positions, span_of(span), self.scaling)
         cache.k[i, rows, :, positions] = k
         cache.v[i, rows, :, positions] = v
         assert visible is not None

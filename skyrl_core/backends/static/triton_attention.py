@@ -21,6 +21,7 @@ probe agrees with SDPA). On the CPU it runs only under Triton's interpreter (tes
 from __future__ import annotations
 
 import functools
+import os
 from typing import Any
 
 import torch
@@ -44,8 +45,6 @@ def _kernels() -> Any:
 def unavailable_reason(device: torch.device) -> str | None:
     """Why the Triton decode attention cannot run on ``device`` (None when it can)."""
     if device.type != "cuda":
-        import os
-
         if os.environ.get("TRITON_INTERPRET") != "1":
             return f"it runs on CUDA devices (this one is {device.type!r})"
     try:
@@ -56,10 +55,11 @@ def unavailable_reason(device: torch.device) -> str | None:
 
 
 @functools.cache
-def _sm_count(device_index: int | None) -> int:
-    if not torch.cuda.is_available():
+def _sm_count(device: torch.device) -> int:
+    """Streaming multiprocessors of ``device`` (8 for the CPU interpreter: a few splits get tested)."""
+    if device.type != "cuda":
         return 8
-    return torch.cuda.get_device_properties(device_index or 0).multi_processor_count
+    return torch.cuda.get_device_properties(device).multi_processor_count
 
 
 def split_plan(rows: int, kv_heads: int, span: int, sms: int) -> tuple[int, int]:
@@ -94,8 +94,7 @@ def decode_attention(q: Tensor, k_new: Tensor, v_new: Tensor, k_cache: Tensor, v
     for name, t in (("q", q), ("k_new", k_new), ("v_new", v_new), ("k_cache", k_cache), ("v_cache", v_cache)):
         if t.stride(-1) != 1:
             raise ValueError(f"decode_attention: {name} must have a contiguous last dimension")
-    sms = _sm_count(q.device.index) if q.device.type == "cuda" else 8
-    splits, split_len = split_plan(b, g, span, sms)
+    splits, split_len = split_plan(b, g, span, _sm_count(q.device))
     out = torch.empty_like(q, memory_format=torch.contiguous_format)
     gp, dp = max(16, _pow2(groups)), max(16, _pow2(d))
     direct = splits == 1
