@@ -3,7 +3,9 @@
 # its Triton decode attention, the forced and realistic decode with a profile, then the GRPO bench
 # with TRL's GRPOTrainer in the same run. Carry `.whl` and `.whl-trl` (bash bench/make_carry.sh).
 #   bash bench/run_all_gpu.sh            (GPU machine, repo root; results under $OUT)
-# T_TESTS / T_DECODE / T_BENCH bound the parts (seconds); BENCH_ARGS adds gpu_bench.py options.
+# T_TESTS / T_DECODE / T_REAL / T_BENCH bound the parts (seconds); BENCH_ARGS replaces gpu_bench.py's
+# options; REALISTIC_ARGS="" also runs `generate` on the realistic workload (default --no-hf).
+# SKYRL_TRITON_DECODE_CONFIG (JSON) overrides the decode-attention kernel's launch knobs.
 set -o pipefail
 save() { tar czf "$OUT/all.tgz" -C /tmp all-work; }  # after each part: a timeout keeps what ran
 OUT=${OUT:-/tmp/all-out}; mkdir -p "$OUT" /tmp/all-work
@@ -29,7 +31,7 @@ if [ "${T_DECODE:-60}" != 0 ]; then
   timeout -k 5 "${T_DECODE:-60}" python3 bench/realistic_rollouts.py $F --reps 1 --profile --profile-rows 40 \
     --out /tmp/all-work/forced.json > /tmp/all-work/forced.txt 2>&1
   echo "== forced decode rc $?"; grep '"summary"\|decode_attention\|Error' /tmp/all-work/forced.txt | head -3 | cut -c1-300
-  timeout -k 5 "${T_DECODE:-60}" python3 bench/realistic_rollouts.py --shapes smollm2 --no-hf --reps 1 \
+  timeout -k 5 "${T_REAL:-${T_DECODE:-60}}" python3 bench/realistic_rollouts.py --shapes smollm2 ${REALISTIC_ARGS---no-hf} --reps 1 \
     --out /tmp/all-work/smollm2.json > /tmp/all-work/smollm2.txt 2>&1
   echo "== realistic smollm2 rc $?"; grep '"summary"\|decode_attention\|Error' /tmp/all-work/smollm2.txt | head -3 | cut -c1-300
   save

@@ -27,6 +27,28 @@ if [ ! -f "$SKYRL_TRITON_SITE/.complete" ]; then
     touch "$SKYRL_TRITON_SITE/.complete"
 fi
 
+# The plugin stages' venvs (below) are built in the background while the main test folders run:
+# building them is mostly downloading and unpacking (~8 minutes from scratch on 2 cores), which
+# overlaps well with the tests. SKYRL_STAGE_PREPARE_AHEAD=0 builds them in turn, in their stages.
+PREP_PID=
+PREP_LOGS=$ROOT/dist/stage-prepare
+if [ "${SKYRL_PLUGIN_STAGES:-1}" != 0 ] && [ "${SKYRL_STAGE_PREPARE_AHEAD:-1}" != 0 ]; then
+    rm -rf "$PREP_LOGS"
+    mkdir -p "$PREP_LOGS"
+    (
+        for stage in plugins/*/scripts/ci.sh; do
+            [ -f "$stage" ] || continue
+            name=$(basename "$(dirname "$(dirname "$stage")")")
+            start=$SECONDS
+            code=0
+            SKYRL_STAGE_PREPARE_ONLY=1 nice -n 10 bash "$stage" >"$PREP_LOGS/$name.log" 2>&1 || code=$?
+            echo "$name: exit $code in $((SECONDS - start))s" >>"$PREP_LOGS/summary.txt"
+        done
+    ) &
+    PREP_PID=$!
+    trap '[ -n "$PREP_PID" ] && kill "$PREP_PID" 2>/dev/null; bash scripts/setup.sh --restore-editable' EXIT
+fi
+
 TEST_DIRS=(tests)
 for dir in skyrl_*/tests plugins/*/tests; do
     [ -d "$dir" ] && TEST_DIRS+=("$dir")
@@ -59,6 +81,13 @@ done
 # out of the main venv) run their tests in an extra stage: plugins/<name>/scripts/ci.sh builds or reuses that venv and runs the plugin's
 # tests there, writing JUnit XML into $RESULTS. SKYRL_PLUGIN_STAGES=0 skips these stages.
 if [ "${SKYRL_PLUGIN_STAGES:-1}" != 0 ]; then
+    if [ -n "$PREP_PID" ]; then
+        printf '\n== waiting for the stage venvs built in the background [%ss]\n' "$SECONDS"
+        wait "$PREP_PID" || true
+        PREP_PID=
+        cat "$PREP_LOGS/summary.txt" 2>/dev/null || true
+        # a failed build is retried by its stage below, which then shows the error
+    fi
     for stage in plugins/*/scripts/ci.sh; do
         [ -f "$stage" ] || continue
         printf '\n== stage %s [%ss]\n' "$stage" "$SECONDS"

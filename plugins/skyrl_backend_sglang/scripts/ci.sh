@@ -17,6 +17,8 @@ cd "$ROOT"
 start=$SECONDS
 bash "$HERE/setup_cpu_venv.sh" "$VENV"
 echo "== sglang venv ready [$((SECONDS - start))s]"
+# scripts/test.sh builds the venvs ahead, while the main test folders run.
+[ "${SKYRL_STAGE_PREPARE_ONLY:-0}" = 1 ] && exit 0
 
 args=(plugins/skyrl_backend_sglang/tests -p no:cacheprovider --durations=10)
 if [ -n "${SKYRL_TEST_RESULTS:-}" ]; then

@@ -23,6 +23,8 @@ cd "$ROOT"
 start=$SECONDS
 SKYRL_VLLM_EDITABLE=1 SKYRL_CORE_EXTRAS=test,ray,lora bash "$HERE/install_cpu.sh" "$VENV"
 echo "== vllm venv ready [$((SECONDS - start))s]"
+# scripts/test.sh builds the venvs ahead, while the main test folders run.
+[ "${SKYRL_STAGE_PREPARE_ONLY:-0}" = 1 ] && exit 0
 
 args=(plugins/skyrl_backend_vllm/tests -p no:cacheprovider --durations=10)
 if [ -n "${SKYRL_TEST_RESULTS:-}" ]; then

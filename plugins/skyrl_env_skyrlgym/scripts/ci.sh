@@ -52,6 +52,8 @@ print("== venv", sys.prefix, "| torch", md.version("torch"), "| skyrl-gym", md.v
       "| skyrl-env-gsm8k", md.version("skyrl-env-gsm8k"), "| skyrl-env-sql", md.version("skyrl-env-sql"))
 PYEOF
 echo "== skyrl-gym venv ready [$((SECONDS - start))s]"
+# scripts/test.sh builds the venvs ahead, while the main test folders run.
+[ "${SKYRL_STAGE_PREPARE_ONLY:-0}" = 1 ] && exit 0
 
 args=(plugins/skyrl_env_skyrlgym/tests -p no:cacheprovider --durations=10)
 if [ -n "${SKYRL_TEST_RESULTS:-}" ]; then

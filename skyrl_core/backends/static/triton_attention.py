@@ -29,6 +29,37 @@ from torch import Tensor
 
 #: Cache positions per inner block of a program.
 BLOCK_N = 64
+#: Programs per streaming multiprocessor the split plan aims for.
+WAVES = 4
+#: Triton launch options of the split kernel (None: Triton's defaults).
+NUM_WARPS: int | None = None
+NUM_STAGES: int | None = None
+
+
+def _env_overrides() -> None:
+    """``SKYRL_TRITON_DECODE_CONFIG='{"block_n": 32, "waves": 8, "num_warps": 2, "num_stages": 3}'``
+    replaces the defaults above (how the tuning bench's choice is measured end to end)."""
+    global BLOCK_N, WAVES, NUM_WARPS, NUM_STAGES
+    raw = os.environ.get("SKYRL_TRITON_DECODE_CONFIG")
+    if not raw:
+        return
+    import json
+
+    try:
+        cfg = json.loads(raw)
+        unknown = set(cfg) - {"block_n", "waves", "num_warps", "num_stages"}
+        if unknown:
+            raise ValueError(f"unknown keys {sorted(unknown)}")
+    except ValueError as exc:
+        raise ValueError(f"SKYRL_TRITON_DECODE_CONFIG={raw!r}: {exc}; expected a JSON object with "
+                         "block_n, waves, num_warps and/or num_stages") from None
+    BLOCK_N = int(cfg.get("block_n") or BLOCK_N)
+    WAVES = int(cfg.get("waves") or WAVES)
+    NUM_WARPS = cfg.get("num_warps") or NUM_WARPS
+    NUM_STAGES = cfg.get("num_stages") or NUM_STAGES
+
+
+_env_overrides()
 
 
 def _pow2(n: int) -> int:
@@ -62,18 +93,21 @@ def _sm_count(device: torch.device) -> int:
     return torch.cuda.get_device_properties(device).multi_processor_count
 
 
-def split_plan(rows: int, kv_heads: int, span: int, sms: int) -> tuple[int, int]:
+def split_plan(rows: int, kv_heads: int, span: int, sms: int, *, block_n: int | None = None,
+               waves: int | None = None) -> tuple[int, int]:
     """``(splits, split_len)``: cut ``span`` positions into splits of ``split_len`` (a multiple of
-    ``BLOCK_N``) so that rows x kv heads x splits programs fill the card about four times over."""
-    blocks = max(1, -(-span // BLOCK_N))
-    want = max(1, -(-4 * sms // max(1, rows * kv_heads)))
+    ``block_n``) so that rows x kv heads x splits programs fill the card about ``waves`` times over."""
+    block_n = block_n or BLOCK_N
+    blocks = max(1, -(-span // block_n))
+    want = max(1, -(-(waves or WAVES) * sms // max(1, rows * kv_heads)))
     splits = min(want, blocks)
-    split_len = -(-blocks // splits) * BLOCK_N
+    split_len = -(-blocks // splits) * block_n
     return -(-span // split_len), split_len
 
 
 def decode_attention(q: Tensor, k_new: Tensor, v_new: Tensor, k_cache: Tensor, v_cache: Tensor, positions: Tensor,
-                     span: int, scale: float) -> Tensor:
+                     span: int, scale: float, *, block_n: int | None = None, waves: int | None = None,
+                     num_warps: int | None = None, num_stages: int | None = None) -> Tensor:
     """Write one step's keys and values into the cache and attend to each row's cache.
 
     Args:
@@ -85,6 +119,8 @@ def decode_attention(q: Tensor, k_new: Tensor, v_new: Tensor, k_cache: Tensor, v
             positions ``0..positions[b]`` (all ``< span <= L``).
         span: a static bound on ``positions + 1`` (sets the number of splits).
         scale: the softmax scale.
+        block_n, waves, num_warps, num_stages: tuning knobs (``bench/decode_attention_tune.py``);
+            None takes the module's defaults.
 
     Returns:
         ``(B, G, groups, D)`` attention outputs in ``q``'s dtype.
@@ -94,7 +130,10 @@ def decode_attention(q: Tensor, k_new: Tensor, v_new: Tensor, k_cache: Tensor, v
     for name, t in (("q", q), ("k_new", k_new), ("v_new", v_new), ("k_cache", k_cache), ("v_cache", v_cache)):
         if t.stride(-1) != 1:
             raise ValueError(f"decode_attention: {name} must have a contiguous last dimension")
-    splits, split_len = split_plan(b, g, span, _sm_count(q.device))
+    block_n = block_n or BLOCK_N
+    splits, split_len = split_plan(b, g, span, _sm_count(q.device), block_n=block_n, waves=waves)
+    launch = {key: val for key, val in (("num_warps", num_warps or NUM_WARPS), ("num_stages", num_stages or NUM_STAGES))
+              if val is not None}
     out = torch.empty_like(q, memory_format=torch.contiguous_format)
     gp, dp = max(16, _pow2(groups)), max(16, _pow2(d))
     direct = splits == 1
@@ -112,7 +151,7 @@ def decode_attention(q: Tensor, k_new: Tensor, v_new: Tensor, k_cache: Tensor, v
         *q.stride()[:3], *k_new.stride()[:2], *v_new.stride()[:2],
         *k_cache.stride()[:3], *v_cache.stride()[:3], *s_m, *s_l, *out.stride()[:3],
         float(scale), split_len,
-        GROUPS=groups, GROUPS_PAD=gp, D=d, D_PAD=dp, BLOCK_N=BLOCK_N, DIRECT=direct, IEEE=ieee,
+        GROUPS=groups, GROUPS_PAD=gp, D=d, D_PAD=dp, BLOCK_N=block_n, DIRECT=direct, IEEE=ieee, **launch,
     )
     if not direct:
         k._combine[(b, g)](
