@@ -63,6 +63,27 @@ def test_split_plan_covers_the_span_with_whole_blocks():
     assert ta.split_plan(1, 2, 4096, 132)[0] == 4096 // ta.BLOCK_N  # one row: a split per block
 
 
+def test_split_plan_follows_the_tuning_knobs():
+    assert ta.split_plan(256, 2, 640, 132, block_n=32, waves=16) == (5, 128)  # 4,224 programs wanted
+    assert ta.split_plan(256, 2, 640, 132, block_n=128, waves=1) == (1, 640)
+    splits, split_len = ta.split_plan(1, 1, 1000, 8, block_n=32)
+    assert split_len % 32 == 0 and (splits - 1) * split_len < 1000 <= splits * split_len
+
+
+def test_knobs_from_the_environment_and_a_bad_value_names_the_variable(monkeypatch):
+    saved = (ta.BLOCK_N, ta.WAVES, ta.NUM_WARPS, ta.NUM_STAGES)
+    try:
+        monkeypatch.setenv("SKYRL_TRITON_DECODE_CONFIG", '{"block_n": 32, "waves": 8, "num_warps": 2}')
+        ta._env_overrides()
+        assert (ta.BLOCK_N, ta.WAVES, ta.NUM_WARPS, ta.NUM_STAGES) == (32, 8, 2, saved[3])
+        for bad in ('{"block": 32}', "block_n=32"):
+            monkeypatch.setenv("SKYRL_TRITON_DECODE_CONFIG", bad)
+            with pytest.raises(ValueError, match=r"SKYRL_TRITON_DECODE_CONFIG=.*expected a JSON object with block_n"):
+                ta._env_overrides()
+    finally:
+        ta.BLOCK_N, ta.WAVES, ta.NUM_WARPS, ta.NUM_STAGES = saved
+
+
 def test_auto_is_sdpa_on_the_cpu_and_triton_there_says_what_to_do(tiny_model_dir, monkeypatch):
     from transformers import AutoModelForCausalLM
 

@@ -44,6 +44,17 @@ def check_kernel() -> None:
             untouched[rows, positions] = False
             assert torch.equal(kc2.transpose(1, 2)[untouched], kc.transpose(1, 2)[untouched]), f"{where}: stray writes"
             assert torch.equal(vc2.transpose(1, 2)[untouched], vc.transpose(1, 2)[untouched]), f"{where}: stray writes"
+    # the launch knobs of bench/decode_attention_tune.py: other block sizes and split counts, same results
+    for knobs in ({"block_n": 32, "waves": 16}, {"block_n": 128, "waves": 1}):
+        for b, g, groups, d, length, span in shapes:
+            q = torch.randn(b, g, groups, d)
+            kn, vn = torch.randn(b, g, d), torch.randn(b, g, d)
+            kc, vc = torch.randn(b + 1, g, length, d), torch.randn(b + 1, g, length, d)
+            positions = torch.randint(0, span, (b,))
+            want = ta.reference(q, kn, vn, kc.clone(), vc.clone(), positions, d**-0.5)
+            got = ta.decode_attention(q, kn, vn, kc, vc, positions, span, d**-0.5, **knobs)
+            err = (got - want).abs().max().item()
+            assert err <= 1e-5, f"{knobs} rows={b} span={span}: output differs from the reference by {err}"
     assert ta.probe(torch.device("cpu"), torch.float32, 2, 7, 64) is None
 
 
