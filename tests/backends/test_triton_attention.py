@@ -76,7 +76,7 @@ def test_knobs_from_the_environment_and_a_bad_value_names_the_variable(monkeypat
         monkeypatch.setenv("SKYRL_TRITON_DECODE_CONFIG", '{"block_n": 32, "waves": 8, "num_warps": 2}')
         ta._env_overrides()
         assert (ta.BLOCK_N, ta.WAVES, ta.NUM_WARPS, ta.NUM_STAGES) == (32, 8, 2, saved[3])
-        for bad in ('{"block": 32}', "block_n=32"):
+        for bad in ('{"block": 32}', "block_n=32", "32", '{"block_n": 48}', '{"waves": -1}', '{"num_warps": "2"}'):
             monkeypatch.setenv("SKYRL_TRITON_DECODE_CONFIG", bad)
             with pytest.raises(ValueError, match=r"SKYRL_TRITON_DECODE_CONFIG=.*expected a JSON object with block_n"):
                 ta._env_overrides()

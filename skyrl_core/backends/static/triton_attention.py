@@ -47,9 +47,16 @@ def _env_overrides() -> None:
 
     try:
         cfg = json.loads(raw)
+        if not isinstance(cfg, dict):
+            raise ValueError("not a JSON object")
         unknown = set(cfg) - {"block_n", "waves", "num_warps", "num_stages"}
         if unknown:
             raise ValueError(f"unknown keys {sorted(unknown)}")
+        for key, val in cfg.items():
+            if not (isinstance(val, int) and not isinstance(val, bool) and val > 0) and val is not None:
+                raise ValueError(f"{key} must be a positive integer, not {val!r}")
+        if cfg.get("block_n") and (cfg["block_n"] < 16 or cfg["block_n"] & (cfg["block_n"] - 1)):
+            raise ValueError(f"block_n must be a power of two >= 16, not {cfg['block_n']}")
     except ValueError as exc:
         raise ValueError(f"SKYRL_TRITON_DECODE_CONFIG={raw!r}: {exc}; expected a JSON object with "
                          "block_n, waves, num_warps and/or num_stages") from None
