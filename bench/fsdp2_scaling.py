@@ -25,7 +25,9 @@ Qwen2.5-1.5B's):
     For every world size in ``--world-sizes``: the first step's loss and gradient norm on
     the same batch (parity with the first size: they should agree to summation order), then
     weak scaling: ``--seqs-per-gpu`` sequences of ``--seq-len`` tokens per rank and step,
-    training tokens/s per GPU and its ratio to the first size (1.0 = perfect). Training
+    training tokens/s per GPU (and MFU on GPUs) and its ratio to the first size (1.0 = perfect);
+    strong scaling: the parity batch (``--seqs-per-gpu`` x the largest size sequences) timed at
+    every size, the first size's step time over N/first times N's. A ``scaling`` record sums up. Training
     only, so it is placed colocated (no engines are started): N GPUs for world size N.
 ``colocated``
     ``--colocated-gpus`` trainer ranks and one engine per GPU sharing it: ``--placement-steps``
@@ -117,20 +119,57 @@ def emit(record: dict[str, Any], sink: list[dict[str, Any]]) -> None:
     print(json.dumps(record), flush=True)
 
 
+def param_count(path: str) -> int:
+    """Parameters of the model folder at ``path`` (built on the meta device: no memory, no weights read)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path))
+    return sum(p.numel() for p in model.parameters())
+
+
+def scaling_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Weak and strong scaling and loss parity of the ``train`` records, each against the first world size.
+
+    Weak: tokens/s per GPU at N over the first size's (same work per GPU; 1.0 is perfect). Strong: the
+    fixed global batch's step time at the first size over N/first times the step time at N (1.0 is
+    perfect). Parity: the first step's loss and gradient norm on the same batch, as differences.
+    """
+    base = rows[0]
+    out = {"what": "scaling", "base_world_size": base["world_size"], "sizes": {}}
+    for r in rows:
+        n = r["world_size"] / base["world_size"]
+        out["sizes"][str(r["world_size"])] = {
+            "weak": r["tok_s_per_gpu"] / base["tok_s_per_gpu"],
+            "strong": base["strong_step_s"] / (n * r["strong_step_s"]),
+            "loss_diff": r["parity_loss"] - base["parity_loss"],
+            "grad_norm_rel_diff": (r["parity_grad_norm"] - base["parity_grad_norm"]) / base["parity_grad_norm"],
+            "mfu_989": r.get("mfu_989"),
+        }
+    return out
+
+
 def train_phase(args: argparse.Namespace, model: ModelConfig, trainer: TrainerConfig, sink: list) -> None:
-    """Loss parity and weak scaling over ``--world-sizes`` (see the module docstring)."""
+    """Loss parity, weak and strong scaling over ``--world-sizes`` (see the module docstring)."""
     from skyrl_core.losses import sft_loss
     from skyrl_core.strategies.fsdp2 import Fsdp2Strategy
 
     sizes = [int(s) for s in args.world_sizes.split(",")]
     vocab = VOCAB[args.shape]
+    params = param_count(model.path)
+    # One batch for the parity step and the strong-scaling timing: the same global batch at every size.
     parity_batch = make_batch(args.seqs_per_gpu * max(sizes), args.seq_len, vocab, seed=0)
+    rows = []
     for ws in sizes:
         runtime.configure(RuntimeConfig(mode="ray", train_gpus=ws, colocate=True, inference_gpus=0))
         start = time.perf_counter()
         strategy = Fsdp2Strategy(None, model=model, trainer=trainer, seed=0)
         setup_s = time.perf_counter() - start
         first = strategy.train_step(parity_batch, sft_loss)
+        start = time.perf_counter()
+        for _ in range(args.steps):  # strong scaling: the fixed global batch (the first step warmed it up)
+            strategy.train_step(parity_batch, sft_loss)
+        strong_s = (time.perf_counter() - start) / args.steps
         batch = make_batch(args.seqs_per_gpu * ws, args.seq_len, vocab, seed=1)
         strategy.train_step(batch, sft_loss)  # warm-up at this size
         start = time.perf_counter()
@@ -138,12 +177,17 @@ def train_phase(args: argparse.Namespace, model: ModelConfig, trainer: TrainerCo
             metrics = strategy.train_step(batch, sft_loss)
         seconds = (time.perf_counter() - start) / args.steps
         tokens = args.seqs_per_gpu * ws * args.seq_len
-        emit({"what": "train", "world_size": ws, "setup_s": setup_s, "step_s": seconds,
-              "parity_loss": first["sft/loss"], "parity_grad_norm": first["grad_norm"],
-              "tok_s_per_gpu": tokens / seconds / ws, "fwd_bwd_s": metrics["fwd_bwd_s"],
-              "optimizer_s": metrics["optimizer_s"], "gpu": strategy.gpu}, sink)
+        row = {"what": "train", "world_size": ws, "setup_s": setup_s, "step_s": seconds,
+               "parity_loss": first["sft/loss"], "parity_grad_norm": first["grad_norm"],
+               "tok_s_per_gpu": tokens / seconds / ws, "fwd_bwd_s": metrics["fwd_bwd_s"],
+               "optimizer_s": metrics["optimizer_s"], "gpu": strategy.gpu, "params": params,
+               "strong_tokens": len(parity_batch.prompt_ids) * args.seq_len, "strong_step_s": strong_s,
+               "mfu_989": 6 * params * tokens / seconds / ws / 989e12 if strategy.gpu else None}
+        rows.append(row)
+        emit(row, sink)
         strategy.shutdown()
         runtime.shutdown()
+    emit(scaling_summary(rows), sink)
 
 
 def samples_batch(requests: list[Any], results: list[Any]) -> TrainBatch:
