@@ -29,6 +29,10 @@ Qwen2.5-1.5B's):
     strong scaling: the parity batch (``--seqs-per-gpu`` x the largest size sequences) timed at
     every size, the first size's step time over N/first times N's. A ``scaling`` record sums up. Training
     only, so it is placed colocated (no engines are started): N GPUs for world size N.
+``reshard``
+    A DCP checkpoint (model and optimizer) saved at the largest of ``--world-sizes`` and resumed at
+    the smallest: the same log-probs, the same next step (loss, gradient norm); the HF export saved
+    at the largest reloads with ``from_pretrained`` with the same log-probs (to rounding).
 ``colocated``
     ``--colocated-gpus`` trainer ranks and one engine per GPU sharing it: ``--placement-steps``
     rounds of generate (trainer offloads, engines wake), SFT step on the samples (engines
@@ -390,7 +394,7 @@ def dcp_check(strategy: Any, model: ModelConfig, trainer: TrainerConfig, batch: 
               sink: list) -> None:
     """Save a DCP checkpoint, resume it in a new fsdp2 strategy (same log-probs), export the HF
     folder, reload it with ``from_pretrained`` and compare its log-probs (to bf16 rounding)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     from skyrl_core.strategies.fsdp2 import Fsdp2Strategy
 
@@ -409,6 +413,18 @@ def dcp_check(strategy: Any, model: ModelConfig, trainer: TrainerConfig, batch: 
     after = resumed.forward(batch, temperature=1.0).logprobs.float()
     resumed.shutdown()
     mask = batch.tensors["loss_mask"] > 0
+    emit({"what": "dcp", "save_s": save_s, "load_s": load_s, "export_s": export_s,
+          "resume_max_abs_diff": float((after - before).abs()[mask].max()),
+          "export_mean_abs_diff": export_logprob_diff(export, model, batch, before),
+          "export_files": sorted(p.name for p in export.iterdir())}, sink)
+
+
+def export_logprob_diff(export: Path, model: ModelConfig, batch: TrainBatch, before: torch.Tensor) -> float:
+    """Load the HF export with ``from_pretrained`` and return the mean absolute difference of its
+    log-probs from ``before`` (the strategy's) on the first few sequences of ``batch``."""
+    from transformers import AutoModelForCausalLM
+
+    mask = batch.tensors["loss_mask"] > 0
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     hf = AutoModelForCausalLM.from_pretrained(export, dtype=getattr(torch, model.dtype)).to(dev).eval()
     ids = [p + r for p, r in zip(batch.prompt_ids, batch.response_ids, strict=True)]
@@ -422,10 +438,53 @@ def dcp_check(strategy: Any, model: ModelConfig, trainer: TrainerConfig, batch: 
             lp = torch.log_softmax(logits[p - 1 : -1], -1).gather(-1, target[:, None])[:, 0].cpu()
             diffs.append(float((lp - before[i, : len(target)]).abs()[mask[i, : len(target)]].mean()))
     del hf
-    emit({"what": "dcp", "save_s": save_s, "load_s": load_s, "export_s": export_s,
-          "resume_max_abs_diff": float((after - before).abs()[mask].max()),
-          "export_mean_abs_diff": statistics.mean(diffs), "export_files": sorted(p.name for p in export.iterdir())},
-         sink)
+    return statistics.mean(diffs)
+
+
+def reshard_phase(args: argparse.Namespace, model: ModelConfig, trainer: TrainerConfig, root: Path,
+                  sink: list) -> None:
+    """A DCP checkpoint saved at the largest of ``--world-sizes`` and resumed at the smallest (issue 25):
+    after one step at N, save (model and optimizer) and export; then one more step at N. A new strategy
+    at M loads the checkpoint: its log-probs must equal N's at the save (to reduction order), and the
+    same next step must give the same loss and gradient norm (the optimizer state came back too). The
+    HF export of N reloads with ``from_pretrained`` and gives N's log-probs (to rounding)."""
+    from transformers import AutoTokenizer
+
+    from skyrl_core.losses import sft_loss
+    from skyrl_core.strategies.fsdp2 import Fsdp2Strategy
+
+    sizes = sorted({int(s) for s in args.world_sizes.split(",")})
+    if len(sizes) < 2:
+        raise SystemExit("the reshard phase needs two different --world-sizes (saved at the largest, "
+                         "resumed at the smallest)")
+    n, m = sizes[-1], sizes[0]
+    vocab = VOCAB[args.shape]
+    first, second = (make_batch(args.seqs_per_gpu * n, args.seq_len, vocab, seed=s) for s in (5, 6))
+    ckpt, export = root / f"reshard-ckpt-{n}", root / f"reshard-export-{n}"
+    results = {}
+    for ws in (n, m):
+        runtime.configure(RuntimeConfig(mode="ray", train_gpus=ws, colocate=True, inference_gpus=0))
+        strategy = Fsdp2Strategy(None, model=model, trainer=trainer, seed=0 if ws == n else 1)
+        t0 = time.perf_counter()
+        if ws == n:
+            strategy.train_step(first, sft_loss)
+            strategy.save_checkpoint(ckpt)
+            save_s = time.perf_counter() - t0
+            strategy.export_hf(export, AutoTokenizer.from_pretrained(model.path))
+        else:
+            strategy.load_checkpoint(ckpt)
+            load_s = time.perf_counter() - t0
+        logprobs = strategy.forward(second, temperature=1.0).logprobs.float()
+        step = strategy.train_step(second, sft_loss)
+        results[ws] = (logprobs, step["sft/loss"], step["grad_norm"])
+        strategy.shutdown()
+        runtime.shutdown()
+    mask = second.tensors["loss_mask"] > 0
+    (lp_n, loss_n, gn_n), (lp_m, loss_m, gn_m) = results[n], results[m]
+    emit({"what": "reshard", "saved_at": n, "resumed_at": m, "save_s": save_s, "load_s": load_s,
+          "resume_logprob_max_abs_diff": float((lp_m - lp_n).abs()[mask].max()),
+          "next_step_loss": [loss_n, loss_m], "next_step_grad_norm": [gn_n, gn_m],
+          "export_mean_abs_diff": export_logprob_diff(export, model, second, lp_n)}, sink)
 
 
 def summary(records: list[dict[str, Any]]) -> None:
@@ -446,6 +505,11 @@ def summary(records: list[dict[str, Any]]) -> None:
             print(f"  DCP: save {r['save_s']:.1f} s, resume {r['load_s']:.1f} s (max log-prob diff "
                   f"{r['resume_max_abs_diff']:.2e}), HF export {r['export_s']:.1f} s (from_pretrained log-probs "
                   f"mean diff {r['export_mean_abs_diff']:.2e})")
+        elif r["what"] == "reshard":
+            print(f"  DCP {r['saved_at']} -> {r['resumed_at']} ranks: resumed log-probs max diff "
+                  f"{r['resume_logprob_max_abs_diff']:.2e}, next step loss {r['next_step_loss'][0]:.6f} / "
+                  f"{r['next_step_loss'][1]:.6f}, grad norm {r['next_step_grad_norm'][0]:.4f} / "
+                  f"{r['next_step_grad_norm'][1]:.4f}; HF export log-probs mean diff {r['export_mean_abs_diff']:.2e}")
     train = [r for r in records if r["what"] == "train"]
     if train:
         base = train[0]
@@ -526,6 +590,8 @@ def main() -> int:
             for phase in args.phases.split(","):
                 if phase == "train":
                     train_phase(args, model, trainer, records)
+                elif phase == "reshard":
+                    reshard_phase(args, model, trainer, Path(args.model_dir or tmp), records)
                 elif phase == "compare":
                     compare_phase(args, Path(args.model_dir or tmp), dtype, trainer, records)
                 elif phase in ("colocated", "split"):

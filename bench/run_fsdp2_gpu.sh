@@ -3,8 +3,10 @@
 #   bash bench/run_fsdp2_gpu.sh 2>&1 | tee $OUT/log.txt   (GPU machine, repo root, `.whl` carried:
 #   the wheels skyrl_core and Ray need there, and ray_trim.tar.xz from shared/tools/make_ray_trim.sh)
 # Phases of bench/fsdp2_scaling.py in order of value, each under its own timeout so that one hang
-# cannot eat the call: training parity + weak scaling, colocated rounds + cuda_ipc, split rounds +
-# NCCL broadcast. BENCH_ARGS is added to every phase; T_TRAIN/T_COLO/T_SPLIT are the timeouts (s).
+# cannot eat the call: training parity + weak and strong scaling, a DCP checkpoint saved at the most
+# ranks and resumed at the fewest, colocated rounds + cuda_ipc, split rounds + NCCL broadcast.
+# BENCH_ARGS is added to every phase (e.g. --world-sizes 1,2,4,8 --shape 0.5b); T_TRAIN/T_RESHARD/
+# T_COLO/T_SPLIT are the timeouts (s).
 set -x -o pipefail
 OUT=${OUT:-/tmp/fsdp2-out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_VERBOSITY=error TOKENIZERS_PARALLELISM=false
@@ -19,6 +21,7 @@ python3 -c "import torch, transformers, ray; print(torch.__version__, transforme
 bench="python3 bench/fsdp2_scaling.py --model-dir ${MODEL_DIR:-/tmp/fsdp2-models} ${BENCH_ARGS:-}"
 stop_ray() { [ "${STOP_RAY:-1}" = 1 ] && python3 -m ray.scripts.scripts stop --force > /dev/null 2>&1; }  # STOP_RAY=0 on shared hosts
 timeout -k 10 "${T_TRAIN:-150}" $bench --phases train --out "$OUT/train.json"; echo "== train rc $?"; stop_ray
+timeout -k 10 "${T_RESHARD:-120}" $bench --phases reshard --out "$OUT/reshard.json"; echo "== reshard rc $?"; stop_ray
 timeout -k 10 "${T_COLO:-130}" $bench --phases colocated --transports cuda_ipc,object_store,disk \
   --out "$OUT/colocated.json"; echo "== colocated rc $?"; stop_ray
 timeout -k 10 "${T_SPLIT:-110}" $bench --phases split --transports broadcast,object_store,disk \
