@@ -93,7 +93,24 @@ def make_inputs(s: dict, gen: torch.Generator) -> dict:
     )
 
 
-def attention_sweep(quick: bool) -> dict:
+def summarize(results: list[dict]) -> dict:
+    """The configuration best over the shapes measured so far: geometric mean of its time over each
+    shape's best (a configuration that failed on any shape is out)."""
+    keys = set.intersection(*[{k for k, v in r["times"].items() if isinstance(v, float)} for r in results])
+    score = {}
+    for k in keys:
+        rel = [r["times"][k] / min(v for v in r["times"].values() if isinstance(v, float)) for r in results]
+        score[k] = math.exp(sum(math.log(v) for v in rel) / len(rel))
+    ranked = sorted(score, key=score.get)
+    return {"shapes_done": len(results),
+            "overall_best": [dict(config=json.loads(k), geo_rel=round(score[k], 3)) for k in ranked[:8]],
+            "default_geo_rel": round(score.get(results[0]["default"], float("nan")), 3),
+            "per_shape": [{"shape": r["shape"], "default_us": round(r["times"][r["default"]] * 1e6, 2),
+                           "overall_best_us": round(r["times"][ranked[0]] * 1e6, 2)} for r in results]}
+
+
+def attention_sweep(quick: bool, save) -> dict:
+    """Sweep the knobs shape by shape; ``save(summary)`` after each shape (a timeout keeps what ran)."""
     gen = torch.Generator(device=DEVICE).manual_seed(0)
     grid = dict(block_n=(32, 64, 128), waves=(1, 2, 4, 8, 16), num_warps=(1, 2, 4), num_stages=(1, 2, 3))
     if quick:
@@ -101,6 +118,7 @@ def attention_sweep(quick: bool) -> dict:
     configs = [dict(zip(grid, vals, strict=True)) for vals in itertools.product(*grid.values())]
     default = dict(block_n=ta.BLOCK_N, waves=ta.WAVES, num_warps=ta.NUM_WARPS, num_stages=ta.NUM_STAGES)
     results = []
+    summary: dict = {}
     for s in shapes():
         x = make_inputs(s, gen)
         ref = ta.reference(x["q"], x["kn"], x["vn"], x["kc"][0].clone(), x["vc"][0].clone(), x["positions"], 0.125)
@@ -133,19 +151,11 @@ def attention_sweep(quick: bool) -> dict:
                           "best_us": round(ok[best] * 1e6, 2), "best_GBps": round(x["live_bytes"] / ok[best] / 1e9),
                           "best": json.loads(best)}), flush=True)
         results.append(row)
-    # The configuration best over every shape: geometric mean of its time over each shape's best.
-    keys = set.intersection(*[{k for k, v in r["times"].items() if isinstance(v, float)} for r in results])
-    score = {}
-    for k in keys:
-        rel = [r["times"][k] / min(v for v in r["times"].values() if isinstance(v, float)) for r in results]
-        score[k] = math.exp(sum(math.log(v) for v in rel) / len(rel))
-    ranked = sorted(score, key=score.get)
-    summary = {"overall_best": [dict(config=json.loads(k), geo_rel=round(score[k], 3)) for k in ranked[:8]],
-               "default_geo_rel": round(score.get(results[0]["default"], float("nan")), 3)}
-    print(json.dumps({"summary": summary}), flush=True)
-    for r in results:  # time with the overall best against the default, per shape
-        print(json.dumps({"shape": r["shape"], "default_us": round(r["times"][r["default"]] * 1e6, 2),
-                          "overall_best_us": round(r["times"][ranked[0]] * 1e6, 2)}))
+        summary = summarize(results)
+        save({"shapes": results, **summary})
+    print(json.dumps({"summary": {k: v for k, v in summary.items() if k != "per_shape"}}), flush=True)
+    for r in summary["per_shape"]:  # time with the overall best against the default, per shape
+        print(json.dumps(r))
     return {"shapes": results, **summary}
 
 
@@ -214,12 +224,15 @@ def main() -> None:
     result = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__}
     print(json.dumps(result), flush=True)
     if not args.skip_attention:
-        result["attention"] = attention_sweep(args.quick)
-        if args.best_out:
-            best = result["attention"]["overall_best"][0]["config"]
-            args.best_out.write_text(json.dumps({k: v for k, v in best.items() if v is not None}))
-        if args.out:
-            args.out.write_text(json.dumps(result, indent=1))
+        def save(attention: dict) -> None:
+            result["attention"] = attention
+            if args.best_out and attention["overall_best"]:
+                best = attention["overall_best"][0]["config"]
+                args.best_out.write_text(json.dumps({k: v for k, v in best.items() if v is not None}))
+            if args.out:
+                args.out.write_text(json.dumps(result, indent=1))
+
+        attention_sweep(args.quick, save)
     if args.matmuls:
         result["matmuls"] = matmul_times()
     if args.out:
