@@ -130,7 +130,7 @@ def attention_sweep(quick: bool, save) -> dict:
                                         x["span"], 0.125, **cfg)
             return graph_time(fn) / LAYERS
 
-        row = dict(shape=s, live_mb=x["live_bytes"] / 1e6, times={})
+        row = dict(shape=s, live_mb=x["live_bytes"] / 1e6, times={}, default=json.dumps(default, sort_keys=True))
         for cfg in [default, *configs]:
             key = json.dumps(cfg, sort_keys=True)
             if key in row["times"]:
@@ -143,8 +143,12 @@ def attention_sweep(quick: bool, save) -> dict:
             except Exception as exc:  # a config Triton cannot compile (e.g. out of shared memory)
                 row["times"][key] = f"{type(exc).__name__}"
         ok = {k: v for k, v in row["times"].items() if isinstance(v, float)}
+        if row["default"] not in ok:
+            failures = sorted({str(v) for v in row["times"].values() if not isinstance(v, float)})
+            raise SystemExit(f"decode_attention_tune: the kernel's default configuration failed on {s} "
+                             f"({', '.join(failures)}); run tests/backends/test_triton_attention.py on this card")
         best = min(ok, key=ok.get)
-        row["default"], row["best"] = json.dumps(default, sort_keys=True), best
+        row["best"] = best
         print(json.dumps({"shape": s, "live_MB": round(row["live_mb"], 1),
                           "default_us": round(ok[row["default"]] * 1e6, 2),
                           "default_GBps": round(x["live_bytes"] / ok[row["default"]] / 1e9),

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import inspect
 import os
 import subprocess
 import sys
 import types
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -170,3 +173,19 @@ def _importable(name: str) -> bool:
         return importlib.util.find_spec(name) is not None
     except (ImportError, ValueError):
         return False
+
+
+@contextlib.contextmanager
+def module_from_file(path: Path, name: str) -> Iterator[types.ModuleType]:
+    """Import the Python file at ``path`` (a bench script, another folder's test module) as module
+    ``name``, registered in ``sys.modules`` while the block runs (dataclasses and pickling need it)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {path} as a module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(name, None)

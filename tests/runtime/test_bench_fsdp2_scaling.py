@@ -4,23 +4,19 @@ CPU its ``train`` phase runs with gloo (`--shape tiny`), which this test does no
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
+
+from skyrl_core.testing.helpers import module_from_file
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("fsdp2_scaling", REPO / "bench" / "fsdp2_scaling.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+    with module_from_file(REPO / "bench" / "fsdp2_scaling.py", "fsdp2_scaling") as module:
+        yield module
 
 
 def test_weak_and_strong_scaling_and_parity_against_the_first_size(bench):

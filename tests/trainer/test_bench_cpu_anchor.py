@@ -4,12 +4,12 @@ sample (``[generator] ignore_eos``). Timings are the bench's business, never ass
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+
+from skyrl_core.testing.helpers import module_from_file
 
 REPO = Path(__file__).resolve().parents[2]
 ANCHOR_TOK = REPO.parent / "shared" / "tools" / "anchors" / "trl_anchor" / "tok"
@@ -17,12 +17,8 @@ ANCHOR_TOK = REPO.parent / "shared" / "tools" / "anchors" / "trl_anchor" / "tok"
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("cpu_grpo_vs_trl", REPO / "bench" / "cpu_grpo_vs_trl.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+    with module_from_file(REPO / "bench" / "cpu_grpo_vs_trl.py", "cpu_grpo_vs_trl") as module:
+        yield module
 
 
 def test_the_config_validates_with_the_bench_environment(bench):
