@@ -32,8 +32,8 @@ fi
 # overlaps well with the tests. SKYRL_STAGE_PREPARE_AHEAD=0 builds them in turn, in their stages.
 PREP_PID=
 PREP_LOGS=$ROOT/dist/stage-prepare
+rm -rf "$PREP_LOGS"
 if [ "${SKYRL_PLUGIN_STAGES:-1}" != 0 ] && [ "${SKYRL_STAGE_PREPARE_AHEAD:-1}" != 0 ]; then
-    rm -rf "$PREP_LOGS"
     mkdir -p "$PREP_LOGS"
     (
         for stage in plugins/*/scripts/ci.sh; do
@@ -65,40 +65,104 @@ mkdir -p "$RESULTS"
 
 # One pytest process per test folder: each package's tests run as they would with only that
 # package (and skyrl-core) installed, and one folder's conftest.py cannot shadow another's.
+#
+# Two cores' worth of parallelism, in two phases (CI's machine has 2 cores; the whole run took
+# ~42 minutes serially there):
+# 1. `tests` (the largest folder) on pytest-xdist workers (SKYRL_TEST_WORKERS, default 2; 0 runs
+#    it in one process) with --dist loadgroup: the tests sharing the session's Ray cluster go to
+#    one worker and slow tests are handed out first (skyrl_core.testing.pytest_plugin).
+# 2. Every other folder and every plugin stage, SKYRL_TEST_LANES (default 2) at a time, longest
+#    first; each one's output is printed whole when it ends.
 status=0
-for dir in "${TEST_DIRS[@]}"; do
-    printf '\n== pytest %s [%ss]\n' "$dir" "$SECONDS"
-    code=0
-    "$VENV/bin/pytest" "$dir" --durations=10 --junitxml="$RESULTS/${dir//\//_}.xml" "$@" || code=$?
+ran() {  # ran NAME CODE: record a folder's or stage's exit code
     # exit code 5 (nothing collected) is expected when pytest arguments filter a folder out
-    if [ "$code" -ne 0 ] && ! { [ "$code" -eq 5 ] && [ "$#" -gt 0 ]; }; then
-        echo "== pytest $dir: exit code $code"
+    if [ "$2" -ne 0 ] && ! { [ "$2" -eq 5 ] && [ "$args_given" = 1 ]; }; then
+        echo "== $1: exit code $2"
         status=1
     fi
-done
+}
+args_given=0
+[ "$#" -gt 0 ] && args_given=1
 
-# Plugins that need a venv of their own (SGLang and vLLM on CPU pin other versions; skyrl-gym stays
-# out of the main venv) run their tests in an extra stage: plugins/<name>/scripts/ci.sh builds or reuses that venv and runs the plugin's
-# tests there, writing JUnit XML into $RESULTS. SKYRL_PLUGIN_STAGES=0 skips these stages.
-if [ "${SKYRL_PLUGIN_STAGES:-1}" != 0 ]; then
-    if [ -n "$PREP_PID" ]; then
-        printf '\n== waiting for the stage venvs built in the background [%ss]\n' "$SECONDS"
-        wait "$PREP_PID" || true
-        PREP_PID=
-        cat "$PREP_LOGS/summary.txt" 2>/dev/null || true
-        # a failed build is retried by its stage below, which then shows the error
-    fi
-    for stage in plugins/*/scripts/ci.sh; do
-        [ -f "$stage" ] || continue
-        printf '\n== stage %s [%ss]\n' "$stage" "$SECONDS"
-        code=0
-        SKYRL_TEST_RESULTS=$RESULTS bash "$stage" "$@" || code=$?
-        if [ "$code" -ne 0 ] && ! { [ "$code" -eq 5 ] && [ "$#" -gt 0 ]; }; then
-            echo "== stage $stage: exit code $code"
-            status=1
-        fi
-    done
+XDIST=()
+workers=${SKYRL_TEST_WORKERS:-2}
+if [ "$workers" != 0 ] && "$VENV/bin/python" -c "import xdist" 2>/dev/null; then
+    XDIST=(-n "$workers" --dist loadgroup)
 fi
+printf '\n== pytest tests [%ss]\n' "$SECONDS"
+code=0
+"$VENV/bin/pytest" tests "${XDIST[@]}" --durations=10 --junitxml="$RESULTS/tests.xml" "$@" || code=$?
+ran "pytest tests" "$code"
+
+if [ -n "$PREP_PID" ]; then
+    printf '\n== waiting for the stage venvs built in the background [%ss]\n' "$SECONDS"
+    wait "$PREP_PID" || true
+    PREP_PID=
+    cat "$PREP_LOGS/summary.txt" 2>/dev/null || true
+    # a failed build is retried by its stage below, which then shows the error
+fi
+
+# The jobs of phase 2, longest first (measured on 2 cores: the gsm8k folder's real-model recipe
+# ~6 min, the SGLang and vLLM stages ~4 min each, everything else under a minute).
+JOBS=()
+for dir in "${TEST_DIRS[@]:1}"; do
+    [ "$dir" = skyrl_env_gsm8k/tests ] && JOBS=("pytest $dir" "${JOBS[@]}") || JOBS+=("pytest $dir")
+done
+if [ "${SKYRL_PLUGIN_STAGES:-1}" != 0 ]; then
+    # Plugins that need a venv of their own (SGLang and vLLM on CPU pin other versions; skyrl-gym
+    # stays out of the main venv) run their tests in a stage: plugins/<name>/scripts/ci.sh builds or
+    # reuses that venv and runs the plugin's tests there, writing JUnit XML into $RESULTS.
+    # SKYRL_PLUGIN_STAGES=0 skips these stages.
+    stages=()
+    for stage in plugins/*/scripts/ci.sh; do
+        [ -f "$stage" ] && stages+=("stage $stage")
+    done
+    [ "${#stages[@]}" -gt 0 ] && JOBS=("${JOBS[0]}" "${stages[@]}" "${JOBS[@]:1}")
+fi
+
+JOB_LOGS=$ROOT/dist/test-logs
+rm -rf "$JOB_LOGS"
+mkdir -p "$JOB_LOGS"
+run_job() {  # run_job INDEX "pytest DIR" | "stage SCRIPT", then the pytest arguments
+    local i=$1 kind=${2%% *} target=${2#* }
+    shift 2
+    local start=$SECONDS code=0
+    if [ "$kind" = pytest ]; then
+        "$VENV/bin/pytest" "$target" --durations=10 --junitxml="$RESULTS/${target//\//_}.xml" "$@" \
+            >"$JOB_LOGS/$i.log" 2>&1 || code=$?
+    else
+        # a venv built ahead without error is used as it is (the stage would refresh it again)
+        local name prepared=0
+        name=$(basename "$(dirname "$(dirname "$target")")")
+        grep -q "^$name: exit 0 in" "$PREP_LOGS/summary.txt" 2>/dev/null && prepared=1
+        SKYRL_STAGE_PREPARED=$prepared SKYRL_TEST_RESULTS=$RESULTS bash "$target" "$@" >"$JOB_LOGS/$i.log" 2>&1 || code=$?
+    fi
+    echo "$code $((SECONDS - start))" >"$JOB_LOGS/$i.done"
+}
+printed=()
+print_finished() {
+    local i code took
+    for i in "${!JOBS[@]}"; do
+        [ -f "$JOB_LOGS/$i.done" ] && [ -z "${printed[$i]:-}" ] || continue
+        printed[$i]=1
+        read -r code took <"$JOB_LOGS/$i.done"
+        printf '\n== %s [ended at %ss, took %ss]\n' "${JOBS[$i]}" "$SECONDS" "$took"
+        cat "$JOB_LOGS/$i.log"
+        ran "${JOBS[$i]}" "$code"
+    done
+}
+lanes=${SKYRL_TEST_LANES:-2}
+printf '\n== %s more folders and stages, %s at a time [%ss]: %s\n' "${#JOBS[@]}" "$lanes" "$SECONDS" \
+    "$(IFS=,; echo "${JOBS[*]}")"
+for i in "${!JOBS[@]}"; do
+    while [ "$(jobs -rp | wc -l)" -ge "$lanes" ]; do
+        wait -n || true
+        print_finished
+    done
+    run_job "$i" "${JOBS[$i]}" "$@" &
+done
+wait || true
+print_finished
 
 printf '\n== all test folders [%ss]\n' "$SECONDS"
 "$VENV/bin/python" - "$RESULTS" <<'PYEOF'

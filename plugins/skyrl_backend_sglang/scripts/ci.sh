@@ -15,7 +15,8 @@ VENV=${SKYRL_SGLANG_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/skyrl/venv-sglang-cpu-
 cd "$ROOT"
 
 start=$SECONDS
-bash "$HERE/setup_cpu_venv.sh" "$VENV"
+# SKYRL_STAGE_PREPARED=1: scripts/test.sh built (or refreshed) the venv ahead, beside the main tests
+[ "${SKYRL_STAGE_PREPARED:-0}" = 1 ] || bash "$HERE/setup_cpu_venv.sh" "$VENV"
 echo "== sglang venv ready [$((SECONDS - start))s]"
 # scripts/test.sh builds the venvs ahead, while the main test folders run.
 [ "${SKYRL_STAGE_PREPARE_ONLY:-0}" = 1 ] && exit 0

@@ -21,7 +21,8 @@ VENV=${SKYRL_VLLM_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/skyrl/venv-vllm-cpu-${VL
 cd "$ROOT"
 
 start=$SECONDS
-SKYRL_VLLM_EDITABLE=1 SKYRL_CORE_EXTRAS=test,ray,lora bash "$HERE/install_cpu.sh" "$VENV"
+# SKYRL_STAGE_PREPARED=1: scripts/test.sh built (or refreshed) the venv ahead, beside the main tests
+[ "${SKYRL_STAGE_PREPARED:-0}" = 1 ] || SKYRL_VLLM_EDITABLE=1 SKYRL_CORE_EXTRAS=test,ray,lora bash "$HERE/install_cpu.sh" "$VENV"
 echo "== vllm venv ready [$((SECONDS - start))s]"
 # scripts/test.sh builds the venvs ahead, while the main test folders run.
 [ "${SKYRL_STAGE_PREPARE_ONLY:-0}" = 1 ] && exit 0

@@ -27,30 +27,33 @@ PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
 cd "$ROOT"
 
 start=$SECONDS
-stamp=$(sha256sum "$HERE/ci.sh" | cut -c1-16)-$GYM_VERSION-$TORCH_VERSION
-if [ -x "$VENV/bin/python" ] && [ "$(cat "$VENV/.skyrl-skyrlgym-stamp" 2>/dev/null)" = "$stamp" ]; then
-    echo "== $VENV is up to date (skyrl-gym $GYM_VERSION)"
-else
-    echo "== building $VENV (skyrl-gym $GYM_VERSION, torch $TORCH_VERSION)"
-    rm -rf "$VENV"
-    mkdir -p "$(dirname "$VENV")"
-    "$PYTHON" -m venv "$VENV"
-    # torch first and pinned: skyrl-core's plain `torch` requirement could pull a multi-GB CUDA build
-    "$VENV/bin/pip" install -q "torch==$TORCH_VERSION"
-    "$VENV/bin/pip" install -q "skyrl-gym==$GYM_VERSION"
-    echo "$stamp" >"$VENV/.skyrl-skyrlgym-stamp"
-fi
-# The checkout's code, editable (fast to refresh; the tests import what is checked out).
-# skyrl-env-gsm8k and skyrl-env-sql too: the scoring corpus compares their scoring = "skyrl" with skyrl-gym.
-"$VENV/bin/pip" install -q -e "$ROOT" -e "$ROOT/plugins/skyrl_env_skyrlgym" -e "$ROOT/skyrl_env_gsm8k" \
-    -e "$ROOT/skyrl_env_sql" "pytest>=8" "pytest-timeout>=2.3"
-"$VENV/bin/python" - <<'PYEOF'
+# SKYRL_STAGE_PREPARED=1: scripts/test.sh built (or refreshed) the venv ahead, beside the main tests
+if [ "${SKYRL_STAGE_PREPARED:-0}" != 1 ]; then
+    stamp=$(sha256sum "$HERE/ci.sh" | cut -c1-16)-$GYM_VERSION-$TORCH_VERSION
+    if [ -x "$VENV/bin/python" ] && [ "$(cat "$VENV/.skyrl-skyrlgym-stamp" 2>/dev/null)" = "$stamp" ]; then
+        echo "== $VENV is up to date (skyrl-gym $GYM_VERSION)"
+    else
+        echo "== building $VENV (skyrl-gym $GYM_VERSION, torch $TORCH_VERSION)"
+        rm -rf "$VENV"
+        mkdir -p "$(dirname "$VENV")"
+        "$PYTHON" -m venv "$VENV"
+        # torch first and pinned: skyrl-core's plain `torch` requirement could pull a multi-GB CUDA build
+        "$VENV/bin/pip" install -q "torch==$TORCH_VERSION"
+        "$VENV/bin/pip" install -q "skyrl-gym==$GYM_VERSION"
+        echo "$stamp" >"$VENV/.skyrl-skyrlgym-stamp"
+    fi
+    # The checkout's code, editable (fast to refresh; the tests import what is checked out).
+    # skyrl-env-gsm8k and skyrl-env-sql too: the scoring corpus compares their scoring = "skyrl" with skyrl-gym.
+    "$VENV/bin/pip" install -q -e "$ROOT" -e "$ROOT/plugins/skyrl_env_skyrlgym" -e "$ROOT/skyrl_env_gsm8k" \
+        -e "$ROOT/skyrl_env_sql" "pytest>=8" "pytest-timeout>=2.3"
+    "$VENV/bin/python" - <<'PYEOF'
 import importlib.metadata as md
 import sys
 print("== venv", sys.prefix, "| torch", md.version("torch"), "| skyrl-gym", md.version("skyrl-gym"),
       "| omegaconf", md.version("omegaconf"), "| skyrl-env-skyrlgym", md.version("skyrl-env-skyrlgym"),
       "| skyrl-env-gsm8k", md.version("skyrl-env-gsm8k"), "| skyrl-env-sql", md.version("skyrl-env-sql"))
 PYEOF
+fi
 echo "== skyrl-gym venv ready [$((SECONDS - start))s]"
 # scripts/test.sh builds the venvs ahead, while the main test folders run.
 [ "${SKYRL_STAGE_PREPARE_ONLY:-0}" = 1 ] && exit 0
