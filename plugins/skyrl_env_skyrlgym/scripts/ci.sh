@@ -38,10 +38,13 @@ if [ "${SKYRL_STAGE_PREPARED:-0}" != 1 ]; then
         mkdir -p "$(dirname "$VENV")"
         "$PYTHON" -m venv "$VENV"
         # torch first and pinned: skyrl-core's plain `torch` requirement could pull a multi-GB CUDA build
-        "$VENV/bin/pip" install -q "torch==$TORCH_VERSION"
-        "$VENV/bin/pip" install -q "skyrl-gym==$GYM_VERSION"
+        "$VENV/bin/pip" install -q --no-compile "torch==$TORCH_VERSION"
+        "$VENV/bin/pip" install -q --no-compile "skyrl-gym==$GYM_VERSION"
         echo "$stamp" >"$VENV/.skyrl-skyrlgym-stamp"
     fi
+    # scripts/test.sh may build this venv while it builds the checkout's own wheels (both write build/ and
+    # *.egg-info): wait while the file SKYRL_CHECKOUT_BUSY names exists (at most 30 minutes)
+    for _ in $(seq 900); do [ -n "${SKYRL_CHECKOUT_BUSY:-}" ] && [ -e "$SKYRL_CHECKOUT_BUSY" ] || break; sleep 2; done
     # The checkout's code, editable (fast to refresh; the tests import what is checked out).
     # skyrl-env-gsm8k and skyrl-env-sql too: the scoring corpus compares their scoring = "skyrl" with skyrl-gym.
     "$VENV/bin/pip" install -q -e "$ROOT" -e "$ROOT/plugins/skyrl_env_skyrlgym" -e "$ROOT/skyrl_env_gsm8k" \
