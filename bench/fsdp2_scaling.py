@@ -384,9 +384,9 @@ def compare_phase(args: argparse.Namespace, root: Path, dtype: str, trainer: Tra
             rows[name] = row
             emit(row, sink)
             del strategy, result
-            # The compiled layers' code cache keeps the local strategy's model alive: without this
-            # reset the H100 run of 2026-12-08 started fsdp2 with 41 of 79 GiB free, so its "auto"
-            # turned gradient checkpointing on (0.5B: 0.86x local) where local had run without it.
+            # Free what the finished strategy held before the next one measures its free memory
+            # (which decides `gradient_checkpointing = "auto"`): the compiled layers' code cache can
+            # keep a model alive. `free_gib_at_start` in each row shows what each one started with.
             torch._dynamo.reset()
             gc.collect()
             if gpu:

@@ -27,13 +27,18 @@ from typing import Any
 import torch
 from torch import Tensor
 
+# The launch defaults come from bench/decode_attention_tune.py on one H100 (2026-12-08, 5 decode
+# shapes of the 0.5B model, 256/64 rows x 192/640 cache positions and a mixed-length batch; 135
+# configurations): block_n 128, 2 waves, 4 warps, 1 stage had the best geometric mean, 16.2 us per
+# layer-call against 18.3 us for the previous defaults (block_n 64, 4 waves, Triton's launch
+# defaults); at 256 rows x 192 positions 13.6 against 17.2 us. bench/RESULTS.md has the table.
 #: Cache positions per inner block of a program.
-BLOCK_N = 64
+BLOCK_N = 128
 #: Programs per streaming multiprocessor the split plan aims for.
-WAVES = 4
+WAVES = 2
 #: Triton launch options of the split kernel (None: Triton's defaults).
-NUM_WARPS: int | None = None
-NUM_STAGES: int | None = None
+NUM_WARPS: int | None = 4
+NUM_STAGES: int | None = 1
 
 
 def _env_overrides() -> None:
