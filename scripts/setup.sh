@@ -47,9 +47,9 @@ PY=$VENV/bin/python
 # The pip script, not `python -m pip`: that would put the checkout (and its build metadata,
 # e.g. skyrl_core.egg-info) on sys.path, where pip and importlib.metadata would see it.
 PIP=$VENV/bin/pip
-# --no-compile: Python writes the .pyc of the modules actually imported, on first import; compiling all
+#: Python writes the .pyc of the modules actually imported, on first import; compiling all
 # of torch's and the other packages' modules here took CPU time no test uses.
-"$PIP" install -q --no-compile "torch==$TORCH_VERSION" "setuptools>=68" wheel
+"$PIP" install -q "torch==$TORCH_VERSION" "setuptools>=68" wheel
 
 step "building wheels of ${PROJECTS[*]}"
 rm -rf "$WHEELS"
@@ -82,7 +82,7 @@ PYEOF
 step "installing the wheels"
 EXTRAS=$("$PY" -c 'import tomllib; print(",".join(tomllib.load(open("pyproject.toml", "rb"))["project"].get("optional-dependencies", {})))')
 CORE_WHEEL=$(ls "$WHEELS"/skyrl_core-*.whl)
-"$PIP" install -q --no-compile "$CORE_WHEEL${EXTRAS:+[$EXTRAS]}" "$WHEELS"/*.whl
+"$PIP" install -q "$CORE_WHEEL${EXTRAS:+[$EXTRAS]}" "$WHEELS"/*.whl
 # Same version numbers as an earlier install (editable or not): replace them with these wheels.
 "$PIP" install -q --force-reinstall --no-deps "$WHEELS"/*.whl
 

