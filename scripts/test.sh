@@ -112,21 +112,21 @@ fi
 
 # The jobs of phase 2, longest first (measured on 2 cores: the gsm8k folder's real-model recipe
 # ~6 min, the SGLang and vLLM stages ~4 min each, everything else under a minute).
-JOBS=()
+LONG=()
+SHORT=()
 for dir in "${TEST_DIRS[@]:1}"; do
-    [ "$dir" = skyrl_env_gsm8k/tests ] && JOBS=("pytest $dir" "${JOBS[@]}") || JOBS+=("pytest $dir")
+    if [ "$dir" = skyrl_env_gsm8k/tests ]; then LONG+=("pytest $dir"); else SHORT+=("pytest $dir"); fi
 done
 if [ "${SKYRL_PLUGIN_STAGES:-1}" != 0 ]; then
     # Plugins that need a venv of their own (SGLang and vLLM on CPU pin other versions; skyrl-gym
     # stays out of the main venv) run their tests in a stage: plugins/<name>/scripts/ci.sh builds or
     # reuses that venv and runs the plugin's tests there, writing JUnit XML into $RESULTS.
     # SKYRL_PLUGIN_STAGES=0 skips these stages.
-    stages=()
     for stage in plugins/*/scripts/ci.sh; do
-        [ -f "$stage" ] && stages+=("stage $stage")
+        [ -f "$stage" ] && LONG+=("stage $stage")
     done
-    [ "${#stages[@]}" -gt 0 ] && JOBS=("${JOBS[0]}" "${stages[@]}" "${JOBS[@]:1}")
 fi
+JOBS=("${LONG[@]}" "${SHORT[@]}")
 
 JOB_LOGS=$ROOT/dist/test-logs
 rm -rf "$JOB_LOGS"
