@@ -326,6 +326,18 @@ def timed_updates(strategy: Any, batch: TrainBatch, loss_fn: Any, steps: int, pr
     return out
 
 
+def fsdp2_options(text: str) -> dict[str, Any]:
+    """``--fsdp2-options "reshard_after_forward=true,prefetch_layers=2"``: ``[strategy]`` options of
+    the compare phase's fsdp2 run (true/false, integers, or words as given)."""
+    out: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, _, value = item.partition("=")
+        low = value.strip().lower()
+        number = int(low) if low.lstrip("-").isdigit() else value.strip()
+        out[key.strip()] = {"true": True, "false": False}.get(low, number)
+    return out
+
+
 def compare_phase(args: argparse.Namespace, root: Path, dtype: str, trainer: TrainerConfig, sink: list) -> None:
     """``local`` vs ``fsdp2`` at world size 1 (a Ray worker) on the same GPU, the same model and the
     same GRPO update (ppo_clip, entropy), for each shape of ``--compare-shapes``; with ``--dcp`` the
@@ -364,7 +376,7 @@ def compare_phase(args: argparse.Namespace, root: Path, dtype: str, trainer: Tra
                 runtime.configure(RuntimeConfig(mode="ray", train_gpus=1, colocate=True, inference_gpus=0))
                 from skyrl_core.strategies.fsdp2_config import Fsdp2StrategyConfig
 
-                fsdp2_cfg = Fsdp2StrategyConfig(compile=args.compile)
+                fsdp2_cfg = Fsdp2StrategyConfig(compile=args.compile, **fsdp2_options(args.fsdp2_options))
                 strategy = Fsdp2Strategy(fsdp2_cfg, model=model, trainer=trainer, seed=0)
                 strategy.peak_memory_gib()  # reset after start-up
             setup_s = time.perf_counter() - start
@@ -396,9 +408,14 @@ def compare_phase(args: argparse.Namespace, root: Path, dtype: str, trainer: Tra
             gc.collect()
             if gpu:
                 torch.cuda.empty_cache()
-        emit({"what": "compare_ratio", "shape": shape, "fsdp2_over_local_tok_s": rows["fsdp2"]["tok_s"]
-              / rows["local"]["tok_s"], "first_loss_diff": abs(rows["fsdp2"]["first_loss"]
-              - rows["local"]["first_loss"])}, sink)
+        ratio = {"what": "compare_ratio", "shape": shape, "fsdp2_over_local_tok_s": rows["fsdp2"]["tok_s"]
+                 / rows["local"]["tok_s"], "first_loss_diff": abs(rows["fsdp2"]["first_loss"]
+                 - rows["local"]["first_loss"])}
+        if rows["local"]["profile"] and rows["fsdp2"]["profile"]:
+            from skyrl_core.strategies import profiling
+
+            ratio["kernel_diff"] = profiling.diff(rows["local"]["profile"], rows["fsdp2"]["profile"])
+        emit(ratio, sink)
 
 
 def dcp_check(strategy: Any, model: ModelConfig, trainer: TrainerConfig, batch: TrainBatch, root: Path,
@@ -512,6 +529,8 @@ def summary(records: list[dict[str, Any]]) -> None:
         elif r["what"] == "compare_ratio":
             print(f"  {r['shape']}: fsdp2 / local tokens/s = {r['fsdp2_over_local_tok_s']:.3f} "
                   f"(first-step loss diff {r['first_loss_diff']:.2e})")
+            for d in r.get("kernel_diff", []):
+                print(f"    fsdp2 - local {d['delta_ms']:+8.2f} ms ({d['a_ms']:.2f} -> {d['b_ms']:.2f})  {d['name']}")
         elif r["what"] == "dcp":
             print(f"  DCP: save {r['save_s']:.1f} s, resume {r['load_s']:.1f} s (max log-prob diff "
                   f"{r['resume_max_abs_diff']:.2e}), HF export {r['export_s']:.1f} s (from_pretrained log-probs "
@@ -571,6 +590,8 @@ def main() -> int:
     parser.add_argument("--compare-seqs", type=int, default=64, help="sequences per update in the compare phase")
     parser.add_argument("--micro-batch-tokens", type=int, default=None,
                         help="[trainer] micro_batch_tokens (default: 16384 on GPU, 2 sequences on CPU)")
+    parser.add_argument("--fsdp2-options", default="", help="compare phase: fsdp2 [strategy] options, "
+                        "e.g. 'reshard_after_forward=true,defer_gradient_sync=false'")
     parser.add_argument("--profile", action="store_true", help="compare phase: profile one more update of each")
     parser.add_argument("--compile", nargs="?", const="true", default="auto",
                         type=lambda s: s if s == "auto" else s == "true",

@@ -43,13 +43,26 @@ def stop(prof: Any, top: int = 15) -> dict[str, Any]:
 
 
 def summarize(prof: Any, top: int = 15) -> dict[str, Any]:
-    """``{"device", "total_ms", "shares": {comm, copy, compute}, "top": [{name, ms, share, category}]}``."""
+    """``{"device", "total_ms", "shares": {comm, copy, compute}, "top": [{name, ms, share, category}]}``;
+    on CUDA also ``launches`` (device kernels and copies run) and ``host_top``/``host_ms``: the
+    operators by self CPU time, which show a step that is bound by launching rather than by the GPU.
+    ``record_function`` ranges (user annotations, e.g. ``Optimizer.step``) are not device work and
+    are left out of the device totals."""
     from torch.autograd import DeviceType
 
     events = prof.key_averages()
-    on_device = [e for e in events if e.device_type == DeviceType.CUDA]
+    on_device = [e for e in events if e.device_type == DeviceType.CUDA and not getattr(e, "is_user_annotation", False)]
+    extra: dict[str, Any] = {}
     if on_device:
         device, timed = "cuda", [(e.key, e.self_device_time_total) for e in on_device]
+        host = [(e.key, e.self_cpu_time_total, e.count) for e in events
+                if e.device_type == DeviceType.CPU and e.self_cpu_time_total > 0]
+        extra = {
+            "launches": sum(e.count for e in on_device),
+            "host_ms": sum(us for _, us, _ in host) / 1000.0,
+            "host_top": [{"name": name[:120], "ms": round(us / 1000.0, 3), "calls": n}
+                         for name, us, n in sorted(host, key=lambda item: -item[1])[:top]],
+        }
     else:
         device, timed = "cpu", [(e.key, e.self_cpu_time_total) for e in events]
     timed = [(name, us) for name, us in timed if us > 0]
@@ -66,6 +79,7 @@ def summarize(prof: Any, top: int = 15) -> dict[str, Any]:
             {"name": name[:120], "ms": round(us / 1000.0, 3), "share": round(us / total, 4), "category": category(name)}
             for name, us in ranked
         ],
+        **extra,
     }
 
 
@@ -78,4 +92,20 @@ def render(summary: dict[str, Any], title: str) -> str:
     ]
     for row in summary["top"]:
         lines.append(f"  {row['share']:6.1%} {row['ms']:9.2f} ms  [{row['category']}] {row['name']}")
+    if "host_top" in summary:
+        lines.append(f"  {summary['launches']} device launches; host operators {summary['host_ms']:.1f} ms "
+                     "self CPU time:")
+        for row in summary["host_top"]:
+            lines.append(f"  {row['ms']:9.2f} ms {row['calls']:6d} calls  {row['name']}")
     return "\n".join(lines)
+
+
+def diff(a: dict[str, Any], b: dict[str, Any], top: int = 20) -> list[dict[str, Any]]:
+    """Kernels whose time differs most between two summaries (``b`` minus ``a``, by name, over the
+    ``top`` lists both kept): where one strategy spends device time the other does not."""
+    ms_a = {row["name"]: row["ms"] for row in a["top"]}
+    ms_b = {row["name"]: row["ms"] for row in b["top"]}
+    names = set(ms_a) | set(ms_b)
+    rows = [{"name": n, "a_ms": ms_a.get(n, 0.0), "b_ms": ms_b.get(n, 0.0),
+             "delta_ms": round(ms_b.get(n, 0.0) - ms_a.get(n, 0.0), 3)} for n in names]
+    return sorted(rows, key=lambda r: -abs(r["delta_ms"]))[:top]

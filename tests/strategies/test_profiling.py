@@ -39,3 +39,12 @@ def test_summary_of_a_real_trace() -> None:
     assert len(names) == 3 and "aten::mm" in names
     text = profiling.render(summary, "matmuls")
     assert text.startswith("matmuls: ") and "aten::mm" in text
+
+
+def test_diff_ranks_the_kernels_by_how_much_their_time_changed() -> None:
+    a = {"top": [{"name": "gemm", "ms": 10.0}, {"name": "cast", "ms": 2.0}]}
+    b = {"top": [{"name": "gemm", "ms": 10.5}, {"name": "accumulate", "ms": 4.0}]}
+    rows = profiling.diff(a, b, top=2)
+    assert [r["name"] for r in rows] == ["accumulate", "cast"]
+    assert rows[0] == {"name": "accumulate", "a_ms": 0.0, "b_ms": 4.0, "delta_ms": 4.0}
+    assert rows[1]["delta_ms"] == -2.0
