@@ -38,6 +38,9 @@ if [ "${1:-}" = "--restore-editable" ]; then
     exit 0
 fi
 
+# pip byte-compiles every module it installs only when Python will not write bytecode itself
+# (PYTHONDONTWRITEBYTECODE set); otherwise the first import writes the .pyc of what is used.
+NO_COMPILE=$([ -n "${PYTHONDONTWRITEBYTECODE:-}" ] || echo --no-compile)
 step "virtual environment: $VENV"
 if [ ! -x "$VENV/bin/python" ]; then
     PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
@@ -47,9 +50,7 @@ PY=$VENV/bin/python
 # The pip script, not `python -m pip`: that would put the checkout (and its build metadata,
 # e.g. skyrl_core.egg-info) on sys.path, where pip and importlib.metadata would see it.
 PIP=$VENV/bin/pip
-#: Python writes the .pyc of the modules actually imported, on first import; compiling all
-# of torch's and the other packages' modules here took CPU time no test uses.
-"$PIP" install -q "torch==$TORCH_VERSION" "setuptools>=68" wheel
+"$PIP" install -q $NO_COMPILE "torch==$TORCH_VERSION" "setuptools>=68" wheel
 
 step "building wheels of ${PROJECTS[*]}"
 rm -rf "$WHEELS"
@@ -82,9 +83,9 @@ PYEOF
 step "installing the wheels"
 EXTRAS=$("$PY" -c 'import tomllib; print(",".join(tomllib.load(open("pyproject.toml", "rb"))["project"].get("optional-dependencies", {})))')
 CORE_WHEEL=$(ls "$WHEELS"/skyrl_core-*.whl)
-"$PIP" install -q "$CORE_WHEEL${EXTRAS:+[$EXTRAS]}" "$WHEELS"/*.whl
+"$PIP" install -q $NO_COMPILE "$CORE_WHEEL${EXTRAS:+[$EXTRAS]}" "$WHEELS"/*.whl
 # Same version numbers as an earlier install (editable or not): replace them with these wheels.
-"$PIP" install -q --force-reinstall --no-deps "$WHEELS"/*.whl
+"$PIP" install -q $NO_COMPILE --force-reinstall --no-deps "$WHEELS"/*.whl
 
 step "checking that every plugin distribution loads"
 NAMES=$("$PY" -I - "${PROJECTS[@]}" <<'PYEOF'

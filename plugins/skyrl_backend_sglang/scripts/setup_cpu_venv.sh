@@ -25,6 +25,9 @@ TORCH_VERSION=2.13.0
 VENV=${1:-${SKYRL_SGLANG_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/skyrl/venv-sglang-cpu-$SGLANG_VERSION-torch-$TORCH_VERSION}}
 PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
 
+# pip byte-compiles every module it installs only when Python will not write bytecode itself
+# (PYTHONDONTWRITEBYTECODE set); otherwise the first import writes the .pyc of what is used.
+NO_COMPILE=$([ -n "${PYTHONDONTWRITEBYTECODE:-}" ] || echo --no-compile)
 stamp=$(cat "$HERE/setup_cpu_venv.sh" "$HERE/requirements-cpu.txt" "$HERE/patch_sglang_cpu.py" \
     | sha256sum | cut -c1-16)-$SGLANG_VERSION-$TORCH_VERSION
 if [ -x "$VENV/bin/python" ] && [ "$(cat "$VENV/.skyrl-sglang-stamp" 2>/dev/null)" = "$stamp" ]; then
@@ -36,9 +39,9 @@ else
     "$PYTHON" -m venv "$VENV"
     PIP=$VENV/bin/pip
     "$PIP" install -q -U pip
-    "$PIP" install -q "torch==$TORCH_VERSION"
-    "$PIP" install -q --no-deps "sglang==$SGLANG_VERSION"
-    "$PIP" install -q -r "$HERE/requirements-cpu.txt"
+    "$PIP" install -q $NO_COMPILE "torch==$TORCH_VERSION"
+    "$PIP" install -q $NO_COMPILE --no-deps "sglang==$SGLANG_VERSION"
+    "$PIP" install -q $NO_COMPILE -r "$HERE/requirements-cpu.txt"
     "$VENV/bin/python" "$HERE/patch_sglang_cpu.py"
     echo "$stamp" >"$VENV/.skyrl-sglang-stamp"
 fi
@@ -47,7 +50,7 @@ fi
 for _ in $(seq 900); do [ -n "${SKYRL_CHECKOUT_BUSY:-}" ] && [ -e "$SKYRL_CHECKOUT_BUSY" ] || break; sleep 2; done
 # The checkout's code, editable (fast to refresh; the tests import what is checked out). pip then
 # lists sglang's CUDA-only requirements as missing and its exact pins as unmet: expected here.
-"$VENV/bin/pip" install -q -e "$ROOT[ray]" -e "$ROOT/plugins/skyrl_backend_sglang" "pytest>=8" "pytest-timeout>=2.3"
+"$VENV/bin/pip" install -q $NO_COMPILE -e "$ROOT[ray]" -e "$ROOT/plugins/skyrl_backend_sglang" "pytest>=8" "pytest-timeout>=2.3"
 "$VENV/bin/python" - <<'PYEOF'
 import importlib.metadata as md
 import sglang, torch, transformers

