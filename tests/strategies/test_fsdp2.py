@@ -229,6 +229,7 @@ def test_gathered_micro_batches_leave_the_step_unchanged(ray_cluster, qwen2_dir,
 
 
 @pytest.mark.slow
+@pytest.mark.compiles
 def test_compiled_fsdp2_step_matches_local(ray_cluster, qwen2_dir, make_strategy, make_batch):
     """``[strategy] compile`` on fsdp2: each sharded decoder layer compiled in place (FSDP2's hooks stay
     eager); the step and the log-probs after it are still local's eager ones."""
