@@ -145,8 +145,8 @@ run_job() {  # run_job INDEX "pytest DIR" | "stage SCRIPT", then the pytest argu
     # Each lane's processes get cores/lanes threads (as the xdist workers do, skyrl_core.testing's
     # pytest plugin): two torch processes with a thread per core each on 2 cores spin against each
     # other. A value the caller set is kept.
-    export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$LANE_THREADS} MKL_NUM_THREADS=${MKL_NUM_THREADS:-$LANE_THREADS}
-    export TORCHINDUCTOR_COMPILE_THREADS=${TORCHINDUCTOR_COMPILE_THREADS:-$LANE_THREADS}
+    export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$lane_threads} MKL_NUM_THREADS=${MKL_NUM_THREADS:-$lane_threads}
+    export TORCHINDUCTOR_COMPILE_THREADS=${TORCHINDUCTOR_COMPILE_THREADS:-$lane_threads}
     if [ "$kind" = pytest ]; then
         "$VENV/bin/pytest" "$target" --durations=10 --junitxml="$RESULTS/${target//\//_}.xml" "$@" \
             >"$JOB_LOGS/$i.log" 2>&1 || code=$?
@@ -172,7 +172,7 @@ print_finished() {
     done
 }
 lanes=${SKYRL_TEST_LANES:-2}
-LANE_THREADS=$(( $(nproc) / lanes > 0 ? $(nproc) / lanes : 1 ))
+lane_threads=$(( $(nproc) / lanes > 0 ? $(nproc) / lanes : 1 ))
 printf '\n== %s more folders and stages, %s at a time [%ss]: %s\n' "${#JOBS[@]}" "$lanes" "$SECONDS" \
     "$(IFS=,; echo "${JOBS[*]}")"
 for i in "${!JOBS[@]}"; do
