@@ -326,16 +326,24 @@ def timed_updates(strategy: Any, batch: TrainBatch, loss_fn: Any, steps: int, pr
     return out
 
 
-def fsdp2_options(text: str) -> dict[str, Any]:
-    """``--fsdp2-options "reshard_after_forward=true,prefetch_layers=2"``: ``[strategy]`` options of
-    the compare phase's fsdp2 run (true/false, integers, or words as given)."""
-    out: dict[str, Any] = {}
+def fsdp2_config(compile_setting: Any, text: str) -> Any:
+    """The compare phase's fsdp2 ``[strategy]`` table: ``--compile`` plus ``--fsdp2-options
+    "reshard_after_forward=true,prefetch_layers=2"``, each value read by its option's declared type and
+    the table checked as a config file's would be (``skyrl_core.config``)."""
+    from skyrl_core.config.converter import structure
+    from skyrl_core.config.overrides import field_type, parse_value
+    from skyrl_core.strategies.fsdp2_config import Fsdp2StrategyConfig
+
+    table: dict[str, Any] = {"compile": compile_setting}
     for item in filter(None, (part.strip() for part in text.split(","))):
-        key, _, value = item.partition("=")
-        low = value.strip().lower()
-        number = int(low) if low.lstrip("-").isdigit() else value.strip()
-        out[key.strip()] = {"true": True, "false": False}.get(low, number)
-    return out
+        key, sep, value = (p.strip() for p in item.partition("="))
+        if not sep:
+            raise SystemExit(f"--fsdp2-options: {item!r} is not KEY=VALUE (e.g. reshard_after_forward=true)")
+        table[key] = parse_value(value, field_type(Fsdp2StrategyConfig, [key]))
+    config, issues = structure(table, Fsdp2StrategyConfig, ["strategy"])
+    if issues:
+        raise SystemExit("--fsdp2-options: " + "; ".join(map(str, issues)))
+    return config
 
 
 def compare_phase(args: argparse.Namespace, root: Path, dtype: str, trainer: TrainerConfig, sink: list) -> None:
@@ -353,6 +361,7 @@ def compare_phase(args: argparse.Namespace, root: Path, dtype: str, trainer: Tra
 
     gpu = torch.cuda.is_available()
     loss_fn = make_policy_loss_fn(ppo_clip, PPOClipConfig(), AlgorithmConfig(), args.seq_len, 0.0)
+    fsdp2_cfg = fsdp2_config(args.compile, args.fsdp2_options)  # a mistake stops here, before any model is built
     for k, shape in enumerate(args.compare_shapes.split(",")):
         path = make_model(shape, root)
         model = ModelConfig(path=str(path), dtype=dtype, device="auto" if gpu else "cpu")
@@ -374,9 +383,6 @@ def compare_phase(args: argparse.Namespace, root: Path, dtype: str, trainer: Tra
                 batch.tensors["old_logprobs"] = strategy.forward(batch, temperature=1.0).logprobs.float().cpu()
             else:
                 runtime.configure(RuntimeConfig(mode="ray", train_gpus=1, colocate=True, inference_gpus=0))
-                from skyrl_core.strategies.fsdp2_config import Fsdp2StrategyConfig
-
-                fsdp2_cfg = Fsdp2StrategyConfig(compile=args.compile, **fsdp2_options(args.fsdp2_options))
                 strategy = Fsdp2Strategy(fsdp2_cfg, model=model, trainer=trainer, seed=0)
                 strategy.peak_memory_gib()  # reset after start-up
             setup_s = time.perf_counter() - start
