@@ -30,7 +30,7 @@ import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from skyrl_core.checkpoint import atomic_write_text
 from skyrl_core.data.rows import load_prompts
@@ -38,6 +38,9 @@ from skyrl_core.errors import DataError
 from skyrl_core.notices import failure_warning, warn
 from skyrl_core.rollout import RolloutBatch, Trajectory
 from skyrl_core.specs import Kind
+
+if TYPE_CHECKING:
+    from skyrl_core.pipeline.loop import LoopThread
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +143,7 @@ def run_eval(
     step: int | None = None,
     output_dir: Path | None = None,
     show_progress: bool = True,
-    loop: asyncio.AbstractEventLoop | None = None,
+    loop: LoopThread | None = None,
 ) -> dict[str, float]:
     """Evaluate on ``cfg.data.eval``; write ``samples.jsonl`` + ``summary.json``; return the metrics.
 
@@ -153,7 +156,7 @@ def run_eval(
         step: the training step, recorded in the summary.
         output_dir: where the files go (default: ``eval.output`` or ``<run dir>/eval``).
         show_progress: draw a tqdm bar over samples.
-        loop: the event loop to generate on (the trainer's); None uses a fresh one.
+        loop: the run's loop thread to generate on (the trainer's); None uses a fresh event loop.
     """
     from tqdm import tqdm
 
@@ -192,7 +195,7 @@ def run_eval(
             on_trajectory=lambda _: bar.update(1),
         )
         if loop is not None:
-            batch = loop.run_until_complete(coro)
+            batch = loop.run_until_complete(coro, lend=True)  # nothing trains meanwhile
         else:
             batch = asyncio.run(coro)
     finally:

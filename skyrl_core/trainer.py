@@ -299,7 +299,7 @@ def mismatch_gate(run: RunContext, threshold: float) -> dict[str, float]:
     small = attrs.evolve(
         cfg, generator=attrs.evolve(cfg.generator, max_new_tokens=min(32, cfg.generator.max_new_tokens))
     )
-    batch = generate_rows(run, rows, 1, small)
+    batch = generate_rows(run, rows, 1, small, lend=True)
     tb, _ = rollouts_to_batch(batch)
     mask = tb.tensors["loss_mask"]
     trainer_lp = run.strategy.forward(tb, temperature=cfg.generator.temperature).logprobs.float().cpu()

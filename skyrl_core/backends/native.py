@@ -57,6 +57,7 @@ from skyrl_core.protocols.backend import (
     GenerateRequest,
     GenerateResult,
 )
+from skyrl_core.threads import lent, run_on_waiting_thread
 
 #: ``[backend] cpu_threads`` default: batches with parameters x rows below this decode on one CPU thread.
 SMALL_DECODE = 1_000_000_000
@@ -92,7 +93,9 @@ class NativeBackend:
         tokenizer: the loaded tokenizer (used for stop strings and ``Completion.text``).
         model: the transformers model (the weights ``update_weights`` writes).
         engine: the decode engine, ``HFEngine`` or ``StaticEngine`` (``[backend] engine``).
-        stats: counters: ``batches``, ``requests``, ``sequences``, ``generated_tokens``.
+        stats: counters: ``batches``, ``requests``, ``sequences``, ``generated_tokens``, and
+            ``lent_batches``: batches decoded on a waiting caller's thread (``skyrl_core.threads``; the
+            CPU only) rather than the backend's own.
     """
 
     capabilities: BackendCapabilities
@@ -120,7 +123,7 @@ class NativeBackend:
             logprobs=True, sleep=self.device.type == "cuda", weight_transports=("in_process",), exact_stop_strings=True,
             abort=True,
         )
-        self.stats = {"batches": 0, "requests": 0, "sequences": 0, "generated_tokens": 0}
+        self.stats = {"batches": 0, "requests": 0, "sequences": 0, "generated_tokens": 0, "lent_batches": 0}
         self._seed_rng = random.Random(seed)
         self._lock = threading.Lock()  # one user of the model at a time (decode, weight update, sleep)
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="skyrl-native")
@@ -179,7 +182,10 @@ class NativeBackend:
                 if not batch:
                     continue
                 try:
-                    results = await loop.run_in_executor(self._executor, self._run_batch, batch)
+                    if self.device.type == "cpu":  # on the thread waiting for it, if any (skyrl_core.threads)
+                        results = await run_on_waiting_thread(self._run_batch, batch, fallback=self._executor)
+                    else:
+                        results = await loop.run_in_executor(self._executor, self._run_batch, batch)
                 except Exception as exc:  # handed to every caller of the batch
                     for p in batch:
                         if not p.future.done():
@@ -216,32 +222,51 @@ class NativeBackend:
                 return [_aborted(p.request) for p in batch]
             assert self.engine is not None
             prompts, rows, owners = self._rows(batch)
-            self._cpu_threads(len(rows))
-            outputs = self.engine.generate(prompts, rows, lambda: self._closed or self._abort_epoch > epoch)
+            restore = self._cpu_threads(len(rows))
+            try:
+                outputs = self.engine.generate(prompts, rows, lambda: self._closed or self._abort_epoch > epoch)
+            finally:
+                if restore is not None:
+                    torch.set_num_threads(restore)
         per_request: list[list[Completion]] = [[] for _ in batch]
         for owner, out in zip(owners, outputs, strict=True):
             per_request[owner].append(self._completion(out))
         results = [GenerateResult(c) for c in per_request]
         self.stats["batches"] += 1
+        self.stats["lent_batches"] += lent()
         self.stats["requests"] += len(batch)
         self.stats["sequences"] += len(rows)
         self.stats["generated_tokens"] += sum(len(out.ids) for out in outputs)
         return results
 
-    def _cpu_threads(self, rows: int) -> None:
-        """(In the executor thread.) ``[backend] cpu_threads`` for a batch of ``rows`` on the CPU.
+    def _cpu_threads(self, rows: int) -> int | None:
+        """``[backend] cpu_threads`` for a batch of ``rows`` on the CPU; returns the count to set back
+        after the batch, or None.
 
-        OpenMP's and MKL's thread counts are per OS thread: the generation thread keeps the count it
-        is given (set back per batch only when it changes: a count that went back and forth with every
-        batch lost the gain, bench/RESULTS.md), and the training thread keeps its own. torch also
-        records the last count set as the one threads starting later begin with; a short-lived
-        thread sets the default again, so only this thread's count differs.
+        On a thread lent by a waiting trainer (``skyrl_core.threads``: the synchronous case), the
+        batch runs with that thread's own count, the training's, unless ``cpu_threads`` is set; then
+        that count holds for the batch only. With the generation on that one thread, the process has
+        one OpenMP team and two threads win at every size (bench/RESULTS.md, "Run 8").
+
+        In the executor thread (generation beside training: off-policy modes), OpenMP's and MKL's
+        thread counts are per OS thread: the generation thread keeps the count it is given (set back
+        per batch only when it changes: a count that went back and forth with every batch lost the
+        gain), and the training thread keeps its own. Small decode steps get one thread there: with
+        two OpenMP teams on the cores, fork and join on ~100 small operators per token costs more than
+        a second core gives. torch also records the last count set as the one threads starting later
+        begin with; a short-lived thread sets the default again, so only this thread's count differs.
         """
         if self.device.type != "cpu":
-            return
+            return None
+        if lent():
+            want, have = self.config.cpu_threads, torch.get_num_threads()
+            if want is None or want == have:
+                return None
+            torch.set_num_threads(want)
+            return have
         want = self.config.cpu_threads or (1 if self._params * rows < SMALL_DECODE else self._default_threads)
         if want == self._threads:
-            return
+            return None
         torch.get_num_threads()  # torch sets a thread's count up at its first use: before ours, not after
         torch.set_num_threads(want)
         self._threads = want
@@ -249,6 +274,7 @@ class NativeBackend:
             reset = threading.Thread(target=torch.set_num_threads, args=(self._default_threads,))
             reset.start()
             reset.join()
+        return None
 
     def _rows(self, batch: list[_Pending]) -> tuple[list[list[int]], list[RowSpec], list[int]]:
         """The distinct prompts of ``batch``, one row per sample, and each row's request.

@@ -24,10 +24,11 @@ Sampler = Callable[[int], RolloutBatch]
 
 
 def generate_rows(
-    run: RunContext, rows: Sequence[Any], samples_per_prompt: int, config: Any = None
+    run: RunContext, rows: Sequence[Any], samples_per_prompt: int, config: Any = None, *, lend: bool = False
 ) -> RolloutBatch:
     """``samples_per_prompt`` trajectories of each row with the backend's current weights, on the
-    run's loop (``config`` overrides the run's config, e.g. shorter generations)."""
+    run's loop (``config`` overrides the run's config, e.g. shorter generations). ``lend``: the
+    calling thread decodes for a CPU backend while it waits (``LoopThread.run_until_complete``)."""
     from skyrl_core.generator import generate_batch
 
     return run.loop.run_until_complete(
@@ -39,15 +40,17 @@ def generate_rows(
             config=config or run.config,
             samples_per_prompt=samples_per_prompt,
             policy_version=run.policy_version,
-        )
+        ),
+        lend=lend,
     )
 
 
-def sample_rollouts(run: RunContext, num_prompts: int, ticket: Hashable = None) -> RolloutBatch:
+def sample_rollouts(run: RunContext, num_prompts: int, ticket: Hashable = None, *, lend: bool = False) -> RolloutBatch:
     """Draw ``num_prompts`` prompts (remembered under ``ticket`` by a tracking loader), generate
-    ``samples_per_prompt`` each on the run's loop, then let plugins shape the rewards."""
+    ``samples_per_prompt`` each on the run's loop (``lend``: see ``generate_rows``), then let
+    plugins shape the rewards."""
     rows = run.train_loader.draw(num_prompts, ticket)
-    batch = generate_rows(run, rows, run.config.trainer.samples_per_prompt)
+    batch = generate_rows(run, rows, run.config.trainer.samples_per_prompt, lend=lend)
     run.registry.hook.skyrl_shape_rewards(run=run, batch=batch)
     return batch
 

@@ -4,7 +4,10 @@ In the off-policy modes generation must go on while the trainer thread computes,
 loop cannot be driven by ``run_until_complete`` from the trainer thread alone. A
 ``LoopThread`` stands in for ``run.loop``: code on any other thread still calls
 ``run.loop.run_until_complete(coro)`` (it blocks until the coroutine is done, as with a
-plain loop), while background tasks (``submit``) keep running between such calls.
+plain loop), while background tasks (``submit``) keep running between such calls. With
+``lend=True`` the blocked thread runs the CPU torch work posted to it with
+``skyrl_core.threads.run_on_waiting_thread`` (the native backend's decoding on the CPU), so a
+synchronous run computes on one thread only (that module says why).
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import concurrent.futures
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
+
+from skyrl_core.threads import wait_lending
 
 T = TypeVar("T")
 
@@ -46,11 +51,19 @@ class LoopThread:
             raise RuntimeError("LoopThread.submit: the loop was closed (the run is shutting down)")
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
-    def run_until_complete(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run ``coro`` on the loop and wait for its result (from any thread but the loop's)."""
+    def run_until_complete(self, coro: Coroutine[Any, Any, T], *, lend: bool = False) -> T:
+        """Run ``coro`` on the loop and wait for its result (from any thread but the loop's).
+
+        ``lend``: while it waits, the calling thread runs the CPU torch work posted for a waiting
+        thread (``skyrl_core.threads``). For a thread that has nothing else to do meanwhile, the
+        trainer's in ``sync`` mode; not for the off-policy modes, whose point is that generation
+        goes on while that thread trains.
+        """
         if self.in_loop_thread():
             coro.close()
             raise RuntimeError("LoopThread.run_until_complete called on the loop thread; await the coroutine instead")
+        if lend:
+            return wait_lending(lambda: self.submit(coro))
         return self.submit(coro).result()
 
     def call(self, fn: Callable[..., T], *args: Any) -> T:

@@ -36,7 +36,8 @@ class SyncPipeline:
         self._tickets += 1
         ticket = self._tickets
         with run.timer("generate"):
-            batch = collect_rollouts(run, lambda k: sample_rollouts(run, k, ticket))
+            # This thread only waits meanwhile: it decodes for a CPU backend (skyrl_core.threads).
+            batch = collect_rollouts(run, lambda k: sample_rollouts(run, k, ticket, lend=True))
         run.train_loader.release(ticket)
         return batch
 

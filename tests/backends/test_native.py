@@ -422,3 +422,36 @@ def test_cpu_threads_of_the_generation_thread(make, ref):
     fixed = make(cpu_threads=3)
     ids_fixed, threads = run(fixed)
     assert threads == 3 and ids_fixed == ids_small
+
+
+def test_decodes_on_the_waiting_thread_on_the_cpu(make, ref):
+    """On the CPU a batch runs on the thread that waits for it with ``lend=True`` (``skyrl_core.threads``:
+    one OpenMP team in the process), with that thread's own torch thread count, or ``cpu_threads`` for
+    the batch only; the samples are the executor's."""
+    from skyrl_core.pipeline import LoopThread
+
+    main_threads = torch.get_num_threads()
+    requests = _requests(ref, 3, max_new_tokens=5, temperature=1.0, seed=3, n=2)
+    loop = LoopThread()
+    try:
+        for options in ({}, {"cpu_threads": 1}):
+            backend = make(**options)
+            seen = []
+            engine_generate = backend.engine.generate
+
+            def generate(*args, _inner=engine_generate, _seen=seen, **kwargs):
+                _seen.append((threading.current_thread().name, torch.get_num_threads()))
+                return _inner(*args, **kwargs)
+
+            backend.engine.generate = generate
+            on_executor = loop.run_until_complete(backend.generate(requests))
+            lent = loop.run_until_complete(backend.generate(requests), lend=True)
+            assert backend.stats["lent_batches"] == 1 and backend.stats["batches"] == 2
+            assert seen[0][0].startswith("skyrl-native") and seen[1][0] == threading.current_thread().name
+            assert seen[1][1] == options.get("cpu_threads", main_threads)
+            assert torch.get_num_threads() == main_threads  # set back after the batch
+            assert [c.token_ids for r in lent for c in r.completions] == [
+                c.token_ids for r in on_executor for c in r.completions
+            ]
+    finally:
+        loop.close()
