@@ -80,12 +80,15 @@ class NativeBackendConfig:
     )
     cpu_threads: int | None = option(
         None,
-        help="On the CPU: torch intra-op threads of the generation thread (the training thread keeps its own). "
-        "Default: one thread for batches whose decode step is small (parameters x rows under 1e9, e.g. a "
-        "3M-parameter model at 64 rows), where OpenMP's fork and join on ~100 small operators per token costs "
-        "more than a second core gives, and torch's default (OMP_NUM_THREADS) otherwise. Measured on 2 cores "
-        "(bench/RESULTS.md): the CPU anchor's generation 0.61 s on one thread vs 0.67 s on two; SmolLM2's shape "
-        "at 64 rows 9.7 s on one vs 7.1 s on two.",
+        help="On the CPU: torch intra-op threads for decoding. In sync mode the trainer's thread decodes while it "
+        "waits for the batch (one OpenMP team in the process) with its own count, the training's; a set value holds "
+        "for each batch and the count is put back after it. When generation runs beside training (off-policy "
+        "modes: the backend's own thread), the default is one thread for batches whose decode step is small "
+        "(parameters x rows under 1e9, e.g. a 3M-parameter model at 64 rows), where a second OpenMP team's fork "
+        "and join on ~100 small operators per token costs more than a second core gives, and torch's default "
+        "(OMP_NUM_THREADS) otherwise. Measured on 2 cores (bench/RESULTS.md, run 8): the CPU anchor's 64 x 64 "
+        "tokens in 0.45-0.50 s on the one team's two threads, 0.72 s on one thread, 0.74 s on two threads of a "
+        "second team.",
         check=positive,
     )
     compile: Literal["auto", True, False] = option(
