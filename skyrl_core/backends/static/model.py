@@ -58,26 +58,30 @@ def span_of(spans: Spans) -> int:
     return spans if isinstance(spans, int) else max(sp for _, _, sp in spans)
 
 
-def _attend(qg: Tensor, cache: StaticKVCache, i: int, visible: Tensor, spans: Spans, scale: float,
-            backends: list[Any]) -> Tensor:
+def _attend(qg: Tensor, cache: StaticKVCache, i: int, visible: Tensor, spans: Spans, scale: float) -> Tensor:
     """Decode attention of layer ``i``: ``qg`` ``(B, G, groups, D)`` against each row's cached keys
-    and values up to its chunk's span (``visible``: the additive mask up to the longest span)."""
+    and values up to its chunk's span (``visible``: the additive mask up to the longest span). The
+    caller picks the SDPA backends (``_decode_backends``), once per step."""
     b = qg.shape[0]
     if isinstance(spans, int):
         spans = ((0, b, spans),)
     if len(spans) == 1:
         _, _, sp = spans[0]
-        with sdpa_kernel(backends):
-            return F.scaled_dot_product_attention(qg, cache.k[i, :b, :, :sp], cache.v[i, :b, :, :sp],
-                                                  attn_mask=visible[..., :sp], scale=scale)
+        return F.scaled_dot_product_attention(qg, cache.k[i, :b, :, :sp], cache.v[i, :b, :, :sp],
+                                              attn_mask=visible[..., :sp], scale=scale)
     out = torch.empty_like(qg)
     for start, end, sp in spans:
-        with sdpa_kernel(backends):
-            out[start:end] = F.scaled_dot_product_attention(
-                qg[start:end], cache.k[i, start:end, :, :sp], cache.v[i, start:end, :, :sp],
-                attn_mask=visible[start:end, ..., :sp], scale=scale,
-            )
+        out[start:end] = F.scaled_dot_product_attention(
+            qg[start:end], cache.k[i, start:end, :, :sp], cache.v[i, start:end, :, :sp],
+            attn_mask=visible[start:end, ..., :sp], scale=scale,
+        )
     return out
+
+
+def _decode_backends(device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """The SDPA backends of a decode step's attention, for the whole step: entering ``sdpa_kernel``
+    costs ~70 us on the CPU, paid once per step instead of once per layer (bench/RESULTS.md, run 8)."""
+    return sdpa_kernel(_DECODE_BACKENDS.get(device.type, [SDPBackend.MATH]))
 
 
 def unsupported_reason(model: Any) -> str | None:
@@ -351,7 +355,7 @@ class StaticDecoder:
         return bias.masked_fill_(~visible, float("-inf"))[:, None, None, :]
 
     def _attention(self, qg: Tensor, k: Tensor, v: Tensor, cache: StaticKVCache, i: int, rows: Tensor,
-                   positions: Tensor, visible: Tensor | None, span: Spans, backends: list[Any]) -> Tensor:
+                   positions: Tensor, visible: Tensor | None, span: Spans) -> Tensor:
         """Write layer ``i``'s new keys/values ``(B, G, D)`` at ``positions`` and attend ``qg``
         ``(B, G, groups, D)`` to each row's cache: the Triton kernel, or SDPA over the span."""
         if self._triton_decode is not None:
@@ -359,7 +363,7 @@ class StaticDecoder:
         cache.k[i, rows, :, positions] = k
         cache.v[i, rows, :, positions] = v
         assert visible is not None
-        return _attend(qg, cache, i, visible, span, self.scaling, backends)
+        return _attend(qg, cache, i, visible, span, self.scaling)
 
     def sample(self, logits: Tensor, rows: RowSampling, counters: Tensor) -> tuple[Tensor, Tensor]:
         """``skyrl_core.backends.sampling.sample`` of a decode step's logits; with the compiled step and
@@ -390,14 +394,14 @@ class StaticDecoder:
         cos, sin = self._cos_sin(h, positions[:, None])
         # (B, 1, 1, span): a row sees its cache up to its own position.
         visible = None if self.triton_attention else self.decode_mask(positions, span_of(span))
-        backends = _DECODE_BACKENDS.get(tokens.device.type, [SDPBackend.MATH])
-        for i, layer in enumerate(self.layers):
-            q, k, v = self._qkv(i, self._norm(layer.input_layernorm, h), cos, sin)
-            # The query heads that share a kv head form the "query length": no key copies; the
-            # cached keys are strided views (B, G, span, D).
-            qg = q.reshape(b, self.kv_heads, self.groups, self.head_dim)
-            out = self._attention(qg, k[:, 0], v[:, 0], cache, i, rows, positions, visible, span, backends)
-            h = self._finish_layer(i, h, out.reshape(b, 1, self.heads * self.head_dim))
+        with _decode_backends(tokens.device):
+            for i, layer in enumerate(self.layers):
+                q, k, v = self._qkv(i, self._norm(layer.input_layernorm, h), cos, sin)
+                # The query heads that share a kv head form the "query length": no key copies; the
+                # cached keys are strided views (B, G, span, D).
+                qg = q.reshape(b, self.kv_heads, self.groups, self.head_dim)
+                out = self._attention(qg, k[:, 0], v[:, 0], cache, i, rows, positions, visible, span)
+                h = self._finish_layer(i, h, out.reshape(b, 1, self.heads * self.head_dim))
         return self.logits(h[:, 0])
 
 
@@ -563,12 +567,12 @@ class CompiledDecode:
         cos, sin = d._cos_sin(embed[:1][None], positions[:, None])  # (B, 1, D)
         rows = torch.arange(b, device=tokens.device)
         visible = None if d.triton_attention else d.decode_mask(positions, span_of(span))
-        backends = _DECODE_BACKENDS.get(tokens.device.type, [SDPBackend.MATH])
         h, q, k, v = self._first(embed, tokens, layers[0], cos, sin, shape)
         logits = None
         for i in range(len(layers)):
             qg = q.view(b, d.kv_heads, d.groups, d.head_dim)
-            out = d._attention(qg, k, v, cache, i, rows, positions, visible, span, backends)
+            with _decode_backends(tokens.device):  # around the attention only: dynamo graphs stay outside
+                out = d._attention(qg, k, v, cache, i, rows, positions, visible, span)
             out = out.reshape(b, d.heads * d.head_dim)
             if i + 1 < len(layers):
                 h, q, k, v = self._middle(h, out, layers[i], layers[i + 1], cos, sin, shape)
