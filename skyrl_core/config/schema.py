@@ -138,7 +138,12 @@ class ModelConfig:
     device: str = option(
         "auto", help="'auto' (CUDA when available, else CPU), 'cpu', 'cuda' or 'cuda:N'.", check=device_spec
     )
-    attn_implementation: str = option("sdpa", help="transformers attention implementation.")
+    attn_implementation: str = option(
+        "sdpa",
+        help="transformers attention implementation. On the CPU, 'sdpa' loads as 'skyrl_sdpa': the same SDPA with "
+        "grouped-query attention inside the kernel where transformers would copy each key/value head per query "
+        "head (masked batches: padding, shared prompts); same results, fewer copies (skyrl_core.models.attention).",
+    )
     trust_remote_code: bool = option(False, help="Allow custom modelling code from the model folder.")
     chat_template: str | None = option(
         None, help="A Jinja chat template (inline) or a path to a .jinja file, replacing the tokenizer's."

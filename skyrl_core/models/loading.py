@@ -13,6 +13,7 @@ import torch
 
 from skyrl_core.config.schema import ModelConfig
 from skyrl_core.errors import SkyrlError
+from skyrl_core.models import attention
 from skyrl_core.models.tiny import could_be_hub_id, ensure_model
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -129,7 +130,8 @@ def load_causal_lm(
         model = AutoModelForCausalLM.from_pretrained(
             str(path),
             dtype=torch_dtype,
-            attn_implementation=model_cfg.attn_implementation,
+            # "sdpa" on the CPU: with grouped-query attention inside the kernel (skyrl_core.models.attention)
+            attn_implementation=attention.implementation(model_cfg.attn_implementation, target),
             trust_remote_code=model_cfg.trust_remote_code,
         )
     except (OSError, ValueError) as exc:
