@@ -23,7 +23,8 @@ sample, no reference model, one optimizer step per step, lr 1e-6.
   (``timing/generate``, ``timing/update``, ``timing/weight_sync``) are medians too.
 * **generation only**: the native backend with ``engine = "hf"`` and ``"static"`` vs
   transformers ``generate`` (``min_new_tokens = max_new_tokens = 64``, no stop token) on the
-  same 64 requests and weights, in this process: tokens/s and ratios.
+  same 64 requests and weights, in this process: tokens/s and ratios. The backend decodes on
+  this thread while it waits (``LoopThread.run_until_complete(lend=True)``), as in training.
 
 Other engineers share these two cores, so every figure is noisy: the repetitions interleave
 (ours, TRL, ours, TRL, ...), medians are reported with the load average before and after
@@ -213,13 +214,12 @@ def run_trl(python: Path, anchor: Path, steps: int, rep: int, workdir: Path) -> 
 
 def bench_generation(model_dir: Path, prompts: list[list[int]], reps: int) -> dict[str, Any]:
     """Native backend (``hf``, ``static``) vs transformers ``generate``: 16 prompts x 4 samples x 64 tokens."""
-    import asyncio
-
     import torch
 
     from skyrl_core.backends.native import NativeBackend
     from skyrl_core.backends.native_config import NativeBackendConfig
     from skyrl_core.config.schema import ModelConfig
+    from skyrl_core.pipeline import LoopThread
     from skyrl_core.protocols.backend import GenerateRequest, SamplingParams
 
     prompts = prompts[:PROMPTS]
@@ -231,8 +231,11 @@ def bench_generation(model_dir: Path, prompts: list[list[int]], reps: int) -> di
     ids = torch.tensor(prompts).repeat_interleave(SAMPLES, 0)
     tokens = len(prompts) * SAMPLES * NEW_TOKENS
 
+    loop = LoopThread()
+
     def ours(engine: str) -> None:
-        results = asyncio.run(backends[engine].generate(requests))
+        # As the trainer runs it in sync mode: this thread waits and decodes (skyrl_core.threads).
+        results = loop.run_until_complete(backends[engine].generate(requests), lend=True)
         assert all(len(c.token_ids) == NEW_TOKENS for r in results for c in r.completions)
 
     def generate() -> None:
@@ -254,6 +257,7 @@ def bench_generation(model_dir: Path, prompts: list[list[int]], reps: int) -> di
             seconds[name].append(time.perf_counter() - t)
     for b in backends.values():
         b.shutdown()
+    loop.close()
     med = {name: statistics.median(v) for name, v in seconds.items()}
     record = dict(system="generation", tokens=tokens, seconds=seconds, median_s=med,
                   tokens_per_s={n: round(tokens / s) for n, s in med.items()},
