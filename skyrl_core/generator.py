@@ -31,6 +31,7 @@ import functools
 import hashlib
 import inspect
 import math
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -193,6 +194,28 @@ def _messages(value: Any, what: str) -> list[dict[str, Any]]:
     return out
 
 
+#: The environment thread pools, one per size, kept between batches (starting up to 32 threads for
+#: every batch cost ~5-10 ms of a 2-core CPU step); a pool whose env call timed out is retired.
+_ENV_POOLS: dict[int, concurrent.futures.ThreadPoolExecutor] = {}
+_ENV_POOLS_LOCK = threading.Lock()
+
+
+def _env_pool(workers: int) -> concurrent.futures.ThreadPoolExecutor:
+    with _ENV_POOLS_LOCK:
+        pool = _ENV_POOLS.get(workers)
+        if pool is None:
+            pool = _ENV_POOLS[workers] = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="skyrl-env")
+        return pool
+
+
+def _retire_env_pool(pool: concurrent.futures.ThreadPoolExecutor) -> None:
+    with _ENV_POOLS_LOCK:
+        for size, kept in list(_ENV_POOLS.items()):
+            if kept is pool:
+                del _ENV_POOLS[size]
+    pool.shutdown(wait=False)  # work another batch queued on it still runs
+
+
 class Generator:
     """Runs trajectories against an ``InferenceBackend``.
 
@@ -212,13 +235,14 @@ class Generator:
         self.chat = ChatTokens(tokenizer, config.model.chat_template_kwargs)
         self._env_cls: dict[str, tuple[type, Any]] = {}
         self._batcher = _Batcher(backend)
-        self._pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=min(32, self.gen.max_concurrent), thread_name_prefix="skyrl-env"
-        )
+        self._pool = _env_pool(min(32, self.gen.max_concurrent))
+        self._timed_out = False
 
     def close(self) -> None:
-        """Release the environment thread pool (threads stuck in a hung env are abandoned)."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        """Give the environment thread pool back; after a timed-out env call, retire it instead (its
+        threads stuck in a hung env are abandoned; the next batch gets a new pool)."""
+        if self._timed_out:
+            _retire_env_pool(self._pool)
 
     # -- environments ------------------------------------------------------------------------
 
@@ -251,6 +275,7 @@ class Generator:
                 if inspect.isawaitable(result):
                     result = await asyncio.wait_for(result, timeout)
         except asyncio.TimeoutError as exc:
+            self._timed_out = True
             raise EnvFailure(f"{phase} timed out after {timeout:g} s ({source})") from exc
         except EnvFailure:
             raise

@@ -65,12 +65,17 @@ def prompt_token_ids(
     return encode(tokenizer, render(tokenizer, messages, add_generation_prompt=True, template_kwargs=template_kwargs))
 
 
+#: Rendered prompts whose token ids ``ChatTokens.prompt_ids`` keeps (then it starts over).
+PROMPT_CACHE_SIZE = 4096
+
+
 class ChatTokens:
     """Per-tokenizer helpers for appending turns without re-tokenizing the history."""
 
     def __init__(self, tokenizer: Any, template_kwargs: Mapping[str, Any] | None = None) -> None:
         self.tokenizer = tokenizer
         self.template_kwargs = dict(template_kwargs or {})
+        self._prompt_cache: dict[str, list[int]] = {}
         self._base = [*_BASE, {"role": "assistant", "content": _MARKER}]
         self._base_text = self._render(self._base, add_generation_prompt=False)
         at = self._base_text.rfind(_MARKER)
@@ -90,8 +95,15 @@ class ChatTokens:
                       template_kwargs=self.template_kwargs)
 
     def prompt_ids(self, messages: Sequence[Message]) -> list[int]:
-        """``prompt_token_ids`` with this object's template variables."""
-        return encode(self.tokenizer, self._render(messages, add_generation_prompt=True))
+        """``prompt_token_ids`` with this object's template variables. The ids of a rendered text are
+        kept (a GRPO group's samples share their prompt: one encoding instead of n)."""
+        text = self._render(messages, add_generation_prompt=True)
+        ids = self._prompt_cache.get(text)
+        if ids is None:
+            if len(self._prompt_cache) >= PROMPT_CACHE_SIZE:
+                self._prompt_cache.clear()
+            ids = self._prompt_cache[text] = encode(self.tokenizer, text)
+        return list(ids)
 
     def stop_token_ids(self) -> tuple[int, ...]:
         """The ids that end a model turn: the tokenizer's EOS ids plus the template's end-of-turn token."""

@@ -84,3 +84,28 @@ def test_unknown_env_class_in_plain_rows_is_a_data_error(tokenizer, registry, ma
     backend = ScriptedBackend(tokenizer, lambda ctx, turn: "x")
     with pytest.raises(DataError, match=r"no environment named 'arithmetik'\. Did you mean 'arithmetic'"):
         run(backend, tokenizer, registry, make_cfg(), [row("arithmetik")])
+
+
+def test_env_thread_pool_is_kept_between_batches_and_retired_after_a_timeout(
+    tokenizer, registry, make_cfg, release_slow_envs
+):
+    """The env thread pool outlives a batch (no thread start-up per step); a batch whose env call timed
+    out retires it (a thread stuck in the hung env goes with it) and the next batch gets a new one."""
+    import threading
+
+    from skyrl_core import generator
+
+    backend = ScriptedBackend(tokenizer, lambda ctx, turn: "\\boxed{5}")
+    cfg = make_cfg(env_timeout_s=0.3)
+    run(backend, tokenizer, registry, cfg, [GOOD, GOOD])
+    pools = list(generator._ENV_POOLS.values())  # held: ids of freed objects can come back
+    threads = {t for t in threading.enumerate() if t.name.startswith("skyrl-env")}
+    batch = run(backend, tokenizer, registry, cfg, [GOOD, GOOD])
+    assert all(t.reward == 1.0 for t in batch)
+    assert list(generator._ENV_POOLS.values()) == pools
+    assert threads and threads == {t for t in threading.enumerate() if t.name.startswith("skyrl-env")}
+    batch = run(backend, tokenizer, registry, cfg, [GOOD, row("slow")])
+    assert [t.error is not None for t in batch] == [False, True]
+    assert not any(p in pools for p in generator._ENV_POOLS.values())  # retired
+    batch = run(backend, tokenizer, registry, cfg, [GOOD])
+    assert batch.trajectories[0].reward == 1.0 and len(generator._ENV_POOLS) == 1
