@@ -103,7 +103,7 @@ def test_env_thread_pool_is_kept_between_batches_and_retired_after_a_timeout(
     batch = run(backend, tokenizer, registry, cfg, [GOOD, GOOD])
     assert all(t.reward == 1.0 for t in batch)
     assert list(generator._ENV_POOLS.values()) == pools
-    assert threads and threads == {t for t in threading.enumerate() if t.name.startswith("skyrl-env")}
+    assert threads and threads <= set(threading.enumerate())  # still serving (a busy pool may add more)
     batch = run(backend, tokenizer, registry, cfg, [GOOD, row("slow")])
     assert [t.error is not None for t in batch] == [False, True]
     assert not any(p in pools for p in generator._ENV_POOLS.values())  # retired
