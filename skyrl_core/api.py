@@ -193,6 +193,7 @@ _section("Helpers for backends")
 _export("skyrl_core.backends.stops", "decode_text", "StopStringWatch")
 _export("skyrl_core.backends.sampling", "sample_seed", "counter_uniform", "RowSampling", "filtered_logprobs")
 _export("skyrl_core.backends.validation", "check_requests", "request_problems")
+_export("skyrl_core.threads", "run_on_waiting_thread", "lent")
 _export("skyrl_core.models.loading", "load_tokenizer")
 _export("skyrl_core.models.tiny", "build_tiny_model")
 
