@@ -129,7 +129,10 @@ def wait_lending(start: Callable[[], concurrent.futures.Future[T]]) -> T:
                 except queue.Empty:
                     break
                 if isinstance(item, _Job):
-                    item.fallback.submit(item.run)
+                    try:
+                        item.fallback.submit(item.run)
+                    except RuntimeError:  # the executor was shut down meanwhile: run it here
+                        item.run()
             me.finished.clear()
     return future.result()
 
