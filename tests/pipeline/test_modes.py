@@ -3,6 +3,8 @@ an async checkpoint, end to end."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import attrs
 import pytest
 from pipeline_support import TRAINED_LOG, metrics, registry, train_file, trained, write_config
@@ -134,3 +136,37 @@ def test_a_backend_failure_in_the_background_stops_the_run_with_its_error(tmp_pa
                        extra='\n[backend]\nname = "native_failing"\n')
     with pytest.raises(error, match="engine crashed"):
         train_file(cfg, [], FailingPlugin())
+
+
+class CountingBackend(NativeBackend):
+    """The native backend, keeping every instance (its ``stats`` say where its batches ran)."""
+
+    made: ClassVar[list[NativeBackend]] = []
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        CountingBackend.made.append(self)
+
+
+class CountingPlugin:
+    @hookimpl
+    def skyrl_register_backends(self):
+        return [ComponentSpec("native_counting", CountingBackend, "Native, instances kept (test).",
+                              NativeBackendConfig)]
+
+
+@pytest.mark.parametrize("mode", ["sync", "one_step_off"])
+def test_only_sync_mode_decodes_on_the_trainers_thread(tmp_path, tiny_model_dir, mode):
+    """On the CPU, ``sync`` training lends its waiting thread to the backend's batches (one OpenMP team,
+    ``skyrl_core.threads``); ``one_step_off`` keeps generation in the backend's own thread, beside training."""
+    CountingBackend.made.clear()
+    cfg = write_config(tmp_path, tiny_model_dir, steps=2, delay=0.0, trainer=f'mode = "{mode}"',
+                       extra='\n[backend]\nname = "native_counting"\n')
+    train_file(cfg, [], CountingPlugin())
+    (backend,) = CountingBackend.made
+    stats = backend.stats
+    assert stats["batches"] > 0
+    if mode == "sync":
+        assert stats["lent_batches"] == stats["batches"]
+    else:
+        assert stats["lent_batches"] < stats["batches"]  # the steps' batches run beside training
