@@ -208,11 +208,10 @@ def _env_pool(workers: int) -> concurrent.futures.ThreadPoolExecutor:
         return pool
 
 
-def _retire_env_pool(pool: concurrent.futures.ThreadPoolExecutor) -> None:
+def _retire_env_pool(workers: int, pool: concurrent.futures.ThreadPoolExecutor) -> None:
     with _ENV_POOLS_LOCK:
-        for size, kept in list(_ENV_POOLS.items()):
-            if kept is pool:
-                del _ENV_POOLS[size]
+        if _ENV_POOLS.get(workers) is pool:  # another batch may have retired it already
+            del _ENV_POOLS[workers]
     pool.shutdown(wait=False)  # work another batch queued on it still runs
 
 
@@ -235,14 +234,15 @@ class Generator:
         self.chat = ChatTokens(tokenizer, config.model.chat_template_kwargs)
         self._env_cls: dict[str, tuple[type, Any]] = {}
         self._batcher = _Batcher(backend)
-        self._pool = _env_pool(min(32, self.gen.max_concurrent))
-        self._timed_out = False
+        self._workers = min(32, self.gen.max_concurrent)
+        self._pool = _env_pool(self._workers)
+        self._stuck_thread = False
 
     def close(self) -> None:
-        """Give the environment thread pool back; after a timed-out env call, retire it instead (its
-        threads stuck in a hung env are abandoned; the next batch gets a new pool)."""
-        if self._timed_out:
-            _retire_env_pool(self._pool)
+        """Give the environment thread pool back; after a sync env call timed out in it, retire it instead
+        (its thread stuck in the hung env is abandoned; the next batch gets a new pool)."""
+        if self._stuck_thread:
+            _retire_env_pool(self._workers, self._pool)
 
     # -- environments ------------------------------------------------------------------------
 
@@ -271,11 +271,15 @@ class Generator:
                 result = await asyncio.wait_for(fn(*args), timeout)
             else:
                 loop = asyncio.get_running_loop()
-                result = await asyncio.wait_for(loop.run_in_executor(self._pool, functools.partial(fn, *args)), timeout)
+                try:
+                    result = await asyncio.wait_for(loop.run_in_executor(self._pool, functools.partial(fn, *args)),
+                                                    timeout)
+                except asyncio.TimeoutError:
+                    self._stuck_thread = True  # a pool thread may still be inside fn: close() retires the pool
+                    raise
                 if inspect.isawaitable(result):
                     result = await asyncio.wait_for(result, timeout)
         except asyncio.TimeoutError as exc:
-            self._timed_out = True
             raise EnvFailure(f"{phase} timed out after {timeout:g} s ({source})") from exc
         except EnvFailure:
             raise

@@ -89,8 +89,9 @@ def test_unknown_env_class_in_plain_rows_is_a_data_error(tokenizer, registry, ma
 def test_env_thread_pool_is_kept_between_batches_and_retired_after_a_timeout(
     tokenizer, registry, make_cfg, release_slow_envs
 ):
-    """The env thread pool outlives a batch (no thread start-up per step); a batch whose env call timed
-    out retires it (a thread stuck in the hung env goes with it) and the next batch gets a new one."""
+    """The env thread pool outlives a batch (no thread start-up per step); a batch whose sync env call
+    timed out in it retires it (the thread stuck in the hung env goes with it) and the next batch gets a
+    new one; an async env's timeout leaves no thread behind and keeps the pool."""
     import threading
 
     from skyrl_core import generator
@@ -104,6 +105,9 @@ def test_env_thread_pool_is_kept_between_batches_and_retired_after_a_timeout(
     assert all(t.reward == 1.0 for t in batch)
     assert list(generator._ENV_POOLS.values()) == pools
     assert threads and threads <= set(threading.enumerate())  # still serving (a busy pool may add more)
+    batch = run(backend, tokenizer, registry, cfg, [GOOD, row("slow_async")])  # a coroutine: no thread stuck
+    assert [t.error is not None for t in batch] == [False, True]
+    assert list(generator._ENV_POOLS.values()) == pools
     batch = run(backend, tokenizer, registry, cfg, [GOOD, row("slow")])
     assert [t.error is not None for t in batch] == [False, True]
     assert not any(p in pools for p in generator._ENV_POOLS.values())  # retired
